@@ -1,0 +1,19 @@
+#!/bin/sh
+# Container entrypoint: install the control-plane public key, keep the SSH host key in
+# the persistent home volume (so it survives container re-creation), hand over to
+# supervisord, which restarts crashed services.
+set -eu
+if [ -z "${DEV8_CONTROL_KEY:-}" ]; then
+  echo "dev8-entrypoint: DEV8_CONTROL_KEY is not set" >&2
+  exit 64
+fi
+printf '%s\n' "$DEV8_CONTROL_KEY" > /etc/dev8/authorized_keys
+chmod 0644 /etc/dev8/authorized_keys
+unset DEV8_CONTROL_KEY
+hostkeys=/home/dev/.dev8/hostkeys
+install -d -m 0700 -o root -g root "$hostkeys"
+[ -s "$hostkeys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$hostkeys/ssh_host_ed25519_key"
+install -d -o dev -g dev /home/dev/workspace
+[ -d /run/dev8 ] && chown dev:dev /run/dev8 && chmod 0700 /run/dev8
+mkdir -p /run/sshd /var/log/supervisor
+exec /usr/bin/supervisord -n -c /etc/supervisor/supervisord.conf

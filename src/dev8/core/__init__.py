@@ -1,0 +1,1 @@
+"""Domain logic: environments, reconciler, secrets, auth. Knows nothing of HTTP."""

@@ -1,0 +1,25 @@
+"""Domain errors. The HTTP layer maps them to status codes; the core never sees HTTP."""
+
+
+class Dev8Error(Exception):
+    """Base class; ``str(exc)`` is a message fit to show a user."""
+
+
+class NotFound(Dev8Error):
+    pass
+
+
+class Conflict(Dev8Error):
+    pass
+
+
+class Invalid(Dev8Error):
+    pass
+
+
+class Unauthorized(Dev8Error):
+    pass
+
+
+class RuntimeUnavailable(Dev8Error):
+    """The runtime backend (e.g. the Docker daemon) cannot be reached."""

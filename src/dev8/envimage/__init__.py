@@ -1,0 +1,1 @@
+"""Code that runs inside environment containers (stdlib only)."""

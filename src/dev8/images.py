@@ -1,0 +1,129 @@
+"""Building dev8's environment images with the local Docker engine.
+
+The Dockerfile lives in ``images/`` (shipped in the wheel as ``dev8/_images``). The build
+context is assembled here: that folder plus the ``dev8-env`` helper. When the Debian base
+image cannot be pulled (no container registry), one is made from Debian packages with
+debootstrap, using the mirror from the host's own apt sources.
+"""
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from dev8 import envimage
+
+TARGETS = ("base",)
+DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
+FALLBACK_BASE_IMAGE = "dev8/debian:bookworm-minbase"
+Progress = Callable[[str], None]
+
+
+class ImageBuildError(RuntimeError):
+    """An image could not be built; the message says which step failed and why."""
+
+
+def image_tag(target: str) -> str:
+    return f"dev8/{target}:latest"
+
+
+def images_dir() -> Path:
+    packaged = Path(__file__).parent / "_images"
+    if (packaged / "Dockerfile").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "images"
+
+
+def build_context() -> bytes:
+    """The build context as a tar archive: ``images/`` plus the dev8-env helper."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        root = images_dir()
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=str(path.relative_to(root)))
+        tar.add(Path(envimage.__file__).with_name("dev8_env.py"), arcname="dev8-env")
+    return buf.getvalue()
+
+
+def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian archive URL the host uses (deb822 ``.sources`` or one-line format)."""
+    texts = []
+    for path in [sources_dir / "sources.list", *sorted((sources_dir / "sources.list.d").glob("*"))]:
+        if path.is_file():
+            texts.append(path.read_text(errors="replace"))
+    for text in texts:
+        for url in re.findall(r"^\s*(?:URIs:|deb)\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M):
+            if "security" not in url and url.startswith(("http://", "https://")):
+                return url
+    return "http://deb.debian.org/debian"
+
+
+def _debootstrap_image(client: docker.DockerClient, progress: Progress) -> str:
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError(
+            "cannot pull debian:bookworm-slim and debootstrap is not installed "
+            "(apt-get install debootstrap)"
+        )
+    mirror = apt_mirror()
+    progress(f"no registry: making {FALLBACK_BASE_IMAGE} with debootstrap from {mirror}")
+    with tempfile.TemporaryDirectory(prefix="dev8-rootfs-") as root:
+        proc = subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", root, mirror],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise ImageBuildError(f"debootstrap failed: {proc.stderr.strip()[-500:]}")
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        assert tar.stdout is not None
+        client.api.import_image_from_stream(tar.stdout, repository="dev8/debian", tag="bookworm-minbase")
+        if tar.wait() != 0:
+            raise ImageBuildError("packing the debootstrap root file system failed")
+    return FALLBACK_BASE_IMAGE
+
+
+def ensure_base_os(client: docker.DockerClient, progress: Progress) -> str:
+    """Return the name of a Debian bookworm image present locally, pulling or making one."""
+    for name in (DEFAULT_BASE_IMAGE, FALLBACK_BASE_IMAGE):
+        try:
+            client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            pass
+    progress(f"pulling {DEFAULT_BASE_IMAGE}")
+    try:
+        client.images.pull(DEFAULT_BASE_IMAGE)
+        return DEFAULT_BASE_IMAGE
+    except docker.errors.APIError as exc:
+        progress(f"pull failed ({str(exc)[:120]})")
+    return _debootstrap_image(client, progress)
+
+
+def build(client: docker.DockerClient, target: str = "base", progress: Progress = print) -> str:
+    """Build ``target`` and tag it ``dev8/<target>:latest``; returns the tag."""
+    if target not in TARGETS:
+        raise ImageBuildError(f"unknown image target {target!r} (choose from {', '.join(TARGETS)})")
+    base_image = ensure_base_os(client, progress)
+    tag = image_tag(target)
+    progress(f"building {tag} from {base_image}")
+    last_lines: list[str] = []
+    for chunk in client.api.build(
+        fileobj=io.BytesIO(build_context()), custom_context=True, tag=tag, target=target,
+        buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, decode=True,
+    ):
+        if "error" in chunk:
+            raise ImageBuildError(f"building {tag} failed: {chunk['error'].strip()}\n" + "".join(last_lines[-10:]))
+        line = chunk.get("stream", "")
+        if line.strip():
+            last_lines.append(line)
+            if line.startswith("Step "):
+                progress(line.strip())
+    return tag
