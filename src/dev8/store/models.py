@@ -88,6 +88,7 @@ class Environment(Base):
     observed_state: Mapped[str] = mapped_column(String(16), default="pending")
     status_message: Mapped[str] = mapped_column(Text, default="")
     keep_volume: Mapped[bool] = mapped_column(Boolean, default=False)
+    restart_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     ssh_port: Mapped[int | None] = mapped_column(Integer)
     container_id: Mapped[str | None] = mapped_column(String(80))
     control_public_key: Mapped[str] = mapped_column(Text)

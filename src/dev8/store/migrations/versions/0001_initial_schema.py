@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 04:43:46.596141
+Create Date: 2026-11-29 04:45:26.246465
 """
 from alembic import op
 import sqlalchemy as sa
@@ -60,6 +60,7 @@ def upgrade() -> None:
     sa.Column('observed_state', sa.String(length=16), nullable=False),
     sa.Column('status_message', sa.Text(), nullable=False),
     sa.Column('keep_volume', sa.Boolean(), nullable=False),
+    sa.Column('restart_requested', sa.Boolean(), nullable=False),
     sa.Column('ssh_port', sa.Integer(), nullable=True),
     sa.Column('container_id', sa.String(length=80), nullable=True),
     sa.Column('control_public_key', sa.Text(), nullable=False),

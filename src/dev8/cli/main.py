@@ -1,0 +1,398 @@
+"""dev8 command line. Server-side admin commands work on the data dir directly;
+everything else talks to a dev8 server through its REST API (`dev8 login` first)."""
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dev8.cli import sshconfig
+from dev8.cli.client import ApiError, Client
+from dev8.cli.config import ClientConfig, known_hosts_path
+
+app = typer.Typer(help="dev8: cloud development environments you host yourself.", no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+admin_app = typer.Typer(help="Server-side administration (works on the data dir / database directly).",
+                        no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the SSH public keys that may log in through the gateway.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Manage secrets (write-only: values are never shown back).", no_args_is_help=True)
+image_app = typer.Typer(help="Environment images.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(image_app, name="image")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data dir [env DEV8_DATA_DIR]")]
+DbUrl = Annotated[Optional[str], typer.Option("--database-url", help="SQLAlchemy URL [env DEV8_DATABASE_URL]")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: object):  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    from dev8.settings import Settings
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 2)
+
+
+def api() -> Client:
+    cfg = ClientConfig.load()
+    if cfg is None:
+        fail("not logged in: run `dev8 login URL --token TOKEN`")
+    return Client(cfg.url, cfg.token)
+
+
+def call(fn, *args, **kw):  # type: ignore[no-untyped-def]
+    try:
+        return fn(*args, **kw)
+    except ApiError as exc:
+        fail(exc.detail)
+
+
+# --- server and admin --------------------------------------------------------------------
+
+@app.command()
+def server(
+    data_dir: DataDir = None, database_url: DbUrl = None,
+    http_addr: Annotated[Optional[str], typer.Option(help="HTTP listen address [env DEV8_HTTP_ADDR, default 127.0.0.1:7080]")] = None,
+    ssh_addr: Annotated[Optional[str], typer.Option(help="SSH gateway address [env DEV8_SSH_ADDR, default 127.0.0.1:2222]")] = None,
+) -> None:
+    """Run the dev8 server: REST API, SSH gateway and reconciler (SQLite + local Docker by default)."""
+    from dev8.server.main import StartupError, run
+    settings = _settings(data_dir=data_dir, database_url=database_url, http_addr=http_addr, ssh_addr=ssh_addr)
+    try:
+        run(settings)
+    except StartupError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot start: {exc}")
+
+
+def _store(data_dir: Path | None, database_url: str | None):  # type: ignore[no-untyped-def]
+    from dev8.server.main import open_store
+    return open_store(_settings(data_dir=data_dir, database_url=database_url))
+
+
+@admin_app.command("create-user")
+def create_user(
+    email: str, admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Create a user. Without a TTY and without --password-stdin the user logs in with tokens only."""
+    from dev8.core import auth
+    from dev8.core.errors import Dev8Error
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password (empty for token-only): ") or None
+    if password is not None and len(password) < 8:
+        fail("password must have at least 8 characters")
+    db, _ = _store(data_dir, database_url)
+    try:
+        with db.session() as s:
+            user = auth.create_user(s, email=email, password=password, is_admin=admin)
+            out.print(f"created user {user.email} ({user.username}){' [admin]' if admin else ''}")
+    except Dev8Error as exc:
+        fail(str(exc))
+
+
+@admin_app.command("create-token")
+def create_token(
+    email: str, name: Annotated[str, typer.Option(help="A name to recognise the token by")] = "cli",
+    expires: Annotated[Optional[str], typer.Option(help="Lifetime, e.g. 12h, 30d (default: no expiry)")] = None,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Create an API token for a user and print only the token."""
+    from dev8.core import auth
+    from dev8.core.errors import Dev8Error
+    db, _ = _store(data_dir, database_url)
+    try:
+        lifetime = auth.parse_duration(expires) if expires else None
+        with db.session() as s:
+            token = auth.create_token(s, auth.get_user_by_email(s, email), name=name, expires_in=lifetime)
+    except Dev8Error as exc:
+        fail(str(exc))
+    print(token)
+
+
+@admin_app.command("rotate-keys")
+def rotate_keys(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Add a new key-encryption key and rewrap every secret's data key with it."""
+    from dev8.core.secrets import rotate_keys as rotate
+    db, keyring = _store(data_dir, database_url)
+    with db.session() as s:
+        count = rotate(s, keyring)
+        keyring.save()  # before the commit: the old keys stay in the ring either way
+    out.print(f"rewrapped {count} data key(s); active key is now {keyring.active}")
+
+
+# --- login, keys, secrets ---------------------------------------------------------------------
+
+@app.command()
+def login(url: str, token: Annotated[Optional[str], typer.Option(help="API token (or DEV8_TOKEN, or prompt)")] = None) -> None:
+    """Log in to a dev8 server with an API token; saved with 0600 permissions."""
+    token = token or os.environ.get("DEV8_TOKEN") or getpass.getpass("API token: ")
+    client = Client(url, token.strip())
+    me = call(client.get, "/me")
+    info = call(client.get, "/ssh-info")
+    path = ClientConfig(url=url.rstrip("/"), token=token.strip()).save()
+    _write_known_hosts(info)
+    out.print(f"logged in to {url} as {me['email']} (saved in {path})")
+
+
+def _write_known_hosts(info: dict) -> None:
+    host = info["host"] if info["port"] == 22 else f"[{info['host']}]:{info['port']}"
+    path = known_hosts_path()
+    path.write_text(f"{host} {info['host_key']}\n")
+
+
+@keys_app.command("add")
+def keys_add(path: Path, name: Annotated[Optional[str], typer.Option(help="Label (default: key comment)")] = None) -> None:
+    """Register an SSH public key (e.g. ~/.ssh/id_ed25519.pub; '-' reads stdin)."""
+    text = sys.stdin.read() if str(path) == "-" else _read_small(path)
+    key = call(api().post, "/keys", json={"public_key": text, "name": name})
+    out.print(f"added key {key['name']} SHA256:{key['fingerprint']}")
+
+
+def _read_small(path: Path) -> str:
+    try:
+        if path.stat().st_size > 16384:
+            fail(f"{path} is too large to be a public key")
+        return path.read_text()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    except UnicodeDecodeError:
+        fail(f"{path} is not a text public key file")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List registered SSH keys."""
+    table = Table("ID", "NAME", "FINGERPRINT", "ADDED")
+    for k in call(api().get, "/keys"):
+        table.add_row(str(k["id"]), k["name"], "SHA256:" + k["fingerprint"], k["created_at"][:19])
+    out.print(table)
+
+
+@keys_app.command("remove")
+def keys_remove(key_id: int) -> None:
+    """Remove an SSH key by its ID (see `dev8 keys list`)."""
+    call(api().request, "DELETE", f"/keys/{key_id}")
+    out.print(f"removed key {key_id}")
+
+
+@secrets_app.command("set")
+def secrets_set(name: str) -> None:
+    """Set a secret. The value comes from stdin (or a hidden prompt), never from the command line."""
+    value = getpass.getpass(f"Value for {name}: ") if sys.stdin.isatty() else sys.stdin.read()
+    value = value.rstrip("\n")
+    call(api().request, "PUT", f"/secrets/{name}", json={"value": value})
+    out.print(f"secret {name} saved")
+
+
+@secrets_app.command("list")
+def secrets_list() -> None:
+    """List secret names and dates."""
+    table = Table("NAME", "CREATED", "UPDATED")
+    for s in call(api().get, "/secrets"):
+        table.add_row(s["name"], s["created_at"][:19], s["updated_at"][:19])
+    out.print(table)
+
+
+@secrets_app.command("delete")
+def secrets_delete(name: str) -> None:
+    """Delete a secret."""
+    call(api().request, "DELETE", f"/secrets/{name}")
+    out.print(f"secret {name} deleted")
+
+
+# --- environments ----------------------------------------------------------------------------
+
+def _follow(client: Client, name: str, until: set[str], after: int = 0) -> None:
+    """Print lifecycle events until one of ``until`` steps succeeds; exit 1 on an error event."""
+    try:
+        for ev in client.events(name, after):
+            if ev["kind"] == "deleted":
+                if "deleted" in until:
+                    out.print(f"{name}: deleted")
+                    return
+                fail(f"{name} was deleted")
+            step, status, msg = ev["step"], ev["status"], ev.get("message", "")
+            if status == "error":
+                fail(f"{name}: step '{step}' failed: {msg}")
+            if status == "running":
+                out.print(f"[dim]…[/dim] {step}", highlight=False)
+            elif status == "progress":
+                out.print(f"  [dim]{msg}[/dim]", highlight=False)
+            elif status == "ok" and step == "request":
+                out.print(f"[dim]{msg}[/dim]", highlight=False)
+            elif status == "ok":
+                out.print(f"[green]✓[/green] {step}{f' ({msg})' if msg else ''}", highlight=False)
+            if status == "ok" and step in until:
+                return
+    except ApiError as exc:
+        fail(exc.detail)
+
+
+def _last_event_id(client: Client, name: str) -> int:
+    events = call(client.get, f"/environments/{name}/events", params={"follow": "false", "after": 0})
+    return events[-1]["id"] if events else 0
+
+
+@app.command()
+def create(
+    name: str,
+    image: Annotated[Optional[str], typer.Option(help="Image (default: the server's, dev8/base:latest)")] = None,
+    cpus: Annotated[Optional[float], typer.Option(help="CPU limit, e.g. 2")] = None,
+    memory: Annotated[Optional[str], typer.Option(help="Memory limit, e.g. 4g")] = None,
+    secret: Annotated[Optional[list[str]], typer.Option("--secret", help="Secret to provide (repeatable)")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow progress until ready")] = True,
+) -> None:
+    """Create an environment and show its progress until it is ready."""
+    client = api()
+    body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "secrets": secret or []}
+    env = call(client.post, "/environments", json=body)
+    out.print(f"creating {env['name']} ({env['image']})")
+    if wait:
+        _follow(client, name, {"ready"})
+        out.print(f"[bold]{name} is ready[/bold]: dev8 ssh {name}   (or: {env['ssh_command']})", highlight=False)
+
+
+def _action(name: str, action: str, until: set[str], **params: object) -> None:
+    client = api()
+    after = _last_event_id(client, name)
+    if action == "delete":
+        call(client.request, "DELETE", f"/environments/{name}", params=params)
+    else:
+        call(client.post, f"/environments/{name}/{action}")
+    _follow(client, name, until, after)
+
+
+@app.command()
+def start(name: str) -> None:
+    """Start a stopped environment and wait until it is ready."""
+    _action(name, "start", {"ready"})
+
+
+@app.command()
+def stop(name: str) -> None:
+    """Stop an environment (its volume and files stay)."""
+    _action(name, "stop", {"stopped"})
+
+
+@app.command()
+def restart(name: str) -> None:
+    """Restart an environment's container and wait until it is ready."""
+    _action(name, "restart", {"ready"})
+
+
+@app.command()
+def delete(name: str, keep_volume: Annotated[bool, typer.Option("--keep-volume", help="Keep the home volume")] = False) -> None:
+    """Delete an environment (and its volume, unless --keep-volume)."""
+    _action(name, "delete", {"deleted"}, keep_volume=str(keep_volume).lower())
+
+
+@app.command("list")
+def list_() -> None:
+    """List your environments."""
+    table = Table("NAME", "STATE", "IMAGE", "CREATED")
+    for e in call(api().get, "/environments"):
+        table.add_row(e["name"], e["state"], e["image"], e["created_at"][:19])
+    out.print(table)
+
+
+@app.command()
+def show(name: str) -> None:
+    """Show an environment: state, image, times, SSH command."""
+    e = call(api().get, f"/environments/{name}")
+    rows = [("name", e["name"]), ("state", e["state"] + (f" ({e['status_message']})" if e["status_message"] else "")),
+            ("desired", e["desired_state"]), ("image", e["image"]), ("cpus", str(e["cpus"])),
+            ("memory", e["memory"]), ("secrets", ", ".join(e["secrets"]) or "-"),
+            ("created", e["created_at"][:19]), ("started", (e["started_at"] or "-")[:19]),
+            ("ssh", f"dev8 ssh {e['name']}  |  {e['ssh_command']}")]
+    for k, v in rows:
+        out.print(f"[bold]{k:>8}[/bold]  {v}", highlight=False)
+
+
+def _ssh_base(client: Client) -> list[str]:
+    info = call(client.get, "/ssh-info")
+    _write_known_hosts(info)
+    return ["ssh", "-p", str(info["port"]), "-o", f"UserKnownHostsFile={known_hosts_path()}",
+            "-o", "StrictHostKeyChecking=yes", info["host"]]
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ssh(ctx: typer.Context, name: str) -> None:
+    """Open a shell in an environment, or run `dev8 ssh NAME -- COMMAND…`."""
+    from dev8.names import ENV_NAME_RE
+    if not ENV_NAME_RE.fullmatch(name):
+        fail(f"invalid environment name {name!r}")
+    base = _ssh_base(api())
+    argv = base[:-1] + ["-l", name, base[-1]]
+    extra = list(ctx.args)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    if extra:
+        argv += ["--", *extra]
+    elif sys.stdin.isatty():
+        argv.insert(1, "-t")
+    os.execvp("ssh", argv)
+
+
+@app.command("config-ssh")
+def config_ssh(
+    ssh_config: Annotated[Path, typer.Option(help="File to update")] = Path.home() / ".ssh" / "config",
+) -> None:
+    """Write `Host dev8.NAME` entries into ~/.ssh/config (a marked block, updated in place)."""
+    client = api()
+    info = call(client.get, "/ssh-info")
+    _write_known_hosts(info)
+    names = [e["name"] for e in call(client.get, "/environments")]
+    try:
+        block = sshconfig.build_block(names, host=info["host"], port=info["port"], known_hosts=str(known_hosts_path()))
+    except ValueError as exc:
+        fail(str(exc))
+    ssh_config.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    existing = ssh_config.read_text() if ssh_config.exists() else ""
+    ssh_config.write_text(sshconfig.replace_block(existing, block))
+    os.chmod(ssh_config, 0o600)
+    out.print(f"updated {ssh_config}: {len(names)} environment(s); connect with `ssh dev8.NAME`")
+
+
+@image_app.command("build")
+def image_build(target: Annotated[str, typer.Argument(help="Image target: base")] = "base") -> None:
+    """Build an environment image with the local Docker engine ahead of time."""
+    import docker as docker_sdk
+
+    from dev8 import images
+    try:
+        client = docker_sdk.from_env()
+        client.ping()
+    except docker_sdk.errors.DockerException as exc:
+        fail(f"Docker engine unreachable: {exc}")
+    try:
+        tag = images.build(client, target, lambda m: out.print(f"  {m}", highlight=False))
+    except images.ImageBuildError as exc:
+        fail(str(exc))
+    out.print(f"built {tag}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,42 @@
+"""SSH connections from the control plane into an environment (its one transport)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import asyncssh
+
+ENV_USER = "dev"
+
+
+async def connect(host: str, port: int, private_key_pem: bytes, *, timeout: float = 10) -> asyncssh.SSHClientConnection:
+    # The sshd is a container this control plane created, reached on loopback at the
+    # port the runtime reported; its host key is generated inside the container.
+    return await asyncio.wait_for(
+        asyncssh.connect(host, port, username=ENV_USER, client_keys=[asyncssh.import_private_key(private_key_pem)],
+                         known_hosts=None, agent_path=None, config=[], keepalive_interval=30),
+        timeout,
+    )
+
+
+async def wait_for_sshd(host: str, port: int, private_key_pem: bytes, *, deadline: float) -> None:
+    """Until an SSH login succeeds (not just the TCP port): sshd is up and has our key."""
+    loop = asyncio.get_running_loop()
+    last: Exception | None = None
+    while loop.time() < deadline:
+        try:
+            conn = await connect(host, port, private_key_pem, timeout=max(0.5, deadline - loop.time()))
+            conn.close()
+            return
+        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+            last = exc
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"sshd did not accept the control key in time ({last})")
+
+
+async def configure(conn: asyncssh.SSHClientConnection, document: dict) -> dict:
+    """Push configuration and secrets on stdin to ``dev8-env configure``."""
+    result = await conn.run("dev8-env configure", input=json.dumps(document), check=False, timeout=60)
+    if result.exit_status != 0:
+        raise RuntimeError(f"dev8-env configure failed: {str(result.stderr).strip()[:300]}")
+    return json.loads(str(result.stdout))

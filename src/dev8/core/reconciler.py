@@ -1,0 +1,226 @@
+"""Level-triggered reconciler: drives each environment toward its desired state.
+
+Each pass reads the runtime's actual state (never trusting the event that woke it) and
+runs idempotent steps, each bounded by a timeout; failures are recorded as events and
+retried with exponential backoff. Runtime calls are blocking and run in worker threads.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import select
+
+from dev8.core import envssh
+from dev8.core.crypto import Keyring
+from dev8.core.environments import add_event, spec_of
+from dev8.core.errors import RuntimeUnavailable
+from dev8.core.faults import crash_point
+from dev8.core.secrets import open_env_key, reveal_secrets
+from dev8.runtimes.base import EnvSpec, Observed, Runtime
+from dev8.store.db import Database
+from dev8.store.models import Environment, utcnow
+
+log = logging.getLogger("dev8.reconciler")
+T = TypeVar("T")
+
+IMAGE_TIMEOUT = 1800.0
+STEP_TIMEOUT = 120.0
+SSHD_TIMEOUT = 60.0
+MAX_BACKOFF = 60.0
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+class Reconciler:
+    def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, *, interval: float = 10.0) -> None:
+        self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
+        self._wake = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._dirty: set[str] = set()
+        self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.pass_once()
+            except Exception:  # keep the loop alive whatever one pass hits
+                log.exception("reconcile pass failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def pass_once(self) -> None:
+        ids = await asyncio.to_thread(self._env_ids)
+        now = asyncio.get_running_loop().time()
+        for env_id in ids:
+            if self._retry_at.get(env_id, 0) > now:
+                continue
+            task = self._tasks.get(env_id)
+            if task is not None and not task.done():
+                self._dirty.add(env_id)
+                continue
+            self._tasks[env_id] = asyncio.create_task(self._guarded(env_id))
+
+    async def wait_idle(self) -> None:
+        while any(not t.done() for t in self._tasks.values()):
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def _env_ids(self) -> list[str]:
+        with self.db.session() as s:
+            return list(s.scalars(select(Environment.id)))
+
+    async def _guarded(self, env_id: str) -> None:
+        try:
+            await self.reconcile(env_id)
+            self._failures.pop(env_id, None)
+            self._retry_at.pop(env_id, None)
+        except Exception as exc:  # recorded as an event; retried with backoff
+            n = self._failures.get(env_id, 0) + 1
+            self._failures[env_id] = n
+            delay = min(MAX_BACKOFF, 2.0 ** n)
+            self._retry_at[env_id] = asyncio.get_running_loop().time() + delay
+            log.warning("environment %s: %s (retry in %.0fs)", env_id, exc, delay)
+            asyncio.get_running_loop().call_later(delay, self.wake)
+        if env_id in self._dirty:
+            self._dirty.discard(env_id)
+            self.wake()
+
+    # --- store helpers (run in threads) ------------------------------------------------
+
+    def _load(self, env_id: str) -> Environment | None:
+        with self.db.session() as s:
+            return s.get(Environment, env_id)
+
+    def _update(self, env_id: str, **fields: object) -> None:
+        with self.db.session() as s:
+            env = s.get(Environment, env_id)
+            if env is not None:
+                for k, v in fields.items():
+                    setattr(env, k, v)
+                env.updated_at = utcnow()
+
+    def _event(self, env_id: str, step: str, status: str, message: str = "") -> None:
+        with self.db.session() as s:
+            if s.get(Environment, env_id) is not None:
+                add_event(s, env_id, step, status, message)
+
+    async def _emit(self, env_id: str, step: str, status: str, message: str = "") -> None:
+        await asyncio.to_thread(self._event, env_id, step, status, message)
+
+    async def _step(self, env_id: str, step: str, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+        await self._emit(env_id, step, "running")
+        try:
+            result = await asyncio.wait_for(fn(), timeout)
+        except RuntimeUnavailable:
+            raise
+        except asyncio.TimeoutError:
+            raise StepFailed(step, f"timed out after {timeout:.0f}s") from None
+        except Exception as exc:
+            raise StepFailed(step, str(exc) or exc.__class__.__name__) from exc
+        await self._emit(env_id, step, "ok")
+        return result
+
+    # --- the reconcile step -----------------------------------------------------------------
+
+    async def reconcile(self, env_id: str) -> None:
+        env = await asyncio.to_thread(self._load, env_id)
+        if env is None:
+            return
+        spec = spec_of(env)
+        try:
+            if env.desired_state == "deleted":
+                await self._delete(env, spec)
+            elif env.desired_state == "stopped":
+                await self._stop(env, spec)
+            else:
+                await self._run(env, spec)
+        except RuntimeUnavailable as exc:
+            await asyncio.to_thread(self._update, env_id, observed_state="unreachable", status_message=str(exc))
+            raise
+        except StepFailed as exc:
+            await self._emit(env_id, exc.step, "error", exc.reason)
+            await asyncio.to_thread(self._update, env_id, observed_state="error",
+                                    status_message=f"{exc.step} failed: {exc.reason}")
+            raise
+
+    async def _delete(self, env: Environment, spec: EnvSpec) -> None:
+        await self._step(env.id, "remove", lambda: asyncio.to_thread(
+            self.runtime.remove, spec, keep_volume=env.keep_volume), STEP_TIMEOUT)
+
+        def drop() -> None:
+            with self.db.session() as s:
+                row = s.get(Environment, env.id)
+                if row is not None and row.desired_state == "deleted":
+                    s.delete(row)
+        await asyncio.to_thread(drop)
+
+    async def _stop(self, env: Environment, spec: EnvSpec) -> None:
+        observed = await asyncio.to_thread(self.runtime.observe, spec)
+        if observed.running:
+            await asyncio.to_thread(self._update, env.id, observed_state="stopping")
+            await self._step(env.id, "stop", lambda: asyncio.to_thread(self.runtime.stop, spec), STEP_TIMEOUT)
+        if env.observed_state != "stopped":
+            await asyncio.to_thread(self._update, env.id, observed_state="stopped", ssh_port=None, status_message="")
+            await self._emit(env.id, "stopped", "ok")
+
+    async def _run(self, env: Environment, spec: EnvSpec) -> None:
+        observed = await asyncio.to_thread(self.runtime.observe, spec)
+        if env.restart_requested:
+            if observed.running:
+                await self._step(env.id, "stop", lambda: asyncio.to_thread(self.runtime.stop, spec), STEP_TIMEOUT)
+            await asyncio.to_thread(self._update, env.id, restart_requested=False)
+            observed = Observed(exists=observed.exists)
+        if (observed.running and env.observed_state == "running" and env.ssh_port == observed.ssh_port
+                and env.configured_generation == env.generation):
+            return
+        await asyncio.to_thread(self._update, env.id, observed_state="starting", status_message="")
+
+        def progress(message: str) -> None:
+            self._event(env.id, "image", "progress", message)
+
+        await self._step(env.id, "image", lambda: asyncio.to_thread(
+            self.runtime.ensure_image, spec.image, progress), IMAGE_TIMEOUT)
+        await self._step(env.id, "volume", lambda: asyncio.to_thread(self.runtime.ensure_volume, spec), STEP_TIMEOUT)
+        observed = await self._step(env.id, "container", lambda: asyncio.to_thread(
+            self.runtime.ensure_container, spec), STEP_TIMEOUT)
+        await asyncio.to_thread(self._update, env.id, container_id=observed.container_id)
+        crash_point("container")
+        observed = await self._step(env.id, "start", lambda: asyncio.to_thread(self.runtime.start, spec), STEP_TIMEOUT)
+        if not observed.running or not observed.ssh_port or not observed.ssh_host:
+            raise StepFailed("start", f"container is {observed.detail or 'not running'}")
+        host, port = observed.ssh_host, observed.ssh_port
+        key = await asyncio.to_thread(self._key, env.id)
+        loop = asyncio.get_running_loop()
+        await self._step(env.id, "sshd", lambda: envssh.wait_for_sshd(
+            host, port, key, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
+        document = await asyncio.to_thread(self._configuration, env)
+
+        async def push() -> dict:
+            async with await envssh.connect(host, port, key) as conn:
+                return await envssh.configure(conn, document)
+        await self._step(env.id, "configure", push, STEP_TIMEOUT)
+        await asyncio.to_thread(self._update, env.id, observed_state="running", ssh_port=port,
+                                configured_generation=env.generation, started_at=utcnow(), status_message="")
+        await self._emit(env.id, "ready", "ok", f"ssh port {port}")
+
+    def _key(self, env_id: str) -> bytes:
+        with self.db.session() as s:
+            return open_env_key(s, self.keyring, env_id)
+
+    def _configuration(self, env: Environment) -> dict:
+        with self.db.session() as s:
+            return {"environment": env.name,
+                    "secrets": reveal_secrets(s, self.keyring, env.owner_id, list(env.secret_names or []))}

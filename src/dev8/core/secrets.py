@@ -1,0 +1,92 @@
+"""User secrets: write-only values, envelope-encrypted at rest (see crypto.py)."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dev8.core.crypto import Keyring, Sealed, env_key_aad, secret_aad
+from dev8.core.errors import Invalid, NotFound
+from dev8.names import check_secret_name
+from dev8.store.models import EnvironmentKey, Secret, User, utcnow
+
+
+def sealed_of(row: Secret | EnvironmentKey) -> Sealed:
+    return Sealed(row.key_id, row.wrapped_key, row.nonce, row.ciphertext)
+
+
+def store_sealed(row: Secret | EnvironmentKey, sealed: Sealed) -> None:
+    row.key_id, row.wrapped_key, row.nonce, row.ciphertext = (
+        sealed.key_id, sealed.wrapped_key, sealed.nonce, sealed.ciphertext)
+
+
+def set_secret(s: Session, keyring: Keyring, user: User, *, name: str, value: str, max_bytes: int) -> Secret:
+    try:
+        check_secret_name(name)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    data = value.encode()
+    if not data:
+        raise Invalid("secret value is empty")
+    if len(data) > max_bytes:
+        raise Invalid(f"secret value is larger than {max_bytes} bytes")
+    row = s.scalar(select(Secret).where(Secret.owner_id == user.id, Secret.name == name))
+    if row is None:
+        row = Secret(owner_id=user.id, name=name)
+        s.add(row)
+    row.updated_at = utcnow()
+    store_sealed(row, keyring.seal(data, secret_aad(user.id, name)))
+    s.flush()
+    return row
+
+
+def list_secrets(s: Session, user: User) -> list[Secret]:
+    return list(s.scalars(select(Secret).where(Secret.owner_id == user.id).order_by(Secret.name)))
+
+
+def delete_secret(s: Session, user: User, name: str) -> None:
+    row = s.scalar(select(Secret).where(Secret.owner_id == user.id, Secret.name == name))
+    if row is None:
+        raise NotFound(f"no secret {name!r}")
+    s.delete(row)
+
+
+def check_secrets_exist(s: Session, user: User, names: list[str]) -> None:
+    have = set(s.scalars(select(Secret.name).where(Secret.owner_id == user.id)))
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise Invalid(f"unknown secret(s): {', '.join(missing)} (set them with `dev8 secrets set NAME`)")
+
+
+def reveal_secrets(s: Session, keyring: Keyring, owner_id: int, names: list[str]) -> dict[str, str]:
+    """Plaintext of the named secrets, for pushing into an environment over SSH only."""
+    rows = s.scalars(select(Secret).where(Secret.owner_id == owner_id, Secret.name.in_(names)))
+    return {r.name: keyring.open(sealed_of(r), secret_aad(owner_id, r.name)).decode() for r in rows}
+
+
+def seal_env_key(keyring: Keyring, env_id: str, private_key_pem: bytes) -> EnvironmentKey:
+    row = EnvironmentKey(env_id=env_id)
+    store_sealed(row, keyring.seal(private_key_pem, env_key_aad(env_id)))
+    return row
+
+
+def open_env_key(s: Session, keyring: Keyring, env_id: str) -> bytes:
+    row = s.get(EnvironmentKey, env_id)
+    if row is None:
+        raise NotFound("environment key missing")
+    return keyring.open(sealed_of(row), env_key_aad(env_id))
+
+
+def rotate_keys(s: Session, keyring: Keyring) -> int:
+    """Add a new active key-encryption key and rewrap every data key with it.
+
+    The caller saves the keyring *before* committing (old keys stay in the ring, so a
+    crash between the two never leaves a data key wrapped by a key that is not saved).
+    Returns how many values were rewrapped.
+    """
+    keyring.add_key()
+    count = 0
+    for model in (Secret, EnvironmentKey):
+        for row in s.scalars(select(model)):
+            store_sealed(row, keyring.rewrap(sealed_of(row)))
+            count += 1
+    return count

@@ -1,0 +1,165 @@
+"""Local Docker engine runtime: one container and one named volume per environment."""
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from dev8 import images
+from dev8.core.errors import RuntimeUnavailable
+from dev8.runtimes.base import EnvSpec, Observed, Progress
+
+HOME = "/home/dev"
+RUN_DIR = "/run/dev8"
+API_VERSION = "1.41"
+
+
+def container_kwargs(spec: EnvSpec) -> dict:
+    """Pure builder: the ``containers.create`` arguments for an environment."""
+    return {
+        "image": spec.image,
+        "name": spec.object_name,
+        "hostname": spec.name,
+        "labels": spec.labels,
+        # A public key is not a secret; secrets go over SSH to the tmpfs after start.
+        "environment": {"DEV8_CONTROL_KEY": spec.control_public_key},
+        "volumes": {spec.volume_name: {"bind": HOME, "mode": "rw"}},
+        "tmpfs": {RUN_DIR: "size=16m,mode=0700,uid=1000,gid=1000"},
+        # Only sshd, only on loopback, on a port the engine picks.
+        "ports": {"22/tcp": ("127.0.0.1", None)},
+        "nano_cpus": int(spec.cpus * 1e9),
+        "mem_limit": spec.memory,
+        "restart_policy": {"Name": "unless-stopped"},
+        "init": True,
+        "detach": True,
+    }
+
+
+def _observed(container: docker.models.containers.Container) -> Observed:
+    port = None
+    bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get("22/tcp") or []
+    for b in bindings:
+        if b.get("HostPort"):
+            port = int(b["HostPort"])
+            break
+    running = container.status == "running"
+    return Observed(exists=True, running=running, container_id=container.id,
+                    ssh_host="127.0.0.1" if port else None, ssh_port=port if running else None,
+                    detail=container.status)
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self._base_url = base_url
+        self._client: docker.DockerClient | None = None
+
+    @contextlib.contextmanager
+    def _api(self) -> Iterator[docker.DockerClient]:
+        try:
+            if self._client is None:
+                kwargs = {"version": API_VERSION}
+                self._client = (docker.DockerClient(base_url=self._base_url, **kwargs)
+                                if self._base_url else docker.from_env(**kwargs))
+            yield self._client
+        except (requests.exceptions.ConnectionError, FileNotFoundError, ConnectionError) as exc:
+            raise RuntimeUnavailable(f"Docker engine unreachable: {_short(exc)}") from None
+        except docker.errors.DockerException as exc:
+            if isinstance(exc, docker.errors.APIError):
+                raise
+            raise RuntimeUnavailable(f"Docker engine unreachable: {_short(exc)}") from None
+
+    def ping(self) -> None:
+        with self._api() as c:
+            c.ping()
+
+    def ensure_image(self, image: str, progress: Progress) -> None:
+        with self._api() as c:
+            try:
+                c.images.get(image)
+                return
+            except docker.errors.ImageNotFound:
+                pass
+            target = next((t for t in images.TARGETS if image == images.image_tag(t)), None)
+            if target is not None:
+                progress(f"image {image} not present: building it")
+                images.build(c, target, progress)
+                return
+            progress(f"pulling {image}")
+            c.images.pull(image)
+
+    def ensure_volume(self, spec: EnvSpec) -> None:
+        with self._api() as c:
+            try:
+                c.volumes.get(spec.volume_name)
+            except docker.errors.NotFound:
+                c.volumes.create(spec.volume_name, labels={k: v for k, v in spec.labels.items()
+                                                           if k != "dev8.env-id"})
+
+    def _find(self, c: docker.DockerClient, spec: EnvSpec):  # type: ignore[no-untyped-def]
+        try:
+            return c.containers.get(spec.object_name)
+        except docker.errors.NotFound:
+            return None
+
+    def ensure_container(self, spec: EnvSpec) -> Observed:
+        with self._api() as c:
+            container = self._find(c, spec)
+            if container is not None and container.labels.get("dev8.env-id") != spec.env_id:
+                # Left behind by an earlier environment of the same name: its volume is
+                # kept, the container is not ours to adopt.
+                container.remove(force=True)
+                container = None
+            if container is None:
+                try:
+                    container = c.containers.create(**container_kwargs(spec))
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:
+                        raise
+                    container = self._find(c, spec)  # created concurrently: adopt it
+                    if container is None:
+                        raise
+            return _observed(container)
+
+    def start(self, spec: EnvSpec) -> Observed:
+        with self._api() as c:
+            container = self._find(c, spec)
+            if container is None:
+                return Observed(exists=False)
+            if container.status != "running":
+                container.start()
+            container.reload()
+            return _observed(container)
+
+    def observe(self, spec: EnvSpec) -> Observed:
+        with self._api() as c:
+            container = self._find(c, spec)
+            if container is None or container.labels.get("dev8.env-id") != spec.env_id:
+                return Observed(exists=False)
+            return _observed(container)
+
+    def stop(self, spec: EnvSpec) -> None:
+        with self._api() as c:
+            container = self._find(c, spec)
+            if container is not None and container.status in {"running", "restarting", "paused"}:
+                container.stop(timeout=10)
+
+    def remove(self, spec: EnvSpec, *, keep_volume: bool) -> None:
+        with self._api() as c:
+            container = self._find(c, spec)
+            if container is not None:
+                container.remove(force=True)
+            if not keep_volume:
+                with contextlib.suppress(docker.errors.NotFound):
+                    c.volumes.get(spec.volume_name).remove(force=True)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    m = re.search(r"\(Caused by ([^)]*\))", text)
+    return (m.group(1) if m else text)[:200]

@@ -1,0 +1,70 @@
+"""Setup, login, the current user, SSH keys and secrets."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Body, status
+
+from dev8.core import auth, secrets
+from dev8.server.deps import Ctx, CurrentUser, SessionDep
+from dev8.server.schemas import KeyIn, KeyOut, LoginIn, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut, UserOut
+from dev8.settings import parse_addr
+
+router = APIRouter(prefix="/api/v1")
+LOGIN_TOKEN_LIFETIME = timedelta(days=30)
+
+
+@router.post("/setup", response_model=TokenOut, summary="Create the first admin with the one-time setup token")
+def setup(body: SetupIn, s: SessionDep) -> TokenOut:
+    user = auth.complete_setup(s, token=body.token, email=body.email, password=body.password)
+    return TokenOut(token=auth.create_token(s, user, name="setup", expires_in=LOGIN_TOKEN_LIFETIME))
+
+
+@router.post("/auth/login", response_model=TokenOut, summary="Exchange email and password for an API token")
+def login(body: LoginIn, s: SessionDep) -> TokenOut:
+    user = auth.verify_password(s, email=body.email, password=body.password)
+    return TokenOut(token=auth.create_token(s, user, name="login", expires_in=LOGIN_TOKEN_LIFETIME))
+
+
+@router.get("/me", response_model=UserOut)
+def me(user: CurrentUser) -> UserOut:
+    return UserOut(email=user.email, username=user.username, is_admin=user.is_admin)
+
+
+@router.get("/ssh-info", response_model=SshInfo, summary="Where the SSH gateway listens and its host key")
+def ssh_info(ctx: Ctx, _user: CurrentUser) -> SshInfo:
+    host, port = parse_addr(ctx.settings.ssh_addr)
+    return SshInfo(host=host, port=port, host_key=ctx.gateway_host_key)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(user: CurrentUser, s: SessionDep) -> list[KeyOut]:
+    return [KeyOut.model_validate(k, from_attributes=True) for k in auth.list_ssh_keys(s, user)]
+
+
+@router.post("/keys", response_model=KeyOut, status_code=status.HTTP_201_CREATED)
+def add_key(body: KeyIn, user: CurrentUser, s: SessionDep) -> KeyOut:
+    row = auth.add_ssh_key(s, user, public_key=body.public_key, name=body.name)
+    return KeyOut.model_validate(row, from_attributes=True)
+
+
+@router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_key(key_id: int, user: CurrentUser, s: SessionDep) -> None:
+    auth.delete_ssh_key(s, user, key_id)
+
+
+@router.get("/secrets", response_model=list[SecretOut], summary="Secret names and dates (never values)")
+def list_secrets(user: CurrentUser, s: SessionDep) -> list[SecretOut]:
+    return [SecretOut.model_validate(r, from_attributes=True) for r in secrets.list_secrets(s, user)]
+
+
+@router.put("/secrets/{name}", response_model=SecretOut, summary="Set or replace a secret (write-only)")
+def set_secret(name: str, ctx: Ctx, user: CurrentUser, s: SessionDep, body: SecretIn = Body()) -> SecretOut:
+    row = secrets.set_secret(s, ctx.keyring, user, name=name, value=body.value,
+                             max_bytes=ctx.settings.max_secret_bytes)
+    return SecretOut.model_validate(row, from_attributes=True)
+
+
+@router.delete("/secrets/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_secret(name: str, user: CurrentUser, s: SessionDep) -> None:
+    secrets.delete_secret(s, user, name)

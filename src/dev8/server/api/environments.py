@@ -1,0 +1,128 @@
+"""Environment lifecycle and its event stream."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import StreamingResponse
+
+from dev8.core import environments as envs
+from dev8.core.faults import crash_point
+from dev8.server.deps import Ctx, CurrentUser, SessionDep
+from dev8.server.schemas import EnvironmentIn, EnvironmentOut, EventOut
+from dev8.settings import parse_addr
+from dev8.store.models import Environment, User
+
+router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
+
+
+def _out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
+    host, port = parse_addr(ctx.settings.ssh_addr)
+    return EnvironmentOut(
+        id=env.id, name=env.name, owner=user.username, state=env.observed_state,
+        desired_state=env.desired_state, status_message=env.status_message, image=env.image,
+        cpus=env.cpus, memory=env.memory, secrets=list(env.secret_names or []),
+        created_at=env.created_at, started_at=env.started_at,
+        ssh_command=f"ssh -p {port} {env.name}@{host}",
+    )
+
+
+async def _require_runtime(ctx: Ctx) -> None:
+    """Raise RuntimeUnavailable (503) before any write if the backend is down."""
+    await asyncio.to_thread(ctx.runtime.ping)
+
+
+@router.get("", response_model=list[EnvironmentOut])
+def list_environments(ctx: Ctx, user: CurrentUser, s: SessionDep) -> list[EnvironmentOut]:
+    return [_out(ctx, e, user) for e in envs.list_environments(s, user) if e.desired_state != "deleted"]
+
+
+@router.post("", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED,
+             summary="Create an environment; follow /events until the `ready` event")
+async def create_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
+    await _require_runtime(ctx)
+
+    def create() -> EnvironmentOut:
+        with ctx.db.session() as s:
+            env = envs.create_environment(s, ctx.keyring, user, name=body.name, limits=ctx.limits,
+                                          image=body.image, cpus=body.cpus, memory=body.memory,
+                                          secret_names=body.secrets)
+        crash_point("row")
+        return _out(ctx, env, user)
+    out = await asyncio.to_thread(create)
+    ctx.reconciler.wake()
+    return out
+
+
+@router.get("/{name}", response_model=EnvironmentOut)
+def get_environment(name: str, ctx: Ctx, user: CurrentUser, s: SessionDep) -> EnvironmentOut:
+    return _out(ctx, envs.get_environment(s, user, name), user)
+
+
+async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., None], **kw: object) -> EnvironmentOut:
+    await _require_runtime(ctx)
+
+    def apply() -> EnvironmentOut:
+        with ctx.db.session() as s:
+            env = envs.get_environment(s, user, name)
+            change(s, env, **kw)
+            return _out(ctx, env, user)
+    out = await asyncio.to_thread(apply)
+    ctx.reconciler.wake()
+    return out
+
+
+@router.post("/{name}/start", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
+async def start(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
+    return await _transition(ctx, user, name, envs.request_start)
+
+
+@router.post("/{name}/stop", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
+async def stop(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
+    return await _transition(ctx, user, name, envs.request_stop)
+
+
+@router.post("/{name}/restart", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
+async def restart(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
+    return await _transition(ctx, user, name, envs.request_restart)
+
+
+@router.delete("/{name}", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
+async def delete(name: str, ctx: Ctx, user: CurrentUser, keep_volume: bool = False) -> EnvironmentOut:
+    return await _transition(ctx, user, name, envs.request_delete, keep_volume=keep_volume)
+
+
+@router.get("/{name}/events", summary="Lifecycle events as Server-Sent Events (or JSON with follow=false)",
+            response_model=list[EventOut])
+async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser, s: SessionDep,
+                 after: int = 0, follow: bool = True):  # type: ignore[no-untyped-def]
+    env_id = envs.get_environment(s, user, name).id
+    if not follow:
+        return [EventOut.model_validate(e, from_attributes=True) for e in envs.events_after(s, env_id, after)]
+
+    def fetch(cursor: int) -> tuple[bool, list[EventOut]]:
+        with ctx.db.session() as s2:
+            exists = s2.get(Environment, env_id) is not None
+            return exists, [EventOut.model_validate(e, from_attributes=True)
+                            for e in envs.events_after(s2, env_id, cursor)]
+
+    async def stream() -> AsyncIterator[str]:
+        cursor, idle = after, 0
+        while not await request.is_disconnected():
+            exists, batch = await asyncio.to_thread(fetch, cursor)
+            for ev in batch:
+                cursor = ev.id
+                yield f"id: {ev.id}\nevent: progress\ndata: {ev.model_dump_json()}\n\n"
+            if not exists:
+                yield f"event: deleted\ndata: {json.dumps({'name': name})}\n\n"
+                return
+            if not batch:
+                idle += 1
+                if idle % 60 == 0:  # a comment line every ~15 s keeps proxies from timing out
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(0.25)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

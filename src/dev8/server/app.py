@@ -1,0 +1,79 @@
+"""ASGI application factory."""
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dev8 import __version__
+from dev8.core.errors import Conflict, Dev8Error, Invalid, NotFound, RuntimeUnavailable, Unauthorized
+from dev8.server.api import account, environments
+from dev8.server.context import ServerContext
+
+STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401, RuntimeUnavailable: 503}
+
+
+class BodyLimit:
+    """Reject request bodies over ``limit`` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await _too_large(self.limit, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge
+            return message
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    body = b'{"detail":"request body larger than %d bytes"}' % limit
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(ctx: ServerContext) -> FastAPI:
+    app = FastAPI(title="dev8", version=__version__, openapi_url="/api/v1/openapi.json",
+                  docs_url="/api/v1/docs", redoc_url=None)
+    app.state.ctx = ctx
+
+    @app.exception_handler(Dev8Error)
+    async def _domain_error(_request: Request, exc: Dev8Error) -> JSONResponse:
+        code = next((c for t, c in STATUS.items() if isinstance(exc, t)), 400)
+        headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict:
+        try:
+            await asyncio.to_thread(ctx.runtime.ping)
+            runtime = "ok"
+        except RuntimeUnavailable as exc:
+            runtime = str(exc)
+        return {"status": "ok", "version": __version__, "runtime": runtime}
+
+    app.include_router(account.router)
+    app.include_router(environments.router)
+    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
+    return app

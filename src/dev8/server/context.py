@@ -1,0 +1,26 @@
+"""Everything a request handler or the gateway needs, built once at start."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dev8.core.crypto import Keyring
+from dev8.core.environments import Limits
+from dev8.core.reconciler import Reconciler
+from dev8.runtimes.base import Runtime
+from dev8.settings import Settings
+from dev8.store.db import Database
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    runtime: Runtime
+    reconciler: Reconciler
+    gateway_host_key: str = ""
+
+    @property
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(default_image=s.default_image, default_cpus=s.default_cpus, default_memory=s.default_memory)

@@ -1,0 +1,90 @@
+"""``dev8 server``: HTTP API, SSH gateway and reconciler in one asyncio process."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+
+import uvicorn
+
+from dev8.core import auth
+from dev8.core.crypto import Keyring
+from dev8.core.errors import RuntimeUnavailable
+from dev8.core.reconciler import Reconciler
+from dev8.runtimes import load_runtime
+from dev8.server.app import create_app
+from dev8.server.context import ServerContext
+from dev8.server.sshgateway import start_gateway
+from dev8.settings import Settings, parse_addr
+from dev8.store.db import Database
+
+log = logging.getLogger("dev8.server")
+
+
+class StartupError(Exception):
+    """A one-line reason the server cannot start, with how to fix it."""
+
+
+def open_store(settings: Settings) -> tuple[Database, Keyring]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.db_url)
+    db.upgrade()
+    return db, Keyring.load_or_create(settings.data_dir)
+
+
+def check_runtime(settings: Settings) -> object:
+    runtime = load_runtime(settings.runtime)
+    try:
+        runtime.ping()
+    except RuntimeUnavailable as exc:
+        if settings.runtime == "docker" and shutil.which("dockerd") is None and shutil.which("docker") is None:
+            raise StartupError("Docker is not installed: install it with `apt-get install -y docker.io`") from None
+        raise StartupError(f"{exc}. Start it (e.g. `dockerd >/var/log/dockerd.log 2>&1 &`) "
+                           "or set DOCKER_HOST") from None
+    return runtime
+
+
+def announce_setup(db: Database, settings: Settings) -> None:
+    with db.session() as s:
+        if auth.has_users(s):
+            return
+        token = auth.issue_setup_token(s)
+    print(f"dev8: no users yet. Create the first admin at {settings.base_url}/setup?token={token}\n"
+          f"      or: curl -X POST {settings.base_url}/api/v1/setup -H 'content-type: application/json' "
+          f"-d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"...\"}}'", flush=True)
+
+
+async def serve(settings: Settings) -> None:
+    runtime = check_runtime(settings)
+    db, keyring = open_store(settings)
+    reconciler = Reconciler(db, keyring, runtime, interval=settings.reconcile_interval)  # type: ignore[arg-type]
+    ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
+                        reconciler=reconciler)
+    announce_setup(db, settings)
+    http_host, http_port = parse_addr(settings.http_addr)
+    ssh_host, ssh_port = parse_addr(settings.ssh_addr)
+    gateway = await start_gateway(ctx, ssh_host, ssh_port)
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host=http_host, port=http_port,
+                                           log_level="warning", access_log=False, lifespan="off"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(server.serve()), asyncio.create_task(reconciler.run())]
+    print(f"dev8 server: http {settings.base_url}  ssh {ssh_host}:{ssh_port}  data {settings.data_dir}", flush=True)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    gateway.close()
+    for t in tasks[1:]:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    db.dispose()
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    asyncio.run(serve(settings))

@@ -1,0 +1,308 @@
+"""SSH gateway (asyncssh): users reach their environments with ``ssh NAME@host``.
+
+A user authenticates with one of their registered public keys; the login name picks the
+environment (``NAME`` or ``USER--NAME``). The gateway then opens one upstream SSH
+connection to that environment's sshd with the environment's own control-plane key and
+relays every channel over it: shell and exec sessions (with PTY, window changes, signals
+and exit status), the sftp subsystem (so scp/sftp work), and ``direct-tcpip`` forwards
+(``ssh -L``, VS Code Remote-SSH). An environment that is not the user's is refused exactly
+like a key that is not registered.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+from asyncssh.forward import SSHForwarder
+from sqlalchemy import select
+
+from dev8.core import auth, envssh
+from dev8.core.secrets import open_env_key
+from dev8.names import ENV_NAME_RE
+from dev8.server.context import ServerContext
+from dev8.store.models import Environment, User
+
+log = logging.getLogger("dev8.sshgateway")
+
+
+@dataclass(frozen=True)
+class Target:
+    env_id: str
+    name: str
+
+
+def split_login(login: str) -> tuple[str | None, str] | None:
+    """``NAME`` or ``USER--NAME`` to (user or None, name); None if malformed."""
+    user, sep, name = login.rpartition("--")
+    if not ENV_NAME_RE.fullmatch(name):
+        return None
+    return (user if sep else None), name
+
+
+def load_host_key(data_dir: Path) -> asyncssh.SSHKey:
+    path = data_dir / "ssh_host_ed25519_key"
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_bytes(key.export_private_key("openssh"))
+    tmp.replace(path)
+    return key
+
+
+class GatewayServer(asyncssh.SSHServer):
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.target: Target | None = None
+        self._upstream: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._upstream is not None:
+            task, self._upstream = self._upstream, None
+            if task.done() and not task.cancelled() and task.exception() is None:
+                task.result().close()
+            else:
+                task.cancel()
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        target = await asyncio.to_thread(self._authorize, username, key)
+        if target is None:
+            return False
+        self.target = target
+        return True
+
+    def _authorize(self, login: str, key: asyncssh.SSHKey) -> Target | None:
+        parsed = split_login(login)
+        if parsed is None:
+            return None
+        want_user, name = parsed
+        with self.ctx.db.session() as s:
+            user: User | None = auth.user_for_ssh_key(s, key)
+            if user is None or (want_user is not None and want_user != user.username):
+                return None
+            env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
+            if env is None or env.desired_state == "deleted":
+                return None
+            return Target(env.id, env.name)
+
+    def upstream(self) -> asyncio.Task[asyncssh.SSHClientConnection]:
+        """One upstream connection per gateway connection, shared by all its channels."""
+        if self._upstream is None or (self._upstream.done() and self._upstream.exception() is not None):
+            self._upstream = asyncio.ensure_future(self._connect_upstream())
+        return self._upstream
+
+    async def _connect_upstream(self) -> asyncssh.SSHClientConnection:
+        assert self.target is not None
+        env_id = self.target.env_id
+
+        def lookup() -> tuple[Environment | None, bytes | None]:
+            with self.ctx.db.session() as s:
+                env = s.get(Environment, env_id)
+                if env is None or env.observed_state != "running" or not env.ssh_port:
+                    return env, None
+                return env, open_env_key(s, self.ctx.keyring, env_id)
+        env, key = await asyncio.to_thread(lookup)
+        if env is None or key is None:
+            state = env.observed_state if env else "deleted"
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED,
+                f"environment {self.target.name} is {state}; run `dev8 start {self.target.name}`")
+        try:
+            return await envssh.connect("127.0.0.1", env.ssh_port, key)
+        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED, f"environment {self.target.name} is not reachable: {exc}") from None
+
+    def session_requested(self):  # type: ignore[no-untyped-def]
+        assert self.conn is not None
+        return self.conn.create_server_channel(encoding=None), self._session()
+
+    async def _session(self) -> "ProxySession":
+        return ProxySession(await self.upstream())
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):  # type: ignore[no-untyped-def]
+        return self._tunnel(dest_host, dest_port)
+
+    async def _tunnel(self, dest_host: str, dest_port: int) -> SSHForwarder:
+        upstream = await self.upstream()
+        _, peer = await upstream.create_connection(SSHForwarder, dest_host, dest_port)
+        return SSHForwarder(peer)
+
+
+class _UpstreamSession(asyncssh.SSHClientSession[bytes]):
+    """The environment side of a relayed session."""
+
+    def __init__(self, down: "ProxySession") -> None:
+        self.down = down
+        self.exit_status: int | None = None
+        self.exit_signal: tuple | None = None
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        self.down.write(data, datatype)
+
+    def eof_received(self) -> bool:
+        self.down.write_eof()
+        return True
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self.exit_signal = (signal, core_dumped, msg, lang)
+
+    def pause_writing(self) -> None:
+        self.down.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.down.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.down.upstream_closed(self)
+
+
+class ProxySession(asyncssh.SSHServerSession[bytes]):
+    """The user side of a relayed session: waits for the request, then mirrors it upstream."""
+
+    def __init__(self, upstream: asyncssh.SSHClientConnection) -> None:
+        self.upstream = upstream
+        self.chan: asyncssh.SSHServerChannel | None = None
+        self.up_chan: asyncssh.SSHClientChannel | None = None
+        self.request: dict = {}
+        self.pending: list[tuple[str, tuple]] = []
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
+        self.chan = chan
+
+    def pty_requested(self, term_type: str, term_size: tuple, term_modes: dict) -> bool:
+        self.request.update(term_type=term_type, term_size=term_size, term_modes=term_modes)
+        return True
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self.request["command"] = command
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        if subsystem != "sftp":
+            return False
+        self.request["subsystem"] = subsystem
+        return True
+
+    def session_started(self) -> None:
+        assert self.chan is not None
+        self.chan.pause_reading()
+        asyncio.ensure_future(self._open_upstream())
+
+    async def _open_upstream(self) -> None:
+        assert self.chan is not None
+        env = {k: v for k, v in (self.chan.get_environment() or {}).items()
+               if k in {"LANG", "TERM", "COLORTERM"} or k.startswith("LC_")}
+        try:
+            self.up_chan, _ = await self.upstream.create_session(
+                lambda: _UpstreamSession(self), encoding=None, env=env or (), **self.request)
+        except (asyncssh.Error, OSError) as exc:
+            self.chan.write_stderr(f"dev8: cannot open a session in the environment: {exc}\r\n".encode())
+            self.chan.exit(255)
+            return
+        for method, args in self.pending:
+            getattr(self.up_chan, method)(*args)
+        self.pending.clear()
+        self.chan.resume_reading()
+
+    def _upcall(self, method: str, *args: object) -> None:
+        if self.up_chan is None:
+            self.pending.append((method, args))
+        else:
+            getattr(self.up_chan, method)(*args)
+
+    # user -> environment
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        self._upcall("write", data)
+
+    def eof_received(self) -> bool:
+        self._upcall("write_eof")
+        return True
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        self._upcall("change_terminal_size", width, height, pixwidth, pixheight)
+
+    def signal_received(self, signal: str) -> None:
+        self._upcall("send_signal", signal)
+
+    def break_received(self, msec: int) -> bool:
+        self._upcall("send_break", msec)
+        return True
+
+    def pause_writing(self) -> None:
+        if self.up_chan is not None:
+            self.up_chan.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up_chan is not None:
+            self.up_chan.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.up_chan is not None:
+            self.up_chan.close()
+
+    # environment -> user
+    def write(self, data: bytes, datatype: int | None) -> None:
+        assert self.chan is not None
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.chan.write_stderr(data)
+        else:
+            self.chan.write(data)
+
+    def write_eof(self) -> None:
+        assert self.chan is not None
+        self.chan.write_eof()
+
+    def pause_reading(self) -> None:
+        assert self.chan is not None
+        self.chan.pause_reading()
+
+    def resume_reading(self) -> None:
+        assert self.chan is not None
+        self.chan.resume_reading()
+
+    def upstream_closed(self, up: _UpstreamSession) -> None:
+        assert self.chan is not None
+        if up.exit_signal is not None:
+            self.chan.exit_with_signal(*up.exit_signal)
+        elif up.exit_status is not None:
+            self.chan.exit(up.exit_status)
+        else:
+            self.chan.close()
+
+
+async def start_gateway(ctx: ServerContext, host: str, port: int) -> asyncssh.SSHAcceptor:
+    host_key = load_host_key(ctx.settings.data_dir)
+    ctx.gateway_host_key = host_key.export_public_key("openssh").decode().strip()
+    return await asyncssh.create_server(
+        lambda: GatewayServer(ctx), host, port, server_host_keys=[host_key],
+        server_version="dev8", allow_scp=False, agent_forwarding=False, x11_forwarding=False,
+        keepalive_interval=30, login_timeout=30,
+    )
