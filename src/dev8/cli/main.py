@@ -339,13 +339,15 @@ def _ssh_base(client: Client) -> list[str]:
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def ssh(ctx: typer.Context, name: str) -> None:
+def ssh(ctx: typer.Context, name: str,
+        identity: Annotated[Optional[Path], typer.Option("--identity", "-i", help="Private key file (as ssh -i)")] = None,
+        ) -> None:
     """Open a shell in an environment, or run `dev8 ssh NAME -- COMMAND…`."""
     from dev8.names import ENV_NAME_RE
     if not ENV_NAME_RE.fullmatch(name):
         fail(f"invalid environment name {name!r}")
     base = _ssh_base(api())
-    argv = base[:-1] + ["-l", name, base[-1]]
+    argv = base[:-1] + (["-i", str(identity), "-o", "IdentitiesOnly=yes"] if identity else []) + ["-l", name, base[-1]]
     extra = list(ctx.args)
     if extra and extra[0] == "--":
         extra = extra[1:]

@@ -6,6 +6,7 @@ happens before the first write, so a rejected request leaves nothing behind.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 
 import asyncssh
@@ -17,7 +18,7 @@ from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.core.secrets import check_secrets_exist, seal_env_key
 from dev8.names import check_env_name
 from dev8.runtimes.base import EnvSpec
-from dev8.store.models import Environment, Event, User, utcnow
+from dev8.store.models import Environment, Event, Meta, User, utcnow
 
 MEMORY_RE = re.compile(r"^(\d{1,6})([mg])$")
 MAX_EVENTS_PER_ENV = 500
@@ -41,9 +42,22 @@ def parse_memory(text: str) -> int:
     return n
 
 
-def spec_of(env: Environment) -> EnvSpec:
-    return EnvSpec(env_id=env.id, owner_id=env.owner_id, name=env.name, image=env.image,
-                   cpus=env.cpus, memory=env.memory, control_public_key=env.control_public_key)
+def spec_of(env: Environment, installation: str) -> EnvSpec:
+    return EnvSpec(env_id=env.id, owner_id=env.owner_id, name=env.name, image=env.image, cpus=env.cpus,
+                   memory=env.memory, control_public_key=env.control_public_key, installation=installation)
+
+
+INSTALLATION_KEY = "installation_id"
+
+
+def installation_id(s: Session) -> str:
+    """A short random id of this dev8 installation (database), made on first use."""
+    row = s.get(Meta, INSTALLATION_KEY)
+    if row is None:
+        row = Meta(key=INSTALLATION_KEY, value=secrets.token_hex(3))
+        s.add(row)
+        s.flush()
+    return row.value
 
 
 def create_environment(
@@ -82,10 +96,11 @@ def list_environments(s: Session, user: User) -> list[Environment]:
     return list(s.scalars(select(Environment).where(Environment.owner_id == user.id).order_by(Environment.name)))
 
 
-def get_environment(s: Session, user: User, name: str) -> Environment:
-    """The user's environment; anyone else's answers exactly like a missing one."""
+def get_environment(s: Session, user: User, name: str, *, include_deleting: bool = False) -> Environment:
+    """The user's environment; anyone else's answers exactly like a missing one.
+    One being deleted counts as gone unless ``include_deleting`` (to follow its events)."""
     env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
-    if env is None or env.desired_state == "deleted":
+    if env is None or (env.desired_state == "deleted" and not include_deleting):
         raise NotFound(f"no environment {name!r}")
     return env
 

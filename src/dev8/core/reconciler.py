@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from dev8.core import envssh
 from dev8.core.crypto import Keyring
-from dev8.core.environments import add_event, spec_of
+from dev8.core.environments import add_event, installation_id, spec_of
 from dev8.core.errors import RuntimeUnavailable
 from dev8.core.faults import crash_point
 from dev8.core.secrets import open_env_key, reveal_secrets
@@ -41,6 +41,8 @@ class StepFailed(Exception):
 class Reconciler:
     def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, *, interval: float = 10.0) -> None:
         self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
+        with db.session() as s:
+            self.installation = installation_id(s)
         self._wake = asyncio.Event()
         self._tasks: dict[str, asyncio.Task] = {}
         self._dirty: set[str] = set()
@@ -139,7 +141,7 @@ class Reconciler:
         env = await asyncio.to_thread(self._load, env_id)
         if env is None:
             return
-        spec = spec_of(env)
+        spec = spec_of(env, self.installation)
         try:
             if env.desired_state == "deleted":
                 await self._delete(env, spec)

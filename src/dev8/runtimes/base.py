@@ -16,6 +16,7 @@ from typing import Protocol
 LABEL_ENV_ID = "dev8.env-id"
 LABEL_OWNER = "dev8.owner"
 LABEL_MANAGED = "dev8.managed"
+LABEL_INSTALLATION = "dev8.installation"
 
 Progress = Callable[[str], None]
 
@@ -29,11 +30,13 @@ class EnvSpec:
     cpus: float
     memory: str
     control_public_key: str
+    installation: str
 
     @property
     def object_name(self) -> str:
-        """Deterministic from owner and name, so a re-created environment finds its volume."""
-        return f"dev8-u{self.owner_id}-{self.name}"
+        """Deterministic from installation, owner and name, so a re-created environment
+        finds its volume and two dev8 installations on one engine never collide."""
+        return f"dev8-{self.installation}-u{self.owner_id}-{self.name}"
 
     @property
     def volume_name(self) -> str:
@@ -41,7 +44,8 @@ class EnvSpec:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {LABEL_MANAGED: "true", LABEL_ENV_ID: self.env_id, LABEL_OWNER: str(self.owner_id)}
+        return {LABEL_MANAGED: "true", LABEL_INSTALLATION: self.installation,
+                LABEL_ENV_ID: self.env_id, LABEL_OWNER: str(self.owner_id)}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import requests.exceptions
 
 from dev8 import images
 from dev8.core.errors import RuntimeUnavailable
-from dev8.runtimes.base import EnvSpec, Observed, Progress
+from dev8.runtimes.base import LABEL_ENV_ID, EnvSpec, Observed, Progress
 
 HOME = "/home/dev"
 RUN_DIR = "/run/dev8"
@@ -99,7 +99,7 @@ class DockerRuntime:
                 c.volumes.get(spec.volume_name)
             except docker.errors.NotFound:
                 c.volumes.create(spec.volume_name, labels={k: v for k, v in spec.labels.items()
-                                                           if k != "dev8.env-id"})
+                                                           if k != LABEL_ENV_ID})
 
     def _find(self, c: docker.DockerClient, spec: EnvSpec):  # type: ignore[no-untyped-def]
         try:
@@ -110,9 +110,13 @@ class DockerRuntime:
     def ensure_container(self, spec: EnvSpec) -> Observed:
         with self._api() as c:
             container = self._find(c, spec)
-            if container is not None and container.labels.get("dev8.env-id") != spec.env_id:
+            if container is not None and container.labels.get(LABEL_ENV_ID) != spec.env_id:
                 # Left behind by an earlier environment of the same name: its volume is
                 # kept, the container is not ours to adopt.
+                container.remove(force=True)
+                container = None
+            if container is not None and container.status != "running" and self._stale(c, container, spec):
+                # A newer image under the same tag: re-create; the home volume carries the work.
                 container.remove(force=True)
                 container = None
             if container is None:
@@ -125,6 +129,13 @@ class DockerRuntime:
                     if container is None:
                         raise
             return _observed(container)
+
+    @staticmethod
+    def _stale(c: docker.DockerClient, container, spec: EnvSpec) -> bool:  # type: ignore[no-untyped-def]
+        try:
+            return c.images.get(spec.image).id != container.attrs.get("Image")
+        except docker.errors.ImageNotFound:
+            return False
 
     def start(self, spec: EnvSpec) -> Observed:
         with self._api() as c:
@@ -139,7 +150,7 @@ class DockerRuntime:
     def observe(self, spec: EnvSpec) -> Observed:
         with self._api() as c:
             container = self._find(c, spec)
-            if container is None or container.labels.get("dev8.env-id") != spec.env_id:
+            if container is None or container.labels.get(LABEL_ENV_ID) != spec.env_id:
                 return Observed(exists=False)
             return _observed(container)
 

@@ -16,7 +16,11 @@ STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401, Runtime
 
 
 class BodyLimit:
-    """Reject request bodies over ``limit`` bytes with 413, whether or not Content-Length is sent."""
+    """Reject request bodies over ``limit`` bytes with 413, whether or not Content-Length is sent.
+
+    API bodies are small, so the body is read up front (bounded) and replayed to the app;
+    that way an oversized chunked body never reaches a handler or the store.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -27,23 +31,20 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             return await _too_large(self.limit, send)
+        buffered: list[Message] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
+            buffered.append(message)
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _BodyTooLarge
-            return message
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit, send)
+                return await _too_large(self.limit, send)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
 
-
-class _BodyTooLarge(Exception):
-    pass
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+        await self.app(scope, replay, send)
 
 
 async def _too_large(limit: int, send: Send) -> None:

@@ -98,7 +98,7 @@ async def delete(name: str, ctx: Ctx, user: CurrentUser, keep_volume: bool = Fal
             response_model=list[EventOut])
 async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser, s: SessionDep,
                  after: int = 0, follow: bool = True):  # type: ignore[no-untyped-def]
-    env_id = envs.get_environment(s, user, name).id
+    env_id = envs.get_environment(s, user, name, include_deleting=True).id
     if not follow:
         return [EventOut.model_validate(e, from_attributes=True) for e in envs.events_after(s, env_id, after)]
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install dev8 and run `dev8 server` with its embedded defaults (SQLite, local Docker).
+# Extra arguments go to `dev8 server` (e.g. --http-addr 0.0.0.0:7080).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+apt_install ca-certificates git openssh-client debootstrap iptables
+ensure_docker
+ensure_python ""
+echo "==> dev8 server (the first start builds the environment image when needed)"
+exec "$VENV/bin/dev8" server "$@"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install and start everything the tests need (Docker engine, base image, PostgreSQL,
+# OpenSSH client), then run the whole test suite. Extra arguments go to pytest.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+apt_install ca-certificates git openssh-client debootstrap iptables postgresql
+ensure_docker
+ensure_python "[test]"
+echo "==> building the base environment image (cached after the first run)"
+"$VENV/bin/dev8" image build base
+export PATH="/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -V | tail -1)/bin:$PATH"
+cd "$REPO"
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider -q "$@"

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.support import Dev8Server, Postgres, User
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"these tests need a running Docker engine (the README's test command starts one): {exc}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: docker.DockerClient) -> str:
+    from dev8 import images
+    tag = images.image_tag("base")
+    try:
+        docker_client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        images.build(docker_client, "base", print)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    if shutil.which("initdb") is None and shutil.which("pg_config") is None:
+        pytest.fail("these tests need PostgreSQL server binaries (the README's test command installs them)")
+    pg = Postgres()
+    pg.start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dev8.db'}"
+    return request.getfixturevalue("postgres").create_database()
+
+
+@pytest.fixture
+def server(tmp_path: Path, base_image: str) -> Iterator[Dev8Server]:
+    srv = Dev8Server(tmp_path / "server").start()
+    yield srv
+    srv.kill()
+    srv.cleanup_docker()
+
+
+@pytest.fixture
+def alice(server: Dev8Server, tmp_path: Path) -> User:
+    return User(server, "alice@example.com", tmp_path / "alice")
+
+
+@pytest.fixture
+def bob(server: Dev8Server, tmp_path: Path) -> User:
+    return User(server, "bob@example.com", tmp_path / "bob")

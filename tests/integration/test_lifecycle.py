@@ -1,0 +1,161 @@
+"""The whole user path against a real `dev8 server`, real Docker and the real OpenSSH client."""
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+
+import docker
+
+from tests.support import Dev8Server, User, unique, wait_until
+
+
+def env_containers(client: docker.DockerClient, server: Dev8Server) -> list:
+    return client.containers.list(all=True, filters={"label": f"dev8.installation={server.installation()}"})
+
+
+def env_volumes(client: docker.DockerClient, server: Dev8Server) -> list:
+    return client.volumes.list(filters={"label": f"dev8.installation={server.installation()}"})
+
+
+def test_create_shows_progress_and_ssh_runs_commands_with_exit_codes(server: Dev8Server, alice: User,
+                                                                     docker_client: docker.DockerClient):
+    name = unique("e")
+    alice.cli("secrets", "set", "API_TOKEN", input="tok-1234567890-secret\n")
+    listed = alice.cli("secrets", "list").stdout
+    assert "API_TOKEN" in listed and "tok-1234567890-secret" not in listed
+    created = alice.cli("create", name, "--secret", "API_TOKEN", "--cpus", "1", "--memory", "1g")
+    for step in ("image", "volume", "container", "start", "sshd", "configure", "ready"):
+        assert f"✓ {step}" in created.stdout, created.stdout
+    r = alice.ssh(name, "id -un; cat /run/dev8/secrets/API_TOKEN; echo; stat -c %a /run/dev8/secrets/API_TOKEN; exit 3")
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.split() == ["dev", "tok-1234567890-secret", "600"]
+    # the same through `dev8 ssh NAME -- command`
+    r = alice.cli("ssh", name, "-i", str(alice.key), "--", "echo", "via-cli", "&&", "false", check=False)
+    assert r.stdout.strip() == "via-cli" and r.returncode == 1
+    # resource limits, labels and only sshd published on loopback
+    [container] = env_containers(docker_client, server)
+    attrs = container.attrs
+    assert attrs["HostConfig"]["NanoCpus"] == 1_000_000_000 and attrs["HostConfig"]["Memory"] == 1 << 30
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    bindings = attrs["HostConfig"]["PortBindings"]
+    assert list(bindings) == ["22/tcp"] and bindings["22/tcp"][0]["HostIp"] == "127.0.0.1"
+    assert container.labels["dev8.owner"] and container.labels["dev8.env-id"]
+    # the secret is nowhere but the tmpfs: not in inspect, not in the volume, not in server logs
+    assert "tok-1234567890-secret" not in json.dumps(attrs)
+    grep = subprocess.run(["docker", "exec", container.id, "grep", "-rl", "tok-1234567890-secret", "/home/dev", "/etc",
+                           "/tmp", "/var"], capture_output=True, text=True)
+    assert grep.stdout == ""
+    assert "tok-1234567890-secret" not in server.log()
+    shown = alice.cli("show", name).stdout
+    assert "running" in shown and f"ssh -p {server.ssh_port} {name}@127.0.0.1" in shown
+    assert name in alice.cli("list").stdout
+
+
+def test_work_survives_stop_start_restart_recreate_and_newer_image(server: Dev8Server, alice: User,
+                                                                    docker_client: docker.DockerClient, base_image: str):
+    name = unique("p")
+    image = f"dev8-test/{name}:latest"
+    docker_client.images.get(base_image).tag(image)
+    try:
+        alice.cli("create", name, "--image", image)
+        r = alice.ssh(name, "echo kept > ~/workspace/file.txt && echo 'export X=1' >> ~/.bashrc && echo ok")
+        assert r.stdout.strip() == "ok", r.stderr
+
+        def check(label: str) -> None:
+            got = alice.ssh(name, "cat ~/workspace/file.txt; grep -c 'export X=1' ~/.bashrc")
+            assert got.stdout.split() == ["kept", "1"], f"after {label}: {got.stdout!r} {got.stderr!r}"
+
+        alice.cli("stop", name)
+        assert "stopped" in alice.cli("show", name).stdout
+        assert all(c.status != "running" for c in env_containers(docker_client, server))
+        r = alice.ssh(name, "true")
+        assert r.returncode != 0 and "stopped" in r.stderr and "dev8 start" in r.stderr
+        alice.cli("start", name)
+        check("stop/start")
+        first_id = env_containers(docker_client, server)[0].id
+        alice.cli("restart", name)
+        check("restart")
+        # a newer image under the same tag: restart re-creates the container on it
+        newer = docker_client.containers.run(image, entrypoint=["sh", "-c", "echo v2 > /etc/dev8-image-version"],
+                                             detach=True)
+        newer.wait()
+        newer.commit(repository=f"dev8-test/{name}", tag="latest",
+                     changes=['ENTRYPOINT ["/usr/local/bin/dev8-entrypoint"]'])
+        newer.remove()
+        alice.cli("restart", name)
+        check("newer image")
+        assert alice.ssh(name, "cat /etc/dev8-image-version").stdout.strip() == "v2"
+        assert env_containers(docker_client, server)[0].id != first_id
+        # delete the environment but keep the volume, then create it again
+        alice.cli("delete", name, "--keep-volume")
+        assert env_containers(docker_client, server) == []
+        assert len(env_volumes(docker_client, server)) == 1
+        alice.cli("create", name, "--image", image)
+        check("delete --keep-volume and re-create")
+        alice.cli("delete", name)
+        wait_until(lambda: env_volumes(docker_client, server) == [], timeout=30, what="volume removal")
+        assert env_containers(docker_client, server) == []
+        assert name not in alice.cli("list").stdout
+    finally:
+        docker_client.images.remove(image, force=True)
+
+
+def test_restart_policy_and_supervisor_bring_sshd_back(server: Dev8Server, alice: User):
+    name = unique("s")
+    alice.cli("create", name)
+    alice.ssh(name, "sudo pkill -x sshd -o || sudo pkill -f 'sshd -D'")
+
+    def answers() -> bool:
+        return alice.ssh(name, "echo back").stdout.strip() == "back"
+    wait_until(answers, timeout=30, what="sshd restarted by the supervisor")
+
+
+def test_failed_create_reports_the_step_and_reason(server: Dev8Server, alice: User):
+    r = alice.cli("create", unique("f"), "--image", "dev8-test/does-not-exist:nope", check=False)
+    assert r.returncode == 1
+    assert "step 'image' failed" in r.stderr
+
+
+def test_first_start_prints_setup_link_and_setup_works(server: Dev8Server):
+    line = next(l for l in server.log().splitlines() if "setup?token=" in l)
+    token = line.split("setup?token=")[1].split()[0]
+    import httpx
+    r = httpx.post(server.url + "/api/v1/setup", json={"token": token, "email": "root@example.com",
+                                                        "password": "correct horse"})
+    assert r.status_code == 200
+    me = httpx.get(server.url + "/api/v1/me", headers={"Authorization": f"Bearer {r.json()['token']}"}).json()
+    assert me["is_admin"] is True
+
+
+def test_cli_login_token_file_is_private_and_bad_input_is_clear(server: Dev8Server, alice: User, tmp_path):
+    cfg = alice.config_dir / "config.json"
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    bad = tmp_path / "bad.pub"
+    bad.write_text("ssh-ed25519 not-a-key\n")
+    r = alice.cli("keys", "add", str(bad), check=False)
+    assert r.returncode == 1 and "not a valid SSH public key" in r.stderr and "Traceback" not in r.stderr
+    r = alice.cli("create", "Bad_Name", check=False)
+    assert r.returncode == 1 and "invalid environment name" in r.stderr
+    r = alice.cli("login", server.url, "--token", "dev8_wrong", check=False)
+    assert r.returncode == 1 and "invalid token" in r.stderr
+    token = server.cli("admin", "create-token", alice.email, "--expires", "30d", "--name", "ci").stdout
+    assert token.strip().startswith("dev8_") and len(token.strip().splitlines()) == 1
+    r = server.cli("admin", "create-token", "nobody@example.com", check=False)
+    assert r.returncode == 1 and "no user" in r.stderr
+
+
+def test_events_stream_is_server_sent_events(server: Dev8Server, alice: User):
+    import httpx
+    name = unique("v")
+    alice.cli("create", name)
+    with httpx.stream("GET", f"{server.url}/api/v1/environments/{name}/events",
+                      headers={"Authorization": f"Bearer {alice.token}"}, timeout=30) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        steps = []
+        for line in resp.iter_lines():
+            if line.startswith("data:"):
+                steps.append(json.loads(line[5:])["step"])
+                if steps[-1] == "ready":
+                    break
+    assert steps[0] == "request" and "sshd" in steps and steps[-1] == "ready"

@@ -1,0 +1,195 @@
+"""Helpers shared by the tests: free ports, a real PostgreSQL, a real `dev8 server`."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 60, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a free loopback port (real server, trust auth)."""
+
+    def __init__(self) -> None:
+        # Not under pytest's tmp dir: that is private to root, and postgres must not run as root.
+        self.root = root = Path(tempfile.mkdtemp(prefix="dev8-pg-"))
+        self.port = free_port()
+        self.datadir = root / "pgdata"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:  # postgres refuses to run as root
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(root, "postgres")
+        bindir = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+                      or "/usr/lib/postgresql/15/bin") if shutil.which("pg_config") else None
+        self.bin = bindir if bindir and (bindir / "initdb").exists() else Path(shutil.which("initdb") or "initdb").parent
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as_user, *args], check=True, capture_output=True, text=True)
+
+    def start(self) -> None:
+        self._run(str(self.bin / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.root / "pg.log"), "-w",
+                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
+
+    def create_database(self) -> str:
+        name = unique("db")
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c",
+                        f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        subprocess.run([*self._as_user, str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Dev8Server:
+    """A real `dev8 server` process with its own data dir, ports and CLI config dir."""
+
+    def __init__(self, root: Path, database_url: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.data_dir = root / "data"
+        self.config_dir = root / "cli"
+        self.http_port = free_port()
+        self.ssh_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.database_url = database_url
+        self.extra_env = dict(extra_env or {})
+        self.log_path = root / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEV8_")}
+        env.update(DEV8_DATA_DIR=str(self.data_dir), DEV8_HTTP_ADDR=f"127.0.0.1:{self.http_port}",
+                   DEV8_SSH_ADDR=f"127.0.0.1:{self.ssh_port}", DEV8_CONFIG_DIR=str(self.config_dir),
+                   DEV8_RECONCILE_INTERVAL="1")
+        if self.database_url:
+            env["DEV8_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    def start(self, **extra_env: str) -> "Dev8Server":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "dev8.cli.main", "server"], env=self.env(**extra_env),
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self._healthy, timeout=60, what=f"dev8 server on {self.url}")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log()}")
+        return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 600,
+            **env: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "dev8.cli.main", *args], env=self.env(**env), input=input,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dev8 {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\n"
+                                 f"stderr: {proc.stderr}\nserver log tail:\n{self.log()[-3000:]}")
+        return proc
+
+    def api(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def installation(self) -> str:
+        db = self.database_url or f"sqlite:///{self.data_dir / 'dev8.db'}"
+        from sqlalchemy import create_engine, text
+        engine = create_engine(db)
+        with engine.connect() as c:
+            value = c.execute(text("select value from meta where key='installation_id'")).scalar_one()
+        engine.dispose()
+        return value
+
+    def cleanup_docker(self) -> None:
+        try:
+            inst = self.installation()
+        except Exception:  # noqa: BLE001 - the server never got as far as a database
+            return
+        client = docker.from_env()
+        for c in client.containers.list(all=True, filters={"label": f"dev8.installation={inst}"}):
+            c.remove(force=True)
+        for v in client.volumes.list(filters={"label": f"dev8.installation={inst}"}):
+            v.remove(force=True)
+
+
+class User:
+    """A user of a running server with a logged-in CLI config dir and an SSH key."""
+
+    def __init__(self, server: Dev8Server, email: str, root: Path) -> None:
+        self.server = server
+        self.email = email
+        root.mkdir(parents=True, exist_ok=True)
+        self.config_dir = root / "cli"
+        self.key = root / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+        server.cli("admin", "create-user", email, input="")
+        self.token = server.cli("admin", "create-token", email).stdout.strip()
+        self.cli("login", server.url, "--token", self.token)
+        self.cli("keys", "add", str(self.key) + ".pub")
+        self.username = json.loads(self.http().get("/me").text)["username"]
+
+    def cli(self, *args: str, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+        return self.server.cli(*args, DEV8_CONFIG_DIR=str(self.config_dir), **kw)
+
+    def http(self) -> httpx.Client:
+        return self.server.api(self.token)
+
+    def ssh_args(self, login: str) -> list[str]:
+        return ["ssh", "-p", str(self.server.ssh_port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+                "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.config_dir / 'known_hosts'}",
+                "-o", "StrictHostKeyChecking=yes", f"{login}@127.0.0.1"]
+
+    def ssh(self, login: str, command: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.ssh_args(login), command], input=input, capture_output=True,
+                              text=True, timeout=timeout)

@@ -1,0 +1,38 @@
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import dev8.envimage.dev8_env as helper
+
+HELPER = Path(helper.__file__)
+
+
+def run(run_dir: Path, *args: str, input: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "DEV8_RUN_DIR": str(run_dir)}
+    return subprocess.run([sys.executable, str(HELPER), *args], input=input, capture_output=True, text=True, env=env)
+
+
+def test_configure_writes_private_files_and_removes_stale_ones(tmp_path):
+    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"A": "one", "B": "two"}, "environment": "web"}))
+    assert r.returncode == 0, r.stderr
+    sdir = tmp_path / "secrets"
+    assert (sdir / "A").read_text() == "one"
+    assert stat.S_IMODE((sdir / "A").stat().st_mode) == 0o600
+    assert stat.S_IMODE(sdir.stat().st_mode) == 0o700
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config == {"environment": "web", "secret_names": ["A", "B"]}
+    assert "one" not in (tmp_path / "config.json").read_text()
+    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"B": "new"}}))
+    assert r.returncode == 0
+    assert sorted(os.listdir(sdir)) == ["B"] and (sdir / "B").read_text() == "new"
+    assert json.loads(run(tmp_path, "status").stdout) == {"configured": True, "secret_names": ["B"]}
+
+
+def test_configure_rejects_bad_names_without_writing(tmp_path):
+    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"../evil": "x"}}))
+    assert r.returncode == 1 and "invalid secret entry" in r.stderr
+    assert not (tmp_path / "secrets").exists() or not os.listdir(tmp_path / "secrets")
+    assert run(tmp_path, "nope").returncode == 2
