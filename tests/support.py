@@ -193,3 +193,64 @@ class User:
     def ssh(self, login: str, command: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([*self.ssh_args(login), command], input=input, capture_output=True,
                               text=True, timeout=timeout)
+
+
+class SocketRelay:
+    """A unix-socket relay in front of the Docker engine's socket, which a test can cut
+    and restore: from dev8's side the daemon really goes away and comes back."""
+
+    def __init__(self, path: Path, upstream: str = "/var/run/docker.sock") -> None:
+        self.path, self.upstream = path, upstream
+        self._server: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+
+    def start(self) -> "SocketRelay":
+        import threading
+        if self.path.exists():
+            self.path.unlink()
+        self._server = socket.socket(socket.AF_UNIX)
+        self._server.bind(str(self.path))
+        self._server.listen(64)
+        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
+        return self
+
+    def _accept(self, server: socket.socket) -> None:
+        import threading
+        while True:
+            try:
+                down, _ = server.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(self.upstream)
+            self._conns += [down, up]
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for c in self._conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        self._conns.clear()
+        if self.path.exists():
+            self.path.unlink()

@@ -30,6 +30,9 @@ IMAGE_TIMEOUT = 1800.0
 STEP_TIMEOUT = 120.0
 SSHD_TIMEOUT = 60.0
 MAX_BACKOFF = 60.0
+# The backend being down is not this environment's fault: keep checking often, so
+# everything converges soon after it is back.
+UNAVAILABLE_BACKOFF = 3.0
 
 
 class StepFailed(Exception):
@@ -92,7 +95,7 @@ class Reconciler:
         except Exception as exc:  # recorded as an event; retried with backoff
             n = self._failures.get(env_id, 0) + 1
             self._failures[env_id] = n
-            delay = min(MAX_BACKOFF, 2.0 ** n)
+            delay = UNAVAILABLE_BACKOFF if isinstance(exc, RuntimeUnavailable) else min(MAX_BACKOFF, 2.0 ** n)
             self._retry_at[env_id] = asyncio.get_running_loop().time() + delay
             log.warning("environment %s: %s (retry in %.0fs)", env_id, exc, delay)
             asyncio.get_running_loop().call_later(delay, self.wake)

@@ -1,0 +1,66 @@
+"""Crash recovery (SIGKILL at the worst moments) and a Docker daemon that goes away."""
+from __future__ import annotations
+
+import contextlib
+
+import httpx
+import pytest
+
+from tests.support import Dev8Server, SocketRelay, User, unique, wait_until
+
+
+def state(user: User, name: str) -> str:
+    r = user.http().get(f"/environments/{name}")
+    return r.json()["state"] if r.status_code == 200 else f"http {r.status_code}"
+
+
+def objects(docker_client, server: Dev8Server, env_id: str) -> tuple[list, list]:  # type: ignore[no-untyped-def]
+    containers = docker_client.containers.list(all=True, filters={"label": f"dev8.env-id={env_id}"})
+    volumes = docker_client.volumes.list(filters={"label": f"dev8.installation={server.installation()}"})
+    return containers, volumes
+
+
+@pytest.mark.parametrize("point", ["row", "container"])
+def test_sigkill_mid_create_converges_to_one_container_and_one_volume(
+        point: str, server: Dev8Server, alice: User, docker_client):  # type: ignore[no-untyped-def]
+    name = unique("k")
+    server.kill()
+    server.start(DEV8_FAULT_KILL_AFTER=point)
+    with pytest.raises(httpx.HTTPError) if point == "row" else contextlib.nullcontext():
+        alice.http().post("/environments", json={"name": name})
+    assert server.wait_exit(120) == -9  # the server really died at the crash point
+    containers = docker_client.containers.list(all=True, filters={"label": f"dev8.installation={server.installation()}"})
+    if point == "container":
+        assert len(containers) == 1 and containers[0].status == "created"
+    else:
+        assert containers == []
+    server.start()
+    wait_until(lambda: state(alice, name) == "running", timeout=120, what="convergence after restart")
+    env_id = alice.http().get(f"/environments/{name}").json()["id"]
+    containers, volumes = objects(docker_client, server, env_id)
+    assert len(containers) == 1 and containers[0].status == "running"
+    assert len(volumes) == 1
+    assert alice.ssh(name, "echo alive").stdout.strip() == "alive"
+
+
+def test_docker_daemon_down_gives_503_marks_unreachable_and_recovers(tmp_path, base_image):  # type: ignore[no-untyped-def]
+    relay = SocketRelay(tmp_path / "docker.sock").start()
+    server = Dev8Server(tmp_path / "server", extra_env={"DOCKER_HOST": f"unix://{relay.path}"}).start()
+    try:
+        alice = User(server, "alice@example.com", tmp_path / "alice")
+        name = unique("d")
+        alice.cli("create", name)
+        relay.stop()
+        r = alice.http().post("/environments", json={"name": unique("n")})
+        assert r.status_code == 503 and "Docker engine unreachable" in r.json()["detail"]
+        assert len(alice.http().get("/environments").json()) == 1  # nothing half-created
+        wait_until(lambda: state(alice, name) == "unreachable", timeout=30, what="unreachable state")
+        shown = alice.cli("show", name).stdout
+        assert "unreachable" in shown
+        relay.start()
+        wait_until(lambda: state(alice, name) == "running", timeout=60, what="recovery")
+        assert alice.ssh(name, "echo back").stdout.strip() == "back"
+    finally:
+        relay.stop()
+        server.kill()
+        server.cleanup_docker()
