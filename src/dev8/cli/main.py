@@ -36,7 +36,7 @@ DbUrl = Annotated[Optional[str], typer.Option("--database-url", help="SQLAlchemy
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-import re
+import os
 from collections.abc import Iterator
 
 import docker
@@ -68,11 +68,15 @@ class DockerRuntime:
                                 if self._base_url else docker.from_env(**kwargs))
             yield self._client
         except (requests.exceptions.ConnectionError, FileNotFoundError, ConnectionError) as exc:
-            raise RuntimeUnavailable(f"Docker engine unreachable: {_short(exc)}") from None
+            raise RuntimeUnavailable(self._unreachable(exc)) from None
         except docker.errors.DockerException as exc:
             if isinstance(exc, docker.errors.APIError):
                 raise
-            raise RuntimeUnavailable(f"Docker engine unreachable: {_short(exc)}") from None
+            raise RuntimeUnavailable(self._unreachable(exc)) from None
+
+    def _unreachable(self, exc: BaseException) -> str:
+        where = self._base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return f"Docker engine unreachable at {where} ({_reason(exc)})"
 
     def ping(self) -> None:
         with self._api() as c:
@@ -170,7 +174,11 @@ class DockerRuntime:
                     c.volumes.get(spec.volume_name).remove(force=True)
 
 
-def _short(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> str:
     text = str(exc)
-    m = re.search(r"\(Caused by ([^)]*\))", text)
-    return (m.group(1) if m else text)[:200]
+    for needle, reason in (("No such file", "socket not found"), ("Connection refused", "connection refused"),
+                           ("Permission denied", "permission denied on the socket"),
+                           ("timed out", "timed out"), ("Connection aborted", "connection lost")):
+        if needle in text:
+            return reason
+    return text[:200]
