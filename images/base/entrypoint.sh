@@ -1,7 +1,9 @@
 #!/bin/sh
 # Container entrypoint: install the control-plane public key, keep the SSH host key in
 # the persistent home volume (so it survives container re-creation), hand over to
-# supervisord, which restarts crashed services.
+# runsvdir (runit), which starts every service in /etc/dev8/service and restarts any that
+# exits (not Debian's /etc/service, where packages drop services of their own).
+# runit starts services at once (supervisord waits a one-second tick) and needs ~1 MB.
 set -eu
 if [ -z "${DEV8_CONTROL_KEY:-}" ]; then
   echo "dev8-entrypoint: DEV8_CONTROL_KEY is not set" >&2
@@ -15,5 +17,5 @@ install -d -m 0700 -o root -g root "$hostkeys"
 [ -s "$hostkeys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$hostkeys/ssh_host_ed25519_key"
 install -d -o dev -g dev /home/dev/workspace
 [ -d /run/dev8 ] && chown dev:dev /run/dev8 && chmod 0700 /run/dev8
-mkdir -p /run/sshd /var/log/supervisor
-exec /usr/bin/supervisord -n -c /etc/supervisor/supervisord.conf
+mkdir -p /run/sshd
+exec runsvdir -P /etc/dev8/service

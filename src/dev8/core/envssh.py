@@ -19,15 +19,15 @@ async def connect(host: str, port: int, private_key_pem: bytes, *, timeout: floa
     )
 
 
-async def wait_for_sshd(host: str, port: int, private_key_pem: bytes, *, deadline: float) -> None:
-    """Until an SSH login succeeds (not just the TCP port): sshd is up and has our key."""
+async def wait_for_sshd(host: str, port: int, private_key_pem: bytes, *,
+                        deadline: float) -> asyncssh.SSHClientConnection:
+    """Until an SSH login succeeds (not just the TCP port): sshd is up and has our key.
+    Returns that connection; the caller closes it."""
     loop = asyncio.get_running_loop()
     last: Exception | None = None
     while loop.time() < deadline:
         try:
-            conn = await connect(host, port, private_key_pem, timeout=max(0.5, deadline - loop.time()))
-            conn.close()
-            return
+            return await connect(host, port, private_key_pem, timeout=max(0.5, deadline - loop.time()))
         except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
             last = exc
             await asyncio.sleep(0.05)

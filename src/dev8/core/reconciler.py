@@ -18,6 +18,7 @@ from dev8.core.crypto import Keyring
 from dev8.core.environments import add_event, installation_id, spec_of
 from dev8.core.errors import RuntimeUnavailable
 from dev8.core.faults import crash_point
+from dev8.core.notify import EventNotifier
 from dev8.core.secrets import open_env_key, reveal_secrets
 from dev8.runtimes.base import EnvSpec, Observed, Runtime
 from dev8.store.db import Database
@@ -42,8 +43,10 @@ class StepFailed(Exception):
 
 
 class Reconciler:
-    def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, *, interval: float = 10.0) -> None:
+    def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, *, interval: float = 10.0,
+                 notifier: EventNotifier | None = None) -> None:
         self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
+        self.notifier = notifier
         with db.session() as s:
             self.installation = installation_id(s)
         self._wake = asyncio.Event()
@@ -119,8 +122,11 @@ class Reconciler:
 
     def _event(self, env_id: str, step: str, status: str, message: str = "") -> None:
         with self.db.session() as s:
-            if s.get(Environment, env_id) is not None:
-                add_event(s, env_id, step, status, message)
+            if s.get(Environment, env_id) is None:
+                return
+            add_event(s, env_id, step, status, message)
+        if self.notifier is not None:
+            self.notifier.notify()
 
     async def _emit(self, env_id: str, step: str, status: str, message: str = "") -> None:
         await asyncio.to_thread(self._event, env_id, step, status, message)
@@ -209,14 +215,11 @@ class Reconciler:
         host, port = observed.ssh_host, observed.ssh_port
         key = await asyncio.to_thread(self._key, env.id)
         loop = asyncio.get_running_loop()
-        await self._step(env.id, "sshd", lambda: envssh.wait_for_sshd(
+        conn = await self._step(env.id, "sshd", lambda: envssh.wait_for_sshd(
             host, port, key, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
-        document = await asyncio.to_thread(self._configuration, env)
-
-        async def push() -> dict:
-            async with await envssh.connect(host, port, key) as conn:
-                return await envssh.configure(conn, document)
-        await self._step(env.id, "configure", push, STEP_TIMEOUT)
+        async with conn:
+            document = await asyncio.to_thread(self._configuration, env)
+            await self._step(env.id, "configure", lambda: envssh.configure(conn, document), STEP_TIMEOUT)
         await asyncio.to_thread(self._update, env.id, observed_state="running", ssh_port=port,
                                 configured_generation=env.generation, started_at=utcnow(), status_message="")
         await self._emit(env.id, "ready", "ok", f"ssh port {port}")

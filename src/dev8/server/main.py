@@ -11,6 +11,7 @@ import uvicorn
 from dev8.core import auth
 from dev8.core.crypto import Keyring
 from dev8.core.errors import RuntimeUnavailable
+from dev8.core.notify import EventNotifier
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes import load_runtime
 from dev8.server.app import create_app
@@ -58,7 +59,9 @@ def announce_setup(db: Database, settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     runtime = check_runtime(settings)
     db, keyring = open_store(settings)
-    reconciler = Reconciler(db, keyring, runtime, interval=settings.reconcile_interval)  # type: ignore[arg-type]
+    notifier = EventNotifier(asyncio.get_running_loop())
+    reconciler = Reconciler(db, keyring, runtime, interval=settings.reconcile_interval,  # type: ignore[arg-type]
+                            notifier=notifier)
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
                         reconciler=reconciler)
     announce_setup(db, settings)

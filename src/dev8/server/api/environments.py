@@ -122,7 +122,10 @@ async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser, s: Se
                 idle += 1
                 if idle % 60 == 0:  # a comment line every ~15 s keeps proxies from timing out
                     yield ": keep-alive\n\n"
-                await asyncio.sleep(0.25)
+                if ctx.reconciler.notifier is not None:
+                    await ctx.reconciler.notifier.wait(0.25)
+                else:
+                    await asyncio.sleep(0.25)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
