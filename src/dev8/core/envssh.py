@@ -7,6 +7,8 @@ import json
 import asyncssh
 
 ENV_USER = "dev"
+# Cheapest for asyncssh (one OpenSSL AEAD call per packet); every OpenSSH has them.
+CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr"]
 
 
 async def connect(host: str, port: int, private_key_pem: bytes, *, timeout: float = 10) -> asyncssh.SSHClientConnection:
@@ -14,7 +16,8 @@ async def connect(host: str, port: int, private_key_pem: bytes, *, timeout: floa
     # port the runtime reported; its host key is generated inside the container.
     return await asyncio.wait_for(
         asyncssh.connect(host, port, username=ENV_USER, client_keys=[asyncssh.import_private_key(private_key_pem)],
-                         known_hosts=None, agent_path=None, config=[], keepalive_interval=30),
+                         known_hosts=None, agent_path=None, config=[], keepalive_interval=30,
+                         encryption_algs=CIPHERS, window=8 * 1024 * 1024),
         timeout,
     )
 

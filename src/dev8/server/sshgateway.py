@@ -27,6 +27,12 @@ from dev8.store.models import Environment, User
 
 log = logging.getLogger("dev8.sshgateway")
 
+# AES-GCM only: one OpenSSL AEAD call per packet. Clients pick by their own order
+# (OpenSSH: chacha20, then aes-ctr with a separate MAC), and in asyncssh those cost
+# much more CPU in the relay; every OpenSSH since 6.2 has AES-GCM.
+CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+WINDOW = 8 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Target:
@@ -304,5 +310,7 @@ async def start_gateway(ctx: ServerContext, host: str, port: int) -> asyncssh.SS
     return await asyncssh.create_server(
         lambda: GatewayServer(ctx), host, port, server_host_keys=[host_key],
         server_version="dev8", allow_scp=False, agent_forwarding=False, x11_forwarding=False,
+        encryption_algs=CIPHERS, window=WINDOW,
+        line_editor=False,  # bytes go through untouched: the environment's own PTY does the editing
         keepalive_interval=30, login_timeout=30,
     )
