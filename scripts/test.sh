@@ -5,8 +5,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 apt_install ca-certificates git openssh-client debootstrap iptables postgresql
 ensure_docker
 ensure_python "[test]"
-echo "==> building the base environment image (cached after the first run)"
+echo "==> building the environment images (cached after the first run)"
 "$VENV/bin/dev8" image build base
+"$VENV/bin/dev8" image build fullstack
 export PATH="/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -V | tail -1)/bin:$PATH"
 cd "$REPO"
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider -q "$@"

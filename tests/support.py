@@ -99,7 +99,7 @@ class Dev8Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEV8_")}
         env.update(DEV8_DATA_DIR=str(self.data_dir), DEV8_HTTP_ADDR=f"127.0.0.1:{self.http_port}",
                    DEV8_SSH_ADDR=f"127.0.0.1:{self.ssh_port}", DEV8_CONFIG_DIR=str(self.config_dir),
-                   DEV8_RECONCILE_INTERVAL="1")
+                   DEV8_RECONCILE_INTERVAL="1", DEV8_DEFAULT_IMAGE="dev8/base:latest")
         if self.database_url:
             env["DEV8_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)
@@ -254,3 +254,39 @@ class SocketRelay:
         self._conns.clear()
         if self.path.exists():
             self.path.unlink()
+
+
+def make_tls_certs(directory: Path, hostname: str) -> Path:
+    """A test CA and a server certificate for ``hostname`` (cert.pem, key.pem, ca.pem)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev8 test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    os.chmod(directory / "key.pem", 0o644)  # read by the server in its container
+    return directory / "ca.pem"

@@ -16,6 +16,12 @@ hostkeys=/home/dev/.dev8/hostkeys
 install -d -m 0700 -o root -g root "$hostkeys"
 [ -s "$hostkeys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$hostkeys/ssh_host_ed25519_key"
 install -d -o dev -g dev /home/dev/workspace
+# Extra CA certificates (corporate TLS proxy), mounted by dev8 when configured.
+if [ -s /etc/dev8/extra-ca.crt ]; then
+  cat /etc/ssl/certs/ca-certificates.crt /etc/dev8/extra-ca.crt > /etc/dev8/ca-bundle.crt
+else
+  ln -sf /etc/ssl/certs/ca-certificates.crt /etc/dev8/ca-bundle.crt
+fi
 [ -d /run/dev8 ] && chown dev:dev /run/dev8 && chmod 0700 /run/dev8
 mkdir -p /run/sshd
 exec runsvdir -P /etc/dev8/service

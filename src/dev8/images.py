@@ -8,6 +8,7 @@ debootstrap, using the mirror from the host's own apt sources.
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -21,7 +22,8 @@ import docker.errors
 
 from dev8 import envimage
 
-TARGETS = ("base",)
+TARGETS = ("base", "fullstack")
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 FALLBACK_BASE_IMAGE = "dev8/debian:bookworm-minbase"
 Progress = Callable[[str], None]
@@ -42,8 +44,16 @@ def images_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "images"
 
 
-def build_context() -> bytes:
-    """The build context as a tar archive: ``images/`` plus the dev8-env helper."""
+def build_ca_bundle() -> bytes:
+    """Extra CA certificates for HTTPS during image builds (a TLS-intercepting proxy):
+    ``DEV8_BUILD_CA_BUNDLE``, else the host's bundle. They are used only in a build
+    stage, never copied into the final image."""
+    path = Path(os.environ.get("DEV8_BUILD_CA_BUNDLE") or HOST_CA_BUNDLE)
+    return path.read_bytes() if path.is_file() else b""
+
+
+def build_context(ca_bundle: bytes = b"") -> bytes:
+    """The build context as a tar archive: ``images/``, the dev8-env helper, the CA bundle."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         root = images_dir()
@@ -51,6 +61,9 @@ def build_context() -> bytes:
             if path.is_file():
                 tar.add(path, arcname=str(path.relative_to(root)))
         tar.add(Path(envimage.__file__).with_name("dev8_env.py"), arcname="dev8-env")
+        info = tarfile.TarInfo("fullstack/build-ca.crt")
+        info.size = len(ca_bundle)
+        tar.addfile(info, io.BytesIO(ca_bundle))
     return buf.getvalue()
 
 
@@ -116,7 +129,7 @@ def build(client: docker.DockerClient, target: str = "base", progress: Progress 
     progress(f"building {tag} from {base_image}")
     last_lines: list[str] = []
     for chunk in client.api.build(
-        fileobj=io.BytesIO(build_context()), custom_context=True, tag=tag, target=target,
+        fileobj=io.BytesIO(build_context(build_ca_bundle())), custom_context=True, tag=tag, target=target,
         buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, decode=True,
     ):
         if "error" in chunk:

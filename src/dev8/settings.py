@@ -29,12 +29,16 @@ class Settings(BaseSettings):
     database_url: str | None = None
     public_url: str | None = None
     runtime: str = "docker"
-    default_image: str = "dev8/base:latest"
+    default_image: str = "dev8/fullstack:latest"
     default_cpus: float = 2.0
     default_memory: str = "4g"
     reconcile_interval: float = 10.0
     max_body_bytes: int = 256 * 1024
     max_secret_bytes: int = 64 * 1024
+    # Extra CA certificates environments trust (mounted read-only; SSL_CERT_FILE & co.).
+    env_ca_bundle: Path | None = None
+    # Docker network environments join (e.g. to reach internal git hosts); default bridge.
+    docker_network: str | None = None
 
     @field_validator("http_addr", "ssh_addr")
     @classmethod

@@ -52,7 +52,7 @@ def test_migrations_are_idempotent_and_tokens_are_stored_hashed(ctx: ServerConte
     with ctx.db.session() as s:
         stored = list(s.scalars(select(ApiToken.token_hash)))
         version = s.execute(text("select version_num from alembic_version")).scalar_one()
-    assert version == "0001"
+    assert version == "0002"
     assert token not in stored and auth.hash_token(token) in stored
 
 

@@ -16,6 +16,15 @@ def test_container_publishes_only_sshd_on_loopback_with_limits_and_labels():
     assert kw["name"] == "dev8-i1-u7-web" and kw["volumes"] == {"dev8-i1-u7-web-home": {"bind": "/home/dev", "mode": "rw"}}
     assert kw["restart_policy"] == {"Name": "unless-stopped"}
     assert set(kw["environment"]) == {"DEV8_CONTROL_KEY"}
+    assert kw["mounts"] == [] and kw["network"] is None
+
+
+def test_extra_ca_bundle_is_mounted_read_only_and_network_joined():
+    from dataclasses import replace
+    kw = container_kwargs(replace(SPEC, ca_bundle="/etc/corp-ca.pem", network="devnet"))
+    [mount] = kw["mounts"]
+    assert mount["Target"] == "/etc/dev8/extra-ca.crt" and mount["Source"] == "/etc/corp-ca.pem"
+    assert mount["ReadOnly"] is True and kw["network"] == "devnet"
 
 
 def test_build_context_has_dockerfile_and_helper():

@@ -50,3 +50,29 @@ def test_ssh_config_refuses_injection_in_host_and_path(host):
         build_block(["web"], host=host, port=2222, known_hosts="/k")
     with pytest.raises(ValueError):
         build_block(["web"], host="127.0.0.1", port=2222, known_hosts=host)
+
+
+def test_git_option_parsing():
+    from dev8.cli.main import parse_git_option
+    assert parse_git_option("github") == {"kind": "github", "host": None, "secret": None, "username": None}
+    assert parse_git_option("bitbucket@bb.corp:7990=BB_TOKEN,alice") == {
+        "kind": "bitbucket", "host": "bb.corp:7990", "secret": "BB_TOKEN", "username": "alice"}
+    with pytest.raises(ValueError):
+        parse_git_option("@host")
+
+
+def test_build_options_validates_everything_before_any_write():
+    from dev8.core.environments import build_options
+    from dev8.core.errors import Invalid
+    options, referenced = build_options(repo="https://ghe.corp/org/app.git", branch="feature/x",
+                                        git=[{"kind": "github", "host": "GHE.corp:8443"}], ai={"anthropic": "AK"})
+    assert options["git"]["providers"] == [{"kind": "github", "host": "ghe.corp:8443", "secret": "GITHUB_TOKEN",
+                                            "username": None}]
+    assert referenced == ["GITHUB_TOKEN", "AK"] and options["ai"] == {"anthropic": "AK"}
+    for bad in [dict(repo="file:///etc"), dict(repo="https://h/o/r.git", branch="-x"),
+                dict(repo="https://h/o/r.git", branch="a..b"), dict(git=[{"kind": "svn"}]),
+                dict(git=[{"kind": "github", "host": "evil host"}]), dict(ai={"openai": "X"}),
+                dict(git=[{"kind": "github"}, {"kind": "github"}]), dict(branch="main"),
+                dict(git=[{"kind": "gitlab", "username": "a b"}])]:
+        with pytest.raises(Invalid):
+            build_options(**bad)

@@ -23,10 +23,12 @@ admin_app = typer.Typer(help="Server-side administration (works on the data dir 
 keys_app = typer.Typer(help="Manage the SSH public keys that may log in through the gateway.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Manage secrets (write-only: values are never shown back).", no_args_is_help=True)
 image_app = typer.Typer(help="Environment images.", no_args_is_help=True)
+env_app = typer.Typer(help="Operations on a running environment.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(image_app, name="image")
+app.add_typer(env_app, name="env")
 
 out = Console()
 err = Console(stderr=True)
@@ -241,6 +243,8 @@ def _follow(client: Client, name: str, until: set[str], after: int = 0) -> None:
                 out.print(f"[dim]…[/dim] {step}", highlight=False)
             elif status == "progress":
                 out.print(f"  [dim]{msg}[/dim]", highlight=False)
+            elif status == "warning":
+                out.print(f"[yellow]![/yellow] {step}: {msg}", highlight=False)
             elif status == "ok" and step == "request":
                 out.print(f"[dim]{msg}[/dim]", highlight=False)
             elif status == "ok":
@@ -263,16 +267,40 @@ def create(
     cpus: Annotated[Optional[float], typer.Option(help="CPU limit, e.g. 2")] = None,
     memory: Annotated[Optional[str], typer.Option(help="Memory limit, e.g. 4g")] = None,
     secret: Annotated[Optional[list[str]], typer.Option("--secret", help="Secret to provide (repeatable)")] = None,
+    repo: Annotated[Optional[str], typer.Option(help="Repository to clone into ~/workspace on first start")] = None,
+    branch: Annotated[Optional[str], typer.Option(help="Branch to clone")] = None,
+    git: Annotated[Optional[list[str]], typer.Option(
+        "--git", help="Git login KIND[@HOST[:PORT]][=SECRET[,USERNAME]], KIND github|gitlab|bitbucket; "
+        "default secret GITHUB_TOKEN/GITLAB_TOKEN/BITBUCKET_TOKEN (repeatable)")] = None,
+    anthropic_key: Annotated[Optional[str], typer.Option(help="Secret holding ANTHROPIC_API_KEY (claude)")] = None,
+    gemini_key: Annotated[Optional[str], typer.Option(help="Secret holding GEMINI_API_KEY (gemini)")] = None,
+    copilot_token: Annotated[Optional[str], typer.Option(help="Secret holding a GitHub token for Copilot")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until ready")] = True,
 ) -> None:
     """Create an environment and show its progress until it is ready."""
     client = api()
-    body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "secrets": secret or []}
+    try:
+        providers = [parse_git_option(g) for g in git or []]
+    except ValueError as exc:
+        fail(str(exc))
+    ai = {k: v for k, v in (("anthropic", anthropic_key), ("gemini", gemini_key), ("copilot", copilot_token)) if v}
+    body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "secrets": secret or [],
+            "repo": repo, "branch": branch, "git": providers, "ai": ai}
     env = call(client.post, "/environments", json=body)
     out.print(f"creating {env['name']} ({env['image']})")
     if wait:
         _follow(client, name, {"ready"})
         out.print(f"[bold]{name} is ready[/bold]: dev8 ssh {name}   (or: {env['ssh_command']})", highlight=False)
+
+
+def parse_git_option(text: str) -> dict:
+    """``KIND[@HOST[:PORT]][=SECRET[,USERNAME]]`` to a provider dict (the server validates values)."""
+    head, _, rest = text.partition("=")
+    kind, _, host = head.partition("@")
+    secret, _, username = rest.partition(",")
+    if not kind:
+        raise ValueError(f"invalid --git {text!r}: expected KIND[@HOST[:PORT]][=SECRET[,USERNAME]]")
+    return {"kind": kind, "host": host or None, "secret": secret or None, "username": username or None}
 
 
 def _action(name: str, action: str, until: set[str], **params: object) -> None:
@@ -309,6 +337,12 @@ def delete(name: str, keep_volume: Annotated[bool, typer.Option("--keep-volume",
     _action(name, "delete", {"deleted"}, keep_volume=str(keep_volume).lower())
 
 
+@env_app.command("reconfigure")
+def env_reconfigure(name: str) -> None:
+    """Push configuration and current secret values into a running environment (no restart)."""
+    _action(name, "reconfigure", {"ready"})
+
+
 @app.command("list")
 def list_() -> None:
     """List your environments."""
@@ -327,6 +361,12 @@ def show(name: str) -> None:
             ("memory", e["memory"]), ("secrets", ", ".join(e["secrets"]) or "-"),
             ("created", e["created_at"][:19]), ("started", (e["started_at"] or "-")[:19]),
             ("ssh", f"dev8 ssh {e['name']}  |  {e['ssh_command']}")]
+    if e.get("repo"):
+        rows.insert(6, ("repo", e["repo"]))
+    if e["state"] == "running":
+        h = call(api().get, f"/environments/{name}/health")
+        rows.append(("services", ", ".join(f"{k} {v}" for k, v in h.get("services", {}).items())
+                     or h.get("error", "-")))
     for k, v in rows:
         out.print(f"[bold]{k:>8}[/bold]  {v}", highlight=False)
 
@@ -379,7 +419,7 @@ def config_ssh(
 
 
 @image_app.command("build")
-def image_build(target: Annotated[str, typer.Argument(help="Image target: base")] = "base") -> None:
+def image_build(target: Annotated[str, typer.Argument(help="Image target: base or fullstack")] = "base") -> None:
     """Build an environment image with the local Docker engine ahead of time."""
     import docker as docker_sdk
 

@@ -16,11 +16,18 @@ from sqlalchemy.orm import Session
 from dev8.core.crypto import Keyring
 from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.core.secrets import check_secrets_exist, seal_env_key
-from dev8.names import check_env_name
+from dev8.names import check_env_name, check_secret_name
 from dev8.runtimes.base import EnvSpec
 from dev8.store.models import Environment, Event, Meta, User, utcnow
 
 MEMORY_RE = re.compile(r"^(\d{1,6})([mg])$")
+PROVIDER_HOSTS = {"github": "github.com", "gitlab": "gitlab.com", "bitbucket": "bitbucket.org"}
+DEFAULT_PROVIDER_SECRETS = {"github": "GITHUB_TOKEN", "gitlab": "GITLAB_TOKEN", "bitbucket": "BITBUCKET_TOKEN"}
+AI_KINDS = ("anthropic", "gemini", "copilot")
+HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$")
+BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+REPO_RE = re.compile(r"^https?://[^\s@/]+(:\d+)?/[^\s]+$")
+GIT_USERNAME_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 MAX_EVENTS_PER_ENV = 500
 
 
@@ -42,9 +49,11 @@ def parse_memory(text: str) -> int:
     return n
 
 
-def spec_of(env: Environment, installation: str) -> EnvSpec:
+def spec_of(env: Environment, installation: str, *, ca_bundle: str | None = None,
+            network: str | None = None) -> EnvSpec:
     return EnvSpec(env_id=env.id, owner_id=env.owner_id, name=env.name, image=env.image, cpus=env.cpus,
-                   memory=env.memory, control_public_key=env.control_public_key, installation=installation)
+                   memory=env.memory, control_public_key=env.control_public_key, installation=installation,
+                   ca_bundle=ca_bundle, network=network)
 
 
 INSTALLATION_KEY = "installation_id"
@@ -60,10 +69,65 @@ def installation_id(s: Session) -> str:
     return row.value
 
 
+def build_options(
+    *, repo: str | None = None, branch: str | None = None, git: list[dict] | None = None,
+    ai: dict[str, str] | None = None,
+) -> tuple[dict, list[str]]:
+    """Validate the repository, git providers and AI key choices; returns the options to
+    store and the secret names they refer to. Pure: raises Invalid, touches nothing."""
+    options: dict = {}
+    referenced: list[str] = []
+    if repo:
+        if len(repo) > 2048 or not REPO_RE.fullmatch(repo):
+            raise Invalid(f"invalid repository URL {repo!r}: use https://host/owner/repo.git")
+        if branch is not None and not BRANCH_RE.fullmatch(branch):
+            raise Invalid(f"invalid branch name {branch!r}")
+        options["repo"] = {"url": repo, "branch": branch}
+    elif branch:
+        raise Invalid("--branch needs --repo")
+    providers = []
+    for p in git or []:
+        kind = str(p.get("kind", "")).lower()
+        if kind not in PROVIDER_HOSTS:
+            raise Invalid(f"unknown git provider {kind!r} (github, gitlab, bitbucket)")
+        host = str(p.get("host") or PROVIDER_HOSTS[kind]).lower()
+        if not HOST_RE.fullmatch(host):
+            raise Invalid(f"invalid git host {host!r}")
+        secret = str(p.get("secret") or DEFAULT_PROVIDER_SECRETS[kind])
+        try:
+            check_secret_name(secret)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        username = p.get("username")
+        if username is not None and not GIT_USERNAME_RE.fullmatch(str(username)):
+            raise Invalid(f"invalid git username {username!r}")
+        if any(q["host"] == host for q in providers):
+            raise Invalid(f"git host {host} given twice")
+        providers.append({"kind": kind, "host": host, "secret": secret, "username": username})
+        referenced.append(secret)
+    if providers:
+        options["git"] = {"providers": providers}
+    chosen = {}
+    for kind, secret in (ai or {}).items():
+        if kind not in AI_KINDS:
+            raise Invalid(f"unknown AI key {kind!r} ({', '.join(AI_KINDS)})")
+        if secret:
+            try:
+                check_secret_name(secret)
+            except ValueError as exc:
+                raise Invalid(str(exc)) from None
+            chosen[kind] = secret
+            referenced.append(secret)
+    if chosen:
+        options["ai"] = chosen
+    return options, referenced
+
+
 def create_environment(
     s: Session, keyring: Keyring, user: User, *, name: str, limits: Limits,
     image: str | None = None, cpus: float | None = None, memory: str | None = None,
-    secret_names: list[str] | None = None,
+    secret_names: list[str] | None = None, repo: str | None = None, branch: str | None = None,
+    git: list[dict] | None = None, ai: dict[str, str] | None = None,
 ) -> Environment:
     try:
         check_env_name(name)
@@ -77,13 +141,15 @@ def create_environment(
         raise Invalid("cpus must be between 0.1 and 64")
     memory = (memory or limits.default_memory).strip().lower()
     parse_memory(memory)
-    secret_names = sorted(set(secret_names or []))
+    options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai)
+    secret_names = sorted(set(secret_names or []) | set(referenced))
     check_secrets_exist(s, user, secret_names)
     if s.scalar(select(Environment.id).where(Environment.owner_id == user.id, Environment.name == name)):
         raise Conflict(f"environment {name!r} already exists")
     key = asyncssh.generate_private_key("ssh-ed25519", comment=f"dev8-control-{name}")
     env = Environment(owner_id=user.id, name=name, image=image, cpus=cpus, memory=memory,
-                      secret_names=secret_names, desired_state="running", observed_state="pending",
+                      secret_names=secret_names, options=options, desired_state="running",
+                      observed_state="pending",
                       control_public_key=key.export_public_key("openssh").decode().strip())
     s.add(env)
     s.flush()
@@ -110,6 +176,23 @@ def request_start(s: Session, env: Environment) -> None:
     env.generation += 1
     env.updated_at = utcnow()
     add_event(s, env.id, "request", "ok", "start requested")
+
+
+def request_reconfigure(s: Session, env: Environment) -> None:
+    """Push configuration and secrets again, without a restart."""
+    env.generation += 1
+    env.updated_at = utcnow()
+    add_event(s, env.id, "request", "ok", "reconfigure requested")
+
+
+def secret_changed(s: Session, user: User, name: str) -> list[str]:
+    """Reconfigure the user's running environments that use secret ``name``; their names."""
+    changed = []
+    for env in list_environments(s, user):
+        if env.desired_state == "running" and name in (env.secret_names or []):
+            request_reconfigure(s, env)
+            changed.append(env.name)
+    return changed
 
 
 def request_stop(s: Session, env: Environment) -> None:

@@ -37,9 +37,15 @@ async def wait_for_sshd(host: str, port: int, private_key_pem: bytes, *,
     raise TimeoutError(f"sshd did not accept the control key in time ({last})")
 
 
+async def run_json(conn: asyncssh.SSHClientConnection, command: str, *, input: str | None = None,
+                   timeout: float = 60) -> dict:
+    """Run a ``dev8-env`` command; its JSON output, or RuntimeError with its stderr."""
+    result = await conn.run(command, input=input, check=False, timeout=timeout)
+    if result.exit_status != 0:
+        raise RuntimeError(f"{command} failed: {str(result.stderr).strip()[-500:]}")
+    return json.loads(str(result.stdout))
+
+
 async def configure(conn: asyncssh.SSHClientConnection, document: dict) -> dict:
     """Push configuration and secrets on stdin to ``dev8-env configure``."""
-    result = await conn.run("dev8-env configure", input=json.dumps(document), check=False, timeout=60)
-    if result.exit_status != 0:
-        raise RuntimeError(f"dev8-env configure failed: {str(result.stderr).strip()[:300]}")
-    return json.loads(str(result.stdout))
+    return await run_json(conn, "dev8-env configure", input=json.dumps(document))

@@ -22,7 +22,7 @@ from dev8.core.notify import EventNotifier
 from dev8.core.secrets import open_env_key, reveal_secrets
 from dev8.runtimes.base import EnvSpec, Observed, Runtime
 from dev8.store.db import Database
-from dev8.store.models import Environment, utcnow
+from dev8.store.models import Environment, User, utcnow
 
 log = logging.getLogger("dev8.reconciler")
 T = TypeVar("T")
@@ -30,6 +30,7 @@ T = TypeVar("T")
 IMAGE_TIMEOUT = 1800.0
 STEP_TIMEOUT = 120.0
 SSHD_TIMEOUT = 60.0
+CLONE_TIMEOUT = 900.0
 MAX_BACKOFF = 60.0
 # The backend being down is not this environment's fault: keep checking often, so
 # everything converges soon after it is back.
@@ -44,9 +45,10 @@ class StepFailed(Exception):
 
 class Reconciler:
     def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, *, interval: float = 10.0,
-                 notifier: EventNotifier | None = None) -> None:
+                 notifier: EventNotifier | None = None, ca_bundle: str | None = None,
+                 network: str | None = None) -> None:
         self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
-        self.notifier = notifier
+        self.notifier, self.ca_bundle, self.network = notifier, ca_bundle, network
         with db.session() as s:
             self.installation = installation_id(s)
         self._wake = asyncio.Event()
@@ -150,7 +152,7 @@ class Reconciler:
         env = await asyncio.to_thread(self._load, env_id)
         if env is None:
             return
-        spec = spec_of(env, self.installation)
+        spec = spec_of(env, self.installation, ca_bundle=self.ca_bundle, network=self.network)
         try:
             if env.desired_state == "deleted":
                 await self._delete(env, spec)
@@ -220,15 +222,33 @@ class Reconciler:
         async with conn:
             document = await asyncio.to_thread(self._configuration, env)
             await self._step(env.id, "configure", lambda: envssh.configure(conn, document), STEP_TIMEOUT)
+            if (env.options or {}).get("repo"):
+                await self._clone(env.id, conn)
         await asyncio.to_thread(self._update, env.id, observed_state="running", ssh_port=port,
                                 configured_generation=env.generation, started_at=utcnow(), status_message="")
         await self._emit(env.id, "ready", "ok", f"ssh port {port}")
+
+    async def _clone(self, env_id: str, conn) -> None:  # type: ignore[no-untyped-def]
+        """Clone the repository on first start. A failure is reported as an event but the
+        environment still becomes ready: the user can fix the token and clone by hand."""
+        await self._emit(env_id, "clone", "running")
+        try:
+            result = await envssh.run_json(conn, "dev8-env clone", timeout=CLONE_TIMEOUT)
+        except (RuntimeError, asyncio.TimeoutError, OSError) as exc:
+            await self._emit(env_id, "clone", "warning", str(exc) or "timed out")
+            return
+        await self._emit(env_id, "clone", "ok", result.get("path", "") if result.get("cloned")
+                         else result.get("reason", ""))
 
     def _key(self, env_id: str) -> bytes:
         with self.db.session() as s:
             return open_env_key(s, self.keyring, env_id)
 
     def _configuration(self, env: Environment) -> dict:
+        """The document ``dev8-env configure`` reads on stdin (the only way secrets travel)."""
         with self.db.session() as s:
+            owner = s.get(User, env.owner_id)
             return {"environment": env.name,
+                    "user": {"name": owner.username if owner else "", "email": owner.email if owner else ""},
+                    **(env.options or {}),
                     "secrets": reveal_secrets(s, self.keyring, env.owner_id, list(env.secret_names or []))}

@@ -5,6 +5,9 @@ The control plane runs it over SSH as user ``dev``:
 
     dev8-env configure    < JSON   write configuration and secrets to the tmpfs
     dev8-env status                print what is configured (names only) as JSON
+    dev8-env clone                 clone the configured repository (once) into ~/workspace
+    dev8-env health                per-service state from the supervisor (runit) as JSON
+    dev8-env git-credential get    git credential helper for the configured hosts only
     dev8-env version
 
 Secrets arrive on stdin, never on a command line or in the container's environment,
@@ -16,12 +19,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import subprocess
 import sys
 import tempfile
 
 VERSION = "1"
 RUN_DIR = os.environ.get("DEV8_RUN_DIR", "/run/dev8")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+WORKSPACE = os.environ.get("DEV8_WORKSPACE", os.path.expanduser("~/workspace"))
+SERVICE_DIR = "/etc/dev8/service"
+# The username each provider expects with a token over HTTPS (overridable per provider).
+PROVIDER_USERNAMES = {"github": "x-access-token", "gitlab": "oauth2", "bitbucket": "x-token-auth"}
+# Environment variables each AI CLI reads its key from.
+AI_VARIABLES = {
+    "claude": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY",),
+    "copilot": ("COPILOT_GITHUB_TOKEN", "GH_TOKEN"),
+}
+AI_SECRETS = {"claude": "anthropic", "gemini": "gemini", "copilot": "copilot"}
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -57,7 +73,138 @@ def configure(doc: dict) -> dict:
     config = {k: v for k, v in doc.items() if k != "secrets"}
     config["secret_names"] = sorted(secrets)
     _write_private(os.path.join(RUN_DIR, "config.json"), json.dumps(config).encode())
+    _write_git_config(config)
+    _write_ai_env(config, secrets)
+    _write_cli_auth(config, secrets)
     return {"configured": True, "secrets": sorted(secrets)}
+
+
+def _gitconfig_value(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def _write_git_config(config: dict) -> None:
+    user = config.get("user") or {}
+    lines = ["[user]"]
+    if user.get("name"):
+        lines.append(f"\tname = {_gitconfig_value(user['name'])}")
+    if user.get("email"):
+        lines.append(f"\temail = {_gitconfig_value(user['email'])}")
+    _write_private(os.path.join(RUN_DIR, "gitconfig"), ("\n".join(lines) + "\n").encode())
+
+
+def _write_ai_env(config: dict, secrets: dict) -> None:
+    """One file per AI CLI, read by its wrapper only: keys are not in every process's env."""
+    ai = config.get("ai") or {}
+    ai_dir = os.path.join(RUN_DIR, "ai")
+    os.makedirs(ai_dir, mode=0o700, exist_ok=True)
+    for tool, variables in AI_VARIABLES.items():
+        path = os.path.join(ai_dir, f"{tool}.env")
+        secret = ai.get(AI_SECRETS[tool])
+        if secret and secret in secrets:
+            text = "".join(f"{v}={shlex.quote(secrets[secret])}\n" for v in variables)
+            _write_private(path, text.encode())
+        elif os.path.exists(path):
+            os.unlink(path)
+
+
+def _write_cli_auth(config: dict, secrets: dict) -> None:
+    """gh and glab configs in the tmpfs (GH_CONFIG_DIR / GLAB_CONFIG_DIR point there)."""
+    gh_hosts, glab_hosts = [], []
+    for p in providers(config):
+        token = secrets.get(p["secret"])
+        if not token:
+            continue
+        if p["kind"] == "github":
+            gh_hosts.append(f"{p['host']}:\n    oauth_token: {json.dumps(token)}\n"
+                            f"    user: {json.dumps(p['username'])}\n    git_protocol: https\n")
+        elif p["kind"] == "gitlab":
+            glab_hosts.append(f"    {p['host']}:\n        token: {json.dumps(token)}\n"
+                              f"        api_protocol: https\n        git_protocol: https\n")
+    for directory, name, body in (("gh", "hosts.yml", "".join(gh_hosts)),
+                                  ("glab", "config.yml", "hosts:\n" + "".join(glab_hosts) if glab_hosts else "")):
+        path = os.path.join(RUN_DIR, directory)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        target = os.path.join(path, name)
+        if body:
+            _write_private(target, body.encode())
+        elif os.path.exists(target):
+            os.unlink(target)
+
+
+def _load_config() -> dict:
+    try:
+        with open(os.path.join(RUN_DIR, "config.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def providers(config: dict) -> list[dict]:
+    out = []
+    for p in (config.get("git") or {}).get("providers") or []:
+        kind = p.get("kind")
+        if kind not in PROVIDER_USERNAMES or not p.get("host") or not p.get("secret"):
+            continue
+        out.append({"kind": kind, "host": p["host"].lower(), "secret": p["secret"],
+                    "username": p.get("username") or PROVIDER_USERNAMES[kind]})
+    return out
+
+
+def _read_secret(name: str) -> str | None:
+    if not NAME_RE.match(name):
+        return None
+    try:
+        with open(os.path.join(RUN_DIR, "secrets", name), encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def git_credential(action: str, stdin: str) -> str:
+    """git's credential helper protocol: answer ``get`` for configured hosts only."""
+    if action != "get":
+        return ""  # store/erase: tokens are managed by dev8, never written by git
+    request = dict(line.split("=", 1) for line in stdin.splitlines() if "=" in line)
+    if request.get("protocol") not in {"https", "http"}:
+        return ""
+    host = request.get("host", "").lower()
+    for p in providers(_load_config()):
+        if p["host"] == host:
+            token = _read_secret(p["secret"])
+            if token:
+                return f"protocol={request['protocol']}\nhost={request['host']}\nusername={p['username']}\npassword={token}\n"
+    return ""
+
+
+def clone() -> dict:
+    """Clone the configured repository into the workspace, once; later starts skip it."""
+    repo = _load_config().get("repo") or {}
+    url = repo.get("url")
+    if not url:
+        return {"cloned": False, "reason": "no repository configured"}
+    name = re.sub(r"\.git$", "", url.rstrip("/").rsplit("/", 1)[-1]) or "repo"
+    target = os.path.join(WORKSPACE, name)
+    if os.path.exists(target):
+        return {"cloned": False, "path": target, "reason": "already present"}
+    cmd = ["git", "clone", "--quiet"]
+    if repo.get("branch"):
+        cmd += ["--branch", repo["branch"]]
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    proc = subprocess.run([*cmd, "--", url, target], capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        raise ValueError(f"git clone failed: {proc.stderr.strip()[-500:]}")
+    return {"cloned": True, "path": target}
+
+
+def health() -> dict:
+    services = {}
+    for name in sorted(os.listdir(SERVICE_DIR)) if os.path.isdir(SERVICE_DIR) else []:
+        proc = subprocess.run(["sudo", "-n", "sv", "status", os.path.join(SERVICE_DIR, name)],
+                              capture_output=True, text=True)
+        out = proc.stdout.strip()
+        services[name] = "up" if out.startswith("run:") else ("down" if out else "unknown")
+    return {"services": services}
 
 
 def status() -> dict:
@@ -81,10 +228,17 @@ def main(argv: list[str]) -> int:
             result = status()
         elif cmd == "version":
             result = {"version": VERSION}
+        elif cmd == "clone":
+            result = clone()
+        elif cmd == "health":
+            result = health()
+        elif cmd == "git-credential":
+            sys.stdout.write(git_credential(argv[1] if len(argv) > 1 else "", sys.stdin.read()))
+            return 0
         else:
             print(f"dev8-env: unknown command {cmd!r}", file=sys.stderr)
             return 2
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, subprocess.SubprocessError) as exc:
         print(f"dev8-env {cmd}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result))

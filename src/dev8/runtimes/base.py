@@ -31,6 +31,8 @@ class EnvSpec:
     memory: str
     control_public_key: str
     installation: str
+    ca_bundle: str | None = None  # host path of extra CA certificates to trust
+    network: str | None = None  # runtime network to attach (default: the runtime's own)
 
     @property
     def object_name(self) -> str:

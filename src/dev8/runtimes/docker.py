@@ -20,7 +20,11 @@ API_VERSION = "1.41"
 
 def container_kwargs(spec: EnvSpec) -> dict:
     """Pure builder: the ``containers.create`` arguments for an environment."""
+    mounts = [docker.types.Mount("/etc/dev8/extra-ca.crt", spec.ca_bundle, type="bind", read_only=True)] \
+        if spec.ca_bundle else []
     return {
+        "mounts": mounts,
+        "network": spec.network,
         "image": spec.image,
         "name": spec.object_name,
         "hostname": spec.name,

@@ -57,11 +57,15 @@ def announce_setup(db: Database, settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    if settings.env_ca_bundle and not settings.env_ca_bundle.is_file():
+        raise StartupError(f"DEV8_ENV_CA_BUNDLE: {settings.env_ca_bundle} is not a file")
     runtime = check_runtime(settings)
     db, keyring = open_store(settings)
     notifier = EventNotifier(asyncio.get_running_loop())
     reconciler = Reconciler(db, keyring, runtime, interval=settings.reconcile_interval,  # type: ignore[arg-type]
-                            notifier=notifier)
+                            notifier=notifier,
+                            ca_bundle=str(settings.env_ca_bundle.resolve()) if settings.env_ca_bundle else None,
+                            network=settings.docker_network)
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
                         reconciler=reconciler)
     announce_setup(db, settings)

@@ -49,12 +49,23 @@ class SecretOut(BaseModel):
     updated_at: datetime
 
 
+class GitProviderIn(BaseModel):
+    kind: str = Field(max_length=16, description="github, gitlab or bitbucket")
+    host: str | None = Field(default=None, max_length=260, description="self-hosted host; default: the public one")
+    secret: str | None = Field(default=None, max_length=64, description="secret holding the token; default GITHUB_TOKEN…")
+    username: str | None = Field(default=None, max_length=100, description="e.g. a Bitbucket username for app passwords")
+
+
 class EnvironmentIn(BaseModel):
     name: str = Field(max_length=64)
     image: str | None = Field(default=None, max_length=255)
     cpus: float | None = None
     memory: str | None = Field(default=None, max_length=16)
     secrets: list[str] = Field(default_factory=list, max_length=64)
+    repo: str | None = Field(default=None, max_length=2048)
+    branch: str | None = Field(default=None, max_length=200)
+    git: list[GitProviderIn] = Field(default_factory=list, max_length=16)
+    ai: dict[str, str] = Field(default_factory=dict, description="anthropic/gemini/copilot → secret name")
 
 
 class EnvironmentOut(BaseModel):
@@ -68,6 +79,8 @@ class EnvironmentOut(BaseModel):
     cpus: float
     memory: str
     secrets: list[str]
+    repo: str | None
+    git_hosts: list[str]
     created_at: datetime
     started_at: datetime | None
     ssh_command: str

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Body, status
 
-from dev8.core import auth, secrets
+from dev8.core import auth, environments, secrets
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
 from dev8.server.schemas import KeyIn, KeyOut, LoginIn, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut, UserOut
 from dev8.settings import parse_addr
@@ -62,7 +62,11 @@ def list_secrets(user: CurrentUser, s: SessionDep) -> list[SecretOut]:
 def set_secret(name: str, ctx: Ctx, user: CurrentUser, s: SessionDep, body: SecretIn = Body()) -> SecretOut:
     row = secrets.set_secret(s, ctx.keyring, user, name=name, value=body.value,
                              max_bytes=ctx.settings.max_secret_bytes)
-    return SecretOut.model_validate(row, from_attributes=True)
+    out = SecretOut.model_validate(row, from_attributes=True)
+    if environments.secret_changed(s, user, name):
+        s.commit()
+        ctx.reconciler.wake()  # running environments get the new value without a restart
+    return out
 
 
 @router.delete("/secrets/{name}", status_code=status.HTTP_204_NO_CONTENT)

@@ -8,7 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 
+import asyncssh
+
 from dev8.core import environments as envs
+from dev8.core import envssh
+from dev8.core.secrets import open_env_key
 from dev8.core.faults import crash_point
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
 from dev8.server.schemas import EnvironmentIn, EnvironmentOut, EventOut
@@ -24,6 +28,8 @@ def _out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         id=env.id, name=env.name, owner=user.username, state=env.observed_state,
         desired_state=env.desired_state, status_message=env.status_message, image=env.image,
         cpus=env.cpus, memory=env.memory, secrets=list(env.secret_names or []),
+        repo=((env.options or {}).get("repo") or {}).get("url"),
+        git_hosts=[p["host"] for p in ((env.options or {}).get("git") or {}).get("providers", [])],
         created_at=env.created_at, started_at=env.started_at,
         ssh_command=f"ssh -p {port} {env.name}@{host}",
     )
@@ -48,7 +54,8 @@ async def create_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -
         with ctx.db.session() as s:
             env = envs.create_environment(s, ctx.keyring, user, name=body.name, limits=ctx.limits,
                                           image=body.image, cpus=body.cpus, memory=body.memory,
-                                          secret_names=body.secrets)
+                                          secret_names=body.secrets, repo=body.repo, branch=body.branch,
+                                          git=[g.model_dump() for g in body.git], ai=body.ai)
         crash_point("row")
         return _out(ctx, env, user)
     out = await asyncio.to_thread(create)
@@ -87,6 +94,29 @@ async def stop(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
 @router.post("/{name}/restart", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
 async def restart(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
     return await _transition(ctx, user, name, envs.request_restart)
+
+
+@router.post("/{name}/reconfigure", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED,
+             summary="Push configuration and secrets again without a restart")
+async def reconfigure(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
+    return await _transition(ctx, user, name, envs.request_reconfigure)
+
+
+@router.get("/{name}/health", summary="Per-service state inside the environment (checked over SSH)")
+async def health(name: str, ctx: Ctx, user: CurrentUser) -> dict:
+    def lookup() -> tuple[Environment, bytes]:
+        with ctx.db.session() as s:
+            env = envs.get_environment(s, user, name)
+            return env, open_env_key(s, ctx.keyring, env.id)
+    env, key = await asyncio.to_thread(lookup)
+    if env.observed_state != "running" or not env.ssh_port:
+        return {"state": env.observed_state, "services": {}}
+    try:
+        async with await envssh.connect("127.0.0.1", env.ssh_port, key) as conn:
+            result = await envssh.run_json(conn, "dev8-env health", timeout=20)
+    except (OSError, RuntimeError, asyncio.TimeoutError, asyncssh.Error) as exc:
+        return {"state": env.observed_state, "services": {}, "error": f"health check failed: {exc}"}
+    return {"state": env.observed_state, **result}
 
 
 @router.delete("/{name}", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)

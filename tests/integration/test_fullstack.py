@@ -1,0 +1,112 @@
+"""The fullstack image for real: every tool as user dev, code-server through the SSH
+transport, AI keys only for the AI CLIs, gh/glab logins from the tmpfs, the supervisor."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import docker
+import httpx
+import pytest
+
+from tests.support import Dev8Server, User, free_port, unique, wait_until
+
+FULLSTACK = "dev8/fullstack:latest"
+ANTHROPIC = "sk-ant-test-" + "9" * 24
+
+
+@pytest.fixture(scope="module")
+def fullstack_image() -> str:
+    client = docker.from_env()
+    try:
+        client.images.get(FULLSTACK)
+    except docker.errors.ImageNotFound:
+        from dev8 import images
+        images.build(client, "fullstack", print)
+    return FULLSTACK
+
+
+@pytest.fixture
+def fs_env(server: Dev8Server, alice: User, fullstack_image: str) -> str:
+    alice.cli("secrets", "set", "ANTHROPIC", input=ANTHROPIC)
+    alice.cli("secrets", "set", "GHE_TOKEN", input="ghe-token-123")
+    alice.cli("secrets", "set", "GL_TOKEN", input="glab-token-456")
+    name = unique("fs")
+    alice.cli("create", name, "--image", fullstack_image, "--anthropic-key", "ANTHROPIC",
+              "--git", "github@ghe.corp.test=GHE_TOKEN", "--git", "gitlab@gitlab.corp.test=GL_TOKEN")
+    return name
+
+
+def version(text: str) -> tuple[int, ...]:
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    assert m, text
+    return tuple(int(x or 0) for x in m.groups())
+
+
+def test_every_tool_runs_for_dev_in_plain_and_login_shells(alice: User, fs_env: str):
+    checks = {"node --version": (22,), "bun --version": (1,), "python3 --version": (3, 11), "go version": (1, 22),
+              "rustc --version": (1, 80), "cargo --version": (1, 80), "gh --version": (2,), "glab --version": (1,),
+              "git --version": (2,), "code-server --version": (4,), "claude --version": (1,),
+              "gemini --version": (0,), "copilot --version": (0,)}
+    for wrap in ("{}", "bash -lc '{}'"):
+        script = "; ".join(f"echo \"@@{cmd}@@$({cmd} 2>&1 | head -n1)\"" for cmd in checks)
+        r = alice.ssh(fs_env, wrap.format(script.replace("'", "'\\''")) if "bash" in wrap else script, timeout=180)
+        found = dict(re.findall(r"@@(.+?)@@(.*)", r.stdout))
+        for cmd, minimum in checks.items():
+            assert cmd in found and version(found[cmd]) >= minimum, (wrap, cmd, found.get(cmd), r.stderr)
+    assert alice.ssh(fs_env, "id -un").stdout.strip() == "dev"
+
+
+def test_ai_keys_only_reach_the_ai_cli_that_was_given_one(alice: User, fs_env: str):
+    shells = alice.ssh(fs_env, "echo ${ANTHROPIC_API_KEY:-unset}; bash -lc 'echo ${ANTHROPIC_API_KEY:-unset}'")
+    assert shells.stdout.split() == ["unset", "unset"]
+    # a running claude process (it cannot reach the API here) has the key in its environment;
+    # gemini, given no key, has none
+    probe = ("claude -p hi >/dev/null 2>&1 & gemini -p hi >/dev/null 2>&1 & sleep 3; "
+             "for p in $(pgrep -u dev -f 'node_modules/.*/(claude|gemini)|bin/(claude|gemini)'); do "
+             "tr '\\0' '\\n' < /proc/$p/environ | grep -E '^(ANTHROPIC|GEMINI)_API_KEY=' | sed \"s/^/$p:/\"; "
+             "tr '\\0' ' ' < /proc/$p/cmdline | sed \"s/^/$p:CMD /\"; echo; done; kill %1 %2 2>/dev/null; true")
+    out = alice.ssh(fs_env, probe, timeout=60).stdout
+    assert f"ANTHROPIC_API_KEY={ANTHROPIC}" in out, out
+    assert "GEMINI_API_KEY=" not in out
+
+
+def test_gh_and_glab_logins_come_from_the_tmpfs(alice: User, fs_env: str):
+    r = alice.ssh(fs_env, "gh auth token --hostname ghe.corp.test; glab config get token --host gitlab.corp.test")
+    assert r.stdout.split() == ["ghe-token-123", "glab-token-456"], r.stderr
+    leaked = alice.ssh(fs_env, "grep -rIl -e ghe-token-123 -e glab-token-456 ~ /etc /tmp 2>/dev/null; true")
+    assert leaked.stdout.strip() == ""
+
+
+def test_code_server_answers_through_the_ssh_transport(alice: User, fs_env: str):
+    local = free_port()
+    fwd = subprocess.Popen([*alice.ssh_args(fs_env)[:-1], "-N", "-L", f"{local}:127.0.0.1:13337",
+                            alice.ssh_args(fs_env)[-1]], stderr=subprocess.PIPE)
+    try:
+        page = wait_until(lambda: httpx.get(f"http://127.0.0.1:{local}/", follow_redirects=True, timeout=10),
+                          timeout=60, what="code-server workbench")
+        assert page.status_code == 200 and "workbench" in page.text.lower()
+    finally:
+        fwd.terminate()
+        fwd.wait(10)
+
+
+def test_supervisor_restarts_services_and_show_reports_health(alice: User, fs_env: str):
+    health = alice.http().get(f"/environments/{fs_env}/health").json()
+    assert health["services"] == {"code-server": "up", "sshd": "up"}
+    alice.ssh(fs_env, "sudo pkill -f 'code-server/out/node/entry' ; sudo pkill -f 'lib/node_modules/code-server'")
+
+    def back() -> bool:
+        r = alice.ssh(fs_env, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:13337/healthz")
+        return r.stdout.strip() == "200"
+    wait_until(back, timeout=15, interval=0.2, what="code-server restarted")
+    assert "code-server up" in alice.cli("show", fs_env).stdout
+
+
+def test_secrets_stay_out_of_inspect_and_image_history(server: Dev8Server, fs_env: str, docker_client):  # type: ignore[no-untyped-def]
+    [c] = docker_client.containers.list(filters={"label": f"dev8.installation={server.installation()}"})
+    assert ANTHROPIC not in json.dumps(c.attrs)
+    history = json.dumps(docker_client.images.get(FULLSTACK).history())
+    assert ANTHROPIC not in history and "ghe-token-123" not in history
+    assert ANTHROPIC not in server.log()

@@ -1,0 +1,113 @@
+"""Git over HTTPS with provider tokens: a real `git http-backend` behind TLS in a test
+container, configured in turn as a GitHub Enterprise, self-managed GitLab and Bitbucket
+Server host. The environment trusts the test CA through DEV8_ENV_CA_BUNDLE."""
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.support import REPO, Dev8Server, User, make_tls_certs, unique, wait_until
+
+GIT_HOST = "git.corp.test"
+TOKEN = "tok-" + "a1b2c3d4e5f6" * 3
+
+
+@pytest.fixture
+def git_network(docker_client: docker.DockerClient) -> Iterator[str]:
+    net = docker_client.networks.create(unique("dev8-test-net-"))
+    yield net.name
+    net.reload()
+    for c in net.containers:
+        net.disconnect(c, force=True)
+    net.remove()
+
+
+def start_git_server(docker_client: docker.DockerClient, network: str, tls: Path, users: dict[str, str]):  # type: ignore[no-untyped-def]
+    container = docker_client.containers.run(
+        "dev8/base:latest", ["python3", "/srv/gitserver.py"], entrypoint=[], detach=True, network=network,
+        environment={"GIT_USERS": json.dumps(users)}, user="root",
+        volumes={str(REPO / "tests" / "gitserver.py"): {"bind": "/srv/gitserver.py", "mode": "ro"},
+                 str(tls): {"bind": "/srv/tls", "mode": "ro"}})
+    docker_client.networks.get(network).disconnect(container)
+    docker_client.networks.get(network).connect(container, aliases=[GIT_HOST])
+    wait_until(lambda: "app.git" in container.exec_run("ls /srv/git/org").output.decode(), timeout=30,
+               what="git server repository")
+    return container
+
+
+@pytest.fixture
+def git_setup(tmp_path: Path, git_network: str, base_image: str, docker_client):  # type: ignore[no-untyped-def]
+    ca = make_tls_certs(tmp_path / "tls", GIT_HOST)
+    server = Dev8Server(tmp_path / "server", extra_env={"DEV8_DOCKER_NETWORK": git_network,
+                                                        "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
+    containers = []
+
+    def git_server(users: dict[str, str]):  # type: ignore[no-untyped-def]
+        c = start_git_server(docker_client, git_network, tmp_path / "tls", users)
+        containers.append(c)
+        return c
+    yield server, git_server
+    server.kill()
+    server.cleanup_docker()
+    for c in containers:
+        c.remove(force=True)
+
+
+@pytest.mark.parametrize("kind, username, git_option_user", [
+    ("github", "x-access-token", None),     # GitHub Enterprise
+    ("gitlab", "oauth2", None),             # self-managed GitLab
+    ("bitbucket", "x-token-auth", None),    # Bitbucket Server/Data Center HTTP access token
+    ("bitbucket", "alice-bb", "alice-bb"),  # Bitbucket username + app password
+])
+def test_clone_pull_push_with_the_right_token_and_a_clear_failure_with_a_wrong_one(
+        git_setup, tmp_path: Path, kind: str, username: str, git_option_user: str | None):  # type: ignore[no-untyped-def]
+    server, git_server = git_setup
+    repo_container = git_server({username: TOKEN})
+    alice = User(server, "alice@example.com", tmp_path / "alice")
+    alice.cli("secrets", "set", "CORP_TOKEN", input=TOKEN)
+    name = unique("git")
+    option = f"{kind}@{GIT_HOST}:8443=CORP_TOKEN" + (f",{git_option_user}" if git_option_user else "")
+    created = alice.cli("create", name, "--repo", f"https://{GIT_HOST}:8443/org/app.git", "--branch", "feature",
+                        "--git", option)
+    assert "✓ clone" in created.stdout, created.stdout
+    r = alice.ssh(name, "cd ~/workspace/app && git branch --show-current && cat FEATURE.md && git config user.email")
+    assert r.stdout.split() == ["feature", "feature", "alice@example.com"], r.stderr
+    push = alice.ssh(name, "cd ~/workspace/app && echo change > CHANGE.md && git add CHANGE.md "
+                           "&& git commit -qm 'from dev8' && git push -q origin feature && git pull -q && echo pushed")
+    assert push.stdout.strip() == "pushed", push.stderr
+    log = repo_container.exec_run("git -C /srv/git/org/app.git log --format=%an:%s -1 feature").output.decode()
+    assert log.strip() == "alice:from dev8"
+    # the token is nowhere on the volume: not in .git-credentials, .gitconfig, .git/config, history
+    grep = alice.ssh(name, f"grep -rIl '{TOKEN}' ~ 2>/dev/null; ls ~/.git-credentials 2>&1")
+    assert TOKEN not in grep.stdout and "No such file" in grep.stdout
+    # a wrong token (replaced secret reaches the running environment without a restart)
+    alice.cli("secrets", "set", "CORP_TOKEN", input="tok-wrong")
+    wait_until(lambda: alice.ssh(name, "cat /run/dev8/secrets/CORP_TOKEN").stdout == "tok-wrong", timeout=60,
+               what="reconfigured secret")
+    failed = alice.ssh(name, "cd ~/workspace/app && git pull")
+    assert failed.returncode != 0 and "Authentication failed" in failed.stderr
+
+
+def test_credentials_only_for_configured_hosts_and_clone_failure_keeps_environment(git_setup, tmp_path: Path):  # type: ignore[no-untyped-def]
+    server, git_server = git_setup
+    git_server({"x-access-token": TOKEN})
+    alice = User(server, "alice@example.com", tmp_path / "alice")
+    alice.cli("secrets", "set", "GITHUB_TOKEN", input=TOKEN)
+    name = unique("cf")
+    created = alice.cli("create", name, "--repo", f"https://{GIT_HOST}:8443/org/missing.git",
+                        "--git", f"github@{GIT_HOST}:8443")
+    assert "! clone: " in created.stdout and "git clone failed" in created.stdout
+    assert f"{name} is ready" in created.stdout
+    helper = "printf 'protocol=https\\nhost=%s\\n\\n' {} | git credential fill"
+    other = alice.ssh(name, "GIT_TERMINAL_PROMPT=0 " + helper.format("evil.example"))
+    assert TOKEN not in other.stdout and other.returncode != 0
+    mine = alice.ssh(name, helper.format(f"{GIT_HOST}:8443"))
+    assert f"password={TOKEN}" in mine.stdout and "username=x-access-token" in mine.stdout
+    # a clone that works later is done once: restart does not clone again
+    events = alice.http().get(f"/environments/{name}/events", params={"follow": "false"}).json()
+    assert any(e["step"] == "clone" and e["status"] == "warning" for e in events)
