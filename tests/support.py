@@ -185,6 +185,10 @@ class User:
     def http(self) -> httpx.Client:
         return self.server.api(self.token)
 
+    @staticmethod
+    def server_cli_argv(*args: str) -> list[str]:
+        return [sys.executable, "-m", "dev8.cli.main", *args]
+
     def ssh_args(self, login: str) -> list[str]:
         return ["ssh", "-p", str(self.server.ssh_port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
                 "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.config_dir / 'known_hosts'}",
@@ -290,3 +294,25 @@ def make_tls_certs(directory: Path, hostname: str) -> Path:
                                                           serialization.NoEncryption()))
     os.chmod(directory / "key.pem", 0o644)  # read by the server in its container
     return directory / "ca.pem"
+
+
+def make_vsix(path: Path, publisher: str = "dev8test", name: str = "hello", version: str = "0.0.1") -> Path:
+    """A minimal valid VS Code extension package (.vsix is a zip with a manifest)."""
+    import zipfile
+    manifest = f"""<?xml version="1.0" encoding="utf-8"?>
+<PackageManifest Version="2.0.0" xmlns="http://schemas.microsoft.com/developer/vsx-schema/2011">
+  <Metadata><Identity Language="en-US" Id="{name}" Version="{version}" Publisher="{publisher}"/>
+    <DisplayName>{name}</DisplayName><Description xml:space="preserve">test</Description>
+    <Properties><Property Id="Microsoft.VisualStudio.Code.Engine" Value="^1.60.0"/></Properties></Metadata>
+  <Installation><InstallationTarget Id="Microsoft.VisualStudio.Code"/></Installation><Dependencies/>
+  <Assets><Asset Type="Microsoft.VisualStudio.Code.Manifest" Path="extension/package.json" Addressable="true"/></Assets>
+</PackageManifest>"""
+    types = """<?xml version="1.0" encoding="utf-8"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension=".json" ContentType="application/json"/><Default Extension=".vsixmanifest" ContentType="text/xml"/></Types>"""
+    package = json.dumps({"name": name, "publisher": publisher, "version": version, "displayName": name,
+                          "engines": {"vscode": "^1.60.0"}, "contributes": {}})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("extension.vsixmanifest", manifest)
+        z.writestr("[Content_Types].xml", types)
+        z.writestr("extension/package.json", package)
+    return path

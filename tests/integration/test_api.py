@@ -13,6 +13,7 @@ from dev8.core.reconciler import Reconciler
 from dev8.runtimes.docker import DockerRuntime
 from dev8.server.app import create_app
 from dev8.server.context import ServerContext
+from dev8.server.tunnels import Tunnels
 from dev8.settings import Settings
 from dev8.store.db import Database
 from dev8.store.models import ApiToken, Environment, EnvironmentKey, Secret
@@ -27,13 +28,15 @@ def make_ctx(tmp_path: Path, db_url: str, runtime: DockerRuntime | None = None) 
     keyring = Keyring.load_or_create(settings.data_dir)
     runtime = runtime or DockerRuntime()
     return ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,
-                         reconciler=Reconciler(db, keyring, runtime))
+                         reconciler=Reconciler(db, keyring, runtime),
+                         tunnels=Tunnels(db, keyring))
 
 
 @pytest.fixture
 def ctx(tmp_path: Path, db_url: str, docker_client) -> ServerContext:  # type: ignore[no-untyped-def]
     c = make_ctx(tmp_path, db_url)
     yield c
+    c.tunnels.close()
     c.db.dispose()
 
 
@@ -227,4 +230,5 @@ def test_dead_docker_daemon_gives_503_with_reason_and_no_row(tmp_path: Path, db_
         assert s.scalar(select(Environment.id)) is None
     health = TestClient(create_app(ctx)).get("/healthz").json()
     assert health["status"] == "ok" and "unreachable" in health["runtime"]
+    ctx.tunnels.close()
     ctx.db.dispose()

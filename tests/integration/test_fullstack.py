@@ -61,14 +61,16 @@ def test_every_tool_runs_for_dev_in_plain_and_login_shells(alice: User, fs_env: 
 def test_ai_keys_only_reach_the_ai_cli_that_was_given_one(alice: User, fs_env: str):
     shells = alice.ssh(fs_env, "echo ${ANTHROPIC_API_KEY:-unset}; bash -lc 'echo ${ANTHROPIC_API_KEY:-unset}'")
     assert shells.stdout.split() == ["unset", "unset"]
-    # a running claude process (it cannot reach the API here) has the key in its environment;
-    # gemini, given no key, has none
-    probe = ("claude -p hi >/dev/null 2>&1 & gemini -p hi >/dev/null 2>&1 & sleep 3; "
-             "for p in $(pgrep -u dev -f 'node_modules/.*/(claude|gemini)|bin/(claude|gemini)'); do "
-             "tr '\\0' '\\n' < /proc/$p/environ | grep -E '^(ANTHROPIC|GEMINI)_API_KEY=' | sed \"s/^/$p:/\"; "
-             "tr '\\0' ' ' < /proc/$p/cmdline | sed \"s/^/$p:CMD /\"; echo; done; kill %1 %2 2>/dev/null; true")
+    # a running claude process (it cannot reach the API here, so it soon exits) has the key in
+    # its environment; gemini, given no key, has none. Sample /proc while they run.
+    probe = ("claude -p hi >/dev/null 2>&1 & gemini -p hi >/dev/null 2>&1 & "
+             "for i in $(seq 100); do for p in $(pgrep -u dev -f 'claude|gemini'); do "
+             "tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -E '^(ANTHROPIC|GEMINI)_API_KEY='; "
+             "tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -o 'bin/gemini'; done; sleep 0.03; done "
+             "| sort -u; kill %1 %2 2>/dev/null; true")
     out = alice.ssh(fs_env, probe, timeout=60).stdout
     assert f"ANTHROPIC_API_KEY={ANTHROPIC}" in out, out
+    assert "bin/gemini" in out  # gemini's process was seen
     assert "GEMINI_API_KEY=" not in out
 
 
@@ -110,3 +112,35 @@ def test_secrets_stay_out_of_inspect_and_image_history(server: Dev8Server, fs_en
     history = json.dumps(docker_client.images.get(FULLSTACK).history())
     assert ANTHROPIC not in history and "ghe-token-123" not in history
     assert ANTHROPIC not in server.log()
+
+
+def test_extensions_listed_at_create_are_installed(alice: User, fullstack_image: str, tmp_path):  # type: ignore[no-untyped-def]
+    from tests.support import make_vsix
+    vsix = make_vsix(tmp_path / "hello.vsix")
+    name = unique("ext")
+    created = alice.cli("create", name, "--image", fullstack_image, "--extension", "~/hello.vsix")
+    # not there on the first start: a warning, and the environment is still ready
+    assert "! extensions: " in created.stdout and f"{name} is ready" in created.stdout
+    ssh = alice.ssh_args(name)
+    subprocess.run(["scp", "-P", ssh[2], *ssh[3:-1], str(vsix), f"{ssh[-1]}:hello.vsix"], check=True,
+                   capture_output=True, timeout=60)
+    again = alice.cli("env", "reconfigure", name)
+    assert "✓ extensions (installed ~/hello.vsix)" in again.stdout, again.stdout
+    listed = alice.ssh(name, "code-server --user-data-dir ~/.local/share/code-server --list-extensions")
+    assert "dev8test.hello" in listed.stdout
+
+
+def test_vscode_workbench_loads_through_the_browser_proxy(server: Dev8Server, alice: User, fs_env: str):
+    password = "correct horse battery"
+    server.cli("admin", "set-password", alice.email, "--password-stdin", input=password + "\n")
+    client = httpx.Client(base_url=server.url, timeout=60, follow_redirects=True)
+    base = f"/@{alice.username}/{fs_env}/apps/vscode/"
+    first = client.get(base, headers={"accept": "text/html"})
+    assert str(first.url).startswith(server.url + "/login")  # sent to log in first
+    page = client.post("/login", data={"email": alice.email, "password": password, "next": base})
+    assert page.status_code == 200 and str(page.url).startswith(server.url + base)
+    assert "workbench" in page.text.lower()
+    assets = re.findall(r'(?:src|href)="(\./[^"]+\.(?:js|css|png))"', page.text)
+    assert assets, page.text[:2000]
+    asset = client.get(str(page.url.join(assets[0])))
+    assert asset.status_code == 200 and len(asset.content) > 1000

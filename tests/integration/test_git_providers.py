@@ -4,7 +4,6 @@ Server host. The environment trusts the test CA through DEV8_ENV_CA_BUNDLE."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 

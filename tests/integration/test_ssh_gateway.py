@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
-import time
 
 import asyncssh
 import httpx

@@ -36,3 +36,15 @@ def test_configure_rejects_bad_names_without_writing(tmp_path):
     assert r.returncode == 1 and "invalid secret entry" in r.stderr
     assert not (tmp_path / "secrets").exists() or not os.listdir(tmp_path / "secrets")
     assert run(tmp_path, "nope").returncode == 2
+
+
+def test_listening_ports_from_proc_net(tmp_path):
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (tmp_path / "tcp").write_text(header +
+        "   0: 0100007F:1FA4 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000 0 1 1\n"   # 127.0.0.1:8100 listen
+        "   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0 0 2 1\n"   # 0.0.0.0:22 listen
+        "   2: 0100007F:1FA4 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000 0 3 1\n")  # established
+    (tmp_path / "tcp6").write_text(header +
+        "   0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A 0:0 0:0 0 1000 0 4 1\n")
+    assert helper.listening_ports(str(tmp_path)) == {"ports": [{"port": 3000, "bind": "all"},
+                                                               {"port": 8100, "bind": "loopback"}]}

@@ -115,6 +115,30 @@ def create_user(
         fail(str(exc))
 
 
+@admin_app.command("set-password")
+def set_password(
+    email: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Set (or reset) a user's password for the browser login."""
+    from dev8.core import auth
+    from dev8.core.errors import Dev8Error
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("New password: ")
+    else:
+        fail("no TTY: pass --password-stdin")
+    db, _ = _store(data_dir, database_url)
+    try:
+        with db.session() as s:
+            auth.set_password(s, auth.get_user_by_email(s, email), password)
+    except Dev8Error as exc:
+        fail(str(exc))
+    out.print(f"password set for {email}")
+
+
 @admin_app.command("create-token")
 def create_token(
     email: str, name: Annotated[str, typer.Option(help="A name to recognise the token by")] = "cli",
@@ -275,6 +299,8 @@ def create(
     anthropic_key: Annotated[Optional[str], typer.Option(help="Secret holding ANTHROPIC_API_KEY (claude)")] = None,
     gemini_key: Annotated[Optional[str], typer.Option(help="Secret holding GEMINI_API_KEY (gemini)")] = None,
     copilot_token: Annotated[Optional[str], typer.Option(help="Secret holding a GitHub token for Copilot")] = None,
+    extension: Annotated[Optional[list[str]], typer.Option(
+        "--extension", help="VS Code extension to install at start: publisher.name or a .vsix path (repeatable)")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until ready")] = True,
 ) -> None:
     """Create an environment and show its progress until it is ready."""
@@ -285,7 +311,7 @@ def create(
         fail(str(exc))
     ai = {k: v for k, v in (("anthropic", anthropic_key), ("gemini", gemini_key), ("copilot", copilot_token)) if v}
     body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "secrets": secret or [],
-            "repo": repo, "branch": branch, "git": providers, "ai": ai}
+            "repo": repo, "branch": branch, "git": providers, "ai": ai, "extensions": extension or []}
     env = call(client.post, "/environments", json=body)
     out.print(f"creating {env['name']} ({env['image']})")
     if wait:
@@ -395,6 +421,52 @@ def ssh(ctx: typer.Context, name: str,
         argv += ["--", *extra]
     elif sys.stdin.isatty():
         argv.insert(1, "-t")
+    os.execvp("ssh", argv)
+
+
+@app.command()
+def ports(name: str) -> None:
+    """List the TCP ports listening inside an environment, with their browser preview URLs."""
+    client = api()
+    result = call(client.get, f"/environments/{name}/ports")
+    if result.get("error") or result["state"] != "running":
+        fail(result.get("error") or f"{name} is {result['state']}")
+    table = Table("PORT", "BOUND TO", "PREVIEW")
+    for p in result["ports"]:
+        table.add_row(str(p["port"]), p["bind"], str(client.http.base_url) + p["preview"])
+    out.print(table)
+
+
+@app.command("open")
+def open_(name: str) -> None:
+    """Print (and open, where a browser exists) the VS Code URL of an environment."""
+    import webbrowser
+    client = api()
+    me = call(client.get, "/me")
+    env = call(client.get, f"/environments/{name}")
+    url = f"{client.http.base_url}/@{me['username']}/{env['name']}/apps/vscode/"
+    print(url)
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform == "darwin":
+        webbrowser.open(url)
+
+
+@app.command("port-forward")
+def port_forward(
+    name: str, spec: Annotated[str, typer.Argument(help="LOCAL:REMOTE, e.g. 3000:3000")],
+    identity: Annotated[Optional[Path], typer.Option("--identity", "-i", help="Private key file (as ssh -i)")] = None,
+) -> None:
+    """Forward a local port to a port inside the environment, over the SSH gateway."""
+    from dev8.names import ENV_NAME_RE
+    local, _, remote = spec.partition(":")
+    if not ENV_NAME_RE.fullmatch(name):
+        fail(f"invalid environment name {name!r}")
+    if not (local.isdigit() and remote.isdigit() and 0 < int(local) < 65536 and 0 < int(remote) < 65536):
+        fail(f"invalid port mapping {spec!r}: use LOCAL:REMOTE with ports 1-65535")
+    base = _ssh_base(api())
+    argv = base[:-1] + (["-i", str(identity), "-o", "IdentitiesOnly=yes"] if identity else []) + [
+        "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{int(local)}:127.0.0.1:{int(remote)}",
+        "-l", name, base[-1]]
+    err.print(f"forwarding 127.0.0.1:{local} → {name}:{remote} (Ctrl-C to stop)")
     os.execvp("ssh", argv)
 
 

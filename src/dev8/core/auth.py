@@ -54,6 +54,12 @@ def create_user(s: Session, *, email: str, password: str | None = None, is_admin
     return user
 
 
+def set_password(s: Session, user: User, password: str) -> None:
+    if len(password) < 8:
+        raise Invalid("password must have at least 8 characters")
+    user.password_hash = _hasher.hash(password)
+
+
 def get_user_by_email(s: Session, email: str) -> User:
     user = s.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:

@@ -28,6 +28,8 @@ HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$")
 BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
 REPO_RE = re.compile(r"^https?://[^\s@/]+(:\d+)?/[^\s]+$")
 GIT_USERNAME_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
+# A marketplace id (publisher.name[@version]) or a .vsix path inside the environment.
+EXTENSION_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*(@[0-9A-Za-z.+-]+)?|[~/A-Za-z0-9._-]{1,300}\.vsix)$")
 MAX_EVENTS_PER_ENV = 500
 
 
@@ -71,7 +73,7 @@ def installation_id(s: Session) -> str:
 
 def build_options(
     *, repo: str | None = None, branch: str | None = None, git: list[dict] | None = None,
-    ai: dict[str, str] | None = None,
+    ai: dict[str, str] | None = None, extensions: list[str] | None = None,
 ) -> tuple[dict, list[str]]:
     """Validate the repository, git providers and AI key choices; returns the options to
     store and the secret names they refer to. Pure: raises Invalid, touches nothing."""
@@ -120,6 +122,11 @@ def build_options(
             referenced.append(secret)
     if chosen:
         options["ai"] = chosen
+    for ext in extensions or []:
+        if not EXTENSION_RE.fullmatch(ext) or ".." in ext:
+            raise Invalid(f"invalid extension {ext!r}: use publisher.name[@version] or a path to a .vsix")
+    if extensions:
+        options["extensions"] = list(dict.fromkeys(extensions))
     return options, referenced
 
 
@@ -127,7 +134,7 @@ def create_environment(
     s: Session, keyring: Keyring, user: User, *, name: str, limits: Limits,
     image: str | None = None, cpus: float | None = None, memory: str | None = None,
     secret_names: list[str] | None = None, repo: str | None = None, branch: str | None = None,
-    git: list[dict] | None = None, ai: dict[str, str] | None = None,
+    git: list[dict] | None = None, ai: dict[str, str] | None = None, extensions: list[str] | None = None,
 ) -> Environment:
     try:
         check_env_name(name)
@@ -141,7 +148,7 @@ def create_environment(
         raise Invalid("cpus must be between 0.1 and 64")
     memory = (memory or limits.default_memory).strip().lower()
     parse_memory(memory)
-    options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai)
+    options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai, extensions=extensions)
     secret_names = sorted(set(secret_names or []) | set(referenced))
     check_secrets_exist(s, user, secret_names)
     if s.scalar(select(Environment.id).where(Environment.owner_id == user.id, Environment.name == name)):

@@ -30,7 +30,7 @@ T = TypeVar("T")
 IMAGE_TIMEOUT = 1800.0
 STEP_TIMEOUT = 120.0
 SSHD_TIMEOUT = 60.0
-CLONE_TIMEOUT = 900.0
+OPTIONAL_STEP_TIMEOUT = 900.0
 MAX_BACKOFF = 60.0
 # The backend being down is not this environment's fault: keep checking often, so
 # everything converges soon after it is back.
@@ -222,23 +222,28 @@ class Reconciler:
         async with conn:
             document = await asyncio.to_thread(self._configuration, env)
             await self._step(env.id, "configure", lambda: envssh.configure(conn, document), STEP_TIMEOUT)
-            if (env.options or {}).get("repo"):
-                await self._clone(env.id, conn)
+            options = env.options or {}
+            if options.get("repo"):
+                await self._optional_step(env.id, "clone", conn, "dev8-env clone")
+            if options.get("extensions") or (options.get("ai") or {}).get("copilot"):
+                await self._optional_step(env.id, "extensions", conn, "dev8-env extensions")
         await asyncio.to_thread(self._update, env.id, observed_state="running", ssh_port=port,
                                 configured_generation=env.generation, started_at=utcnow(), status_message="")
         await self._emit(env.id, "ready", "ok", f"ssh port {port}")
 
-    async def _clone(self, env_id: str, conn) -> None:  # type: ignore[no-untyped-def]
-        """Clone the repository on first start. A failure is reported as an event but the
-        environment still becomes ready: the user can fix the token and clone by hand."""
-        await self._emit(env_id, "clone", "running")
+    async def _optional_step(self, env_id: str, step: str, conn, command: str) -> None:  # type: ignore[no-untyped-def]
+        """Clone, extensions: a failure is reported as a warning event, but the environment
+        still becomes ready (the user can fix a token and retry by hand)."""
+        await self._emit(env_id, step, "running")
         try:
-            result = await envssh.run_json(conn, "dev8-env clone", timeout=CLONE_TIMEOUT)
+            result = await envssh.run_json(conn, command, timeout=OPTIONAL_STEP_TIMEOUT)
         except (RuntimeError, asyncio.TimeoutError, OSError) as exc:
-            await self._emit(env_id, "clone", "warning", str(exc) or "timed out")
+            await self._emit(env_id, step, "warning", str(exc) or "timed out")
             return
-        await self._emit(env_id, "clone", "ok", result.get("path", "") if result.get("cloned")
-                         else result.get("reason", ""))
+        detail = result.get("path") if result.get("cloned") else result.get("reason", "")
+        if result.get("installed"):
+            detail = "installed " + ", ".join(result["installed"])
+        await self._emit(env_id, step, "ok", detail or "")
 
     def _key(self, env_id: str) -> bytes:
         with self.db.session() as s:

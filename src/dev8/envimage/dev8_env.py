@@ -7,6 +7,8 @@ The control plane runs it over SSH as user ``dev``:
     dev8-env status                print what is configured (names only) as JSON
     dev8-env clone                 clone the configured repository (once) into ~/workspace
     dev8-env health                per-service state from the supervisor (runit) as JSON
+    dev8-env extensions            install the configured VS Code extensions that are missing
+    dev8-env ports                 TCP ports listening inside the environment, as JSON
     dev8-env git-credential get    git credential helper for the configured hosts only
     dev8-env version
 
@@ -197,6 +199,73 @@ def clone() -> dict:
     return {"cloned": True, "path": target}
 
 
+CODE_SERVER = "/opt/dev8/node/bin/code-server"
+CODE_SERVER_DATA = os.path.expanduser("~/.local/share/code-server")
+
+
+def _code_server(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CODE_SERVER, "--user-data-dir", CODE_SERVER_DATA, *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def extensions() -> dict:
+    """Install each configured extension (marketplace id or VSIX path) not yet installed;
+    turn Copilot on in the user settings when a Copilot token was given and it is installed."""
+    config = _load_config()
+    wanted = config.get("extensions") or []
+    if not os.path.exists(CODE_SERVER):
+        return {"installed": [], "reason": "this image has no code-server"}
+    have = {e.lower() for e in _code_server("--list-extensions").stdout.split()}
+    installed, failed = [], []
+    for ext in wanted:
+        path = os.path.expanduser(ext) if ext.endswith(".vsix") else None
+        if path and not os.path.isabs(path):
+            path = os.path.join(WORKSPACE, path)
+        if not path and ext.lower() in have:
+            continue
+        proc = _code_server("--install-extension", path or ext, "--force")
+        (installed if proc.returncode == 0 else failed).append(ext)
+    if (config.get("ai") or {}).get("copilot"):
+        _enable_copilot(have | {e.lower() for e in _code_server("--list-extensions").stdout.split()})
+    if failed:
+        raise ValueError(f"could not install: {', '.join(failed)}")
+    return {"installed": installed}
+
+
+def _enable_copilot(installed: set[str]) -> None:
+    if "github.copilot" not in installed:
+        return
+    path = os.path.join(CODE_SERVER_DATA, "User", "settings.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            settings = json.load(f)
+    except (FileNotFoundError, ValueError):
+        settings = {}
+    settings.setdefault("github.copilot.enable", {"*": True})
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(settings, f, indent=2)
+
+
+def listening_ports(proc_net: str = "/proc/net") -> dict:
+    """Listening TCP ports from /proc/net/tcp{,6} (state 0A), without sshd's 22."""
+    ports: dict[int, set[str]] = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(os.path.join(proc_net, name), encoding="ascii") as f:
+                rows = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":
+                addr, port_hex = fields[1].rsplit(":", 1)
+                loopback = addr in {"0100007F", "00000000000000000000000001000000"}
+                ports.setdefault(int(port_hex, 16), set()).add("loopback" if loopback else "all")
+    return {"ports": [{"port": p, "bind": "loopback" if kinds == {"loopback"} else "all"}
+                      for p, kinds in sorted(ports.items()) if p != 22]}
+
+
 def health() -> dict:
     services = {}
     for name in sorted(os.listdir(SERVICE_DIR)) if os.path.isdir(SERVICE_DIR) else []:
@@ -232,6 +301,10 @@ def main(argv: list[str]) -> int:
             result = clone()
         elif cmd == "health":
             result = health()
+        elif cmd == "extensions":
+            result = extensions()
+        elif cmd == "ports":
+            result = listening_ports()
         elif cmd == "git-credential":
             sys.stdout.write(git_credential(argv[1] if len(argv) > 1 else "", sys.stdin.read()))
             return 0

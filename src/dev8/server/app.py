@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dev8 import __version__
 from dev8.core.errors import Conflict, Dev8Error, Invalid, NotFound, RuntimeUnavailable, Unauthorized
 from dev8.server.api import account, environments
+from dev8.server import proxy, web
 from dev8.server.context import ServerContext
 
 STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401, RuntimeUnavailable: 503}
@@ -74,6 +75,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
             runtime = str(exc)
         return {"status": "ok", "version": __version__, "runtime": runtime}
 
+    app.include_router(web.router)
+    app.include_router(proxy.router)
     app.include_router(account.router)
     app.include_router(environments.router)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)

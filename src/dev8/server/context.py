@@ -7,6 +7,7 @@ from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.base import Runtime
+from dev8.server.tunnels import Tunnels
 from dev8.settings import Settings
 from dev8.store.db import Database
 
@@ -18,6 +19,7 @@ class ServerContext:
     keyring: Keyring
     runtime: Runtime
     reconciler: Reconciler
+    tunnels: Tunnels
     gateway_host_key: str = ""
 
     @property

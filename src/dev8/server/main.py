@@ -17,6 +17,7 @@ from dev8.runtimes import load_runtime
 from dev8.server.app import create_app
 from dev8.server.context import ServerContext
 from dev8.server.sshgateway import start_gateway
+from dev8.server.tunnels import Tunnels
 from dev8.settings import Settings, parse_addr
 from dev8.store.db import Database
 
@@ -67,7 +68,7 @@ async def serve(settings: Settings) -> None:
                             ca_bundle=str(settings.env_ca_bundle.resolve()) if settings.env_ca_bundle else None,
                             network=settings.docker_network)
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
-                        reconciler=reconciler)
+                        reconciler=reconciler, tunnels=Tunnels(db, keyring))
     announce_setup(db, settings)
     http_host, http_port = parse_addr(settings.http_addr)
     ssh_host, ssh_port = parse_addr(settings.ssh_addr)
@@ -85,6 +86,7 @@ async def serve(settings: Settings) -> None:
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     gateway.close()
+    ctx.tunnels.close()
     for t in tasks[1:]:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -94,4 +96,5 @@ async def serve(settings: Settings) -> None:
 def run(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request otherwise
     asyncio.run(serve(settings))

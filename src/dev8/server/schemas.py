@@ -66,6 +66,8 @@ class EnvironmentIn(BaseModel):
     branch: str | None = Field(default=None, max_length=200)
     git: list[GitProviderIn] = Field(default_factory=list, max_length=16)
     ai: dict[str, str] = Field(default_factory=dict, description="anthropic/gemini/copilot → secret name")
+    extensions: list[str] = Field(default_factory=list, max_length=50,
+                                  description="VS Code extensions: publisher.name or a .vsix path")
 
 
 class EnvironmentOut(BaseModel):

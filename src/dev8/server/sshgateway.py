@@ -40,14 +40,6 @@ class Target:
     name: str
 
 
-def split_login(login: str) -> tuple[str | None, str] | None:
-    """``NAME`` or ``USER--NAME`` to (user or None, name); None if malformed."""
-    user, sep, name = login.rpartition("--")
-    if not ENV_NAME_RE.fullmatch(name):
-        return None
-    return (user if sep else None), name
-
-
 def load_host_key(data_dir: Path) -> asyncssh.SSHKey:
     path = data_dir / "ssh_host_ed25519_key"
     if path.exists():
@@ -99,18 +91,18 @@ class GatewayServer(asyncssh.SSHServer):
         return True
 
     def _authorize(self, login: str, key: asyncssh.SSHKey) -> Target | None:
-        parsed = split_login(login)
-        if parsed is None:
-            return None
-        want_user, name = parsed
         with self.ctx.db.session() as s:
             user: User | None = auth.user_for_ssh_key(s, key)
-            if user is None or (want_user is not None and want_user != user.username):
+            if user is None:
                 return None
-            env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
-            if env is None or env.desired_state == "deleted":
-                return None
-            return Target(env.id, env.name)
+            names = [login] + ([login[len(user.username) + 2:]] if login.startswith(user.username + "--") else [])
+            for name in names:
+                if not ENV_NAME_RE.fullmatch(name):
+                    continue
+                env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
+                if env is not None and env.desired_state != "deleted":
+                    return Target(env.id, env.name)
+            return None
 
     def upstream(self) -> asyncio.Task[asyncssh.SSHClientConnection]:
         """One upstream connection per gateway connection, shared by all its channels."""

@@ -55,7 +55,8 @@ async def create_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -
             env = envs.create_environment(s, ctx.keyring, user, name=body.name, limits=ctx.limits,
                                           image=body.image, cpus=body.cpus, memory=body.memory,
                                           secret_names=body.secrets, repo=body.repo, branch=body.branch,
-                                          git=[g.model_dump() for g in body.git], ai=body.ai)
+                                          git=[g.model_dump() for g in body.git], ai=body.ai,
+                                          extensions=body.extensions)
         crash_point("row")
         return _out(ctx, env, user)
     out = await asyncio.to_thread(create)
@@ -102,21 +103,34 @@ async def reconfigure(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
     return await _transition(ctx, user, name, envs.request_reconfigure)
 
 
-@router.get("/{name}/health", summary="Per-service state inside the environment (checked over SSH)")
-async def health(name: str, ctx: Ctx, user: CurrentUser) -> dict:
+async def _run_in_env(ctx: Ctx, user: User, name: str, command: str) -> dict:
+    """Run a ``dev8-env`` query over SSH; the environment's state plus its JSON output."""
     def lookup() -> tuple[Environment, bytes]:
         with ctx.db.session() as s:
             env = envs.get_environment(s, user, name)
             return env, open_env_key(s, ctx.keyring, env.id)
     env, key = await asyncio.to_thread(lookup)
     if env.observed_state != "running" or not env.ssh_port:
-        return {"state": env.observed_state, "services": {}}
+        return {"state": env.observed_state}
     try:
         async with await envssh.connect("127.0.0.1", env.ssh_port, key) as conn:
-            result = await envssh.run_json(conn, "dev8-env health", timeout=20)
+            result = await envssh.run_json(conn, command, timeout=20)
     except (OSError, RuntimeError, asyncio.TimeoutError, asyncssh.Error) as exc:
-        return {"state": env.observed_state, "services": {}, "error": f"health check failed: {exc}"}
+        return {"state": env.observed_state, "error": f"{command} failed: {exc}"}
     return {"state": env.observed_state, **result}
+
+
+@router.get("/{name}/health", summary="Per-service state inside the environment (checked over SSH)")
+async def health(name: str, ctx: Ctx, user: CurrentUser) -> dict:
+    return {"services": {}, **await _run_in_env(ctx, user, name, "dev8-env health")}
+
+
+@router.get("/{name}/ports", summary="TCP ports listening inside the environment, with preview paths")
+async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
+    result = {"ports": [], **await _run_in_env(ctx, user, name, "dev8-env ports")}
+    for p in result["ports"]:
+        p["preview"] = f"/@{user.username}/{name}/ports/{p['port']}/"
+    return result
 
 
 @router.delete("/{name}", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,208 @@
+"""Browser access to environment apps (VS Code, any listening port), HTTP and WebSocket,
+proxied over the environment's SSH transport (see tunnels.py).
+
+Paths: ``/@<user>/<env>/apps/vscode/…`` and ``/@<user>/<env>/ports/<port>/…``. Only the
+owner gets through; everyone else gets 404 on every path. dev8's session cookie and the
+Authorization header never reach an environment; cookie-authenticated WebSocket upgrades
+must come from dev8's own origin.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import quote, urlsplit
+
+import httpx
+import websockets
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy import select
+from starlette.background import BackgroundTask
+
+from dev8.core import auth
+from dev8.core.errors import Unauthorized
+from dev8.server.context import ServerContext
+from dev8.store.models import Environment, User
+
+router = APIRouter(include_in_schema=False)
+SESSION_COOKIE = "dev8_session"
+APPS = {"vscode": 13337}
+PORT_RE = re.compile(r"^[1-9][0-9]{0,4}$")
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "host", "authorization", "cookie", "content-length"}
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class NotVisible(Exception):
+    """Not found, or not this user's: answered the same way."""
+
+
+def parse_port(text: str) -> int | None:
+    if not PORT_RE.fullmatch(text) or int(text) > 65535:
+        return None
+    return int(text)
+
+
+def strip_session_cookie(cookie_header: str) -> str:
+    parts = [p.strip() for p in cookie_header.split(";") if p.strip()]
+    return "; ".join(p for p in parts if p.split("=", 1)[0].strip() != SESSION_COOKIE)
+
+
+def _token(headers, cookies) -> tuple[str | None, bool]:  # type: ignore[no-untyped-def]
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), False
+    return cookies.get(SESSION_COOKIE), True
+
+
+def _resolve(ctx: ServerContext, token: str | None, owner: str, name: str) -> tuple[User, Environment]:
+    if not token:
+        raise Unauthorized("login required")
+    with ctx.db.session() as s:
+        user = auth.user_for_token(s, token)
+        env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
+        if user.username != owner or env is None or env.desired_state == "deleted":
+            raise NotVisible
+        return user, env
+
+
+def _target(kind: str, target: str) -> int | None:
+    return APPS.get(target) if kind == "apps" else parse_port(target)
+
+
+@router.api_route("/@{owner}/{name}/{kind}/{target}", methods=METHODS)
+async def add_slash(request: Request, owner: str, name: str, kind: str, target: str) -> Response:
+    if kind not in {"apps", "ports"}:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+    return RedirectResponse(quote(f"/@{owner}/{name}/{kind}/{target}/") +
+                            (f"?{request.url.query}" if request.url.query else ""), status_code=308)
+
+
+@router.api_route("/@{owner}/{name}/{kind}/{target}/{path:path}", methods=METHODS)
+async def proxy_http(request: Request, owner: str, name: str, kind: str, target: str, path: str) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    port = _target(kind, target) if kind in {"apps", "ports"} else None
+    if port is None:
+        code = 400 if kind == "ports" else 404
+        return JSONResponse({"detail": "port must be an integer 1-65535" if code == 400 else "not found"},
+                            status_code=code)
+    token, _ = _token(request.headers, request.cookies)
+    try:
+        _user, env = await asyncio.to_thread(_resolve, ctx, token, owner, name)
+    except Unauthorized:
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/login?next=" + quote(request.url.path + (
+                f"?{request.url.query}" if request.url.query else ""), safe=""), status_code=303)
+        return JSONResponse({"detail": "login required"}, status_code=401)
+    except NotVisible:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+    if env.observed_state != "running" or not env.ssh_port:
+        return JSONResponse({"detail": f"environment {name} is {env.observed_state}"}, status_code=503)
+    sock = await ctx.tunnels.socket_for(env, port)
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+    if request.headers.get("cookie"):
+        rest = strip_session_cookie(request.headers["cookie"])
+        if rest:
+            headers.append(("cookie", rest))
+    headers.append(("host", request.headers.get("host", "localhost")))
+    client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=sock), timeout=httpx.Timeout(60, read=None))
+    upstream_url = "http://localhost/" + path + (f"?{request.url.query}" if request.url.query else "")
+    body = await request.body()
+    try:
+        upstream = await client.send(client.build_request(request.method, upstream_url, headers=headers,
+                                                          content=body), stream=True, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        await client.aclose()
+        return JSONResponse({"detail": f"nothing answers on port {port} in {name}: {exc.__class__.__name__}"},
+                            status_code=502)
+    out_headers = [(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in HOP_BY_HOP - {"content-length"}]
+
+    async def relay() -> AsyncIterator[bytes]:
+        async for chunk in upstream.aiter_raw():
+            yield chunk
+
+    async def close() -> None:
+        await upstream.aclose()
+        await client.aclose()
+    response = StreamingResponse(relay(), status_code=upstream.status_code, background=BackgroundTask(close))
+    response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out_headers]
+    return response
+
+
+def same_origin(ctx: ServerContext, origin: str | None, host: str | None) -> bool:
+    if not origin or origin == "null":
+        return False
+    allowed = urlsplit(ctx.settings.base_url)
+    got = urlsplit(origin)
+    return (got.scheme, got.netloc) == (allowed.scheme, allowed.netloc) or (
+        ctx.settings.public_url is None and host is not None and got.netloc == host and got.scheme in {"http", "https"})
+
+
+@router.websocket("/@{owner}/{name}/{kind}/{target}/{path:path}")
+async def proxy_ws(websocket: WebSocket, owner: str, name: str, kind: str, target: str, path: str) -> None:
+    ctx: ServerContext = websocket.app.state.ctx
+    port = _target(kind, target) if kind in {"apps", "ports"} else None
+    token, from_cookie = _token(websocket.headers, websocket.cookies)
+    # A cookie-authenticated upgrade must come from dev8's own origin (cross-site WebSocket
+    # hijacking); a bearer token cannot be sent by another site's page.
+    if port is None or (from_cookie and not same_origin(ctx, websocket.headers.get("origin"),
+                                                        websocket.headers.get("host"))):
+        await websocket.close(code=1008)
+        return
+    try:
+        _user, env = await asyncio.to_thread(_resolve, ctx, token, owner, name)
+    except (Unauthorized, NotVisible):
+        await websocket.close(code=1008)
+        return
+    if env.observed_state != "running" or not env.ssh_port:
+        await websocket.close(code=1013)
+        return
+    sock = await ctx.tunnels.socket_for(env, port)
+    query = websocket.url.query
+    host = websocket.headers.get("host", "localhost")
+    headers = [(k, v) for k, v in websocket.headers.items()
+               if k.lower() not in HOP_BY_HOP | {"origin", "sec-websocket-key", "sec-websocket-version",
+                                                  "sec-websocket-extensions", "sec-websocket-protocol"}]
+    cookie = strip_session_cookie(websocket.headers.get("cookie", ""))
+    if cookie:
+        headers.append(("cookie", cookie))
+    protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    try:
+        upstream = await websockets.unix_connect(
+            sock, f"ws://{host}/{path}" + (f"?{query}" if query else ""), additional_headers=headers,
+            origin=websocket.headers.get("origin"), subprotocols=protocols or None,
+            max_size=None, compression=None, open_timeout=30)
+    except (OSError, websockets.WebSocketException):
+        await websocket.close(code=1011)
+        return
+    await websocket.accept(subprotocol=upstream.subprotocol)
+
+    async def down() -> None:
+        async for message in upstream:
+            if isinstance(message, bytes):
+                await websocket.send_bytes(message)
+            else:
+                await websocket.send_text(message)
+
+    async def up() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                await upstream.send(message["bytes"])
+            elif message.get("text") is not None:
+                await upstream.send(message["text"])
+
+    tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await upstream.close()
+        try:
+            await websocket.close()
+        except RuntimeError:
+            pass

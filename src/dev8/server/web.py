@@ -1,0 +1,99 @@
+"""The few HTML pages dev8 serves today: first-run setup and login (the dashboard comes later)."""
+from __future__ import annotations
+
+import asyncio
+import html
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from dev8.core import auth
+from dev8.core.errors import Unauthorized
+from dev8.server.proxy import SESSION_COOKIE
+
+router = APIRouter(include_in_schema=False)
+SESSION_LIFETIME = timedelta(days=7)
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+STYLE = """<style>body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
+label,input,button{display:block;width:100%;margin:.4rem 0}input,button{padding:.5rem;font:inherit}
+pre{white-space:pre-wrap;word-break:break-all;background:#f3f3f3;padding:.6rem}.err{color:#b00020}</style>"""
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-origin relative paths: no scheme, no host, no protocol-relative `//`."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(c in target for c in "\r\n\t"):
+        return "/"
+    return target
+
+
+def login_page(next_url: str, error: str = "") -> str:
+    err = f'<p class="err" role="alert">{html.escape(error)}</p>' if error else ""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>dev8 · log in</title>{STYLE}</head>
+<body><h1>Log in to dev8</h1>{err}<form method="post" action="/login">
+<input type="hidden" name="next" value="{html.escape(next_url)}">
+<label>Email <input name="email" type="email" required autocomplete="username" autofocus></label>
+<label>Password <input name="password" type="password" required autocomplete="current-password"></label>
+<button>Log in</button></form></body></html>"""
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(next: str = "/") -> HTMLResponse:
+    return HTMLResponse(login_page(safe_next(next)), headers=PAGE_HEADERS)
+
+
+@router.post("/login")
+async def login_submit(request: Request) -> Response:
+    form = await request.form()
+    email, password = str(form.get("email", "")), str(form.get("password", ""))
+    target = safe_next(str(form.get("next", "/")))
+    ctx = request.app.state.ctx
+
+    def check() -> str:
+        with ctx.db.session() as s:
+            user = auth.verify_password(s, email=email, password=password)
+            return auth.create_token(s, user, name="web-session", expires_in=SESSION_LIFETIME)
+    try:
+        token = await asyncio.to_thread(check)
+    except Unauthorized:
+        return HTMLResponse(login_page(target, "Wrong email or password."), status_code=401, headers=PAGE_HEADERS)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()), httponly=True,
+                        samesite="lax", secure=request.url.scheme == "https", path="/")
+    return response
+
+SETUP_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>dev8 · first admin</title>
+""" + STYLE + """</head>
+<body><h1>Create the first admin</h1>
+<form id="f"><label>Email <input name="email" type="email" required autocomplete="username"></label>
+<label>Password (8+ characters) <input name="password" type="password" minlength="8" required
+ autocomplete="new-password"></label><button>Create admin</button></form>
+<p id="out" role="status"></p>
+<script>
+const token = new URLSearchParams(location.search).get("token") || "";
+document.getElementById("f").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const data = new FormData(e.target), out = document.getElementById("out");
+  const r = await fetch("/api/v1/setup", {method: "POST", headers: {"content-type": "application/json"},
+    body: JSON.stringify({token, email: data.get("email"), password: data.get("password")})});
+  const body = await r.json();
+  out.textContent = "";
+  if (!r.ok) { out.textContent = "Error: " + (typeof body.detail === "string" ? body.detail : "invalid input"); return; }
+  const pre = document.createElement("pre");
+  pre.textContent = "dev8 login " + location.origin + " --token " + body.token;
+  out.append("Done. Log in from a terminal:", pre);
+  e.target.remove();
+});
+</script></body></html>"""
+
+
+@router.get("/setup", response_class=HTMLResponse)
+def setup_page() -> HTMLResponse:
+    return HTMLResponse(SETUP_PAGE, headers=PAGE_HEADERS)

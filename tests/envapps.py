@@ -1,0 +1,69 @@
+"""Two tiny servers run inside a test environment (stdlib only, python3 of the base image):
+HTTP on 127.0.0.1:8100 that answers with the request it received (path, headers) as JSON,
+and a WebSocket echo on 127.0.0.1:8101."""
+import base64
+import hashlib
+import json
+import socket
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Echo(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+def ws_client(conn: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(4096)
+    key = next(l.split(b":", 1)[1].strip() for l in data.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key"))
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    f = conn.makefile("rb")
+    while True:
+        head = f.read(2)
+        if len(head) < 2:
+            return
+        opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", f.read(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", f.read(8))[0]
+        mask = f.read(4)
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(f.read(length)))
+        if opcode == 8:
+            conn.sendall(b"\x88\x00")
+            return
+        header = bytes([0x80 | opcode])
+        header += bytes([len(payload)]) if len(payload) < 126 else (
+            b"\x7e" + struct.pack("!H", len(payload)) if len(payload) < 65536 else b"\x7f" + struct.pack("!Q", len(payload)))
+        conn.sendall(header + payload)
+
+
+def ws_server() -> None:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 8101))
+    s.listen(16)
+    while True:
+        conn, _ = s.accept()
+        threading.Thread(target=ws_client, args=(conn,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    threading.Thread(target=ws_server, daemon=True).start()
+    ThreadingHTTPServer(("127.0.0.1", 8100), Echo).serve_forever()

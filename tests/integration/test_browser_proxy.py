@@ -1,0 +1,147 @@
+"""Browser access: apps and ports proxied over SSH, with login, isolation and the
+defences the issue lists, each written as the attack."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import httpx
+import pytest
+import websockets
+
+from tests.support import REPO, Dev8Server, User, unique, wait_until
+
+PASSWORD = "correct horse battery"
+
+
+def web_login(server: Dev8Server, email: str, next_url: str = "/") -> httpx.Client:
+    client = httpx.Client(base_url=server.url, timeout=30)
+    r = client.post("/login", data={"email": email, "password": PASSWORD, "next": next_url})
+    assert r.status_code == 303, r.text
+    return client
+
+
+@pytest.fixture
+def app_env(server: Dev8Server, alice: User) -> str:
+    server.cli("admin", "set-password", alice.email, "--password-stdin", input=PASSWORD + "\n")
+    name = unique("w")
+    alice.cli("create", name)
+    ssh = alice.ssh_args(name)
+    subprocess.run(["scp", "-P", ssh[2], *ssh[3:-1], str(REPO / "tests" / "envapps.py"), f"{ssh[-1]}:envapps.py"],
+                   check=True, capture_output=True, timeout=60)
+    alice.ssh(name, "nohup python3 envapps.py >/dev/null 2>&1 &")
+    wait_until(lambda: alice.ssh(name, "python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:8100/')\"")
+               .returncode == 0, timeout=30, what="apps in the environment")
+    return name
+
+
+def test_unauthenticated_requests_redirect_to_login_or_401(server: Dev8Server, alice: User, app_env: str):
+    path = f"/@{alice.username}/{app_env}/ports/8100/x?y=1"
+    html = httpx.get(server.url + path, headers={"accept": "text/html"})
+    assert html.status_code == 303 and html.headers["location"].startswith("/login?next=")
+    assert httpx.get(server.url + path).status_code == 401
+    # after login the user lands on the URL they asked for
+    client = httpx.Client(base_url=server.url)
+    r = client.post("/login", data={"email": alice.email, "password": PASSWORD, "next": path})
+    assert r.status_code == 303 and r.headers["location"] == path
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert client.get(path).json()["path"] == "/x?y=1"
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"])
+def test_login_only_follows_same_origin_relative_next(server: Dev8Server, alice: User, target: str):
+    server.cli("admin", "set-password", alice.email, "--password-stdin", input=PASSWORD + "\n")
+    r = httpx.post(server.url + "/login", data={"email": alice.email, "password": PASSWORD, "next": target})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+
+
+def test_wrong_password_is_one_generic_message(server: Dev8Server, alice: User):
+    server.cli("admin", "set-password", alice.email, "--password-stdin", input=PASSWORD + "\n")
+    wrong = httpx.post(server.url + "/login", data={"email": alice.email, "password": "nope"})
+    unknown = httpx.post(server.url + "/login", data={"email": "nobody@example.com", "password": "nope"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Wrong email or password." in wrong.text and wrong.text == unknown.text
+    assert "set-cookie" not in wrong.headers
+
+
+def test_dev8_cookie_and_authorization_never_reach_the_environment(server: Dev8Server, alice: User, app_env: str):
+    client = web_login(server, alice.email)
+    client.cookies.set("app_pref", "dark")
+    seen = client.get(f"/@{alice.username}/{app_env}/ports/8100/", headers={"x-custom": "1"}).json()["headers"]
+    lower = {k.lower(): v for k, v in seen.items()}
+    assert "dev8_session" not in lower.get("cookie", "") and "app_pref=dark" in lower["cookie"]
+    assert lower["x-custom"] == "1"
+    bearer = httpx.get(f"{server.url}/@{alice.username}/{app_env}/ports/8100/",
+                       headers={"authorization": f"Bearer {alice.token}"}).json()["headers"]
+    assert "authorization" not in {k.lower() for k in bearer}
+
+
+def test_other_users_get_404_on_every_path_form(server: Dev8Server, alice: User, bob: User, app_env: str):
+    server.cli("admin", "set-password", bob.email, "--password-stdin", input=PASSWORD + "\n")
+    client = web_login(server, bob.email)
+    for path in (f"/@{alice.username}/{app_env}/ports/8100/", f"/@{alice.username}/{app_env}/apps/vscode/",
+                 f"/@{bob.username}/{app_env}/ports/8100/", f"/@{alice.username}/nothere/ports/8100/"):
+        assert client.get(path).status_code == 404, path
+    ws = asyncio.run(_ws_status(server, f"/@{alice.username}/{app_env}/ports/8101/",
+                                {"cookie": f"dev8_session={client.cookies['dev8_session']}"}, server.url))
+    assert ws == 403
+
+
+@pytest.mark.parametrize("port", ["8080@evil", "0x1F90", "0", "65536", "localhost", "-1", "08100x"])
+def test_port_must_be_an_integer(server: Dev8Server, alice: User, port: str):
+    r = httpx.get(f"{server.url}/@{alice.username}/any/ports/{port}/", headers={"authorization": f"Bearer {alice.token}"})
+    assert r.status_code == 400
+
+
+def test_port_preview_reaches_loopback_only_services(server: Dev8Server, alice: User, app_env: str):
+    client = web_login(server, alice.email)
+    r = client.get(f"/@{alice.username}/{app_env}/ports/8100/deep/path?q=1")
+    assert r.status_code == 200 and r.json()["path"] == "/deep/path?q=1"
+    assert client.get(f"/@{alice.username}/{app_env}/ports/8100", follow_redirects=False).status_code == 308
+    assert client.get(f"/@{alice.username}/{app_env}/ports/9/").status_code == 502  # nothing listens
+
+
+async def _ws_status(server: Dev8Server, path: str, headers: dict, origin: str | None) -> int | str:
+    uri = server.url.replace("http://", "ws://") + path
+    try:
+        async with websockets.connect(uri, additional_headers=headers, origin=origin, open_timeout=20) as ws:
+            await ws.send("ping")
+            return await asyncio.wait_for(ws.recv(), 10)
+    except websockets.InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def test_websocket_origin_checks(server: Dev8Server, alice: User, app_env: str):
+    client = web_login(server, alice.email)
+    cookie = {"cookie": f"dev8_session={client.cookies['dev8_session']}"}
+    path = f"/@{alice.username}/{app_env}/ports/8101/"
+    assert asyncio.run(_ws_status(server, path, cookie, server.url)) == "ping"
+    for origin in ("http://evil.example", "null", server.url.rsplit(":", 1)[0] + ":1",
+                   f"http://vscode--{app_env}--{alice.username}.dev8.localhost"):
+        assert asyncio.run(_ws_status(server, path, cookie, origin)) == 403, origin
+    assert asyncio.run(_ws_status(server, path, cookie, None)) == 403  # cookie auth without Origin
+    bearer = {"authorization": f"Bearer {alice.token}"}
+    assert asyncio.run(_ws_status(server, path, bearer, None)) == "ping"  # the CLI's way
+    assert asyncio.run(_ws_status(server, path, {}, server.url)) == 403  # no credentials at all
+
+
+def test_cli_ports_open_and_port_forward(server: Dev8Server, alice: User, app_env: str):
+    from tests.support import free_port
+    listed = alice.cli("ports", app_env).stdout
+    assert "8100" in listed and "8101" in listed and "loopback" in listed
+    assert f"/@{alice.username}/{app_env}/ports/8100/" in listed
+    url = alice.cli("open", app_env).stdout.strip()
+    assert url == f"{server.url}/@{alice.username}/{app_env}/apps/vscode/"
+    bad = alice.cli("port-forward", app_env, "3000:0x50", check=False)
+    assert bad.returncode == 1 and "invalid port mapping" in bad.stderr
+    local = free_port()
+    proc = subprocess.Popen([*alice.server_cli_argv("port-forward", app_env, f"{local}:8100", "-i", str(alice.key))],
+                            env=alice.server.env(DEV8_CONFIG_DIR=str(alice.config_dir)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        r = wait_until(lambda: httpx.get(f"http://127.0.0.1:{local}/fwd", timeout=2), timeout=30, what="forward")
+        assert r.json()["path"] == "/fwd"
+    finally:
+        proc.terminate()
+        proc.wait(10)
