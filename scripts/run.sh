@@ -5,5 +5,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 apt_install ca-certificates git openssh-client debootstrap iptables
 ensure_docker
 ensure_python ""
-echo "==> dev8 server (the first start builds the environment image when needed)"
+echo "==> dev8 server (an environment image missing at the first create is built then, with progress)"
 exec "$VENV/bin/dev8" server "$@"
