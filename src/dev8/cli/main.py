@@ -397,11 +397,17 @@ def show(name: str) -> None:
         out.print(f"[bold]{k:>8}[/bold]  {v}", highlight=False)
 
 
-def _ssh_base(client: Client) -> list[str]:
-    info = call(client.get, "/ssh-info")
+def _ssh_argv(name: str, identity: Path | None, *options: str) -> list[str]:
+    """An OpenSSH command line to environment ``name`` through the gateway (host key pinned)."""
+    from dev8.names import ENV_NAME_RE
+    if not ENV_NAME_RE.fullmatch(name):
+        fail(f"invalid environment name {name!r}")
+    info = call(api().get, "/ssh-info")
     _write_known_hosts(info)
     return ["ssh", "-p", str(info["port"]), "-o", f"UserKnownHostsFile={known_hosts_path()}",
-            "-o", "StrictHostKeyChecking=yes", info["host"]]
+            "-o", "StrictHostKeyChecking=yes",
+            *(["-i", str(identity), "-o", "IdentitiesOnly=yes"] if identity else []),
+            *options, "-l", name, info["host"]]
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -409,11 +415,7 @@ def ssh(ctx: typer.Context, name: str,
         identity: Annotated[Optional[Path], typer.Option("--identity", "-i", help="Private key file (as ssh -i)")] = None,
         ) -> None:
     """Open a shell in an environment, or run `dev8 ssh NAME -- COMMAND…`."""
-    from dev8.names import ENV_NAME_RE
-    if not ENV_NAME_RE.fullmatch(name):
-        fail(f"invalid environment name {name!r}")
-    base = _ssh_base(api())
-    argv = base[:-1] + (["-i", str(identity), "-o", "IdentitiesOnly=yes"] if identity else []) + ["-l", name, base[-1]]
+    argv = _ssh_argv(name, identity)
     extra = list(ctx.args)
     if extra and extra[0] == "--":
         extra = extra[1:]
@@ -456,16 +458,11 @@ def port_forward(
     identity: Annotated[Optional[Path], typer.Option("--identity", "-i", help="Private key file (as ssh -i)")] = None,
 ) -> None:
     """Forward a local port to a port inside the environment, over the SSH gateway."""
-    from dev8.names import ENV_NAME_RE
     local, _, remote = spec.partition(":")
-    if not ENV_NAME_RE.fullmatch(name):
-        fail(f"invalid environment name {name!r}")
     if not (local.isdigit() and remote.isdigit() and 0 < int(local) < 65536 and 0 < int(remote) < 65536):
         fail(f"invalid port mapping {spec!r}: use LOCAL:REMOTE with ports 1-65535")
-    base = _ssh_base(api())
-    argv = base[:-1] + (["-i", str(identity), "-o", "IdentitiesOnly=yes"] if identity else []) + [
-        "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{int(local)}:127.0.0.1:{int(remote)}",
-        "-l", name, base[-1]]
+    argv = _ssh_argv(name, identity, "-N", "-o", "ExitOnForwardFailure=yes",
+                     "-L", f"127.0.0.1:{int(local)}:127.0.0.1:{int(remote)}")
     err.print(f"forwarding 127.0.0.1:{local} → {name}:{remote} (Ctrl-C to stop)")
     os.execvp("ssh", argv)
 

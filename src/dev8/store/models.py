@@ -84,7 +84,7 @@ class Environment(Base):
     cpus: Mapped[float] = mapped_column(Float)
     memory: Mapped[str] = mapped_column(String(16))
     secret_names: Mapped[list] = mapped_column(JSON, default=list)
-    # repo/branch, git providers, AI key choices: see core.environments.EnvOptions.
+    # repo/branch, git providers, AI key choices: validated by core.environments.build_options.
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     desired_state: Mapped[str] = mapped_column(String(16), default="running")
     observed_state: Mapped[str] = mapped_column(String(16), default="pending")
