@@ -19,7 +19,7 @@ from dev8.core.environments import add_event, installation_id, spec_of
 from dev8.core.errors import RuntimeUnavailable
 from dev8.core.faults import crash_point
 from dev8.core.notify import EventNotifier
-from dev8.core.secrets import open_env_key, reveal_secrets
+from dev8.core.secrets import read_env_key, reveal_secrets
 from dev8.runtimes.base import EnvSpec, Observed, Runtime
 from dev8.store.db import Database
 from dev8.store.models import Environment, User, utcnow
@@ -83,10 +83,6 @@ class Reconciler:
                 self._dirty.add(env_id)
                 continue
             self._tasks[env_id] = asyncio.create_task(self._guarded(env_id))
-
-    async def wait_idle(self) -> None:
-        while any(not t.done() for t in self._tasks.values()):
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     def _env_ids(self) -> list[str]:
         with self.db.session() as s:
@@ -215,7 +211,7 @@ class Reconciler:
         if not observed.running or not observed.ssh_port or not observed.ssh_host:
             raise StepFailed("start", f"container is {observed.detail or 'not running'}")
         host, port = observed.ssh_host, observed.ssh_port
-        key = await asyncio.to_thread(self._key, env.id)
+        key = await asyncio.to_thread(read_env_key, self.db, self.keyring, env.id)
         loop = asyncio.get_running_loop()
         conn = await self._step(env.id, "sshd", lambda: envssh.wait_for_sshd(
             host, port, key, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
@@ -244,10 +240,6 @@ class Reconciler:
         if result.get("installed"):
             detail = "installed " + ", ".join(result["installed"])
         await self._emit(env_id, step, "ok", detail or "")
-
-    def _key(self, env_id: str) -> bytes:
-        with self.db.session() as s:
-            return open_env_key(s, self.keyring, env_id)
 
     def _configuration(self, env: Environment) -> dict:
         """The document ``dev8-env configure`` reads on stdin (the only way secrets travel)."""

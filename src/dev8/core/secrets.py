@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from dev8.core.crypto import Keyring, Sealed, env_key_aad, secret_aad
 from dev8.core.errors import Invalid, NotFound
 from dev8.names import check_secret_name
+from dev8.store.db import Database
 from dev8.store.models import EnvironmentKey, Secret, User, utcnow
 
 
@@ -74,6 +75,12 @@ def open_env_key(s: Session, keyring: Keyring, env_id: str) -> bytes:
     if row is None:
         raise NotFound("environment key missing")
     return keyring.open(sealed_of(row), env_key_aad(env_id))
+
+
+def read_env_key(db: Database, keyring: Keyring, env_id: str) -> bytes:
+    """``open_env_key`` in a session of its own (for callers outside a request)."""
+    with db.session() as s:
+        return open_env_key(s, keyring, env_id)
 
 
 def rotate_keys(s: Session, keyring: Keyring) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncssh
 
 from dev8.core import envssh
-from dev8.core.secrets import open_env_key
+from dev8.core.secrets import read_env_key
 from dev8.store.db import Database
 from dev8.core.crypto import Keyring
 from dev8.store.models import Environment
@@ -51,15 +51,11 @@ class Tunnels:
             return cached[1]
         self._forget(env.id)
         assert env.ssh_port is not None
-        key = await asyncio.to_thread(self._key, env.id)
+        key = await asyncio.to_thread(read_env_key, self.db, self.keyring, env.id)
         conn = await envssh.connect("127.0.0.1", env.ssh_port, key)
         self._conns[env.id] = (env.ssh_port, conn)
         asyncio.ensure_future(conn.wait_closed()).add_done_callback(lambda _f: self._forget(env.id, conn))
         return conn
-
-    def _key(self, env_id: str) -> bytes:
-        with self.db.session() as s:
-            return open_env_key(s, self.keyring, env_id)
 
     def _forget(self, env_id: str, conn: asyncssh.SSHClientConnection | None = None) -> None:
         cached = self._conns.get(env_id)
