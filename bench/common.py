@@ -14,9 +14,9 @@ from tests.support import Dev8Server, User  # noqa: E402
 
 
 @contextmanager
-def dev8_server() -> Iterator[tuple[Dev8Server, User]]:
+def dev8_server(extra_env: dict[str, str] | None = None) -> Iterator[tuple[Dev8Server, User]]:
     with tempfile.TemporaryDirectory(prefix="dev8-bench-") as root:
-        server = Dev8Server(Path(root) / "server").start()
+        server = Dev8Server(Path(root) / "server", extra_env=extra_env).start()
         try:
             yield server, User(server, "bench@example.com", Path(root) / "user")
         finally:

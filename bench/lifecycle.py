@@ -1,19 +1,27 @@
 """create→ready and stop→start→ready through dev8, against the floor: `docker run` of the
-same image until its sshd accepts a key. Prints medians and the ratio. Usage:
-    python bench/lifecycle.py [--runs 5]
+same image until its sshd accepts a key. Prints medians and the ratio. With --clone, every
+environment also clones a repository over HTTPS with a token from the test git server
+(tests/gitserver.py in a container on a network the benchmark creates). Usage:
+    python bench/lifecycle.py [--runs 5] [--image dev8/fullstack:latest] [--clone]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 import json
+import tempfile
 import time
+from contextlib import ExitStack
+from pathlib import Path
 
 import asyncssh
 import docker
 import httpx
 
 from bench.common import dev8_server, median, report
+from tests.support import GIT_HOST, make_tls_certs, start_git_server
 from dev8.core import envssh
 
 
@@ -23,7 +31,7 @@ def wait_ready(client: httpx.Client, name: str, after: int = 0) -> None:
         for line in resp.iter_lines():
             if line.startswith("data:"):
                 ev = json.loads(line[5:])
-                if ev["status"] == "error":
+                if ev["status"] in ("error", "warning"):
                     raise RuntimeError(f"{ev['step']}: {ev['message']}")
                 if ev["step"] == "ready":
                     return
@@ -53,22 +61,55 @@ async def _wait(port: int, pem: bytes) -> None:
     await envssh.wait_for_sshd("127.0.0.1", port, pem, deadline=asyncio.get_running_loop().time() + 60)
 
 
+TOKEN = "bench-token-0123456789"
+
+
+@contextmanager
+def git_server(dc: docker.DockerClient) -> Iterator[dict]:
+    """A test git server on its own network; yields the create body (repo, git provider)
+    with the server settings under "server_env"."""
+    with tempfile.TemporaryDirectory(prefix="dev8-bench-git-") as root:
+        ca = make_tls_certs(Path(root), GIT_HOST)
+        net = dc.networks.create(f"dev8-bench-{int(time.time())}")
+        container = start_git_server(dc, net.name, Path(root), {"x-access-token": TOKEN})
+        try:
+            yield {"repo": f"https://{GIT_HOST}:8443/org/app.git", "server_env": {
+                       "DEV8_DOCKER_NETWORK": net.name, "DEV8_ENV_CA_BUNDLE": str(ca)},
+                   "git": [{"kind": "github", "host": f"{GIT_HOST}:8443", "secret": "GIT_TOKEN"}]}
+        finally:
+            container.remove(force=True)
+            net.reload()
+            for c in net.containers:
+                net.disconnect(c, force=True)
+            net.remove()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--image", default="dev8/base:latest")
+    ap.add_argument("--clone", action="store_true", help="clone a repository from a test git server at create")
     args = ap.parse_args()
     dc = docker.from_env()
     create, restart, floor = [], [], []
-    with dev8_server() as (server, user):
+    with ExitStack() as stack:
+        body: dict = {"image": args.image}
+        env: dict[str, str] = {}
+        if args.clone:
+            repo = stack.enter_context(git_server(dc))
+            env = repo.pop("server_env")
+            body.update(repo)
+        server, user = stack.enter_context(dev8_server(env))
         client = user.http()
-        client.post("/environments", json={"name": "warmup", "image": args.image})
+        if args.clone:
+            client.put("/secrets/GIT_TOKEN", json={"value": TOKEN}).raise_for_status()
+        client.post("/environments", json={"name": "warmup", **body})
         wait_ready(client, "warmup")
         for i in range(args.runs):
             floor.append(floor_once(dc, args.image))
             name = f"bench{i}"
             t0 = time.perf_counter()
-            r = client.post("/environments", json={"name": name, "image": args.image})
+            r = client.post("/environments", json={"name": name, **body})
             r.raise_for_status()
             wait_ready(client, name)
             create.append(time.perf_counter() - t0)
@@ -80,7 +121,8 @@ def main() -> None:
             client.post(f"/environments/{name}/start").raise_for_status()
             wait_ready(client, name, after)
             restart.append(time.perf_counter() - t0)
-    report(f"lifecycle, image {args.image}, {args.runs} runs (medians)", [
+    clone = ", with a clone over HTTPS" if args.clone else ""
+    report(f"lifecycle, image {args.image}{clone}, {args.runs} runs (medians)", [
         ("floor: docker run until sshd accepts the key", median(floor), "s"),
         ("dev8 create → ready", median(create), "s"),
         ("dev8 stop → start → ready (start part)", median(restart), "s"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import Dev8Server, Postgres, User
+from tests.support import FULLSTACK, Dev8Server, Postgres, User
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,16 @@ def base_image(docker_client: docker.DockerClient) -> str:
     except docker.errors.ImageNotFound:
         images.build(docker_client, "base", print)
     return tag
+
+
+@pytest.fixture(scope="session")
+def fullstack_image(docker_client: docker.DockerClient) -> str:
+    try:
+        docker_client.images.get(FULLSTACK)
+    except docker.errors.ImageNotFound:
+        from dev8 import images
+        images.build(docker_client, "fullstack", print)
+    return FULLSTACK
 
 
 @pytest.fixture(scope="session")

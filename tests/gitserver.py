@@ -4,6 +4,10 @@
 accepted logins come from GIT_USERS as JSON: {"username": "token", ...}. Repositories
 live under /srv/git; on start, org/app.git is created with a README on `main` and a
 `feature` branch.
+
+It also answers the few REST/GraphQL calls `gh auth status` (GitHub Enterprise: /api/v3,
+/api/graphql) and `glab auth status` (GitLab: /api/v4) make, for the same tokens, so the
+CLIs' logins are checked against a server and not only read back from their config.
 """
 import base64
 import json
@@ -34,7 +38,39 @@ def init_repo() -> None:
         subprocess.run(cmd, check=True, env=env)
 
 
+def api_user(environ) -> str | None:  # type: ignore[no-untyped-def]
+    """The user whose token is in the header gh (``token X``) or glab (``PRIVATE-TOKEN``,
+    ``Bearer X``) sends."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    token = environ.get("HTTP_PRIVATE_TOKEN") or auth.partition(" ")[2]
+    return next((name for name, value in USERS.items() if token and value == token), None)
+
+
+API_ANSWERS = {
+    "/api/v3/": {},
+    "/api/v3/user": lambda user: {"login": user, "id": 1},
+    "/api/graphql": lambda user: {"data": {"viewer": {"login": user}}},
+    "/api/v4/user": lambda user: {"username": user, "id": 1, "name": user},
+    "/api/v4/version": {"version": "17.0.0", "revision": "test"},
+}
+
+
+def api(environ, start_response):  # type: ignore[no-untyped-def]
+    user = api_user(environ)
+    answer = API_ANSWERS.get(environ.get("PATH_INFO", ""))
+    if user is None or answer is None:
+        status = "401 Unauthorized" if user is None else "404 Not Found"
+        start_response(status, [("Content-Type", "application/json")])
+        return [json.dumps({"message": status}).encode()]
+    body = json.dumps(answer(user) if callable(answer) else answer).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                              ("X-OAuth-Scopes", "repo, read:org, gist, workflow")])
+    return [body]
+
+
 def app(environ, start_response):  # type: ignore[no-untyped-def]
+    if environ.get("PATH_INFO", "").startswith("/api/"):
+        return api(environ, start_response)
     auth = environ.get("HTTP_AUTHORIZATION", "")
     user = None
     if auth.startswith("Basic "):

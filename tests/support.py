@@ -17,6 +17,9 @@ import docker
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+FULLSTACK = "dev8/fullstack:latest"
+GIT_HOST = "git.corp.test"         # names of the test git server (tests/gitserver.py) on its network
+GITLAB_HOST = "gitlab.corp.test"
 
 
 def free_port() -> int:
@@ -260,8 +263,9 @@ class SocketRelay:
             self.path.unlink()
 
 
-def make_tls_certs(directory: Path, hostname: str) -> Path:
-    """A test CA and a server certificate for ``hostname`` (cert.pem, key.pem, ca.pem)."""
+def make_tls_certs(directory: Path, hostname: str, *more_names: str) -> Path:
+    """A test CA and a server certificate for ``hostname`` and ``more_names`` (cert.pem,
+    key.pem, ca.pem)."""
     import datetime
 
     from cryptography import x509
@@ -285,7 +289,7 @@ def make_tls_certs(directory: Path, hostname: str) -> Path:
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in (hostname, *more_names)]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -316,3 +320,18 @@ def make_vsix(path: Path, publisher: str = "dev8test", name: str = "hello", vers
         z.writestr("[Content_Types].xml", types)
         z.writestr("extension/package.json", package)
     return path
+
+
+def start_git_server(docker_client: docker.DockerClient, network: str, tls: Path, users: dict[str, str]):  # type: ignore[no-untyped-def]
+    """tests/gitserver.py in a container on ``network`` as GIT_HOST and GITLAB_HOST, port 8443,
+    with the certificate in ``tls`` (make_tls_certs) and ``users`` ({username: token})."""
+    container = docker_client.containers.run(
+        "dev8/base:latest", ["python3", "/srv/gitserver.py"], entrypoint=[], detach=True, network=network,
+        environment={"GIT_USERS": json.dumps(users)}, user="root",
+        volumes={str(REPO / "tests" / "gitserver.py"): {"bind": "/srv/gitserver.py", "mode": "ro"},
+                 str(tls): {"bind": "/srv/tls", "mode": "ro"}})
+    docker_client.networks.get(network).disconnect(container)
+    docker_client.networks.get(network).connect(container, aliases=[GIT_HOST, GITLAB_HOST])
+    wait_until(lambda: "app.git" in container.exec_run("ls /srv/git/org").output.decode(), timeout=30,
+               what="git server repository")
+    return container

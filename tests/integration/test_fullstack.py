@@ -6,25 +6,12 @@ import json
 import re
 import subprocess
 
-import docker
 import httpx
 import pytest
 
-from tests.support import Dev8Server, User, free_port, unique, wait_until
+from tests.support import FULLSTACK, Dev8Server, User, free_port, unique, wait_until
 
-FULLSTACK = "dev8/fullstack:latest"
 ANTHROPIC = "sk-ant-test-" + "9" * 24
-
-
-@pytest.fixture(scope="module")
-def fullstack_image() -> str:
-    client = docker.from_env()
-    try:
-        client.images.get(FULLSTACK)
-    except docker.errors.ImageNotFound:
-        from dev8 import images
-        images.build(client, "fullstack", print)
-    return FULLSTACK
 
 
 @pytest.fixture
@@ -114,20 +101,28 @@ def test_secrets_stay_out_of_inspect_and_image_history(server: Dev8Server, fs_en
     assert ANTHROPIC not in server.log()
 
 
-def test_extensions_listed_at_create_are_installed(alice: User, fullstack_image: str, tmp_path):  # type: ignore[no-untyped-def]
+def test_extensions_listed_at_create_are_installed_and_copilot_is_enabled_with_a_token(
+        alice: User, fullstack_image: str, tmp_path):  # type: ignore[no-untyped-def]
     from tests.support import make_vsix
-    vsix = make_vsix(tmp_path / "hello.vsix")
+    hello = make_vsix(tmp_path / "hello.vsix")
+    copilot = make_vsix(tmp_path / "copilot.vsix", publisher="GitHub", name="copilot")
+    alice.cli("secrets", "set", "COPILOT", input="ghu_copilot_token")
     name = unique("ext")
-    created = alice.cli("create", name, "--image", fullstack_image, "--extension", "~/hello.vsix")
+    created = alice.cli("create", name, "--image", fullstack_image, "--extension", "~/hello.vsix",
+                        "--extension", "copilot.vsix", "--copilot-token", "COPILOT")
     # not there on the first start: a warning, and the environment is still ready
     assert "! extensions: " in created.stdout and f"{name} is ready" in created.stdout
+    settings = "cat ~/.local/share/code-server/User/settings.json 2>/dev/null || echo none"
+    assert "github.copilot.enable" not in alice.ssh(name, settings).stdout  # not installed yet
     ssh = alice.ssh_args(name)
-    subprocess.run(["scp", "-P", ssh[2], *ssh[3:-1], str(vsix), f"{ssh[-1]}:hello.vsix"], check=True,
-                   capture_output=True, timeout=60)
+    for local, remote in ((hello, "hello.vsix"), (copilot, "workspace/copilot.vsix")):
+        subprocess.run(["scp", "-P", ssh[2], *ssh[3:-1], str(local), f"{ssh[-1]}:{remote}"], check=True,
+                       capture_output=True, timeout=60)
     again = alice.cli("env", "reconfigure", name)
-    assert "✓ extensions (installed ~/hello.vsix)" in again.stdout, again.stdout
+    assert "✓ extensions (installed ~/hello.vsix, copilot.vsix)" in again.stdout, again.stdout
     listed = alice.ssh(name, "code-server --user-data-dir ~/.local/share/code-server --list-extensions")
-    assert "dev8test.hello" in listed.stdout
+    assert {"dev8test.hello", "github.copilot"} <= set(listed.stdout.lower().split())
+    assert json.loads(alice.ssh(name, settings).stdout)["github.copilot.enable"] == {"*": True}
 
 
 def test_vscode_workbench_loads_through_the_browser_proxy(server: Dev8Server, alice: User, fs_env: str):

@@ -3,16 +3,15 @@ container, configured in turn as a GitHub Enterprise, self-managed GitLab and Bi
 Server host. The environment trusts the test CA through DEV8_ENV_CA_BUNDLE."""
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
-from tests.support import REPO, Dev8Server, User, make_tls_certs, unique, wait_until
+from tests.support import (GIT_HOST, GITLAB_HOST, Dev8Server, User, make_tls_certs, start_git_server, unique,
+                           wait_until)
 
-GIT_HOST = "git.corp.test"
 TOKEN = "tok-" + "a1b2c3d4e5f6" * 3
 
 
@@ -26,22 +25,9 @@ def git_network(docker_client: docker.DockerClient) -> Iterator[str]:
     net.remove()
 
 
-def start_git_server(docker_client: docker.DockerClient, network: str, tls: Path, users: dict[str, str]):  # type: ignore[no-untyped-def]
-    container = docker_client.containers.run(
-        "dev8/base:latest", ["python3", "/srv/gitserver.py"], entrypoint=[], detach=True, network=network,
-        environment={"GIT_USERS": json.dumps(users)}, user="root",
-        volumes={str(REPO / "tests" / "gitserver.py"): {"bind": "/srv/gitserver.py", "mode": "ro"},
-                 str(tls): {"bind": "/srv/tls", "mode": "ro"}})
-    docker_client.networks.get(network).disconnect(container)
-    docker_client.networks.get(network).connect(container, aliases=[GIT_HOST])
-    wait_until(lambda: "app.git" in container.exec_run("ls /srv/git/org").output.decode(), timeout=30,
-               what="git server repository")
-    return container
-
-
 @pytest.fixture
 def git_setup(tmp_path: Path, git_network: str, base_image: str, docker_client):  # type: ignore[no-untyped-def]
-    ca = make_tls_certs(tmp_path / "tls", GIT_HOST)
+    ca = make_tls_certs(tmp_path / "tls", GIT_HOST, GITLAB_HOST)
     server = Dev8Server(tmp_path / "server", extra_env={"DEV8_DOCKER_NETWORK": git_network,
                                                         "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
     containers = []
@@ -110,3 +96,34 @@ def test_credentials_only_for_configured_hosts_and_clone_failure_keeps_environme
     # a clone that works later is done once: restart does not clone again
     events = alice.http().get(f"/environments/{name}/events", params={"follow": "false"}).json()
     assert any(e["step"] == "clone" and e["status"] == "warning" for e in events)
+
+
+def test_gh_and_glab_auth_status_succeed_against_the_server_without_a_prompt(
+        git_setup, tmp_path: Path, fullstack_image: str):  # type: ignore[no-untyped-def]
+    server, git_server = git_setup
+    git_server({"octo-dev": TOKEN, "gitlab-dev": TOKEN[::-1]})
+    alice = User(server, "alice@example.com", tmp_path / "alice")
+    alice.cli("secrets", "set", "GHE", input=TOKEN)
+    alice.cli("secrets", "set", "GL", input=TOKEN[::-1])
+    name = unique("auth")
+    alice.cli("create", name, "--image", fullstack_image,
+              "--git", f"github@{GIT_HOST}:8443=GHE", "--git", f"gitlab@{GITLAB_HOST}:8443=GL")
+    gh = alice.ssh(name, f"gh auth status --hostname {GIT_HOST}:8443 </dev/null", timeout=60)
+    assert gh.returncode == 0 and "Logged in to" in gh.stdout + gh.stderr and "octo-dev" in gh.stdout + gh.stderr, \
+        gh.stdout + gh.stderr
+    glab = alice.ssh(name, f"glab auth status --hostname {GITLAB_HOST}:8443 </dev/null", timeout=60)
+    assert glab.returncode == 0 and "Logged in to" in glab.stdout + glab.stderr, glab.stdout + glab.stderr
+    assert "gitlab-dev" in glab.stdout + glab.stderr and "api call failed" not in glab.stdout + glab.stderr
+    # no token variables in the shells: the CLIs read their tmpfs configs
+    env = alice.ssh(name, "env; bash -lc env")
+    assert TOKEN not in env.stdout and "GH_TOKEN" not in env.stdout and "GITLAB_TOKEN" not in env.stdout
+    # a wrong token: the server refuses and both CLIs say so
+    alice.cli("secrets", "set", "GHE", input="wrong")
+    alice.cli("secrets", "set", "GL", input="wrong")
+    wait_until(lambda: alice.ssh(name, "cat /run/dev8/secrets/GL").stdout == "wrong", timeout=60,
+               what="reconfigured secrets")
+    bad_gh = alice.ssh(name, f"gh auth status --hostname {GIT_HOST}:8443", timeout=60)
+    assert bad_gh.returncode == 1 and "token in" in bad_gh.stdout + bad_gh.stderr, bad_gh.stdout + bad_gh.stderr
+    # glab exits 0 either way (its "status" is informational); it reports the refusal in words
+    bad_glab = alice.ssh(name, f"glab auth status --hostname {GITLAB_HOST}:8443", timeout=60)
+    assert "401" in bad_glab.stdout + bad_glab.stderr and "gitlab-dev" not in bad_glab.stdout + bad_glab.stderr
