@@ -1,5 +1,6 @@
 """Two tiny servers run inside a test environment (stdlib only, python3 of the base image):
-HTTP on 127.0.0.1:8100 that answers with the request it received (path, headers) as JSON,
+HTTP on 127.0.0.1:8100 that answers with the request it received as JSON (GET: path and
+headers; POST: path, body size and SHA-256),
 and a WebSocket echo on 127.0.0.1:8101."""
 import base64
 import hashlib
@@ -19,7 +20,18 @@ class Echo(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_POST = do_GET
+    def do_POST(self):  # noqa: N802
+        digest, size, left = hashlib.sha256(), 0, int(self.headers.get("Content-Length") or 0)
+        while left:
+            chunk = self.rfile.read(min(left, 65536))
+            digest.update(chunk)
+            size, left = size + len(chunk), left - len(chunk)
+        body = json.dumps({"path": self.path, "size": size, "sha256": digest.hexdigest()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass

@@ -102,6 +102,20 @@ def test_port_preview_reaches_loopback_only_services(server: Dev8Server, alice: 
     assert client.get(f"/@{alice.username}/{app_env}/ports/9/").status_code == 502  # nothing listens
 
 
+def test_uploads_larger_than_the_api_body_limit_stream_through_the_proxy(
+        server: Dev8Server, alice: User, app_env: str):
+    import hashlib
+    import os
+    client = web_login(server, alice.email)
+    body = os.urandom(5 * 1024 * 1024)  # 20× the API's 256 KiB limit
+    r = client.post(f"/@{alice.username}/{app_env}/ports/8100/upload", content=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"path": "/upload", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    # the API keeps its limit
+    big = alice.http().put("/secrets/BIG", json={"value": "x" * 300 * 1024})
+    assert big.status_code == 413
+
+
 async def _ws_status(server: Dev8Server, path: str, headers: dict, origin: str | None) -> int | str:
     uri = server.url.replace("http://", "ws://") + path
     try:

@@ -20,14 +20,16 @@ class BodyLimit:
     """Reject request bodies over ``limit`` bytes with 413, whether or not Content-Length is sent.
 
     API bodies are small, so the body is read up front (bounded) and replayed to the app;
-    that way an oversized chunked body never reaches a handler or the store.
+    that way an oversized chunked body never reaches a handler or the store. Requests for
+    an environment's apps and ports (``/@user/env/…``) are not dev8's to judge: the proxy
+    streams them through unbuffered.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith("/@"):
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):

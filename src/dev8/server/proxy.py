@@ -11,31 +11,25 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import websockets
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy import select
 from starlette.background import BackgroundTask
 
-from dev8.core import auth
 from dev8.core.errors import Unauthorized
+from dev8.server.browser_auth import (SESSION_COOKIE, NotVisible, login_required, not_found, request_token,
+                                      resolve_env, same_origin)
 from dev8.server.context import ServerContext
-from dev8.store.models import Environment, User
 
 router = APIRouter(include_in_schema=False)
-SESSION_COOKIE = "dev8_session"
 APPS = {"vscode": 13337}
 PORT_RE = re.compile(r"^[1-9][0-9]{0,4}$")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "authorization", "cookie", "content-length"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-class NotVisible(Exception):
-    """Not found, or not this user's: answered the same way."""
 
 
 def parse_port(text: str) -> int | None:
@@ -49,24 +43,6 @@ def strip_session_cookie(cookie_header: str) -> str:
     return "; ".join(p for p in parts if p.split("=", 1)[0].strip() != SESSION_COOKIE)
 
 
-def _token(headers, cookies) -> tuple[str | None, bool]:  # type: ignore[no-untyped-def]
-    scheme, _, value = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip(), False
-    return cookies.get(SESSION_COOKIE), True
-
-
-def _resolve(ctx: ServerContext, token: str | None, owner: str, name: str) -> tuple[User, Environment]:
-    if not token:
-        raise Unauthorized("login required")
-    with ctx.db.session() as s:
-        user = auth.user_for_token(s, token)
-        env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
-        if user.username != owner or env is None or env.desired_state == "deleted":
-            raise NotVisible
-        return user, env
-
-
 def _target(kind: str, target: str) -> int | None:
     return APPS.get(target) if kind == "apps" else parse_port(target)
 
@@ -74,7 +50,7 @@ def _target(kind: str, target: str) -> int | None:
 @router.api_route("/@{owner}/{name}/{kind}/{target}", methods=METHODS)
 async def add_slash(request: Request, owner: str, name: str, kind: str, target: str) -> Response:
     if kind not in {"apps", "ports"}:
-        return JSONResponse({"detail": "not found"}, status_code=404)
+        return not_found()
     return RedirectResponse(quote(f"/@{owner}/{name}/{kind}/{target}/") +
                             (f"?{request.url.query}" if request.url.query else ""), status_code=308)
 
@@ -87,16 +63,13 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
         code = 400 if kind == "ports" else 404
         return JSONResponse({"detail": "port must be an integer 1-65535" if code == 400 else "not found"},
                             status_code=code)
-    token, _ = _token(request.headers, request.cookies)
+    token, _ = request_token(request)
     try:
-        _user, env = await asyncio.to_thread(_resolve, ctx, token, owner, name)
+        _user, env = await asyncio.to_thread(resolve_env, ctx, token, owner, name)
     except Unauthorized:
-        if "text/html" in request.headers.get("accept", ""):
-            return RedirectResponse("/login?next=" + quote(request.url.path + (
-                f"?{request.url.query}" if request.url.query else ""), safe=""), status_code=303)
-        return JSONResponse({"detail": "login required"}, status_code=401)
+        return login_required(request)
     except NotVisible:
-        return JSONResponse({"detail": "not found"}, status_code=404)
+        return not_found()
     if env.observed_state != "running" or not env.ssh_port:
         return JSONResponse({"detail": f"environment {name} is {env.observed_state}"}, status_code=503)
     sock = await ctx.tunnels.socket_for(env, port)
@@ -106,9 +79,12 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
         if rest:
             headers.append(("cookie", rest))
     headers.append(("host", request.headers.get("host", "localhost")))
+    if request.headers.get("content-length", "").isdigit():
+        headers.append(("content-length", request.headers["content-length"]))
     client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=sock), timeout=httpx.Timeout(60, read=None))
     upstream_url = "http://localhost/" + path + (f"?{request.url.query}" if request.url.query else "")
-    body = await request.body()
+    # Streamed both ways: an upload through VS Code or a preview is never held in memory.
+    body = request.stream() if request.method not in {"GET", "HEAD", "OPTIONS"} else None
     try:
         upstream = await client.send(client.build_request(request.method, upstream_url, headers=headers,
                                                           content=body), stream=True, follow_redirects=False)
@@ -130,28 +106,16 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
     return response
 
 
-def same_origin(ctx: ServerContext, origin: str | None, host: str | None) -> bool:
-    if not origin or origin == "null":
-        return False
-    allowed = urlsplit(ctx.settings.base_url)
-    got = urlsplit(origin)
-    return (got.scheme, got.netloc) == (allowed.scheme, allowed.netloc) or (
-        ctx.settings.public_url is None and host is not None and got.netloc == host and got.scheme in {"http", "https"})
-
-
 @router.websocket("/@{owner}/{name}/{kind}/{target}/{path:path}")
 async def proxy_ws(websocket: WebSocket, owner: str, name: str, kind: str, target: str, path: str) -> None:
     ctx: ServerContext = websocket.app.state.ctx
     port = _target(kind, target) if kind in {"apps", "ports"} else None
-    token, from_cookie = _token(websocket.headers, websocket.cookies)
-    # A cookie-authenticated upgrade must come from dev8's own origin (cross-site WebSocket
-    # hijacking); a bearer token cannot be sent by another site's page.
-    if port is None or (from_cookie and not same_origin(ctx, websocket.headers.get("origin"),
-                                                        websocket.headers.get("host"))):
+    token, from_cookie = request_token(websocket)
+    if port is None or (from_cookie and not same_origin(ctx, websocket.headers)):
         await websocket.close(code=1008)
         return
     try:
-        _user, env = await asyncio.to_thread(_resolve, ctx, token, owner, name)
+        _user, env = await asyncio.to_thread(resolve_env, ctx, token, owner, name)
     except (Unauthorized, NotVisible):
         await websocket.close(code=1008)
         return

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core import auth
 from dev8.core.errors import Unauthorized
-from dev8.server.proxy import SESSION_COOKIE
+from dev8.server.browser_auth import SESSION_COOKIE
 
 router = APIRouter(include_in_schema=False)
 SESSION_LIFETIME = timedelta(days=7)

@@ -1,0 +1,69 @@
+"""Who is asking, from a browser or the CLI, for an environment's app, port or terminal.
+
+The browser sends dev8's session cookie (set by /login); the CLI sends a bearer token.
+Everyone but the owner gets the same answer as for an environment that does not exist.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
+
+from dev8.core import auth
+from dev8.core.errors import Unauthorized
+from dev8.server.context import ServerContext
+from dev8.store.models import Environment, User
+
+SESSION_COOKIE = "dev8_session"
+
+
+class NotVisible(Exception):
+    """Not found, or not this user's: answered the same way."""
+
+
+def request_token(conn: HTTPConnection) -> tuple[str | None, bool]:
+    """The caller's token and whether it came from the session cookie."""
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), False
+    return conn.cookies.get(SESSION_COOKIE), True
+
+
+def resolve_env(ctx: ServerContext, token: str | None, owner: str, name: str) -> tuple[User, Environment]:
+    """The caller and ``owner``'s environment ``name``; Unauthorized without a valid token,
+    NotVisible when it does not exist or is not the caller's."""
+    if not token:
+        raise Unauthorized("login required")
+    with ctx.db.session() as s:
+        user = auth.user_for_token(s, token)
+        env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
+        if user.username != owner or env is None or env.desired_state == "deleted":
+            raise NotVisible
+        return user, env
+
+
+def same_origin(ctx: ServerContext, headers: Headers) -> bool:
+    """A cookie-authenticated WebSocket upgrade must come from dev8's own origin (cross-site
+    WebSocket hijacking); a bearer token cannot be sent by another site's page."""
+    origin, host = headers.get("origin"), headers.get("host")
+    if not origin or origin == "null":
+        return False
+    allowed = urlsplit(ctx.settings.base_url)
+    got = urlsplit(origin)
+    return (got.scheme, got.netloc) == (allowed.scheme, allowed.netloc) or (
+        ctx.settings.public_url is None and host is not None and got.netloc == host and got.scheme in {"http", "https"})
+
+
+def login_required(conn: HTTPConnection) -> Response:
+    """HTML clients go to the login page (and come back); others get 401."""
+    if "text/html" in conn.headers.get("accept", ""):
+        target = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
+        return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+    return JSONResponse({"detail": "login required"}, status_code=401)
+
+
+def not_found() -> Response:
+    return JSONResponse({"detail": "not found"}, status_code=404)
