@@ -34,3 +34,10 @@ ensure_python() {
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   "$VENV/bin/pip" install -q -e "$REPO$1"
 }
+
+ensure_web_assets() {
+  # xterm.js and friends, from the npm registry at the versions package-lock.json pins.
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  echo "==> installing the web pages' front-end packages (npm ci)"
+  (cd "$REPO/src/dev8/web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}

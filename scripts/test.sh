@@ -2,9 +2,10 @@
 # Install and start everything the tests need (Docker engine, base image, PostgreSQL,
 # OpenSSH client), then run the whole test suite. Extra arguments go to pytest.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-apt_install ca-certificates git openssh-client debootstrap iptables postgresql
+apt_install ca-certificates git openssh-client debootstrap iptables postgresql chromium fonts-dejavu-core
 ensure_docker
 ensure_python "[test]"
+ensure_web_assets
 echo "==> building the environment images (cached after the first run)"
 "$VENV/bin/dev8" image build base
 "$VENV/bin/dev8" image build fullstack

@@ -335,3 +335,18 @@ def start_git_server(docker_client: docker.DockerClient, network: str, tls: Path
     wait_until(lambda: "app.git" in container.exec_run("ls /srv/git/org").output.decode(), timeout=30,
                what="git server repository")
     return container
+
+
+PASSWORD = "correct horse battery"  # the web password tests give users (admin set-password)
+
+
+def web_login(server: Dev8Server, email: str, next_url: str = "/") -> httpx.Client:
+    """Log in through /login like a browser: a client holding dev8's session cookie."""
+    client = httpx.Client(base_url=server.url, timeout=30)
+    r = client.post("/login", data={"email": email, "password": PASSWORD, "next": next_url})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def set_web_password(user: User) -> None:
+    user.server.cli("admin", "set-password", user.email, "--password-stdin", input=PASSWORD + "\n")

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     max_secret_bytes: int = 64 * 1024
     # Extra CA certificates environments trust (mounted read-only; SSL_CERT_FILE & co.).
     env_ca_bundle: Path | None = None
+    # How long a browser terminal's shell outlives its last browser tab (seconds).
+    terminal_keep_detached: float = 300.0
     # Docker network environments join (e.g. to reach internal git hosts); default bridge.
     docker_network: str | None = None
 

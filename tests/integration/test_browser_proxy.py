@@ -9,17 +9,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import REPO, Dev8Server, User, unique, wait_until
-
-PASSWORD = "correct horse battery"
-
-
-def web_login(server: Dev8Server, email: str, next_url: str = "/") -> httpx.Client:
-    client = httpx.Client(base_url=server.url, timeout=30)
-    r = client.post("/login", data={"email": email, "password": PASSWORD, "next": next_url})
-    assert r.status_code == 303, r.text
-    return client
-
+from tests.support import PASSWORD, REPO, Dev8Server, User, unique, wait_until, web_login
 
 @pytest.fixture
 def app_env(server: Dev8Server, alice: User) -> str:

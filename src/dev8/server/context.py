@@ -1,12 +1,13 @@
 """Everything a request handler or the gateway needs, built once at start."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.base import Runtime
+from dev8.server.ptysessions import PtySessions
 from dev8.server.tunnels import Tunnels
 from dev8.settings import Settings
 from dev8.store.db import Database
@@ -20,6 +21,7 @@ class ServerContext:
     runtime: Runtime
     reconciler: Reconciler
     tunnels: Tunnels
+    terminals: PtySessions = field(default_factory=PtySessions)
     gateway_host_key: str = ""
 
     @property

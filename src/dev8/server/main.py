@@ -17,6 +17,7 @@ from dev8.runtimes import load_runtime
 from dev8.server.app import create_app
 from dev8.server.context import ServerContext
 from dev8.server.sshgateway import start_gateway
+from dev8.server.ptysessions import PtySessions
 from dev8.server.tunnels import Tunnels
 from dev8.settings import Settings, parse_addr
 from dev8.store.db import Database
@@ -68,7 +69,8 @@ async def serve(settings: Settings) -> None:
                             ca_bundle=str(settings.env_ca_bundle.resolve()) if settings.env_ca_bundle else None,
                             network=settings.docker_network)
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
-                        reconciler=reconciler, tunnels=Tunnels(db, keyring))
+                        reconciler=reconciler, tunnels=Tunnels(db, keyring),
+                        terminals=PtySessions(keep_detached=settings.terminal_keep_detached))
     announce_setup(db, settings)
     http_host, http_port = parse_addr(settings.http_addr)
     ssh_host, ssh_port = parse_addr(settings.ssh_addr)
@@ -86,6 +88,7 @@ async def serve(settings: Settings) -> None:
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     gateway.close()
+    ctx.terminals.close()
     ctx.tunnels.close()
     for t in tasks[1:]:
         t.cancel()

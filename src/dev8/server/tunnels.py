@@ -45,6 +45,11 @@ class Tunnels:
             self._sockets[(env.id, port)] = (path, listener)
             return path
 
+    async def connection(self, env: Environment) -> asyncssh.SSHClientConnection:
+        """The control plane's SSH connection to ``env`` (shared; do not close it)."""
+        async with self._lock:
+            return await self._connection(env)
+
     async def _connection(self, env: Environment) -> asyncssh.SSHClientConnection:
         cached = self._conns.get(env.id)
         if cached is not None and cached[0] == env.ssh_port:

@@ -1,0 +1,169 @@
+"""The browser terminal: a page with xterm.js at ``/@<user>/<env>/terminal/`` and its
+WebSocket at ``…/terminal/ws`` (sessions in ptysessions.py), plus the pages' static files.
+
+WebSocket protocol: binary frames from the server are terminal output. Text frames are
+JSON: from the server ``{"t":"hello","session":ID}`` (then the replay of recent output),
+``{"t":"exit"}`` and ``{"t":"error","message":…}``; from the browser ``{"t":"i","d":TEXT}``
+(keystrokes), ``{"t":"r","c":COLS,"r":ROWS}`` (resize) and ``{"t":"a","n":BYTES}`` (bytes
+rendered, for flow control).
+"""
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from dev8.core.errors import Unauthorized
+from dev8.server.browser_auth import NotVisible, login_required, request_token, resolve_env, same_origin
+from dev8.server.context import ServerContext
+from dev8.server.ptysessions import PtySession
+
+router = APIRouter(include_in_schema=False)
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+STATIC = {  # URL name → file under WEB_DIR; only these are served
+    "xterm.js": "node_modules/@xterm/xterm/lib/xterm.js",
+    "xterm.css": "node_modules/@xterm/xterm/css/xterm.css",
+    "addon-fit.js": "node_modules/@xterm/addon-fit/lib/addon-fit.js",
+    "terminal.js": "static/terminal.js",
+    "terminal.css": "static/terminal.css",
+    "favicon.svg": "static/favicon.svg",
+}
+# xterm.js sizes its rows with inline styles; scripts only from dev8 itself.
+TERMINAL_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+                "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+MAX_INPUT = 64 * 1024
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    return static_file("favicon.svg")
+
+
+@router.get("/static/{name}")
+def static_file(name: str) -> Response:
+    rel = STATIC.get(name)
+    if rel is None:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+    path = WEB_DIR / rel
+    if not path.is_file():
+        return JSONResponse({"detail": f"{name} is not installed: run `npm ci` in {WEB_DIR} "
+                                       "(scripts/run.sh does)"}, status_code=503)
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+def terminal_page(owner: str, name: str) -> str:
+    title = html.escape(f"{name} · terminal · dev8")
+    ws = html.escape(f"/@{owner}/{name}/terminal/ws", quote=True)
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
+<link rel="icon" href="/static/favicon.svg"><link rel="stylesheet" href="/static/xterm.css"><link rel="stylesheet" href="/static/terminal.css"></head>
+<body data-ws="{ws}"><header><strong>{html.escape(name)}</strong> <span id="status" role="status">connecting…</span>
+</header><main id="terminal" aria-label="terminal"></main>
+<script src="/static/xterm.js"></script><script src="/static/addon-fit.js"></script>
+<script src="/static/terminal.js"></script></body></html>"""
+
+
+@router.get("/@{owner}/{name}/terminal")
+def terminal_slash(owner: str, name: str) -> Response:
+    return RedirectResponse(f"/@{owner}/{name}/terminal/", status_code=308)
+
+
+@router.get("/@{owner}/{name}/terminal/")
+async def terminal(request: Request, owner: str, name: str) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    token, _ = request_token(request)
+    try:
+        await asyncio.to_thread(resolve_env, ctx, token, owner, name)
+    except Unauthorized:
+        return login_required(request)
+    except NotVisible:
+        return HTMLResponse("<!doctype html><title>not found</title><h1>Not found</h1>", status_code=404,
+                            headers={"Content-Security-Policy": TERMINAL_CSP})
+    return HTMLResponse(terminal_page(owner, name), headers={
+        "Content-Security-Policy": TERMINAL_CSP, "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+
+def _int(value: str | None, default: int) -> int:
+    return int(value) if value and value.isdigit() and 0 < int(value) <= 1000 else default
+
+
+@router.websocket("/@{owner}/{name}/terminal/ws")
+async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
+    ctx: ServerContext = websocket.app.state.ctx
+    token, from_cookie = request_token(websocket)
+    if from_cookie and not same_origin(ctx, websocket.headers):
+        await websocket.close(code=1008)
+        return
+    try:
+        user, env = await asyncio.to_thread(resolve_env, ctx, token, owner, name)
+    except (Unauthorized, NotVisible):
+        await websocket.close(code=1008)
+        return
+    await websocket.accept()
+    if env.observed_state != "running" or not env.ssh_port:
+        await _fail(websocket, f"environment {name} is {env.observed_state}: start it with `dev8 start {name}`")
+        return
+    q = websocket.query_params
+    session = ctx.terminals.find(q.get("session"), env.id, user.id)
+    if session is None:
+        try:
+            conn = await ctx.tunnels.connection(env)
+            session = await ctx.terminals.open(conn, env.id, user.id, _int(q.get("cols"), 80), _int(q.get("rows"), 24))
+        except Exception as exc:  # noqa: BLE001 — shown to the user, the socket stays sane
+            await _fail(websocket, f"could not open a shell in {name}: {exc}")
+            return
+    else:
+        session.resize(_int(q.get("cols"), 80), _int(q.get("rows"), 24))
+
+    # Output read while the replay is being sent waits for it, so nothing is lost or reordered.
+    replayed = asyncio.Event()
+
+    async def send(chunk: bytes) -> None:
+        await replayed.wait()
+        await websocket.send_bytes(chunk)
+    replay = session.attach(send)
+    try:
+        await websocket.send_text(json.dumps({"t": "hello", "session": session.id, "replay": len(replay)}))
+        if replay:
+            await websocket.send_bytes(replay)
+        replayed.set()
+        exited = asyncio.create_task(session.exited.wait())
+        inputs = asyncio.create_task(_read_input(websocket, session))
+        done, _ = await asyncio.wait({exited, inputs}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (exited, inputs):
+            t.cancel()
+        if exited in done:
+            await websocket.send_text(json.dumps({"t": "exit"}))
+            await websocket.close(code=1000)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        session.detach(send)
+
+
+async def _read_input(websocket: WebSocket, session: PtySession) -> None:
+    while True:
+        text = await websocket.receive_text()
+        if len(text) > MAX_INPUT:
+            continue
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            continue
+        kind = msg.get("t") if isinstance(msg, dict) else None
+        if kind == "i" and isinstance(msg.get("d"), str):
+            session.write(msg["d"])
+        elif kind == "r" and isinstance(msg.get("c"), int) and isinstance(msg.get("r"), int):
+            session.resize(msg["c"], msg["r"])
+        elif kind == "a" and isinstance(msg.get("n"), int):
+            session.ack(msg["n"])
+
+
+async def _fail(websocket: WebSocket, message: str) -> None:
+    await websocket.send_text(json.dumps({"t": "error", "message": message}))
+    await websocket.close(code=1011)
