@@ -350,3 +350,13 @@ def web_login(server: Dev8Server, email: str, next_url: str = "/") -> httpx.Clie
 
 def set_web_password(user: User) -> None:
     user.server.cli("admin", "set-password", user.email, "--password-stdin", input=PASSWORD + "\n")
+
+
+def start_envapps(user: User, env: str) -> None:
+    """Run tests/envapps.py in ``env``: HTTP echo on 127.0.0.1:8100, WebSocket echo on :8101."""
+    ssh = user.ssh_args(env)
+    subprocess.run(["scp", "-P", ssh[2], *ssh[3:-1], str(REPO / "tests" / "envapps.py"), f"{ssh[-1]}:envapps.py"],
+                   check=True, capture_output=True, timeout=60)
+    user.ssh(env, "nohup python3 envapps.py >/dev/null 2>&1 &")
+    wait_until(lambda: user.ssh(env, "python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:8100/')\"")
+               .returncode == 0, timeout=30, what="apps in the environment")

@@ -2,6 +2,8 @@
 which override the embedded defaults (SQLite and a keyring in the data dir, local Docker)."""
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 
 from pydantic import field_validator
@@ -41,6 +43,35 @@ class Settings(BaseSettings):
     terminal_keep_detached: float = 300.0
     # Docker network environments join (e.g. to reach internal git hosts); default bridge.
     docker_network: str | None = None
+
+    # App subdomains (e.g. "dev8.example.com", or "dev8.localhost:7080" on one machine):
+    # VS Code at vscode--ENV--USER.<domain>, ports at PORT--ENV--USER.<domain>; needs a
+    # wildcard DNS name. Unset: path mode only (/@USER/ENV/...).
+    wildcard_domain: str | None = None
+    # Reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-Host/-Proto/-For are
+    # believed; from anyone else those headers are dropped.
+    trusted_proxies: str = ""
+
+    @field_validator("wildcard_domain")
+    @classmethod
+    def _check_wildcard(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        v = v.strip().lower().removeprefix("*.")
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?", v):
+            raise ValueError(f"expected a domain like dev8.example.com or dev8.localhost:7080, got {v!r}")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, v: str) -> str:
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
+        return v
+
+    @property
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip()]
 
     @field_validator("http_addr", "ssh_addr")
     @classmethod

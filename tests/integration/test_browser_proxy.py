@@ -9,19 +9,14 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import PASSWORD, REPO, Dev8Server, User, unique, wait_until, web_login
+from tests.support import PASSWORD, Dev8Server, User, start_envapps, unique, wait_until, web_login
 
 @pytest.fixture
 def app_env(server: Dev8Server, alice: User) -> str:
     server.cli("admin", "set-password", alice.email, "--password-stdin", input=PASSWORD + "\n")
     name = unique("w")
     alice.cli("create", name)
-    ssh = alice.ssh_args(name)
-    subprocess.run(["scp", "-P", ssh[2], *ssh[3:-1], str(REPO / "tests" / "envapps.py"), f"{ssh[-1]}:envapps.py"],
-                   check=True, capture_output=True, timeout=60)
-    alice.ssh(name, "nohup python3 envapps.py >/dev/null 2>&1 &")
-    wait_until(lambda: alice.ssh(name, "python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:8100/')\"")
-               .returncode == 0, timeout=30, what="apps in the environment")
+    start_envapps(alice, name)
     return name
 
 

@@ -49,12 +49,13 @@ def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def log_in(page, server: Dev8Server, user: User, target: str) -> None:  # type: ignore[no-untyped-def]
+    """Open ``target`` and log in on the form it sends us to; back at ``target`` after."""
     page.goto(server.url + target)
     assert "/login" in page.url  # sent to log in first
     page.fill("input[name=email]", user.email)
     page.fill("input[name=password]", PASSWORD)
     page.click("button")
-    page.wait_for_url(server.url + target)
+    page.wait_for_url(server.url + (target.split("next=")[1] if target.startswith("/login?") else target))
 
 
 def terminal_text(page) -> str:  # type: ignore[no-untyped-def]
@@ -130,3 +131,28 @@ def test_vscode_opens_edits_saves_and_runs_its_terminal(page, server: Dev8Server
     wait_until(lambda: alice.ssh(name, "cat /tmp/vscode-terminal.txt 2>/dev/null").stdout.strip() == "from-vscode-42",
                timeout=30, what="a command run in VS Code's terminal")
     shot(page, "vscode-terminal")
+
+
+def test_vscode_on_its_own_subdomain(page, tmp_path, base_image: str, fullstack_image: str):  # type: ignore[no-untyped-def]
+    server = Dev8Server(tmp_path / "server")
+    server.start(DEV8_WILDCARD_DOMAIN=f"dev8.localhost:{server.http_port}")
+    try:
+        alice = User(server, "alice@example.com", tmp_path / "alice")
+        set_web_password(alice)
+        name = unique("d")
+        alice.cli("create", name, "--image", fullstack_image)
+        alice.ssh(name, "echo hi > ~/workspace/on-subdomain.txt")
+        url = alice.cli("open", name).stdout.strip()
+        assert url == f"http://vscode--{name}--{alice.username}.dev8.localhost:{server.http_port}/"
+        log_in(page, server, alice, "/login?next=/healthz")  # logged in on dev8's own host first
+        page.goto(url + "?folder=/home/dev/workspace")
+        # through /app-auth and the ticket, back to the app host, never via dev8's cookie
+        assert page.url.startswith(url)
+        page.wait_for_selector(".monaco-workbench", timeout=120_000)
+        page.wait_for_selector(".explorer-folders-view :text('on-subdomain.txt')", timeout=60_000)
+        app_cookies = page.context.cookies(url)
+        assert [c["name"] for c in app_cookies] == ["dev8_app"] and app_cookies[0]["httpOnly"]
+        shot(page, "vscode-subdomain")
+    finally:
+        server.kill()
+        server.cleanup_docker()

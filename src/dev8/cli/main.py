@@ -30,7 +30,8 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(image_app, name="image")
 app.add_typer(env_app, name="env")
 
-out = Console()
+# Piped output is not cut at 80 columns: URLs and commands must survive a pipe whole.
+out = Console() if sys.stdout.isatty() else Console(width=200)
 err = Console(stderr=True)
 
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data dir [env DEV8_DATA_DIR]")]
@@ -433,20 +434,34 @@ def ports(name: str) -> None:
     result = call(client.get, f"/environments/{name}/ports")
     if result.get("error") or result["state"] != "running":
         fail(result.get("error") or f"{name} is {result['state']}")
-    table = Table("PORT", "BOUND TO", "PREVIEW")
+    table = Table("PORT", "BOUND TO", "SHARED", "PREVIEW")
     for p in result["ports"]:
-        table.add_row(str(p["port"]), p["bind"], str(client.http.base_url) + p["preview"])
+        table.add_row(str(p["port"]), p["bind"], p["share"], p["url"])
     out.print(table)
 
 
+@app.command()
+def share(
+    name: str, port: int,
+    level: Annotated[str, typer.Argument(help="private (owner only), authenticated (any dev8 user) or public")],
+) -> None:
+    """Share a port's browser preview. Sharing is honoured on app subdomains only
+    (DEV8_WILDCARD_DOMAIN); path-mode previews stay private to the owner."""
+    result = call(api().request, "PUT", f"/environments/{name}/ports/{port}/share", json={"level": level})
+    out.print(f"port {port} of {name}: {result['share']}  {result['url']}")
+    if not result["honoured"] and level != "private":
+        err.print("note: this server has no wildcard domain, so only you can open the preview until one is set")
+
+
 @app.command("open")
-def open_(name: str) -> None:
-    """Print (and open, where a browser exists) the VS Code URL of an environment."""
+def open_(
+    name: str,
+    terminal: Annotated[bool, typer.Option("--terminal", help="the browser terminal instead of VS Code")] = False,
+) -> None:
+    """Print (and open, where a browser exists) the VS Code (or terminal) URL of an environment."""
     import webbrowser
-    client = api()
-    me = call(client.get, "/me")
-    env = call(client.get, f"/environments/{name}")
-    url = f"{client.http.base_url}/@{me['username']}/{env['name']}/apps/vscode/"
+    env = call(api().get, f"/environments/{name}")
+    url = env["terminal_url" if terminal else "vscode_url"]
     print(url)
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform == "darwin":
         webbrowser.open(url)

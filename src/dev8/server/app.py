@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dev8 import __version__
 from dev8.core.errors import Conflict, Dev8Error, Invalid, NotFound, RuntimeUnavailable, Unauthorized
 from dev8.server.api import account, environments
-from dev8.server import proxy, terminal, web
+from dev8.server import proxy, subdomains, terminal, web
+from dev8.server.forwarded import TrustedProxyHeaders
 from dev8.server.context import ServerContext
 
 STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401, RuntimeUnavailable: 503}
@@ -78,9 +79,14 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return {"status": "ok", "version": __version__, "runtime": runtime}
 
     app.include_router(web.router)
+    app.include_router(subdomains.router)
     app.include_router(terminal.router)  # before the proxy's /@user/env/{kind}/… routes
     app.include_router(proxy.router)
     app.include_router(account.router)
     app.include_router(environments.router)
+    # Outermost last: forwarded headers settle the Host, which picks app subdomain or dev8;
+    # only dev8's own routes get the body limit.
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
+    app.add_middleware(subdomains.AppSubdomains, ctx=ctx)
+    app.add_middleware(TrustedProxyHeaders, trusted=ctx.settings.trusted_networks)
     return app

@@ -18,6 +18,8 @@ from dev8.server.context import ServerContext
 from dev8.store.models import Environment, User
 
 SESSION_COOKIE = "dev8_session"
+APP_COOKIE = "dev8_app"  # host-only, on an app subdomain (subdomains.py)
+DEV8_COOKIES = {SESSION_COOKIE, APP_COOKIE}
 
 
 class NotVisible(Exception):

@@ -7,6 +7,7 @@ from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.base import Runtime
+from dev8.server.appsessions import AppSessions
 from dev8.server.ptysessions import PtySessions
 from dev8.server.tunnels import Tunnels
 from dev8.settings import Settings
@@ -22,6 +23,7 @@ class ServerContext:
     reconciler: Reconciler
     tunnels: Tunnels
     terminals: PtySessions = field(default_factory=PtySessions)
+    app_sessions: AppSessions = field(default_factory=AppSessions)
     gateway_host_key: str = ""
 
     @property

@@ -76,7 +76,8 @@ async def serve(settings: Settings) -> None:
     ssh_host, ssh_port = parse_addr(settings.ssh_addr)
     gateway = await start_gateway(ctx, ssh_host, ssh_port)
     server = uvicorn.Server(uvicorn.Config(create_app(ctx), host=http_host, port=http_port,
-                                           log_level="warning", access_log=False, lifespan="off"))
+                                           log_level="warning", access_log=False, lifespan="off",
+                                           proxy_headers=False))  # forwarded.py decides whom to believe
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,14 +2,15 @@
 proxied over the environment's SSH transport (see tunnels.py).
 
 Paths: ``/@<user>/<env>/apps/vscode/…`` and ``/@<user>/<env>/ports/<port>/…``. Only the
-owner gets through; everyone else gets 404 on every path. dev8's session cookie and the
+owner gets through; everyone else gets 404 on every path (sharing a port with others needs
+the app subdomains of subdomains.py: on dev8's own origin a shared preview's scripts could
+read the viewer's other apps). dev8's session cookie and the
 Authorization header never reach an environment; cookie-authenticated WebSocket upgrades
 must come from dev8's own origin.
 """
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -19,28 +20,23 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from dev8.apphosts import APPS, parse_port
 from dev8.core.errors import Unauthorized
-from dev8.server.browser_auth import (SESSION_COOKIE, NotVisible, login_required, not_found, request_token,
+from dev8.server.browser_auth import (DEV8_COOKIES, NotVisible, login_required, not_found, request_token,
                                       resolve_env, same_origin)
 from dev8.server.context import ServerContext
+from dev8.store.models import Environment
 
 router = APIRouter(include_in_schema=False)
-APPS = {"vscode": 13337}
-PORT_RE = re.compile(r"^[1-9][0-9]{0,4}$")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "authorization", "cookie", "content-length"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def parse_port(text: str) -> int | None:
-    if not PORT_RE.fullmatch(text) or int(text) > 65535:
-        return None
-    return int(text)
-
-
 def strip_session_cookie(cookie_header: str) -> str:
+    """The Cookie header without dev8's own cookies (the app's cookies pass)."""
     parts = [p.strip() for p in cookie_header.split(";") if p.strip()]
-    return "; ".join(p for p in parts if p.split("=", 1)[0].strip() != SESSION_COOKIE)
+    return "; ".join(p for p in parts if p.split("=", 1)[0].strip() not in DEV8_COOKIES)
 
 
 def _target(kind: str, target: str) -> int | None:
@@ -70,8 +66,13 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
         return login_required(request)
     except NotVisible:
         return not_found()
+    return await forward_http(ctx, request, env, port, path)
+
+
+async def forward_http(ctx: ServerContext, request: Request, env: Environment, port: int, path: str) -> Response:
+    """Relay ``request`` to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it)."""
     if env.observed_state != "running" or not env.ssh_port:
-        return JSONResponse({"detail": f"environment {name} is {env.observed_state}"}, status_code=503)
+        return JSONResponse({"detail": f"environment {env.name} is {env.observed_state}"}, status_code=503)
     sock = await ctx.tunnels.socket_for(env, port)
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
     if request.headers.get("cookie"):
@@ -90,9 +91,12 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
                                                           content=body), stream=True, follow_redirects=False)
     except httpx.HTTPError as exc:
         await client.aclose()
-        return JSONResponse({"detail": f"nothing answers on port {port} in {name}: {exc.__class__.__name__}"},
+        return JSONResponse({"detail": f"nothing answers on port {port} in {env.name}: {exc.__class__.__name__}"},
                             status_code=502)
     out_headers = [(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in HOP_BY_HOP - {"content-length"}]
+    # Added to whatever the app sends (policies intersect): only its own origin may frame it
+    # (VS Code frames its webviews), no other site.
+    out_headers.append(("content-security-policy", "frame-ancestors 'self'"))
 
     async def relay() -> AsyncIterator[bytes]:
         async for chunk in upstream.aiter_raw():
@@ -119,6 +123,12 @@ async def proxy_ws(websocket: WebSocket, owner: str, name: str, kind: str, targe
     except (Unauthorized, NotVisible):
         await websocket.close(code=1008)
         return
+    await forward_ws(ctx, websocket, env, port, path)
+
+
+async def forward_ws(ctx: ServerContext, websocket: WebSocket, env: Environment, port: int, path: str) -> None:
+    """Relay a WebSocket to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it,
+    Origin included); accepted only once the environment's side accepted."""
     if env.observed_state != "running" or not env.ssh_port:
         await websocket.close(code=1013)
         return

@@ -70,6 +70,10 @@ class EnvironmentIn(BaseModel):
                                   description="VS Code extensions: publisher.name or a .vsix path")
 
 
+class ShareIn(BaseModel):
+    level: str = Field(max_length=16, description="private, authenticated or public")
+
+
 class EnvironmentOut(BaseModel):
     id: str
     name: str
@@ -86,6 +90,8 @@ class EnvironmentOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     ssh_command: str
+    vscode_url: str
+    terminal_url: str
 
 
 class EventOut(BaseModel):

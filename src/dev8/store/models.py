@@ -102,6 +102,16 @@ class Environment(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class PortShare(Base):
+    """Who besides the owner may open a port's preview: ``authenticated`` (any dev8 user) or
+    ``public`` (anyone). No row means private. Honoured on app subdomains only."""
+    __tablename__ = "port_shares"
+    env_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    level: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class EnvironmentKey(SealedColumns, Base):
     """The environment's control-plane private key, sealed like a secret."""
     __tablename__ = "environment_keys"

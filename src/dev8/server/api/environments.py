@@ -10,12 +10,14 @@ from fastapi.responses import StreamingResponse
 
 import asyncssh
 
+from dev8.apphosts import app_url
 from dev8.core import environments as envs
+from dev8.core import sharing
 from dev8.core import envssh
 from dev8.core.secrets import open_env_key
 from dev8.core.faults import crash_point
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
-from dev8.server.schemas import EnvironmentIn, EnvironmentOut, EventOut
+from dev8.server.schemas import EnvironmentIn, EnvironmentOut, EventOut, ShareIn
 from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
 
@@ -32,6 +34,8 @@ def _out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         git_hosts=[p["host"] for p in ((env.options or {}).get("git") or {}).get("providers", [])],
         created_at=env.created_at, started_at=env.started_at,
         ssh_command=f"ssh -p {port} {env.name}@{host}",
+        vscode_url=app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, "vscode", env.name, user.username),
+        terminal_url=f"{ctx.settings.base_url}/@{user.username}/{env.name}/terminal/",
     )
 
 
@@ -125,12 +129,27 @@ async def health(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     return {"services": {}, **await _run_in_env(ctx, user, name, "dev8-env health")}
 
 
-@router.get("/{name}/ports", summary="TCP ports listening inside the environment, with preview paths")
+@router.get("/{name}/ports", summary="TCP ports listening inside the environment, with preview URLs "
+                                    "and sharing levels")
 async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     result = {"ports": [], **await _run_in_env(ctx, user, name, "dev8-env ports")}
+    with ctx.db.session() as s:
+        shared = sharing.shares(s, envs.get_environment(s, user, name).id)
     for p in result["ports"]:
-        p["preview"] = f"/@{user.username}/{name}/ports/{p['port']}/"
+        p["url"] = app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, p["port"], name, user.username)
+        p["share"] = shared.get(p["port"], "private")
+    result["shares"] = {str(k): v for k, v in sorted(shared.items())}
     return result
+
+
+@router.put("/{name}/ports/{port}/share", summary="Share a port's preview: private, authenticated (any dev8 "
+            "user) or public (anyone); honoured on app subdomains only")
+def share_port(name: str, port: int, body: ShareIn, ctx: Ctx, user: CurrentUser, s: SessionDep) -> dict:
+    env = envs.get_environment(s, user, name)
+    sharing.set_share(s, env, port, body.level)
+    s.commit()
+    return {"port": port, "share": body.level, "honoured": bool(ctx.settings.wildcard_domain),
+            "url": app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, port, name, user.username)}
 
 
 @router.delete("/{name}", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)

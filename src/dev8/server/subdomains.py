@@ -1,0 +1,162 @@
+"""App subdomains: ``vscode--<env>--<user>.<wildcard>`` and ``<port>--<env>--<user>.<wildcard>``.
+
+Each app gets an origin of its own, so a preview's scripts can read neither dev8's cookies
+nor another app's pages. dev8's session cookie is host-only on dev8's own host and never
+reaches these hosts; instead, the first visit goes to ``/app-auth`` on dev8's host, which
+(for a logged-in user allowed to open the app) hands out a one-time ticket by redirect,
+and the app host trades it for a host-only ``dev8_app`` cookie. Ports shared as
+``authenticated`` open for any dev8 user that way, ``public`` ones for anyone.
+
+Tickets and app sessions: appsessions.py.
+"""
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote, urlencode, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from dev8.apphosts import AppHost, parse_app_host
+from dev8.core import auth, sharing
+from dev8.core.errors import Unauthorized
+from dev8.server.appsessions import SESSION_SECONDS
+from dev8.server.browser_auth import APP_COOKIE, SESSION_COOKIE, NotVisible, login_required
+from dev8.server.context import ServerContext
+from dev8.server.proxy import METHODS, forward_http, forward_ws
+from dev8.store.models import Environment, User
+
+AUTH_PATH = "/.dev8/auth"  # on every app host; shadows that path of the app
+
+
+def authorize(ctx: ServerContext, target: AppHost, viewer_id: int | None) -> Environment:
+    """The environment ``target`` names if ``viewer_id`` (None: anonymous) may open it.
+    Unauthorized when logging in might help; NotVisible otherwise (also for names that do
+    not exist, or read two ways)."""
+    with ctx.db.session() as s:
+        viewer = s.get(User, viewer_id) if viewer_id is not None else None
+        viewer = None if viewer is None or viewer.disabled else viewer
+        found = []
+        for env_name, username in target.candidates:
+            owner = s.scalar(select(User).where(User.username == username))
+            env = owner and s.scalar(select(Environment).where(Environment.owner_id == owner.id,
+                                                               Environment.name == env_name))
+            if env is not None and owner is not None and not owner.disabled and env.desired_state != "deleted":
+                found.append(env)
+        if len(found) == 1:
+            env = found[0]
+            level = sharing.share_level(s, env.id, target.port) if target.is_port else "private"
+            if sharing.may_open(level, viewer, env.owner_id):
+                return env
+        if viewer is None:
+            raise Unauthorized("login required")
+        raise NotVisible
+
+
+def _app_origin(scheme: str, host: str) -> str:
+    return f"{'https' if scheme in ('https', 'wss') else 'http'}://{host}"
+
+
+async def app_http(request: Request) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    target: AppHost = request.scope["dev8.app"]
+    viewer = ctx.app_sessions.user_for(request.cookies.get(APP_COOKIE), target.host)
+    try:
+        env = await asyncio.to_thread(authorize, ctx, target, viewer)
+    except Unauthorized:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"{ctx.settings.base_url}/app-auth?" + urlencode(
+                {"host": target.host, "next": back}), status_code=303)
+        return JSONResponse({"detail": "login required"}, status_code=401)
+    except NotVisible:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+    return await forward_http(ctx, request, env, target.port, request.url.path.lstrip("/"))
+
+
+async def redeem_ticket(request: Request) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    target: AppHost = request.scope["dev8.app"]
+    session = ctx.app_sessions.redeem(request.query_params.get("ticket", ""), target.host)
+    if session is None:
+        return HTMLResponse("<!doctype html><title>link expired</title><p>This sign-in link has expired. "
+                            "Open the app again from dev8.</p>", status_code=403,
+                            headers={"Content-Security-Policy": "default-src 'none'"})
+    nxt = request.query_params.get("next", "/")
+    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+        nxt = "/"
+    response = RedirectResponse(nxt, status_code=303, headers={"Referrer-Policy": "no-referrer"})
+    response.set_cookie(APP_COOKIE, session, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", path="/")
+    return response
+
+
+async def app_ws(websocket: WebSocket) -> None:
+    ctx: ServerContext = websocket.app.state.ctx
+    target: AppHost = websocket.scope["dev8.app"]
+    # The app cookie counts only on upgrades from the app's own origin; a sibling app (same
+    # site, so the cookie is sent) or any other page is treated as anonymous.
+    from_self = websocket.headers.get("origin") == _app_origin(websocket.url.scheme, target.host)
+    viewer = ctx.app_sessions.user_for(websocket.cookies.get(APP_COOKIE), target.host) if from_self else None
+    try:
+        env = await asyncio.to_thread(authorize, ctx, target, viewer)
+    except (Unauthorized, NotVisible):
+        await websocket.close(code=1008)
+        return
+    await forward_ws(ctx, websocket, env, target.port, websocket.url.path.lstrip("/"))
+
+
+class AppSubdomains:
+    """ASGI middleware: requests whose Host is an app subdomain go to that app; the rest
+    to dev8 itself."""
+
+    def __init__(self, app: ASGIApp, ctx: ServerContext) -> None:
+        self.app, self.ctx = app, ctx
+        self.apps = Starlette(routes=[Route(AUTH_PATH, redeem_ticket, methods=["GET"]),
+                                      Route("/{path:path}", app_http, methods=METHODS),
+                                      WebSocketRoute("/{path:path}", app_ws)])
+        self.apps.state.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and self.ctx.settings.wildcard_domain:
+            target = parse_app_host(Headers(scope=scope).get("host", ""), self.ctx.settings.wildcard_domain)
+            if target is not None:
+                return await self.apps({**scope, "dev8.app": target}, receive, send)
+        await self.app(scope, receive, send)
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/app-auth")
+async def app_auth(request: Request, host: str = "", next: str = "/") -> Response:
+    """On dev8's own host: send a logged-in user to an app host with a one-time ticket."""
+    ctx: ServerContext = request.app.state.ctx
+    target = parse_app_host(host, ctx.settings.wildcard_domain)
+    if target is None:
+        return JSONResponse({"detail": "not an app host of this dev8"}, status_code=404)
+
+    def check() -> int:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            raise Unauthorized("login required")
+        with ctx.db.session() as s:
+            user_id = auth.user_for_token(s, token).id
+        authorize(ctx, target, user_id)
+        return user_id
+    try:
+        user_id = await asyncio.to_thread(check)
+    except Unauthorized:
+        return login_required(request)
+    except NotVisible:
+        return HTMLResponse("<!doctype html><title>not found</title><h1>Not found</h1>", status_code=404)
+    ticket = ctx.app_sessions.issue_ticket(user_id, target.host)
+    scheme = urlsplit(ctx.settings.base_url).scheme if ctx.settings.public_url else request.url.scheme
+    return RedirectResponse(f"{_app_origin(scheme, target.host)}{AUTH_PATH}?ticket={ticket}&next={quote(next, safe='')}",
+                            status_code=303, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})

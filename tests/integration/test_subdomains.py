@@ -1,0 +1,207 @@
+"""App subdomains (``<app>--<env>--<user>.<wildcard>``), the ticket hand-off from dev8's
+host, port sharing levels and trusted-proxy headers, each written as the attack.
+
+Requests go to 127.0.0.1 with the app's name in the Host header (what a browser sends for
+*.localhost); cookies are carried by hand so that each test says which host holds which."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import websockets
+
+from tests.support import Dev8Server, User, set_web_password, start_envapps, unique, web_login
+
+
+@pytest.fixture
+def sub_server(tmp_path: Path, base_image: str) -> Iterator[Dev8Server]:
+    srv = Dev8Server(tmp_path / "server")
+    srv.start(DEV8_WILDCARD_DOMAIN=f"dev8.localhost:{srv.http_port}")
+    yield srv
+    srv.kill()
+    srv.cleanup_docker()
+
+
+@pytest.fixture
+def users(sub_server: Dev8Server, tmp_path: Path) -> tuple[User, User]:
+    alice = User(sub_server, "alice@example.com", tmp_path / "alice")
+    bob = User(sub_server, "bob@example.com", tmp_path / "bob")
+    for u in (alice, bob):
+        set_web_password(u)
+    return alice, bob
+
+
+@pytest.fixture
+def env(users: tuple[User, User]) -> str:
+    alice, _ = users
+    name = unique("s")
+    alice.cli("create", name)
+    start_envapps(alice, name)
+    return name
+
+
+def host(server: Dev8Server, app: str | int, env: str, user: str) -> str:
+    return f"{app}--{env}--{user}.dev8.localhost:{server.http_port}"
+
+
+def app_get(server: Dev8Server, app_host: str, path: str, app_cookie: str | None = None, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
+    headers = {"host": app_host, "accept": "text/html", **kw.pop("headers", {})}
+    if app_cookie:
+        headers["cookie"] = f"dev8_app={app_cookie}"
+    return httpx.get(server.url + path, headers=headers, follow_redirects=False, timeout=30, **kw)
+
+
+def sign_in(server: Dev8Server, main: httpx.Client | None, app_host: str, path: str = "/") -> str | httpx.Response:
+    """The browser's dance: app host → /app-auth on dev8's host → ticket → app cookie.
+    Returns the app cookie, or the response that stopped the dance."""
+    first = app_get(server, app_host, path)
+    assert first.status_code == 303, first.text
+    to = urlsplit(first.headers["location"])
+    assert f"{to.scheme}://{to.netloc}" == server.url and to.path == "/app-auth"
+    if main is None:
+        return first
+    auth = main.get(first.headers["location"], follow_redirects=False, headers={"accept": "text/html"})
+    if auth.status_code != 303:
+        return auth
+    ticket_url = urlsplit(auth.headers["location"])
+    assert ticket_url.netloc == app_host and ticket_url.path == "/.dev8/auth"
+    redeemed = app_get(server, app_host, f"/.dev8/auth?{ticket_url.query}")
+    assert redeemed.status_code == 303 and redeemed.headers["location"] == path, redeemed.text
+    set_cookie = redeemed.headers["set-cookie"]
+    assert "httponly" in set_cookie.lower() and "domain=" not in set_cookie.lower()  # host-only
+    return redeemed.cookies["dev8_app"]
+
+
+def test_an_app_host_signs_in_through_dev8_with_a_one_time_ticket(sub_server: Dev8Server, users, env: str):  # type: ignore[no-untyped-def]
+    alice, bob = users
+    main = web_login(sub_server, alice.email)
+    h = host(sub_server, 8100, env, alice.username)
+    cookie = sign_in(sub_server, main, h, "/deep?q=1")
+    r = app_get(sub_server, h, "/deep?q=1", cookie)
+    assert r.status_code == 200 and r.json()["path"] == "/deep?q=1"
+    sent = {k.lower() for k in r.json()["headers"]}
+    assert "cookie" not in sent and "authorization" not in sent  # dev8's cookies stay with dev8
+    # VS Code's host gets its own sign-in: the port's cookie does not open it
+    vs = host(sub_server, "vscode", env, alice.username)
+    assert app_get(sub_server, vs, "/", cookie).status_code == 303
+    # a ticket is good once, and only for the host it was made for
+    again = main.get("/app-auth", params={"host": h, "next": "/"}, follow_redirects=False)
+    query = urlsplit(again.headers["location"]).query
+    other = host(sub_server, 8101, env, alice.username)
+    assert app_get(sub_server, other, f"/.dev8/auth?{query}").status_code == 403
+    assert app_get(sub_server, h, f"/.dev8/auth?{query}").status_code == 403  # used up by the try above
+    # dev8's own session cookie means nothing on an app host
+    r = httpx.get(sub_server.url + "/", headers={"host": h, "accept": "text/html",
+                                                 "cookie": f"dev8_session={main.cookies['dev8_session']}"})
+    assert r.status_code == 303
+    # bob is logged in to dev8 but gets nothing of alice's app
+    bob_main = web_login(sub_server, bob.email)
+    refused = sign_in(sub_server, bob_main, h)
+    assert isinstance(refused, httpx.Response) and refused.status_code == 404
+    # not logged in at all: dev8 asks for a login and comes back to /app-auth
+    anon = httpx.Client(base_url=sub_server.url)
+    first = sign_in(sub_server, None, h)
+    login = anon.get(first.headers["location"], headers={"accept": "text/html"}, follow_redirects=False)
+    assert login.status_code == 303 and login.headers["location"].startswith("/login?next=%2Fapp-auth")
+    # an app host under another domain, or a made-up app name, is no target
+    assert main.get("/app-auth", params={"host": f"8100--{env}--alice.evil.example"}).status_code == 404
+    assert app_get(sub_server, host(sub_server, "0x1F90", env, alice.username), "/").status_code == 404
+    # next after the ticket stays on the app host
+    evil = main.get("/app-auth", params={"host": h, "next": "//evil.example/"}, follow_redirects=False)
+    redeemed = app_get(sub_server, h, "/.dev8/auth?" + urlsplit(evil.headers["location"]).query)
+    assert redeemed.headers["location"] == "/"
+    assert parse_qs(urlsplit(evil.headers["location"]).query)["ticket"]
+
+
+def test_port_sharing_levels(sub_server: Dev8Server, users, env: str):  # type: ignore[no-untyped-def]
+    alice, bob = users
+    h = host(sub_server, 8100, env, alice.username)
+    bob_main = web_login(sub_server, bob.email)
+    assert isinstance(sign_in(sub_server, bob_main, h), httpx.Response)  # private by default
+    shared = alice.cli("share", env, "8100", "authenticated")
+    assert "authenticated" in shared.stdout and f"http://{h}/" in shared.stdout
+    bob_cookie = sign_in(sub_server, bob_main, h)
+    assert isinstance(bob_cookie, str)
+    assert app_get(sub_server, h, "/x", bob_cookie).json()["path"] == "/x"
+    assert app_get(sub_server, h, "/x").status_code == 303  # anonymous: log in first
+    assert app_get(sub_server, h, "/x", headers={"accept": "application/json"}).status_code == 401
+    # the path form on dev8's own origin never honours sharing
+    assert bob_main.get(f"/@{alice.username}/{env}/ports/8100/").status_code == 404
+    alice.cli("share", env, "8100", "public")
+    assert app_get(sub_server, h, "/open").json()["path"] == "/open"  # anyone, no cookie
+    assert app_get(sub_server, host(sub_server, 8101, env, alice.username), "/").status_code == 303  # other ports not
+    listed = alice.cli("ports", env).stdout
+    assert "public" in listed and f"http://{h}/" in listed
+    alice.cli("share", env, "8100", "private")
+    assert app_get(sub_server, h, "/x", bob_cookie).status_code == 404  # checked on every request
+    bad = alice.cli("share", env, "8100", "everyone", check=False)
+    assert bad.returncode == 1 and "unknown sharing level" in bad.stderr
+    assert alice.http().put(f"/environments/{env}/ports/70000/share", json={"level": "public"}).status_code == 422
+    assert bob.http().put(f"/environments/{env}/ports/8100/share", json={"level": "public"}).status_code == 404
+
+
+async def _ws(server: Dev8Server, app_host: str, cookie: str | None, origin: str | None) -> str | int:
+    headers = {"cookie": f"dev8_app={cookie}"} if cookie else {}
+    try:  # the app's name in the URL (so in Host), the connection to dev8 on loopback
+        async with websockets.connect(f"ws://{app_host}/", host="127.0.0.1", port=server.http_port,
+                                      additional_headers=headers, origin=origin, open_timeout=20) as ws:
+            await ws.send("ping")
+            return await asyncio.wait_for(ws.recv(), 10)
+    except websockets.InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def test_websockets_on_app_hosts_need_the_apps_own_origin(sub_server: Dev8Server, users, env: str):  # type: ignore[no-untyped-def]
+    alice, _ = users
+    h = host(sub_server, 8101, env, alice.username)
+    cookie = sign_in(sub_server, web_login(sub_server, alice.email), h)
+    assert asyncio.run(_ws(sub_server, h, cookie, f"http://{h}")) == "ping"
+    sibling = f"http://{host(sub_server, 8100, env, alice.username)}"
+    for origin in (sibling, sub_server.url, "http://evil.example", "null", None):
+        assert asyncio.run(_ws(sub_server, h, cookie, origin)) == 403, origin
+    alice.cli("share", env, "8101", "public")
+    assert asyncio.run(_ws(sub_server, h, None, None)) == "ping"
+
+
+def test_forwarded_headers_count_only_from_trusted_proxies(tmp_path: Path, base_image: str):
+    for trusted in ("10.9.8.0/24", "127.0.0.1/32"):
+        srv = Dev8Server(tmp_path / trusted.replace("/", "_"))
+        srv.start(DEV8_WILDCARD_DOMAIN="apps.example.test", DEV8_TRUSTED_PROXIES=trusted)
+        try:
+            alice = User(srv, "alice@example.com", tmp_path / f"alice{trusted[:2]}")
+            set_web_password(alice)
+            name = unique("f")
+            alice.cli("create", name)
+            start_envapps(alice, name)
+            main = web_login(srv, alice.email)
+            cookie = {"cookie": f"dev8_session={main.cookies['dev8_session']}"}
+            forged = {"x-forwarded-host": "dev8.example.test", "x-forwarded-proto": "https", **cookie}
+            status = asyncio.run(_main_ws(srv, f"/@{alice.username}/{name}/ports/8101/", forged,
+                                          "https://dev8.example.test"))
+            via_proxy = httpx.get(srv.url + "/", headers={"x-forwarded-host": f"8100--{name}--alice.apps.example.test",
+                                                          "accept": "application/json"})
+            echo = main.get(f"/@{alice.username}/{name}/ports/8100/", headers={"x-forwarded-host": "h.example",
+                                                                               "forwarded": "host=h.example"})
+            if trusted.startswith("10."):   # a client on loopback is not the proxy: headers ignored
+                assert status == 403 and via_proxy.status_code == 404
+            else:                          # the proxy's view of host and scheme is believed
+                assert status == "ping" and via_proxy.status_code == 401
+            sent = {k.lower() for k in echo.json()["headers"]}
+            assert not sent & {"x-forwarded-host", "forwarded"}  # never passed on to the environment
+        finally:
+            srv.kill()
+            srv.cleanup_docker()
+
+
+async def _main_ws(server: Dev8Server, path: str, headers: dict, origin: str) -> str | int:
+    try:
+        async with websockets.connect(server.url.replace("http://", "ws://") + path, additional_headers=headers,
+                                      origin=origin, open_timeout=20) as ws:
+            await ws.send("ping")
+            return await asyncio.wait_for(ws.recv(), 10)
+    except websockets.InvalidStatus as exc:
+        return exc.response.status_code
