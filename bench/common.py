@@ -48,3 +48,27 @@ def report(title: str, rows: list[tuple[str, float, str]]) -> None:
     print(f"\n{title}")
     for label, value, unit in rows:
         print(f"  {label:<44} {value:10.3f} {unit}")
+
+
+SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "IdentitiesOnly=yes"]
+
+
+def published_ssh_port(server: Dev8Server, env_name: str) -> int:
+    """The loopback port the runtime published the environment's sshd on (the baseline
+    the benchmarks compare dev8's paths against)."""
+    import docker
+    containers = docker.from_env().containers.list(filters={"label": f"dev8.installation={server.installation()}"})
+    [c] = [c for c in containers if c.name.endswith(f"-{env_name}")]
+    return int(c.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
+
+
+def control_key_file(server: Dev8Server, env_name: str, directory: Path) -> Path:
+    keyfile = directory / f"{env_name}.key"
+    keyfile.touch(mode=0o600)
+    keyfile.write_bytes(control_key(server, env_name))
+    return keyfile
+
+
+def pctl(xs: list[float], q: float) -> float:
+    return statistics.quantiles(xs, n=100)[int(q) - 1] if len(xs) > 1 else xs[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncssh
 
-from bench.common import control_key, dev8_server, median, report
+from bench.common import SSH_OPTS, control_key_file, dev8_server, median, published_ssh_port, report
 
 
 def copy_seconds(argv: list[str], payload: Path) -> float:
@@ -45,18 +45,14 @@ def main() -> None:
     args = ap.parse_args()
     with dev8_server() as (server, user), tempfile.TemporaryDirectory() as tmp:
         user.cli("create", "gw")
-        direct_port = _published_port(server, "gw")
-        keyfile = Path(tmp) / "control_key"
-        keyfile.touch(mode=0o600)
-        keyfile.write_bytes(control_key(server, "gw"))
+        direct_port = published_ssh_port(server, "gw")
+        keyfile = control_key_file(server, "gw", Path(tmp))
         payload = Path(tmp) / "payload"
         with payload.open("wb") as f:
             for _ in range(args.mb):
                 f.write(os.urandom(1 << 20))
-        common = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                  "-o", "IdentitiesOnly=yes"]
-        via_gateway = ["ssh", *common, "-i", str(user.key), "-p", str(server.ssh_port), "gw@127.0.0.1"]
-        direct = ["ssh", *common, "-i", str(keyfile), "-p", str(direct_port), "dev@127.0.0.1"]
+        via_gateway = ["ssh", *SSH_OPTS, "-i", str(user.key), "-p", str(server.ssh_port), "gw@127.0.0.1"]
+        direct = ["ssh", *SSH_OPTS, "-i", str(keyfile), "-p", str(direct_port), "dev@127.0.0.1"]
         gw_t = [copy_seconds(via_gateway, payload) for _ in range(args.runs)]
         dir_t = [copy_seconds(direct, payload) for _ in range(args.runs)]
         user_key = asyncssh.read_private_key(str(user.key))
@@ -72,13 +68,6 @@ def main() -> None:
         ("command latency via gateway", median(gw_lat) * 1000, "ms"),
         ("added per command", (median(gw_lat) - median(dir_lat)) * 1000, "ms"),
     ])
-
-
-def _published_port(server, name: str) -> int:  # type: ignore[no-untyped-def]
-    import docker
-    inst = server.installation()
-    [c] = docker.from_env().containers.list(filters={"label": f"dev8.installation={inst}"})
-    return int(c.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
 
 
 if __name__ == "__main__":

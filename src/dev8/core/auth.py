@@ -88,6 +88,9 @@ def create_token(s: Session, user: User, *, name: str = "cli", expires_in: timed
     return token
 
 
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
 def user_for_token(s: Session, token: str) -> User:
     row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     now = datetime.now(timezone.utc)
@@ -99,7 +102,11 @@ def user_for_token(s: Session, token: str) -> User:
     user = s.get(User, row.user_id)
     if user is None or user.disabled:
         raise Unauthorized("invalid token")
-    row.last_used_at = now
+    last = row.last_used_at
+    # A write per request would make every proxied asset wait for the database; a minute's
+    # precision is plenty for "last used".
+    if last is None or last.replace(tzinfo=last.tzinfo or timezone.utc) < now - LAST_USED_PRECISION:
+        row.last_used_at = now
     return user
 
 

@@ -5,6 +5,7 @@ Everyone but the owner gets the same answer as for an environment that does not 
 """
 from __future__ import annotations
 
+import time
 from urllib.parse import quote, urlsplit
 
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -34,11 +35,28 @@ def request_token(conn: HTTPConnection) -> tuple[str | None, bool]:
     return conn.cookies.get(SESSION_COOKIE), True
 
 
+# A page load is a burst of requests with the same cookie: the answer is remembered this
+# long (a revoked token or a stopped environment is noticed at most this late).
+RECENT_SECONDS = 2.0
+
+
 def resolve_env(ctx: ServerContext, token: str | None, owner: str, name: str) -> tuple[User, Environment]:
     """The caller and ``owner``'s environment ``name``; Unauthorized without a valid token,
     NotVisible when it does not exist or is not the caller's."""
     if not token:
         raise Unauthorized("login required")
+    key = (auth.hash_token(token), owner, name)
+    recent = ctx.recent_auth.get(key)
+    if recent is not None and recent[0] > time.monotonic():
+        return recent[1], recent[2]
+    user, env = _lookup(ctx, token, owner, name)
+    if len(ctx.recent_auth) > 10_000:
+        ctx.recent_auth.clear()
+    ctx.recent_auth[key] = (time.monotonic() + RECENT_SECONDS, user, env)
+    return user, env
+
+
+def _lookup(ctx: ServerContext, token: str, owner: str, name: str) -> tuple[User, Environment]:
     with ctx.db.session() as s:
         user = auth.user_for_token(s, token)
         env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))

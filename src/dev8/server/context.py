@@ -24,6 +24,8 @@ class ServerContext:
     tunnels: Tunnels
     terminals: PtySessions = field(default_factory=PtySessions)
     app_sessions: AppSessions = field(default_factory=AppSessions)
+    # browser_auth.resolve_env's short memory: (token hash, owner, env) → (expires, user, env)
+    recent_auth: dict = field(default_factory=dict)
     gateway_host_key: str = ""
 
     @property

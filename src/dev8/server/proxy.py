@@ -73,7 +73,7 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
     """Relay ``request`` to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it)."""
     if env.observed_state != "running" or not env.ssh_port:
         return JSONResponse({"detail": f"environment {env.name} is {env.observed_state}"}, status_code=503)
-    sock = await ctx.tunnels.socket_for(env, port)
+    client = await ctx.tunnels.http_client(env, port)
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
     if request.headers.get("cookie"):
         rest = strip_session_cookie(request.headers["cookie"])
@@ -82,7 +82,6 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
     headers.append(("host", request.headers.get("host", "localhost")))
     if request.headers.get("content-length", "").isdigit():
         headers.append(("content-length", request.headers["content-length"]))
-    client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=sock), timeout=httpx.Timeout(60, read=None))
     upstream_url = "http://localhost/" + path + (f"?{request.url.query}" if request.url.query else "")
     # Streamed both ways: an upload through VS Code or a preview is never held in memory.
     body = request.stream() if request.method not in {"GET", "HEAD", "OPTIONS"} else None
@@ -90,7 +89,6 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
         upstream = await client.send(client.build_request(request.method, upstream_url, headers=headers,
                                                           content=body), stream=True, follow_redirects=False)
     except httpx.HTTPError as exc:
-        await client.aclose()
         return JSONResponse({"detail": f"nothing answers on port {port} in {env.name}: {exc.__class__.__name__}"},
                             status_code=502)
     out_headers = [(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in HOP_BY_HOP - {"content-length"}]
@@ -102,10 +100,7 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
         async for chunk in upstream.aiter_raw():
             yield chunk
 
-    async def close() -> None:
-        await upstream.aclose()
-        await client.aclose()
-    response = StreamingResponse(relay(), status_code=upstream.status_code, background=BackgroundTask(close))
+    response = StreamingResponse(relay(), status_code=upstream.status_code, background=BackgroundTask(upstream.aclose))
     response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out_headers]
     return response
 

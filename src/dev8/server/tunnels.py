@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import asyncssh
+import httpx
 
 from dev8.core import envssh
 from dev8.core.secrets import read_env_key
@@ -29,6 +30,7 @@ class Tunnels:
         self.run_dir = Path(tempfile.mkdtemp(prefix="dev8-tunnels-"))  # created 0700
         self._conns: dict[str, tuple[int, asyncssh.SSHClientConnection]] = {}
         self._sockets: dict[tuple[str, int], tuple[str, asyncssh.SSHListener]] = {}
+        self._http: dict[str, httpx.AsyncClient] = {}
         self._lock = asyncio.Lock()
 
     async def socket_for(self, env: Environment, port: int) -> str:
@@ -44,6 +46,16 @@ class Tunnels:
             listener = await conn.forward_local_path_to_port(path, "127.0.0.1", port)
             self._sockets[(env.id, port)] = (path, listener)
             return path
+
+    async def http_client(self, env: Environment, port: int) -> httpx.AsyncClient:
+        """A pooled HTTP client to 127.0.0.1:``port`` inside ``env`` (kept with its tunnel:
+        building a client per request costs far more than the request)."""
+        path = await self.socket_for(env, port)
+        client = self._http.get(path)
+        if client is None:
+            client = self._http[path] = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=path), timeout=httpx.Timeout(60, read=None))
+        return client
 
     async def connection(self, env: Environment) -> asyncssh.SSHClientConnection:
         """The control plane's SSH connection to ``env`` (shared; do not close it)."""
@@ -71,6 +83,9 @@ class Tunnels:
         for key in [k for k in self._sockets if k[0] == env_id]:
             path, listener = self._sockets.pop(key)
             listener.close()
+            client = self._http.pop(path, None)
+            if client is not None:
+                asyncio.ensure_future(client.aclose())
             if os.path.exists(path):
                 os.unlink(path)
 
