@@ -50,6 +50,21 @@ def test_wrong_password_is_one_generic_message(server: Dev8Server, alice: User):
     assert "set-cookie" not in wrong.headers
 
 
+def test_repeated_failed_logins_are_throttled_on_the_page_and_the_api(server: Dev8Server, alice: User, bob: User):
+    server.cli("admin", "set-password", alice.email, "--password-stdin", input=PASSWORD + "\n")
+    for _ in range(5):
+        assert httpx.post(server.url + "/login", data={"email": alice.email, "password": "guess"}).status_code == 401
+    # now even the right password is refused for a while, with the reason and when to retry
+    page = httpx.post(server.url + "/login", data={"email": alice.email, "password": PASSWORD})
+    assert page.status_code == 429 and "Too many failed logins" in page.text and int(page.headers["retry-after"]) > 0
+    assert "set-cookie" not in page.headers
+    api = httpx.post(server.url + "/api/v1/auth/login", json={"email": alice.email, "password": PASSWORD})
+    assert api.status_code == 429 and "retry-after" in api.headers
+    # another user is not locked out by alice's attacker
+    server.cli("admin", "set-password", bob.email, "--password-stdin", input=PASSWORD + "\n")
+    assert httpx.post(server.url + "/login", data={"email": bob.email, "password": PASSWORD}).status_code == 303
+
+
 def test_dev8_cookie_and_authorization_never_reach_the_environment(server: Dev8Server, alice: User, app_env: str):
     client = web_login(server, alice.email)
     client.cookies.set("app_pref", "dark")

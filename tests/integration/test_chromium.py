@@ -87,6 +87,12 @@ def test_browser_terminal_runs_commands_renders_text_and_reattaches(page, server
     wait_until(lambda: re.search(r"\n\d+ (\d+)\n", terminal_text(page)) is not None, timeout=20, what="stty size")
     cols = int(re.findall(r"\n\d+ (\d+)\n", terminal_text(page))[-1])
     assert 40 < cols < 90
+    # paste: the clipboard's text goes to the shell (bracketed, so it runs on Enter)
+    page.evaluate("""() => { const dt = new DataTransfer(); dt.setData('text/plain', 'echo pasted-$((2+3))');
+        document.querySelector('.xterm-helper-textarea').dispatchEvent(
+            new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true})); }""")
+    page.keyboard.press("Enter")
+    wait_until(lambda: "pasted-5" in terminal_text(page), timeout=20, what="pasted command output")
     shot(page, "terminal")
     # a reload re-attaches to the same shell and repaints the recent output
     page.reload()

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dev8.core.errors import Conflict, Invalid, NotFound, Unauthorized
+from dev8.core.throttle import LoginThrottle
 from dev8.names import username_from_email
 from dev8.store.models import ApiToken, Meta, SshKey, User, utcnow
 
@@ -76,6 +77,18 @@ def verify_password(s: Session, *, email: str, password: str) -> User:
         _hasher.verify(user.password_hash, password)
     except (VerifyMismatchError, InvalidHashError):
         raise Unauthorized("wrong email or password") from None
+    return user
+
+
+def password_login(s: Session, throttle: LoginThrottle, *, email: str, password: str, client: str) -> User:
+    """verify_password behind the login throttle, counted per email and per client address."""
+    throttle.check(email, client)
+    try:
+        user = verify_password(s, email=email, password=password)
+    except Unauthorized:
+        throttle.failed(email, client)
+        raise
+    throttle.succeeded(email)
     return user
 
 

@@ -23,3 +23,11 @@ class Unauthorized(Dev8Error):
 
 class RuntimeUnavailable(Dev8Error):
     """The runtime backend (e.g. the Docker daemon) cannot be reached."""
+
+
+class TooManyAttempts(Dev8Error):
+    """Refused for now (repeated failures); try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

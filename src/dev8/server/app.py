@@ -8,13 +8,15 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dev8 import __version__
-from dev8.core.errors import Conflict, Dev8Error, Invalid, NotFound, RuntimeUnavailable, Unauthorized
+from dev8.core.errors import (Conflict, Dev8Error, Invalid, NotFound, RuntimeUnavailable, TooManyAttempts,
+                              Unauthorized)
 from dev8.server.api import account, environments
 from dev8.server import proxy, subdomains, terminal, web
 from dev8.server.forwarded import TrustedProxyHeaders
 from dev8.server.context import ServerContext
 
-STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401, RuntimeUnavailable: 503}
+STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401, RuntimeUnavailable: 503,
+          TooManyAttempts: 429}
 
 
 class BodyLimit:
@@ -67,6 +69,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
     async def _domain_error(_request: Request, exc: Dev8Error) -> JSONResponse:
         code = next((c for t, c in STATUS.items() if isinstance(exc, t)), 400)
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+        if isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
 
     @app.get("/healthz", tags=["health"])

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
+from dev8.core.throttle import LoginThrottle
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.base import Runtime
 from dev8.server.appsessions import AppSessions
@@ -24,6 +25,7 @@ class ServerContext:
     tunnels: Tunnels
     terminals: PtySessions = field(default_factory=PtySessions)
     app_sessions: AppSessions = field(default_factory=AppSessions)
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     # browser_auth.resolve_env's short memory: (token hash, owner, env) → (expires, user, env)
     recent_auth: dict = field(default_factory=dict)
     gateway_host_key: str = ""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core import auth
-from dev8.core.errors import Unauthorized
+from dev8.core.errors import TooManyAttempts, Unauthorized
 from dev8.server.browser_auth import SESSION_COOKIE
 
 router = APIRouter(include_in_schema=False)
@@ -56,12 +56,16 @@ async def login_submit(request: Request) -> Response:
 
     def check() -> str:
         with ctx.db.session() as s:
-            user = auth.verify_password(s, email=email, password=password)
+            user = auth.password_login(s, ctx.login_throttle, email=email, password=password,
+                                       client=request.client.host if request.client else "")
             return auth.create_token(s, user, name="web-session", expires_in=SESSION_LIFETIME)
     try:
         token = await asyncio.to_thread(check)
     except Unauthorized:
         return HTMLResponse(login_page(target, "Wrong email or password."), status_code=401, headers=PAGE_HEADERS)
+    except TooManyAttempts as exc:
+        return HTMLResponse(login_page(target, f"Too many failed logins. Try again in {exc.retry_after} seconds."),
+                            status_code=429, headers={**PAGE_HEADERS, "Retry-After": str(exc.retry_after)})
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()), httponly=True,
                         samesite="lax", secure=request.url.scheme == "https", path="/")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Request, status
 
 from dev8.core import auth, environments, secrets
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
@@ -21,8 +21,9 @@ def setup(body: SetupIn, s: SessionDep) -> TokenOut:
 
 
 @router.post("/auth/login", response_model=TokenOut, summary="Exchange email and password for an API token")
-def login(body: LoginIn, s: SessionDep) -> TokenOut:
-    user = auth.verify_password(s, email=body.email, password=body.password)
+def login(body: LoginIn, request: Request, ctx: Ctx, s: SessionDep) -> TokenOut:
+    user = auth.password_login(s, ctx.login_throttle, email=body.email, password=body.password,
+                               client=request.client.host if request.client else "")
     return TokenOut(token=auth.create_token(s, user, name="login", expires_in=LOGIN_TOKEN_LIFETIME))
 
 

@@ -1,0 +1,41 @@
+import pytest
+
+from dev8.core.errors import TooManyAttempts
+from dev8.core.throttle import LoginThrottle
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_five_failures_for_one_email_lock_it_until_the_window_passes():
+    clock = Clock()
+    t = LoginThrottle(per_email=5, per_client=20, window=300, clock=clock)
+    for _ in range(5):
+        t.check("A@x.test", "1.1.1.1")
+        t.failed("a@x.test", "1.1.1.1")
+        clock.now += 10
+    with pytest.raises(TooManyAttempts) as exc:
+        t.check("a@x.test", "2.2.2.2")  # another address does not help
+    assert 0 < exc.value.retry_after <= 300
+    t.check("b@x.test", "1.1.1.1")  # others from the same address still may
+    clock.now += 300
+    t.check("a@x.test", "1.1.1.1")  # the oldest failure left the window
+
+
+def test_one_address_is_limited_across_emails_and_success_resets_the_email():
+    clock = Clock()
+    t = LoginThrottle(per_email=5, per_client=3, window=60, clock=clock)
+    for i in range(3):
+        t.failed(f"u{i}@x.test", "9.9.9.9")
+    with pytest.raises(TooManyAttempts):
+        t.check("new@x.test", "9.9.9.9")
+    t.failed("c@x.test", "8.8.8.8")
+    t.succeeded("c@x.test")
+    for _ in range(4):
+        t.failed("c@x.test", "7.7.7.7")
+    t.check("c@x.test", "6.6.6.6")  # 4 since the success: under 5
