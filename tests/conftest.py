@@ -7,7 +7,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import FULLSTACK, Dev8Server, Postgres, User
+from tests.support import FULLSTACK, Dev8Server, Postgres, User, unique
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +74,13 @@ def alice(server: Dev8Server, tmp_path: Path) -> User:
 @pytest.fixture
 def bob(server: Dev8Server, tmp_path: Path) -> User:
     return User(server, "bob@example.com", tmp_path / "bob")
+
+
+@pytest.fixture
+def test_network(docker_client: docker.DockerClient) -> Iterator[str]:
+    net = docker_client.networks.create(unique("dev8-test-net-"))
+    yield net.name
+    net.reload()
+    for c in net.containers:
+        net.disconnect(c, force=True)
+    net.remove()

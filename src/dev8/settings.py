@@ -3,6 +3,7 @@ which override the embedded defaults (SQLite and a keyring in the data dir, loca
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
 
@@ -51,6 +52,24 @@ class Settings(BaseSettings):
     # Reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-Host/-Proto/-For are
     # believed; from anyone else those headers are dropped.
     trusted_proxies: str = ""
+
+    # The VS Code marketplace environments' code-server uses, in code-server's
+    # EXTENSIONS_GALLERY form: {"serviceUrl": "https://…/gallery", "itemUrl": …}. Unset:
+    # code-server's default (Open VSX).
+    extensions_gallery: str | None = None
+
+    @field_validator("extensions_gallery")
+    @classmethod
+    def _check_gallery(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        try:
+            doc = json.loads(v)
+        except ValueError:
+            raise ValueError("expected JSON like {\"serviceUrl\": \"https://open-vsx.org/vscode/gallery\"}") from None
+        if not isinstance(doc, dict) or not str(doc.get("serviceUrl", "")).startswith(("http://", "https://")):
+            raise ValueError("needs a serviceUrl starting with http:// or https://")
+        return json.dumps(doc)
 
     @field_validator("wildcard_domain")
     @classmethod

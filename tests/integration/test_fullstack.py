@@ -139,3 +139,41 @@ def test_vscode_workbench_loads_through_the_browser_proxy(server: Dev8Server, al
     assert assets, page.text[:2000]
     asset = client.get(str(page.url.join(assets[0])))
     assert asset.status_code == 200 and len(asset.content) > 1000
+
+
+def test_extensions_come_from_the_configured_marketplace(tmp_path, test_network: str, fullstack_image: str,  # type: ignore[no-untyped-def]
+                                                        docker_client):
+    from tests.support import REPO, make_vsix
+    vsix_dir = tmp_path / "vsix"
+    vsix_dir.mkdir()
+    make_vsix(vsix_dir / "dev8test.greeter-1.2.3.vsix", name="greeter", version="1.2.3")
+    url = "http://gallery.corp.test:8300"
+    gallery = docker_client.containers.run(
+        "dev8/base:latest", ["python3", "/srv/gallery.py"], entrypoint=[], detach=True, user="root",
+        environment={"GALLERY_URL": url}, volumes={str(REPO / "tests" / "gallery.py"): {"bind": "/srv/gallery.py",
+                                                                                       "mode": "ro"},
+                                                  str(vsix_dir): {"bind": "/srv/vsix", "mode": "ro"}})
+    docker_client.networks.get(test_network).connect(gallery, aliases=["gallery.corp.test"])
+    server = Dev8Server(tmp_path / "server", extra_env={
+        "DEV8_DOCKER_NETWORK": test_network,
+        "DEV8_EXTENSIONS_GALLERY": json.dumps({"serviceUrl": f"{url}/api", "itemUrl": f"{url}/item"})}).start()
+    try:
+        alice = User(server, "alice@example.com", tmp_path / "alice")
+        name = unique("mk")
+        created = alice.cli("create", name, "--image", fullstack_image, "--extension", "dev8test.greeter",
+                            "--extension", "dev8test.missing")
+        assert "! extensions: " in created.stdout and "could not install: dev8test.missing" in created.stdout
+        assert f"{name} is ready" in created.stdout
+        listed = alice.ssh(name, "code-server --user-data-dir ~/.local/share/code-server --list-extensions "
+                                 "--show-versions")
+        assert "dev8test.greeter@1.2.3" in listed.stdout
+        log = gallery.logs().decode()
+        assert "GET /api/vscode/dev8test/greeter/latest" in log and "VSIXPackage" in log
+        # the VS Code service itself browses the same marketplace
+        service_env = alice.ssh(name, "for p in $(pgrep -u dev -f code-server); do tr '\\0' '\\n' "
+                                      "< /proc/$p/environ 2>/dev/null; done | grep -m1 EXTENSIONS_GALLERY")
+        assert f"{url}/api" in service_env.stdout
+    finally:
+        server.kill()
+        server.cleanup_docker()
+        gallery.remove(force=True)

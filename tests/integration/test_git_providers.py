@@ -3,10 +3,8 @@ container, configured in turn as a GitHub Enterprise, self-managed GitLab and Bi
 Server host. The environment trusts the test CA through DEV8_ENV_CA_BUNDLE."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 
 from tests.support import (GIT_HOST, GITLAB_HOST, Dev8Server, User, make_tls_certs, start_git_server, unique,
@@ -16,24 +14,14 @@ TOKEN = "tok-" + "a1b2c3d4e5f6" * 3
 
 
 @pytest.fixture
-def git_network(docker_client: docker.DockerClient) -> Iterator[str]:
-    net = docker_client.networks.create(unique("dev8-test-net-"))
-    yield net.name
-    net.reload()
-    for c in net.containers:
-        net.disconnect(c, force=True)
-    net.remove()
-
-
-@pytest.fixture
-def git_setup(tmp_path: Path, git_network: str, base_image: str, docker_client):  # type: ignore[no-untyped-def]
+def git_setup(tmp_path: Path, test_network: str, base_image: str, docker_client):  # type: ignore[no-untyped-def]
     ca = make_tls_certs(tmp_path / "tls", GIT_HOST, GITLAB_HOST)
-    server = Dev8Server(tmp_path / "server", extra_env={"DEV8_DOCKER_NETWORK": git_network,
+    server = Dev8Server(tmp_path / "server", extra_env={"DEV8_DOCKER_NETWORK": test_network,
                                                         "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
     containers = []
 
     def git_server(users: dict[str, str]):  # type: ignore[no-untyped-def]
-        c = start_git_server(docker_client, git_network, tmp_path / "tls", users)
+        c = start_git_server(docker_client, test_network, tmp_path / "tls", users)
         containers.append(c)
         return c
     yield server, git_server

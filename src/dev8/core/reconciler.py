@@ -46,9 +46,10 @@ class StepFailed(Exception):
 class Reconciler:
     def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, *, interval: float = 10.0,
                  notifier: EventNotifier | None = None, ca_bundle: str | None = None,
-                 network: str | None = None) -> None:
+                 network: str | None = None, extensions_gallery: str | None = None) -> None:
         self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
         self.notifier, self.ca_bundle, self.network = notifier, ca_bundle, network
+        self.extensions_gallery = extensions_gallery
         with db.session() as s:
             self.installation = installation_id(s)
         self._wake = asyncio.Event()
@@ -247,5 +248,6 @@ class Reconciler:
             owner = s.get(User, env.owner_id)
             return {"environment": env.name,
                     "user": {"name": owner.username if owner else "", "email": owner.email if owner else ""},
+                    **({"extensions_gallery": self.extensions_gallery} if self.extensions_gallery else {}),
                     **(env.options or {}),
                     "secrets": reveal_secrets(s, self.keyring, env.owner_id, list(env.secret_names or []))}

@@ -78,7 +78,30 @@ def configure(doc: dict) -> dict:
     _write_git_config(config)
     _write_ai_env(config, secrets)
     _write_cli_auth(config, secrets)
+    _write_code_server_env(config)
     return {"configured": True, "secrets": sorted(secrets)}
+
+
+def _write_code_server_env(config: dict) -> None:
+    """code-server's marketplace (EXTENSIONS_GALLERY) for its service (sourced by the runit
+    run script) and for the installs below; the service restarts when it changes."""
+    path = os.path.join(RUN_DIR, "code-server.env")
+    gallery = config.get("extensions_gallery")
+    body = f"export EXTENSIONS_GALLERY={shlex.quote(gallery)}\n" if gallery else ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            before = f.read()
+    except FileNotFoundError:
+        before = ""
+    if body == before:
+        return
+    if body:
+        _write_private(path, body.encode())
+        os.chmod(path, 0o644)  # read by the service's run script before it drops to dev
+    else:
+        os.unlink(path)
+    if os.path.exists(CODE_SERVER_SERVICE):
+        subprocess.run(["sudo", "-n", "sv", "restart", CODE_SERVER_SERVICE], capture_output=True, timeout=30)
 
 
 def _gitconfig_value(value: str) -> str:
@@ -200,12 +223,15 @@ def clone() -> dict:
 
 
 CODE_SERVER = "/opt/dev8/node/bin/code-server"
+CODE_SERVER_SERVICE = "/etc/dev8/service/code-server"
 CODE_SERVER_DATA = os.path.expanduser("~/.local/share/code-server")
 
 
 def _code_server(*args: str) -> subprocess.CompletedProcess:
+    gallery = _load_config().get("extensions_gallery")
+    env = {**os.environ, "EXTENSIONS_GALLERY": gallery} if gallery else None
     return subprocess.run([CODE_SERVER, "--user-data-dir", CODE_SERVER_DATA, *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 def extensions() -> dict:

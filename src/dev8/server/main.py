@@ -67,7 +67,7 @@ async def serve(settings: Settings) -> None:
     reconciler = Reconciler(db, keyring, runtime, interval=settings.reconcile_interval,  # type: ignore[arg-type]
                             notifier=notifier,
                             ca_bundle=str(settings.env_ca_bundle.resolve()) if settings.env_ca_bundle else None,
-                            network=settings.docker_network)
+                            network=settings.docker_network, extensions_gallery=settings.extensions_gallery)
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
                         reconciler=reconciler, tunnels=Tunnels(db, keyring),
                         terminals=PtySessions(keep_detached=settings.terminal_keep_detached))
