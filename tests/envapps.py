@@ -1,6 +1,6 @@
 """Two tiny servers run inside a test environment (stdlib only, python3 of the base image):
 HTTP on 127.0.0.1:8100 that answers with the request it received as JSON (GET: path and
-headers; POST: path, body size and SHA-256),
+headers, or a redirect off-box for /redirect; POST: path, body size and SHA-256),
 and a WebSocket echo on 127.0.0.1:8101."""
 import base64
 import hashlib
@@ -13,6 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Echo(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

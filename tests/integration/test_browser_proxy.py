@@ -99,6 +99,10 @@ def test_port_preview_reaches_loopback_only_services(server: Dev8Server, alice: 
     r = client.get(f"/@{alice.username}/{app_env}/ports/8100/deep/path?q=1")
     assert r.status_code == 200 and r.json()["path"] == "/deep/path?q=1"
     assert client.get(f"/@{alice.username}/{app_env}/ports/8100", follow_redirects=False).status_code == 308
+    assert "frame-ancestors 'self'" in r.headers["content-security-policy"]  # no other site frames it
+    # the app's redirect goes back to the browser: the proxy itself never follows one
+    moved = client.get(f"/@{alice.username}/{app_env}/ports/8100/redirect", follow_redirects=False)
+    assert moved.status_code == 302 and moved.headers["location"] == "http://169.254.169.254/latest/meta-data/"
     assert client.get(f"/@{alice.username}/{app_env}/ports/9/").status_code == 502  # nothing listens
 
 

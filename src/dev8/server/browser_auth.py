@@ -5,6 +5,7 @@ Everyone but the owner gets the same answer as for an environment that does not 
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from urllib.parse import quote, urlsplit
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 
 from dev8.core import auth
 from dev8.core.errors import Unauthorized
@@ -75,6 +77,22 @@ def same_origin(ctx: ServerContext, headers: Headers) -> bool:
     got = urlsplit(origin)
     return (got.scheme, got.netloc) == (allowed.scheme, allowed.netloc) or (
         ctx.settings.public_url is None and host is not None and got.netloc == host and got.scheme in {"http", "https"})
+
+
+async def authorize_ws(websocket: WebSocket, owner: str, name: str) -> tuple[User, Environment] | None:
+    """The caller and the environment for a WebSocket on dev8's own host, or None after
+    refusing the upgrade (403): a foreign Origin with the cookie, no or bad credentials,
+    not the caller's."""
+    ctx: ServerContext = websocket.app.state.ctx
+    token, from_cookie = request_token(websocket)
+    if from_cookie and not same_origin(ctx, websocket.headers):
+        await websocket.close(code=1008)
+        return None
+    try:
+        return await asyncio.to_thread(resolve_env, ctx, token, owner, name)
+    except (Unauthorized, NotVisible):
+        await websocket.close(code=1008)
+        return None
 
 
 def login_required(conn: HTTPConnection) -> Response:

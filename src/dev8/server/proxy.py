@@ -22,8 +22,8 @@ from starlette.background import BackgroundTask
 
 from dev8.apphosts import APPS, parse_port
 from dev8.core.errors import Unauthorized
-from dev8.server.browser_auth import (DEV8_COOKIES, NotVisible, login_required, not_found, request_token,
-                                      resolve_env, same_origin)
+from dev8.server.browser_auth import (DEV8_COOKIES, NotVisible, authorize_ws, login_required, not_found, request_token,
+                                      resolve_env)
 from dev8.server.context import ServerContext
 from dev8.store.models import Environment
 
@@ -107,18 +107,13 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
 
 @router.websocket("/@{owner}/{name}/{kind}/{target}/{path:path}")
 async def proxy_ws(websocket: WebSocket, owner: str, name: str, kind: str, target: str, path: str) -> None:
-    ctx: ServerContext = websocket.app.state.ctx
     port = _target(kind, target) if kind in {"apps", "ports"} else None
-    token, from_cookie = request_token(websocket)
-    if port is None or (from_cookie and not same_origin(ctx, websocket.headers)):
+    if port is None:
         await websocket.close(code=1008)
         return
-    try:
-        _user, env = await asyncio.to_thread(resolve_env, ctx, token, owner, name)
-    except (Unauthorized, NotVisible):
-        await websocket.close(code=1008)
-        return
-    await forward_ws(ctx, websocket, env, port, path)
+    allowed = await authorize_ws(websocket, owner, name)
+    if allowed is not None:
+        await forward_ws(websocket.app.state.ctx, websocket, allowed[1], port, path)
 
 
 async def forward_ws(ctx: ServerContext, websocket: WebSocket, env: Environment, port: int, path: str) -> None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from dev8.core.errors import Unauthorized
-from dev8.server.browser_auth import NotVisible, login_required, request_token, resolve_env, same_origin
+from dev8.server.browser_auth import NotVisible, authorize_ws, login_required, request_token, resolve_env
 from dev8.server.context import ServerContext
 from dev8.server.ptysessions import PtySession
 
@@ -95,15 +95,10 @@ def _int(value: str | None, default: int) -> int:
 @router.websocket("/@{owner}/{name}/terminal/ws")
 async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
     ctx: ServerContext = websocket.app.state.ctx
-    token, from_cookie = request_token(websocket)
-    if from_cookie and not same_origin(ctx, websocket.headers):
-        await websocket.close(code=1008)
+    allowed = await authorize_ws(websocket, owner, name)
+    if allowed is None:
         return
-    try:
-        user, env = await asyncio.to_thread(resolve_env, ctx, token, owner, name)
-    except (Unauthorized, NotVisible):
-        await websocket.close(code=1008)
-        return
+    user, env = allowed
     await websocket.accept()
     if env.observed_state != "running" or not env.ssh_port:
         await _fail(websocket, f"environment {name} is {env.observed_state}: start it with `dev8 start {name}`")
@@ -147,8 +142,14 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
 
 
 async def _read_input(websocket: WebSocket, session: PtySession) -> None:
+    """Until the browser goes away (which ends this normally: the shell stays)."""
     while True:
-        text = await websocket.receive_text()
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            continue
         if len(text) > MAX_INPUT:
             continue
         try:
