@@ -7,7 +7,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import FULLSTACK, Dev8Server, Postgres, User, unique
+from tests.support import CHROMIUM, CHROMIUM_ARGS, FULLSTACK, Dev8Server, Postgres, User, unique
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +84,26 @@ def test_network(docker_client: docker.DockerClient) -> Iterator[str]:
     for c in net.containers:
         net.disconnect(c, force=True)
     net.remove()
+
+
+@pytest.fixture(scope="module")  # not session: Playwright's sync API and asyncio.run() in other modules
+def browser() -> Iterator:  # type: ignore[type-arg]
+    from playwright.sync_api import sync_playwright
+    if not Path(CHROMIUM).exists():
+        pytest.fail("these tests need Debian's chromium (the README's test command installs it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.console_errors = errors
+    yield pg
+    context.close()

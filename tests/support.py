@@ -360,3 +360,26 @@ def start_envapps(user: User, env: str) -> None:
     user.ssh(env, "nohup python3 envapps.py >/dev/null 2>&1 &")
     wait_until(lambda: user.ssh(env, "python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:8100/')\"")
                .returncode == 0, timeout=30, what="apps in the environment")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+# Without the background-networking flags Chromium keeps trying Google's hosts, which this
+# closed network refuses (see the machine notes).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def log_in(page, server: Dev8Server, user: User, target: str) -> None:  # type: ignore[no-untyped-def]
+    """Open ``target`` and log in on the form it sends us to; back at ``target`` after."""
+    page.goto(server.url + target)
+    assert "/login" in page.url  # sent to log in first
+    page.fill("input[name=email]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button")
+    page.wait_for_url(server.url + (target.split("next=")[1] if target.startswith("/login?") else target))

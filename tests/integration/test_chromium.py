@@ -1,62 +1,11 @@
-"""In a real headless Chromium (Debian's, driven by Playwright): log in, the browser
-terminal, and VS Code's workbench through dev8's proxy. Screenshots go to
-test-artifacts/ in the repository."""
+"""In a real headless Chromium (Debian's, driven by Playwright; fixtures in conftest.py):
+log in, the browser terminal, and VS Code's workbench through dev8's proxy. Screenshots go
+to test-artifacts/ in the repository."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from tests.support import PASSWORD, REPO, Dev8Server, User, set_web_password, unique, wait_until
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = REPO / "test-artifacts"
-# Without the background-networking flags Chromium keeps trying Google's hosts, which this
-# closed network refuses (see the machine notes).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:  # type: ignore[type-arg]
-    from playwright.sync_api import sync_playwright
-    if not Path(CHROMIUM).exists():
-        pytest.fail("these tests need Debian's chromium (the README's test command installs it)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.console_errors = errors
-    yield pg
-    context.close()
-
-
-def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
-def log_in(page, server: Dev8Server, user: User, target: str) -> None:  # type: ignore[no-untyped-def]
-    """Open ``target`` and log in on the form it sends us to; back at ``target`` after."""
-    page.goto(server.url + target)
-    assert "/login" in page.url  # sent to log in first
-    page.fill("input[name=email]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button")
-    page.wait_for_url(server.url + (target.split("next=")[1] if target.startswith("/login?") else target))
-
+from tests.support import Dev8Server, User, log_in, set_web_password, shot, unique, wait_until
 
 def terminal_text(page) -> str:  # type: ignore[no-untyped-def]
     return page.inner_text(".xterm-rows")

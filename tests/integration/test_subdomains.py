@@ -182,7 +182,7 @@ def test_forwarded_headers_count_only_from_trusted_proxies(tmp_path: Path, base_
             forged = {"x-forwarded-host": "dev8.example.test", "x-forwarded-proto": "https", **cookie}
             status = asyncio.run(_main_ws(srv, f"/@{alice.username}/{name}/ports/8101/", forged,
                                           "https://dev8.example.test"))
-            via_proxy = httpx.get(srv.url + "/", headers={"x-forwarded-host": f"8100--{name}--alice.apps.example.test",
+            via_proxy = httpx.get(srv.url + "/no-such-page", headers={"x-forwarded-host": f"8100--{name}--alice.apps.example.test",
                                                           "accept": "application/json"})
             echo = main.get(f"/@{alice.username}/{name}/ports/8100/", headers={"x-forwarded-host": "h.example",
                                                                                "forwarded": "host=h.example"})

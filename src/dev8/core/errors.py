@@ -21,6 +21,10 @@ class Unauthorized(Dev8Error):
     pass
 
 
+class Forbidden(Dev8Error):
+    """Authenticated, but this request is refused (e.g. a missing CSRF token)."""
+
+
 class RuntimeUnavailable(Dev8Error):
     """The runtime backend (e.g. the Docker daemon) cannot be reached."""
 

@@ -8,15 +8,15 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dev8 import __version__
-from dev8.core.errors import (Conflict, Dev8Error, Invalid, NotFound, RuntimeUnavailable, TooManyAttempts,
+from dev8.core.errors import (Conflict, Dev8Error, Forbidden, Invalid, NotFound, RuntimeUnavailable, TooManyAttempts,
                               Unauthorized)
 from dev8.server.api import account, environments
-from dev8.server import proxy, subdomains, terminal, web
+from dev8.server import dashboard, proxy, static, subdomains, terminal, web
 from dev8.server.forwarded import TrustedProxyHeaders
 from dev8.server.context import ServerContext
 
 STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401, RuntimeUnavailable: 503,
-          TooManyAttempts: 429}
+          TooManyAttempts: 429, Forbidden: 403}
 
 
 class BodyLimit:
@@ -83,6 +83,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return {"status": "ok", "version": __version__, "runtime": runtime}
 
     app.include_router(web.router)
+    app.include_router(static.router)
+    app.include_router(dashboard.router)
     app.include_router(subdomains.router)
     app.include_router(terminal.router)  # before the proxy's /@user/env/{kind}/… routes
     app.include_router(proxy.router)

@@ -6,6 +6,8 @@ Everyone but the owner gets the same answer as for an environment that does not 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from urllib.parse import quote, urlsplit
 
@@ -23,6 +25,16 @@ from dev8.store.models import Environment, User
 SESSION_COOKIE = "dev8_session"
 APP_COOKIE = "dev8_app"  # host-only, on an app subdomain (subdomains.py)
 DEV8_COOKIES = {SESSION_COOKIE, APP_COOKIE}
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token for a browser session: derived from the HttpOnly session cookie, which
+    another site's page can neither read nor guess, so it cannot compute this either."""
+    return hmac.new(session_token.encode(), b"dev8-csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_ok(session_token: str, given: str) -> bool:
+    return hmac.compare_digest(csrf_token(session_token), given)
 
 
 class NotVisible(Exception):

@@ -8,7 +8,8 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from dev8.core import auth
-from dev8.core.errors import Unauthorized
+from dev8.core.errors import Forbidden, Unauthorized
+from dev8.server.browser_auth import SESSION_COOKIE, csrf_ok
 from dev8.server.context import ServerContext
 from dev8.store.models import User
 
@@ -28,12 +29,23 @@ def get_session(ctx: Ctx) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
 def current_user(request: Request, s: SessionDep) -> User:
+    """The caller by bearer token (CLI, scripts) or by the browser's session cookie (the
+    dashboard); with the cookie, a state-changing request must carry the session's CSRF
+    token in X-CSRF-Token."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer token (run `dev8 login`)")
-    user = auth.user_for_token(s, token.strip())
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if not token:
+        token = request.cookies.get(SESSION_COOKIE, "")
+        if not token:
+            raise Unauthorized("missing bearer token (run `dev8 login`)")
+        if request.method not in SAFE_METHODS and not csrf_ok(token, request.headers.get("x-csrf-token", "")):
+            raise Forbidden("missing or wrong CSRF token (X-CSRF-Token)")
+    user = auth.user_for_token(s, token)
     s.commit()  # records last_used_at even if the request later fails
     return user
 

@@ -1,5 +1,5 @@
 """The browser terminal: a page with xterm.js at ``/@<user>/<env>/terminal/`` and its
-WebSocket at ``…/terminal/ws`` (sessions in ptysessions.py), plus the pages' static files.
+WebSocket at ``…/terminal/ws`` (sessions in ptysessions.py).
 
 WebSocket protocol: binary frames from the server are terminal output. Text frames are
 JSON: from the server ``{"t":"hello","session":ID}`` (then the replay of recent output),
@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-from pathlib import Path
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core.errors import Unauthorized
 from dev8.server.browser_auth import NotVisible, authorize_ws, login_required, request_token, resolve_env
@@ -23,36 +22,10 @@ from dev8.server.context import ServerContext
 from dev8.server.ptysessions import PtySession
 
 router = APIRouter(include_in_schema=False)
-WEB_DIR = Path(__file__).resolve().parents[1] / "web"
-STATIC = {  # URL name → file under WEB_DIR; only these are served
-    "xterm.js": "node_modules/@xterm/xterm/lib/xterm.js",
-    "xterm.css": "node_modules/@xterm/xterm/css/xterm.css",
-    "addon-fit.js": "node_modules/@xterm/addon-fit/lib/addon-fit.js",
-    "terminal.js": "static/terminal.js",
-    "terminal.css": "static/terminal.css",
-    "favicon.svg": "static/favicon.svg",
-}
 # xterm.js sizes its rows with inline styles; scripts only from dev8 itself.
 TERMINAL_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
                 "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_INPUT = 64 * 1024
-
-
-@router.get("/favicon.ico")
-def favicon() -> Response:
-    return static_file("favicon.svg")
-
-
-@router.get("/static/{name}")
-def static_file(name: str) -> Response:
-    rel = STATIC.get(name)
-    if rel is None:
-        return JSONResponse({"detail": "not found"}, status_code=404)
-    path = WEB_DIR / rel
-    if not path.is_file():
-        return JSONResponse({"detail": f"{name} is not installed: run `npm ci` in {WEB_DIR} "
-                                       "(scripts/run.sh does)"}, status_code=503)
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
 
 def terminal_page(owner: str, name: str) -> str:

@@ -1,0 +1,38 @@
+"""The pages' static files: dev8's own (src/dev8/web/static) and the npm packages they use
+(src/dev8/web/node_modules, installed by `npm ci`). Only the files listed are served."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+router = APIRouter(include_in_schema=False)
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+STATIC = {  # URL name → file under WEB_DIR; only these are served
+    "xterm.js": "node_modules/@xterm/xterm/lib/xterm.js",
+    "xterm.css": "node_modules/@xterm/xterm/css/xterm.css",
+    "addon-fit.js": "node_modules/@xterm/addon-fit/lib/addon-fit.js",
+    "terminal.js": "static/terminal.js",
+    "terminal.css": "static/terminal.css",
+    "favicon.svg": "static/favicon.svg",
+    "dashboard.js": "static/dashboard.js",
+    "dashboard.css": "static/dashboard.css",
+}
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    return static_file("favicon.svg")
+
+
+@router.get("/static/{name}")
+def static_file(name: str) -> Response:
+    rel = STATIC.get(name)
+    if rel is None:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+    path = WEB_DIR / rel
+    if not path.is_file():
+        return JSONResponse({"detail": f"{name} is not installed: run `npm ci` in {WEB_DIR} "
+                                       "(scripts/run.sh does)"}, status_code=503)
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
