@@ -11,7 +11,7 @@ import hmac
 import time
 from urllib.parse import quote, urlsplit
 
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
@@ -117,3 +117,17 @@ def login_required(conn: HTTPConnection) -> Response:
 
 def not_found() -> Response:
     return JSONResponse({"detail": "not found"}, status_code=404)
+
+
+def not_found_page() -> Response:
+    return HTMLResponse("<!doctype html><title>not found</title><h1>Not found</h1>", status_code=404,
+                        headers={"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"})
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-origin relative paths: no scheme, no host, no protocol-relative `//`."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(c in target for c in "\r\n\t"):
+        return "/"
+    return target
+

@@ -21,13 +21,14 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketClose
 
 from dev8.apphosts import AppHost, parse_app_host
 from dev8.core import auth, sharing
 from dev8.core.errors import Unauthorized
 from dev8.server.appsessions import SESSION_SECONDS
-from dev8.server.browser_auth import APP_COOKIE, SESSION_COOKIE, NotVisible, login_required
+from dev8.server.browser_auth import (APP_COOKIE, SESSION_COOKIE, NotVisible, login_required, not_found_page,
+                                      safe_next)
 from dev8.server.context import ServerContext
 from dev8.server.proxy import METHODS, forward_http, forward_ws
 from dev8.store.models import Environment, User
@@ -88,10 +89,8 @@ async def redeem_ticket(request: Request) -> Response:
         return HTMLResponse("<!doctype html><title>link expired</title><p>This sign-in link has expired. "
                             "Open the app again from dev8.</p>", status_code=403,
                             headers={"Content-Security-Policy": "default-src 'none'"})
-    nxt = request.query_params.get("next", "/")
-    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
-        nxt = "/"
-    response = RedirectResponse(nxt, status_code=303, headers={"Referrer-Policy": "no-referrer"})
+    response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303,
+                                headers={"Referrer-Policy": "no-referrer"})
     response.set_cookie(APP_COOKIE, session, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", path="/")
     return response
@@ -124,10 +123,15 @@ class AppSubdomains:
         self.apps.state.ctx = ctx
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and self.ctx.settings.wildcard_domain:
-            target = parse_app_host(Headers(scope=scope).get("host", ""), self.ctx.settings.wildcard_domain)
+        wildcard = self.ctx.settings.wildcard_domain
+        if scope["type"] in ("http", "websocket") and wildcard:
+            host = Headers(scope=scope).get("host", "").strip().lower()
+            target = parse_app_host(host, wildcard)
             if target is not None:
                 return await self.apps({**scope, "dev8.app": target}, receive, send)
+            if host.endswith("." + wildcard):  # under the app domain but no app: never dev8's own pages
+                return await (JSONResponse({"detail": "not found"}, status_code=404) if scope["type"] == "http"
+                              else WebSocketClose(code=1008))(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -155,7 +159,7 @@ async def app_auth(request: Request, host: str = "", next: str = "/") -> Respons
     except Unauthorized:
         return login_required(request)
     except NotVisible:
-        return HTMLResponse("<!doctype html><title>not found</title><h1>Not found</h1>", status_code=404)
+        return not_found_page()
     ticket = ctx.app_sessions.issue_ticket(user_id, target.host)
     scheme = urlsplit(ctx.settings.base_url).scheme if ctx.settings.public_url else request.url.scheme
     return RedirectResponse(f"{_app_origin(scheme, target.host)}{AUTH_PATH}?ticket={ticket}&next={quote(next, safe='')}",

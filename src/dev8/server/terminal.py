@@ -17,7 +17,8 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core.errors import Unauthorized
-from dev8.server.browser_auth import NotVisible, authorize_ws, login_required, request_token, resolve_env
+from dev8.server.browser_auth import (NotVisible, authorize_ws, login_required, not_found_page, request_token,
+                                      resolve_env)
 from dev8.server.context import ServerContext
 from dev8.server.ptysessions import PtySession
 
@@ -54,8 +55,7 @@ async def terminal(request: Request, owner: str, name: str) -> Response:
     except Unauthorized:
         return login_required(request)
     except NotVisible:
-        return HTMLResponse("<!doctype html><title>not found</title><h1>Not found</h1>", status_code=404,
-                            headers={"Content-Security-Policy": TERMINAL_CSP})
+        return not_found_page()
     return HTMLResponse(terminal_page(owner, name), headers={
         "Content-Security-Policy": TERMINAL_CSP, "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core import auth
 from dev8.core.errors import TooManyAttempts, Unauthorized
-from dev8.server.browser_auth import SESSION_COOKIE
+from dev8.server.browser_auth import SESSION_COOKIE, safe_next
 
 router = APIRouter(include_in_schema=False)
 SESSION_LIFETIME = timedelta(days=7)
@@ -21,14 +21,6 @@ PAGE_HEADERS = {
 STYLE = """<style>body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
 label,input,button{display:block;width:100%;margin:.4rem 0}input,button{padding:.5rem;font:inherit}
 pre{white-space:pre-wrap;word-break:break-all;background:#f3f3f3;padding:.6rem}.err{color:#b00020}</style>"""
-
-
-def safe_next(target: str | None) -> str:
-    """Only same-origin relative paths: no scheme, no host, no protocol-relative `//`."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
-            or any(c in target for c in "\r\n\t"):
-        return "/"
-    return target
 
 
 def login_page(next_url: str, error: str = "") -> str:
