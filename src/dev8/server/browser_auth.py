@@ -49,6 +49,16 @@ def request_token(conn: HTTPConnection) -> tuple[str | None, bool]:
     return conn.cookies.get(SESSION_COOKIE), True
 
 
+def session_user(ctx: ServerContext, conn: HTTPConnection) -> User:
+    """The user of the browser session cookie (blocking: call in a thread); Unauthorized
+    without a valid one."""
+    token = conn.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise Unauthorized("login required")
+    with ctx.db.session() as s:
+        return auth.user_for_token(s, token)
+
+
 # A page load is a burst of requests with the same cookie: the answer is remembered this
 # long (a revoked token or a stopped environment is noticed at most this late).
 RECENT_SECONDS = 2.0

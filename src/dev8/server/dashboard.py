@@ -8,9 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
-from dev8.core import auth
 from dev8.core.errors import Unauthorized
-from dev8.server.browser_auth import SESSION_COOKIE, csrf_token, login_required
+from dev8.server.browser_auth import SESSION_COOKIE, csrf_token, login_required, session_user
 from dev8.server.static import WEB_DIR
 
 router = APIRouter(include_in_schema=False)
@@ -23,17 +22,10 @@ PAGE_HEADERS = {
 
 @router.get("/")
 async def environments_page(request: Request) -> Response:
-    ctx = request.app.state.ctx
-    token = request.cookies.get(SESSION_COOKIE, "")
-
-    def user_of():  # type: ignore[no-untyped-def]
-        if not token:
-            raise Unauthorized("login required")
-        with ctx.db.session() as s:
-            return auth.user_for_token(s, token)
     try:
-        user = await asyncio.to_thread(user_of)
+        user = await asyncio.to_thread(session_user, request.app.state.ctx, request)
     except Unauthorized:
         return login_required(request)
-    return templates.TemplateResponse(request, "environments.html", {"user": user, "csrf": csrf_token(token)},
+    csrf = csrf_token(request.cookies[SESSION_COOKIE])
+    return templates.TemplateResponse(request, "environments.html", {"user": user, "csrf": csrf},
                                       headers=PAGE_HEADERS)

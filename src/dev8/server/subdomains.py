@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
 from dev8.apphosts import AppHost, parse_app_host
-from dev8.core import auth, sharing
+from dev8.core import sharing
 from dev8.core.errors import Unauthorized
 from dev8.server.appsessions import SESSION_SECONDS
-from dev8.server.browser_auth import (APP_COOKIE, SESSION_COOKIE, NotVisible, login_required, not_found_page,
-                                      safe_next)
+from dev8.server.browser_auth import (APP_COOKIE, NotVisible, login_required, not_found_page, safe_next,
+                                      session_user)
 from dev8.server.context import ServerContext
 from dev8.server.proxy import METHODS, forward_http, forward_ws
 from dev8.store.models import Environment, User
@@ -147,11 +147,7 @@ async def app_auth(request: Request, host: str = "", next: str = "/") -> Respons
         return JSONResponse({"detail": "not an app host of this dev8"}, status_code=404)
 
     def check() -> int:
-        token = request.cookies.get(SESSION_COOKIE)
-        if not token:
-            raise Unauthorized("login required")
-        with ctx.db.session() as s:
-            user_id = auth.user_for_token(s, token).id
+        user_id = session_user(ctx, request).id
         authorize(ctx, target, user_id)
         return user_id
     try:
