@@ -91,6 +91,9 @@ def _store(data_dir: Path | None, database_url: str | None):  # type: ignore[no-
     return open_store(_settings(data_dir=data_dir, database_url=database_url))
 
 
+CLI_ACTOR = "dev8 admin (server host)"  # the audit log's actor for the commands below
+
+
 @admin_app.command("create-user")
 def create_user(
     email: str, admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator")] = False,
@@ -98,7 +101,7 @@ def create_user(
     data_dir: DataDir = None, database_url: DbUrl = None,
 ) -> None:
     """Create a user. Without a TTY and without --password-stdin the user logs in with tokens only."""
-    from dev8.core import auth
+    from dev8.core import audit, auth
     from dev8.core.errors import Dev8Error
     password = None
     if password_stdin:
@@ -111,6 +114,7 @@ def create_user(
     try:
         with db.session() as s:
             user = auth.create_user(s, email=email, password=password, is_admin=admin)
+            audit.record(s, None, "admin.user.create", user.email, "admin" if admin else "", actor_label=CLI_ACTOR)
             out.print(f"created user {user.email} ({user.username}){' [admin]' if admin else ''}")
     except Dev8Error as exc:
         fail(str(exc))
@@ -123,7 +127,7 @@ def set_password(
     data_dir: DataDir = None, database_url: DbUrl = None,
 ) -> None:
     """Set (or reset) a user's password for the browser login."""
-    from dev8.core import auth
+    from dev8.core import audit, auth
     from dev8.core.errors import Dev8Error
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -135,6 +139,7 @@ def set_password(
     try:
         with db.session() as s:
             auth.set_password(s, auth.get_user_by_email(s, email), password)
+            audit.record(s, None, "admin.user.set_password", email.strip().lower(), actor_label=CLI_ACTOR)
     except Dev8Error as exc:
         fail(str(exc))
     out.print(f"password set for {email}")
@@ -147,13 +152,14 @@ def create_token(
     data_dir: DataDir = None, database_url: DbUrl = None,
 ) -> None:
     """Create an API token for a user and print only the token."""
-    from dev8.core import auth
+    from dev8.core import audit, auth
     from dev8.core.errors import Dev8Error
     db, _ = _store(data_dir, database_url)
     try:
         lifetime = auth.parse_duration(expires) if expires else None
         with db.session() as s:
             token = auth.create_token(s, auth.get_user_by_email(s, email), name=name, expires_in=lifetime)
+            audit.record(s, None, "admin.token.create", email.strip().lower(), name, actor_label=CLI_ACTOR)
     except Dev8Error as exc:
         fail(str(exc))
     print(token)

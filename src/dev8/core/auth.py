@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dev8.core import audit
 from dev8.core.errors import Conflict, Invalid, NotFound, Unauthorized
 from dev8.core.throttle import LoginThrottle
 from dev8.names import username_from_email
@@ -81,14 +82,18 @@ def verify_password(s: Session, *, email: str, password: str) -> User:
 
 
 def password_login(s: Session, throttle: LoginThrottle, *, email: str, password: str, client: str) -> User:
-    """verify_password behind the login throttle, counted per email and per client address."""
+    """verify_password behind the login throttle, counted per email and per client address;
+    both outcomes go to the audit log (a failure is committed before the error propagates)."""
     throttle.check(email, client)
     try:
         user = verify_password(s, email=email, password=password)
     except Unauthorized:
         throttle.failed(email, client)
+        audit.record(s, None, "login.failed", detail=f"client {client}", actor_label=email.strip().lower()[:254])
+        s.commit()
         raise
     throttle.succeeded(email)
+    audit.record(s, user, "login", detail=f"client {client}")
     return user
 
 
@@ -99,6 +104,48 @@ def create_token(s: Session, user: User, *, name: str = "cli", expires_in: timed
                    expires_at=utcnow() + expires_in if expires_in else None))
     s.flush()
     return token
+
+
+TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+MAX_TOKEN_LIFETIME = timedelta(days=366)
+
+
+def issue_api_token(s: Session, user: User, *, name: str, expires_in: str) -> tuple[ApiToken, str]:
+    """A named API token the user asked for (settings page, API), with an expiry of at
+    most a year; the row and the token, which is shown once and never stored."""
+    name = name.strip()
+    if not TOKEN_NAME_RE.fullmatch(name):
+        raise Invalid("token name: 1-64 letters, digits, spaces, '.', '_' or '-'", field="name")
+    try:
+        lifetime = parse_duration(expires_in)
+    except Invalid as exc:
+        raise Invalid(str(exc), field="expires_in") from None
+    if not timedelta(minutes=1) <= lifetime <= MAX_TOKEN_LIFETIME:
+        raise Invalid("expiry must be between 1 minute and 366 days", field="expires_in")
+    token = create_token(s, user, name=name, expires_in=lifetime)
+    row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    assert row is not None
+    audit.record(s, user, "token.create", name, f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC")
+    return row, token
+
+
+def list_tokens(s: Session, user: User) -> list[ApiToken]:
+    return list(s.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+
+
+def revoke_token(s: Session, user: User, token_id: int) -> None:
+    row = s.get(ApiToken, token_id)
+    if row is None or row.user_id != user.id:
+        raise NotFound("no such token")
+    audit.record(s, user, "token.revoke", row.name)
+    s.delete(row)
+
+
+def revoke_token_value(s: Session, token: str) -> None:
+    """Forget a token by its value (logging out a browser session); unknown ones are ignored."""
+    row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is not None:
+        s.delete(row)
 
 
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -149,7 +196,9 @@ def complete_setup(s: Session, *, token: str, email: str, password: str) -> User
     if len(password) < 8:
         raise Invalid("password must have at least 8 characters")
     s.delete(row)
-    return create_user(s, email=email, password=password, is_admin=True)
+    user = create_user(s, email=email, password=password, is_admin=True)
+    audit.record(s, user, "setup", user.email, "first admin")
+    return user
 
 
 # --- SSH public keys ---------------------------------------------------------------
@@ -168,6 +217,14 @@ def parse_public_key(text: str) -> tuple[asyncssh.SSHKey, str]:
     return key, (key.get_comment() or "")
 
 
+def generate_ssh_key(s: Session, user: User, *, name: str | None = None) -> tuple[SshKey, str]:
+    """Make an Ed25519 key pair, register its public half and return the private half in
+    OpenSSH format: it is not kept anywhere, so the caller shows it exactly once."""
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"{user.username}@dev8")
+    row = add_ssh_key(s, user, public_key=key.export_public_key("openssh").decode(), name=name or "generated")
+    return row, key.export_private_key("openssh").decode()
+
+
 def fingerprint(key: asyncssh.SSHKey) -> str:
     return key.get_fingerprint("sha256").split(":", 1)[1]
 
@@ -184,6 +241,7 @@ def add_ssh_key(s: Session, user: User, *, public_key: str, name: str | None = N
         s.flush()
     except IntegrityError:
         raise Conflict("this SSH key is already registered") from None
+    audit.record(s, user, "ssh_key.add", row.name, fp)
     return row
 
 
@@ -195,6 +253,7 @@ def delete_ssh_key(s: Session, user: User, key_id: int) -> None:
     row = s.get(SshKey, key_id)
     if row is None or row.user_id != user.id:
         raise NotFound("no such SSH key")
+    audit.record(s, user, "ssh_key.delete", row.name, row.fingerprint)
     s.delete(row)
 
 

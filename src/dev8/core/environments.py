@@ -13,9 +13,10 @@ import asyncssh
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dev8.core import audit
 from dev8.core.crypto import Keyring
 from dev8.core.errors import Conflict, Invalid, NotFound
-from dev8.core.secrets import check_secrets_exist, seal_env_key
+from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
 from dev8.names import check_env_name, check_secret_name
 from dev8.runtimes.base import EnvSpec
 from dev8.store.models import Environment, Event, Meta, User, utcnow
@@ -38,17 +39,31 @@ class Limits:
     default_image: str
     default_cpus: float
     default_memory: str
+    max_secret_bytes: int = 65536
 
 
 def parse_memory(text: str) -> int:
     """``512m`` / ``4g`` to bytes; between 128 MiB and 256 GiB."""
     m = MEMORY_RE.fullmatch(text.strip().lower())
     if not m:
-        raise Invalid(f"invalid memory {text!r}: use e.g. 512m or 4g")
+        raise Invalid(f"invalid memory {text!r}: use e.g. 512m or 4g", field="memory")
     n = int(m.group(1)) * (1 << 20 if m.group(2) == "m" else 1 << 30)
     if not (128 << 20) <= n <= (256 << 30):
-        raise Invalid("memory must be between 128m and 256g")
+        raise Invalid("memory must be between 128m and 256g", field="memory")
     return n
+
+
+HOME = "/home/dev"  # the environment images' user home (images/base)
+
+
+def workspace_folder(env: Environment) -> str:
+    """The folder VS Code opens: the cloned repository's, else ~/workspace. The directory
+    name follows `dev8-env clone` (envimage/dev8_env.py, which runs in the environment
+    without dev8's packages)."""
+    url = ((env.options or {}).get("repo") or {}).get("url")
+    if not url:
+        return f"{HOME}/workspace"
+    return f"{HOME}/workspace/" + (re.sub(r"\.git$", "", url.rstrip("/").rsplit("/", 1)[-1]) or "repo")
 
 
 def spec_of(env: Environment, installation: str, *, ca_bundle: str | None = None,
@@ -81,30 +96,30 @@ def build_options(
     referenced: list[str] = []
     if repo:
         if len(repo) > 2048 or not REPO_RE.fullmatch(repo):
-            raise Invalid(f"invalid repository URL {repo!r}: use https://host/owner/repo.git")
+            raise Invalid(f"invalid repository URL {repo!r}: use https://host/owner/repo.git", field="repo")
         if branch is not None and not BRANCH_RE.fullmatch(branch):
-            raise Invalid(f"invalid branch name {branch!r}")
+            raise Invalid(f"invalid branch name {branch!r}", field="branch")
         options["repo"] = {"url": repo, "branch": branch}
     elif branch:
-        raise Invalid("--branch needs --repo")
+        raise Invalid("a branch needs a repository", field="branch")
     providers = []
-    for p in git or []:
+    for i, p in enumerate(git or []):
         kind = str(p.get("kind", "")).lower()
         if kind not in PROVIDER_HOSTS:
-            raise Invalid(f"unknown git provider {kind!r} (github, gitlab, bitbucket)")
+            raise Invalid(f"unknown git provider {kind!r} (github, gitlab, bitbucket)", field=f"git.{i}.kind")
         host = str(p.get("host") or PROVIDER_HOSTS[kind]).lower()
         if not HOST_RE.fullmatch(host):
-            raise Invalid(f"invalid git host {host!r}")
+            raise Invalid(f"invalid git host {host!r}", field=f"git.{i}.host")
         secret = str(p.get("secret") or DEFAULT_PROVIDER_SECRETS[kind])
         try:
             check_secret_name(secret)
         except ValueError as exc:
-            raise Invalid(str(exc)) from None
+            raise Invalid(str(exc), field=f"git.{i}.secret") from None
         username = p.get("username")
         if username is not None and not GIT_USERNAME_RE.fullmatch(str(username)):
-            raise Invalid(f"invalid git username {username!r}")
+            raise Invalid(f"invalid git username {username!r}", field=f"git.{i}.username")
         if any(q["host"] == host for q in providers):
-            raise Invalid(f"git host {host} given twice")
+            raise Invalid(f"git host {host} given twice", field=f"git.{i}.host")
         providers.append({"kind": kind, "host": host, "secret": secret, "username": username})
         referenced.append(secret)
     if providers:
@@ -112,19 +127,20 @@ def build_options(
     chosen = {}
     for kind, secret in (ai or {}).items():
         if kind not in AI_KINDS:
-            raise Invalid(f"unknown AI key {kind!r} ({', '.join(AI_KINDS)})")
+            raise Invalid(f"unknown AI key {kind!r} ({', '.join(AI_KINDS)})", field="ai")
         if secret:
             try:
                 check_secret_name(secret)
             except ValueError as exc:
-                raise Invalid(str(exc)) from None
+                raise Invalid(str(exc), field=f"ai.{kind}") from None
             chosen[kind] = secret
             referenced.append(secret)
     if chosen:
         options["ai"] = chosen
     for ext in extensions or []:
         if not EXTENSION_RE.fullmatch(ext) or ".." in ext:
-            raise Invalid(f"invalid extension {ext!r}: use publisher.name[@version] or a path to a .vsix")
+            raise Invalid(f"invalid extension {ext!r}: use publisher.name[@version] or a path to a .vsix",
+                          field="extensions")
     if extensions:
         options["extensions"] = list(dict.fromkeys(extensions))
     return options, referenced
@@ -135,24 +151,34 @@ def create_environment(
     image: str | None = None, cpus: float | None = None, memory: str | None = None,
     secret_names: list[str] | None = None, repo: str | None = None, branch: str | None = None,
     git: list[dict] | None = None, ai: dict[str, str] | None = None, extensions: list[str] | None = None,
+    new_secrets: dict[str, str] | None = None,
 ) -> Environment:
+    """Validate everything, then write the environment row, its sealed control key and the
+    ``new_secrets`` (name → value, set or replaced first, e.g. a token typed into the create
+    form) in the caller's transaction: an error anywhere leaves none of it behind."""
     try:
         check_env_name(name)
     except ValueError as exc:
-        raise Invalid(str(exc)) from None
+        raise Invalid(str(exc), field="name") from None
     image = (image or limits.default_image).strip()
     if not image or len(image) > 255 or any(c.isspace() for c in image):
-        raise Invalid(f"invalid image reference {image!r}")
+        raise Invalid(f"invalid image reference {image!r}", field="image")
     cpus = limits.default_cpus if cpus is None else cpus
     if not 0.1 <= cpus <= 64:
-        raise Invalid("cpus must be between 0.1 and 64")
+        raise Invalid("cpus must be between 0.1 and 64", field="cpus")
     memory = (memory or limits.default_memory).strip().lower()
     parse_memory(memory)
     options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai, extensions=extensions)
     secret_names = sorted(set(secret_names or []) | set(referenced))
+    for secret, value in (new_secrets or {}).items():
+        try:
+            set_secret(s, keyring, user, name=secret, value=value, max_bytes=limits.max_secret_bytes)
+        except Invalid as exc:
+            raise Invalid(str(exc), field=f"new_secrets.{secret}") from None
+        secret_changed(s, user, secret)
     check_secrets_exist(s, user, secret_names)
     if s.scalar(select(Environment.id).where(Environment.owner_id == user.id, Environment.name == name)):
-        raise Conflict(f"environment {name!r} already exists")
+        raise Conflict(f"environment {name!r} already exists", field="name")
     key = asyncssh.generate_private_key("ssh-ed25519", comment=f"dev8-control-{name}")
     env = Environment(owner_id=user.id, name=name, image=image, cpus=cpus, memory=memory,
                       secret_names=secret_names, options=options, desired_state="running",
@@ -162,6 +188,7 @@ def create_environment(
     s.flush()
     s.add(seal_env_key(keyring, env.id, key.export_private_key("openssh")))
     add_event(s, env.id, "request", "ok", "environment requested")
+    audit.record(s, user, "env.create", name, image)
     return env
 
 
@@ -183,6 +210,7 @@ def request_start(s: Session, env: Environment) -> None:
     env.generation += 1
     env.updated_at = utcnow()
     add_event(s, env.id, "request", "ok", "start requested")
+    _audit(s, env, "env.start")
 
 
 def request_reconfigure(s: Session, env: Environment) -> None:
@@ -190,6 +218,7 @@ def request_reconfigure(s: Session, env: Environment) -> None:
     env.generation += 1
     env.updated_at = utcnow()
     add_event(s, env.id, "request", "ok", "reconfigure requested")
+    _audit(s, env, "env.reconfigure")
 
 
 def secret_changed(s: Session, user: User, name: str) -> list[str]:
@@ -206,6 +235,7 @@ def request_stop(s: Session, env: Environment) -> None:
     env.desired_state = "stopped"
     env.updated_at = utcnow()
     add_event(s, env.id, "request", "ok", "stop requested")
+    _audit(s, env, "env.stop")
 
 
 def request_restart(s: Session, env: Environment) -> None:
@@ -214,6 +244,7 @@ def request_restart(s: Session, env: Environment) -> None:
     env.generation += 1
     env.updated_at = utcnow()
     add_event(s, env.id, "request", "ok", "restart requested")
+    _audit(s, env, "env.restart")
 
 
 def request_delete(s: Session, env: Environment, *, keep_volume: bool) -> None:
@@ -221,6 +252,11 @@ def request_delete(s: Session, env: Environment, *, keep_volume: bool) -> None:
     env.keep_volume = keep_volume
     env.updated_at = utcnow()
     add_event(s, env.id, "request", "ok", "delete requested" + (" (volume kept)" if keep_volume else ""))
+    _audit(s, env, "env.delete", "volume kept" if keep_volume else "volume removed")
+
+
+def _audit(s: Session, env: Environment, action: str, detail: str = "") -> None:
+    audit.record(s, s.get(User, env.owner_id), action, env.name, detail)
 
 
 def add_event(s: Session, env_id: str, step: str, status: str, message: str = "") -> Event:
@@ -233,3 +269,9 @@ def add_event(s: Session, env_id: str, step: str, status: str, message: str = ""
 def events_after(s: Session, env_id: str, after: int = 0, limit: int = 200) -> list[Event]:
     return list(s.scalars(select(Event).where(Event.env_id == env_id, Event.id > after)
                           .order_by(Event.id).limit(limit)))
+
+
+def recent_events(s: Session, env_id: str, limit: int) -> list[Event]:
+    """The last ``limit`` events, oldest first."""
+    newest = s.scalars(select(Event).where(Event.env_id == env_id).order_by(Event.id.desc()).limit(limit))
+    return list(reversed(list(newest)))

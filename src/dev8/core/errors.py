@@ -2,7 +2,12 @@
 
 
 class Dev8Error(Exception):
-    """Base class; ``str(exc)`` is a message fit to show a user."""
+    """Base class; ``str(exc)`` is a message fit to show a user; ``field`` names the request
+    field at fault when there is one (the dashboard shows the message next to it)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFound(Dev8Error):

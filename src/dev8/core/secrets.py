@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dev8.core import audit
 from dev8.core.crypto import Keyring, Sealed, env_key_aad, secret_aad
 from dev8.core.errors import Invalid, NotFound
 from dev8.names import check_secret_name
@@ -31,6 +32,7 @@ def set_secret(s: Session, keyring: Keyring, user: User, *, name: str, value: st
     if len(data) > max_bytes:
         raise Invalid(f"secret value is larger than {max_bytes} bytes")
     row = s.scalar(select(Secret).where(Secret.owner_id == user.id, Secret.name == name))
+    audit.record(s, user, "secret.set", name, "created" if row is None else "replaced")
     if row is None:
         row = Secret(owner_id=user.id, name=name)
         s.add(row)
@@ -48,6 +50,7 @@ def delete_secret(s: Session, user: User, name: str) -> None:
     row = s.scalar(select(Secret).where(Secret.owner_id == user.id, Secret.name == name))
     if row is None:
         raise NotFound(f"no secret {name!r}")
+    audit.record(s, user, "secret.delete", name)
     s.delete(row)
 
 
@@ -55,7 +58,8 @@ def check_secrets_exist(s: Session, user: User, names: list[str]) -> None:
     have = set(s.scalars(select(Secret.name).where(Secret.owner_id == user.id)))
     missing = [n for n in names if n not in have]
     if missing:
-        raise Invalid(f"unknown secret(s): {', '.join(missing)} (set them with `dev8 secrets set NAME`)")
+        raise Invalid(f"unknown secret(s): {', '.join(missing)} (set them with `dev8 secrets set NAME`)",
+                      field="secrets")
 
 
 def reveal_secrets(s: Session, keyring: Keyring, owner_id: int, names: list[str]) -> dict[str, str]:

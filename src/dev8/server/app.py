@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dev8 import __version__
 from dev8.core.errors import (Conflict, Dev8Error, Forbidden, Invalid, NotFound, RuntimeUnavailable, TooManyAttempts,
                               Unauthorized)
-from dev8.server.api import account, environments
+from dev8.server.api import account, admin, environments
 from dev8.server import dashboard, proxy, static, subdomains, terminal, web
 from dev8.server.forwarded import TrustedProxyHeaders
 from dev8.server.context import ServerContext
@@ -71,7 +71,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
         if isinstance(exc, TooManyAttempts):
             headers = {"Retry-After": str(exc.retry_after)}
-        return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+        body = {"detail": str(exc), **({"field": exc.field} if exc.field else {})}
+        return JSONResponse(body, status_code=code, headers=headers)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:
@@ -90,6 +91,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(proxy.router)
     app.include_router(account.router)
     app.include_router(environments.router)
+    app.include_router(admin.router)
     # Outermost last: forwarded headers settle the Host, which picks app subdomain or dev8;
     # only dev8's own routes get the body limit.
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)

@@ -33,4 +33,5 @@ class ServerContext:
     @property
     def limits(self) -> Limits:
         s = self.settings
-        return Limits(default_image=s.default_image, default_cpus=s.default_cpus, default_memory=s.default_memory)
+        return Limits(default_image=s.default_image, default_cpus=s.default_cpus, default_memory=s.default_memory,
+                      max_secret_bytes=s.max_secret_bytes)

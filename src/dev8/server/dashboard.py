@@ -1,5 +1,6 @@
-"""The web dashboard's pages (server-rendered shells; their scripts use the REST API with
-the session cookie and the CSRF token the page carries)."""
+"""The web dashboard's pages: server-rendered shells whose scripts use the REST API with
+the session cookie and the CSRF token each page carries. Someone else's environment, or
+the admin page for a non-admin, answers exactly like a page that does not exist."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
-from dev8.core.errors import Unauthorized
+from dev8.core import environments as envs
+from dev8.core.errors import NotFound, Unauthorized
+from dev8.images import TARGETS, image_tag
 from dev8.server.browser_auth import SESSION_COOKIE, csrf_token, login_required, session_user
 from dev8.server.static import WEB_DIR
+from dev8.store.models import User
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))  # autoescapes .html
@@ -20,12 +24,67 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
+def _render(request: Request, user: User, template: str, status_code: int = 200, **context: object) -> Response:
+    csrf = csrf_token(request.cookies[SESSION_COOKIE])
+    return templates.TemplateResponse(request, template, {"user": user, "csrf": csrf, **context},
+                                      status_code=status_code, headers=PAGE_HEADERS)
+
+
+async def _user(request: Request) -> User | None:
+    try:
+        return await asyncio.to_thread(session_user, request.app.state.ctx, request)
+    except Unauthorized:
+        return None
+
+
+def _not_found(request: Request, user: User) -> Response:
+    return _render(request, user, "not_found.html", status_code=404)
+
+
 @router.get("/")
 async def environments_page(request: Request) -> Response:
-    try:
-        user = await asyncio.to_thread(session_user, request.app.state.ctx, request)
-    except Unauthorized:
+    user = await _user(request)
+    return login_required(request) if user is None else _render(request, user, "environments.html")
+
+
+@router.get("/new")
+async def create_page(request: Request) -> Response:
+    user = await _user(request)
+    if user is None:
         return login_required(request)
-    csrf = csrf_token(request.cookies[SESSION_COOKIE])
-    return templates.TemplateResponse(request, "environments.html", {"user": user, "csrf": csrf},
-                                      headers=PAGE_HEADERS)
+    settings = request.app.state.ctx.settings
+    images = list(dict.fromkeys([settings.default_image, *(image_tag(t) for t in TARGETS)]))
+    return _render(request, user, "create.html", images=images, default_image=settings.default_image,
+                   default_cpus=settings.default_cpus, default_memory=settings.default_memory)
+
+
+@router.get("/environments/{name}")
+async def environment_page(name: str, request: Request) -> Response:
+    user = await _user(request)
+    if user is None:
+        return login_required(request)
+
+    def exists() -> bool:
+        with request.app.state.ctx.db.session() as s:
+            try:
+                envs.get_environment(s, user, name)
+            except NotFound:
+                return False
+            return True
+    if not await asyncio.to_thread(exists):
+        return _not_found(request, user)
+    return _render(request, user, "environment.html", name=name)
+
+
+@router.get("/settings")
+async def settings_page(request: Request) -> Response:
+    user = await _user(request)
+    return login_required(request) if user is None else _render(request, user, "settings.html")
+
+
+@router.get("/admin")
+async def admin_page(request: Request) -> Response:
+    user = await _user(request)
+    if user is None:
+        return login_required(request)
+    return _render(request, user, "admin.html") if user.is_admin else _not_found(request, user)

@@ -39,6 +39,61 @@ class KeyOut(BaseModel):
     created_at: datetime
 
 
+class GeneratedKeyIn(BaseModel):
+    name: str | None = Field(default=None, max_length=128)
+
+
+class GeneratedKeyOut(BaseModel):
+    key: KeyOut
+    private_key: str = Field(description="OpenSSH private key; dev8 keeps no copy")
+
+
+class ApiTokenIn(BaseModel):
+    name: str = Field(max_length=64)
+    expires_in: str = Field(default="30d", max_length=16, description="e.g. 12h, 30d, 2w (at most 366d)")
+
+
+class ApiTokenOut(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class NewApiTokenOut(ApiTokenOut):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class AdminUserOut(BaseModel):
+    id: int
+    email: str
+    username: str
+    is_admin: bool
+    disabled: bool
+    created_at: datetime
+
+
+class AdminUserIn(BaseModel):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+    is_admin: bool = False
+
+
+class AdminUserPatch(BaseModel):
+    disabled: bool | None = None
+    is_admin: bool | None = None
+
+
+class AuditOut(BaseModel):
+    id: int
+    ts: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str
+
+
 class SecretIn(BaseModel):
     value: str
 
@@ -68,6 +123,15 @@ class EnvironmentIn(BaseModel):
     ai: dict[str, str] = Field(default_factory=dict, description="anthropic/gemini/copilot → secret name")
     extensions: list[str] = Field(default_factory=list, max_length=50,
                                   description="VS Code extensions: publisher.name or a .vsix path")
+    new_secrets: dict[str, str] = Field(default_factory=dict, max_length=16,
+                                        description="secrets to set (or replace) together with the environment, "
+                                                    "e.g. a token typed into the create form: name → value")
+
+
+class ValidationOut(BaseModel):
+    valid: bool
+    detail: str | None = None
+    field: str | None = Field(default=None, description="the request field at fault, e.g. name or git.0.host")
 
 
 class ShareIn(BaseModel):

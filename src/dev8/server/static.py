@@ -16,8 +16,14 @@ STATIC = {  # URL name → file under WEB_DIR; only these are served
     "terminal.js": "static/terminal.js",
     "terminal.css": "static/terminal.css",
     "favicon.svg": "static/favicon.svg",
-    "dashboard.js": "static/dashboard.js",
     "dashboard.css": "static/dashboard.css",
+    "common.js": "static/common.js",
+    "environments.js": "static/environments.js",
+    "create.js": "static/create.js",
+    "environment.js": "static/environment.js",
+    "sshkeys.js": "static/sshkeys.js",
+    "settings.js": "static/settings.js",
+    "admin.js": "static/admin.js",
 }
 
 

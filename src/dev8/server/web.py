@@ -1,4 +1,4 @@
-"""The few HTML pages dev8 serves today: first-run setup and login (the dashboard comes later)."""
+"""The pages outside the dashboard: first-run setup, login and logout."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core import auth
 from dev8.core.errors import TooManyAttempts, Unauthorized
-from dev8.server.browser_auth import SESSION_COOKIE, safe_next
+from dev8.server.browser_auth import SESSION_COOKIE, csrf_ok, safe_next
 
 router = APIRouter(include_in_schema=False)
 SESSION_LIFETIME = timedelta(days=7)
@@ -63,6 +63,24 @@ async def login_submit(request: Request) -> Response:
                         samesite="lax", secure=request.url.scheme == "https", path="/")
     return response
 
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """End the browser session (its token is deleted); the form carries the CSRF token."""
+    form = await request.form()
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if token:
+        if not csrf_ok(token, str(form.get("csrf", ""))):
+            return HTMLResponse("missing or wrong CSRF token", status_code=403, headers=PAGE_HEADERS)
+        ctx = request.app.state.ctx
+
+        def revoke() -> None:
+            with ctx.db.session() as s:
+                auth.revoke_token_value(s, token)
+        await asyncio.to_thread(revoke)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
 SETUP_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>dev8 · first admin</title>
@@ -84,7 +102,10 @@ document.getElementById("f").addEventListener("submit", async (e) => {
   if (!r.ok) { out.textContent = "Error: " + (typeof body.detail === "string" ? body.detail : "invalid input"); return; }
   const pre = document.createElement("pre");
   pre.textContent = "dev8 login " + location.origin + " --token " + body.token;
-  out.append("Done. Log in from a terminal:", pre);
+  const link = document.createElement("a");
+  link.href = "/login";
+  link.textContent = "Log in to the dashboard";
+  out.append("Done. ", link, " — or from a terminal:", pre);
   e.target.remove();
 });
 </script></body></html>"""

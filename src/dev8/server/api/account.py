@@ -7,7 +7,8 @@ from fastapi import APIRouter, Body, Request, status
 
 from dev8.core import auth, environments, secrets
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
-from dev8.server.schemas import KeyIn, KeyOut, LoginIn, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut, UserOut
+from dev8.server.schemas import (ApiTokenIn, ApiTokenOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
+                                 NewApiTokenOut, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut, UserOut)
 from dev8.settings import parse_addr
 
 router = APIRouter(prefix="/api/v1")
@@ -49,6 +50,13 @@ def add_key(body: KeyIn, user: CurrentUser, s: SessionDep) -> KeyOut:
     return KeyOut.model_validate(row, from_attributes=True)
 
 
+@router.post("/keys/generate", response_model=GeneratedKeyOut, status_code=status.HTTP_201_CREATED,
+             summary="Generate an Ed25519 key pair, register the public key, return the private key once")
+def generate_key(body: GeneratedKeyIn, user: CurrentUser, s: SessionDep) -> GeneratedKeyOut:
+    row, private_key = auth.generate_ssh_key(s, user, name=body.name)
+    return GeneratedKeyOut(key=KeyOut.model_validate(row, from_attributes=True), private_key=private_key)
+
+
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_key(key_id: int, user: CurrentUser, s: SessionDep) -> None:
     auth.delete_ssh_key(s, user, key_id)
@@ -73,3 +81,20 @@ def set_secret(name: str, ctx: Ctx, user: CurrentUser, s: SessionDep, body: Secr
 @router.delete("/secrets/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_secret(name: str, user: CurrentUser, s: SessionDep) -> None:
     secrets.delete_secret(s, user, name)
+
+
+@router.get("/tokens", response_model=list[ApiTokenOut], summary="Your API tokens and browser sessions (never values)")
+def list_tokens(user: CurrentUser, s: SessionDep) -> list[ApiTokenOut]:
+    return [ApiTokenOut.model_validate(r, from_attributes=True) for r in auth.list_tokens(s, user)]
+
+
+@router.post("/tokens", response_model=NewApiTokenOut, status_code=status.HTTP_201_CREATED,
+             summary="Create a named API token with an expiry; the value is shown only in this response")
+def create_api_token(body: ApiTokenIn, user: CurrentUser, s: SessionDep) -> NewApiTokenOut:
+    row, token = auth.issue_api_token(s, user, name=body.name, expires_in=body.expires_in)
+    return NewApiTokenOut(**ApiTokenOut.model_validate(row, from_attributes=True).model_dump(), token=token)
+
+
+@router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a token")
+def revoke_api_token(token_id: int, user: CurrentUser, s: SessionDep) -> None:
+    auth.revoke_token(s, user, token_id)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import urlencode
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 import asyncssh
@@ -15,16 +16,18 @@ from dev8.core import environments as envs
 from dev8.core import sharing
 from dev8.core import envssh
 from dev8.core.secrets import open_env_key
+from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
-from dev8.server.schemas import EnvironmentIn, EnvironmentOut, EventOut, ShareIn
+from dev8.server.schemas import EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
 from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
 
 
-def _out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
+def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
+    """The API's view of ``env``, owned by ``user``."""
     host, port = parse_addr(ctx.settings.ssh_addr)
     return EnvironmentOut(
         id=env.id, name=env.name, owner=user.username, state=env.observed_state,
@@ -34,7 +37,8 @@ def _out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         git_hosts=[p["host"] for p in ((env.options or {}).get("git") or {}).get("providers", [])],
         created_at=env.created_at, started_at=env.started_at,
         ssh_command=f"ssh -p {port} {env.name}@{host}",
-        vscode_url=app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, "vscode", env.name, user.username),
+        vscode_url=app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, "vscode", env.name, user.username)
+        + "?" + urlencode({"folder": envs.workspace_folder(env)}),
         terminal_url=f"{ctx.settings.base_url}/@{user.username}/{env.name}/terminal/",
     )
 
@@ -46,7 +50,20 @@ async def _require_runtime(ctx: Ctx) -> None:
 
 @router.get("", response_model=list[EnvironmentOut])
 def list_environments(ctx: Ctx, user: CurrentUser, s: SessionDep) -> list[EnvironmentOut]:
-    return [_out(ctx, e, user) for e in envs.list_environments(s, user) if e.desired_state != "deleted"]
+    return [environment_out(ctx, e, user) for e in envs.list_environments(s, user) if e.desired_state != "deleted"]
+
+
+def _create(ctx: Ctx, user: User, body: EnvironmentIn, *, dry_run: bool) -> EnvironmentOut:
+    with ctx.db.session() as s:
+        env = envs.create_environment(s, ctx.keyring, user, name=body.name, limits=ctx.limits,
+                                      image=body.image, cpus=body.cpus, memory=body.memory,
+                                      secret_names=body.secrets, repo=body.repo, branch=body.branch,
+                                      git=[g.model_dump() for g in body.git], ai=body.ai,
+                                      extensions=body.extensions, new_secrets=body.new_secrets)
+        out = environment_out(ctx, env, user)
+        if dry_run:
+            s.rollback()
+    return out
 
 
 @router.post("", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED,
@@ -55,22 +72,27 @@ async def create_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -
     await _require_runtime(ctx)
 
     def create() -> EnvironmentOut:
-        with ctx.db.session() as s:
-            env = envs.create_environment(s, ctx.keyring, user, name=body.name, limits=ctx.limits,
-                                          image=body.image, cpus=body.cpus, memory=body.memory,
-                                          secret_names=body.secrets, repo=body.repo, branch=body.branch,
-                                          git=[g.model_dump() for g in body.git], ai=body.ai,
-                                          extensions=body.extensions)
+        out = _create(ctx, user, body, dry_run=False)
         crash_point("row")
-        return _out(ctx, env, user)
+        return out
     out = await asyncio.to_thread(create)
     ctx.reconciler.wake()
     return out
 
 
+@router.post("/validate", response_model=ValidationOut,
+             summary="Check a create request without creating anything (the dashboard, as you type)")
+async def validate_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -> ValidationOut:
+    try:
+        await asyncio.to_thread(_create, ctx, user, body, dry_run=True)
+    except (Invalid, Conflict) as exc:
+        return ValidationOut(valid=False, detail=str(exc), field=exc.field)
+    return ValidationOut(valid=True)
+
+
 @router.get("/{name}", response_model=EnvironmentOut)
 def get_environment(name: str, ctx: Ctx, user: CurrentUser, s: SessionDep) -> EnvironmentOut:
-    return _out(ctx, envs.get_environment(s, user, name), user)
+    return environment_out(ctx, envs.get_environment(s, user, name), user)
 
 
 async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., None], **kw: object) -> EnvironmentOut:
@@ -80,7 +102,7 @@ async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., Non
         with ctx.db.session() as s:
             env = envs.get_environment(s, user, name)
             change(s, env, **kw)
-            return _out(ctx, env, user)
+            return environment_out(ctx, env, user)
     out = await asyncio.to_thread(apply)
     ctx.reconciler.wake()
     return out
@@ -160,10 +182,12 @@ async def delete(name: str, ctx: Ctx, user: CurrentUser, keep_volume: bool = Fal
 @router.get("/{name}/events", summary="Lifecycle events as Server-Sent Events (or JSON with follow=false)",
             response_model=list[EventOut])
 async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser, s: SessionDep,
-                 after: int = 0, follow: bool = True):  # type: ignore[no-untyped-def]
+                 after: int = 0, follow: bool = True,
+                 last: int | None = Query(None, ge=1, le=500, description="only the last N (with follow=false)")):  # type: ignore[no-untyped-def]
     env_id = envs.get_environment(s, user, name, include_deleting=True).id
     if not follow:
-        return [EventOut.model_validate(e, from_attributes=True) for e in envs.events_after(s, env_id, after)]
+        batch = envs.recent_events(s, env_id, last) if last else envs.events_after(s, env_id, after)
+        return [EventOut.model_validate(e, from_attributes=True) for e in batch]
 
     def fetch(cursor: int) -> tuple[bool, list[EventOut]]:
         with ctx.db.session() as s2:

@@ -1,0 +1,66 @@
+"""What administrators do to other users, and their view of every environment. Every call
+is recorded in the audit log, reads included: admin access is itself sensitive."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dev8.core import audit, auth
+from dev8.core.errors import Forbidden, Invalid, NotFound
+from dev8.store.models import AuditEntry, Environment, User
+
+
+def require_admin(user: User) -> None:
+    if not user.is_admin:
+        raise Forbidden("administrators only")
+
+
+def list_users(s: Session, admin: User) -> list[User]:
+    require_admin(admin)
+    audit.record(s, admin, "admin.view", "users")
+    return list(s.scalars(select(User).order_by(User.id)))
+
+
+def create_user(s: Session, admin: User, *, email: str, password: str, is_admin: bool = False) -> User:
+    require_admin(admin)
+    if len(password) < 8:
+        raise Invalid("password must have at least 8 characters", field="password")
+    try:
+        user = auth.create_user(s, email=email, password=password, is_admin=is_admin)
+    except Invalid as exc:
+        raise Invalid(str(exc), field="email") from None
+    audit.record(s, admin, "admin.user.create", user.email, "admin" if is_admin else "")
+    return user
+
+
+def update_user(s: Session, admin: User, user_id: int, *, disabled: bool | None = None,
+                is_admin: bool | None = None) -> User:
+    """Disable/enable a user or grant/revoke admin. Admins cannot lock themselves out."""
+    require_admin(admin)
+    user = s.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    if user.id == admin.id and (disabled or is_admin is False):
+        raise Invalid("you cannot disable yourself or drop your own admin rights")
+    if disabled is not None and disabled != user.disabled:
+        user.disabled = disabled
+        audit.record(s, admin, "admin.user.disable" if disabled else "admin.user.enable", user.email)
+    if is_admin is not None and is_admin != user.is_admin:
+        user.is_admin = is_admin
+        audit.record(s, admin, "admin.user.grant_admin" if is_admin else "admin.user.revoke_admin", user.email)
+    return user
+
+
+def all_environments(s: Session, admin: User) -> list[tuple[Environment, User]]:
+    require_admin(admin)
+    audit.record(s, admin, "admin.view", "environments")
+    rows = s.execute(select(Environment, User).join(User, User.id == Environment.owner_id)
+                     .where(Environment.desired_state != "deleted").order_by(User.username, Environment.name))
+    return [(env, owner) for env, owner in rows]
+
+
+def audit_log(s: Session, admin: User, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+    require_admin(admin)
+    entries = audit.entries(s, limit=limit, before=before)
+    audit.record(s, admin, "admin.view", "audit log")
+    return entries

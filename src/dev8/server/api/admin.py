@@ -1,0 +1,39 @@
+"""Administration: users, every environment, the audit log (admins only: 403 otherwise)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, status
+
+from dev8.core import admin
+from dev8.server.api.environments import environment_out
+from dev8.server.deps import Ctx, CurrentUser, SessionDep
+from dev8.server.schemas import AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut, EnvironmentOut
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+@router.get("/users", response_model=list[AdminUserOut])
+def list_users(user: CurrentUser, s: SessionDep) -> list[AdminUserOut]:
+    return [AdminUserOut.model_validate(u, from_attributes=True) for u in admin.list_users(s, user)]
+
+
+@router.post("/users", response_model=AdminUserOut, status_code=status.HTTP_201_CREATED)
+def create_user(body: AdminUserIn, user: CurrentUser, s: SessionDep) -> AdminUserOut:
+    created = admin.create_user(s, user, email=body.email, password=body.password, is_admin=body.is_admin)
+    return AdminUserOut.model_validate(created, from_attributes=True)
+
+
+@router.patch("/users/{user_id}", response_model=AdminUserOut, summary="Disable/enable, grant/revoke admin")
+def update_user(user_id: int, body: AdminUserPatch, user: CurrentUser, s: SessionDep) -> AdminUserOut:
+    changed = admin.update_user(s, user, user_id, disabled=body.disabled, is_admin=body.is_admin)
+    return AdminUserOut.model_validate(changed, from_attributes=True)
+
+
+@router.get("/environments", response_model=list[EnvironmentOut], summary="Every user's environments")
+def all_environments(ctx: Ctx, user: CurrentUser, s: SessionDep) -> list[EnvironmentOut]:
+    return [environment_out(ctx, env, owner) for env, owner in admin.all_environments(s, user)]
+
+
+@router.get("/audit", response_model=list[AuditOut], summary="Audit log, newest first")
+def audit_log(user: CurrentUser, s: SessionDep, limit: int = Query(100, ge=1, le=500),
+              before: int | None = None) -> list[AuditOut]:
+    return [AuditOut.model_validate(e, from_attributes=True) for e in admin.audit_log(s, user, limit=limit, before=before)]

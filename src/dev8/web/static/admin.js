@@ -1,0 +1,65 @@
+// Admin: users (create, disable/enable, grant/revoke admin), every environment, the
+// audit log (newest first, paged back with "Older entries").
+"use strict";
+(() => {
+  const { api, el, when } = window.dev8;
+  const $ = (id) => document.getElementById(id);
+  const me = document.querySelector(".who span").textContent;
+  let oldest = null;
+
+  async function refreshUsers() {
+    const users = await api("GET", "/admin/users");
+    $("users").querySelector("tbody").replaceChildren(...users.map((u) => {
+      const actions = el("td", { className: "actions" });
+      if (u.email !== me) {
+        actions.append(
+          el("button", { type: "button", textContent: u.disabled ? "Enable" : "Disable",
+                         className: u.disabled ? "" : "danger", onclick: () => update(u.id, { disabled: !u.disabled }) }),
+          el("button", { type: "button", textContent: u.is_admin ? "Revoke admin" : "Make admin",
+                         onclick: () => update(u.id, { is_admin: !u.is_admin }) }));
+      }
+      return el("tr", { dataset: { user: u.email } }, el("td", { textContent: u.email }), el("td", { textContent: u.username }),
+        el("td", { textContent: u.is_admin ? "admin" : "user" }),
+        el("td", {}, el("span", { className: "state " + (u.disabled ? "error" : "running"),
+                                  textContent: u.disabled ? "disabled" : "active" })),
+        el("td", { textContent: when(u.created_at) }), actions);
+    }));
+  }
+  async function update(id, change) {
+    try { await api("PATCH", "/admin/users/" + id, change); $("status").textContent = ""; await Promise.all([refreshUsers(), refreshAudit(true)]); }
+    catch (err) { $("status").textContent = err.message; }
+  }
+  $("user-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("POST", "/admin/users", { email: $("user-email").value, password: $("user-password").value,
+                                          is_admin: $("user-admin").checked });
+      e.target.reset();
+      $("user-error").hidden = true;
+      await Promise.all([refreshUsers(), refreshAudit(true)]);
+    } catch (err) { $("user-error").textContent = err.message; $("user-error").hidden = false; }
+  });
+
+  async function refreshEnvs() {
+    const envs = await api("GET", "/admin/environments");
+    $("all-envs").querySelector("tbody").replaceChildren(...envs.map((e) => el("tr", { dataset: { env: `${e.owner}/${e.name}` } },
+      el("td", { textContent: e.owner }), el("td", { textContent: e.name }),
+      el("td", {}, el("span", { className: "state " + e.state, textContent: e.state })),
+      el("td", { textContent: e.image }), el("td", { textContent: when(e.created_at) }))));
+  }
+
+  async function refreshAudit(reset) {
+    const query = reset || oldest === null ? "" : `&before=${oldest}`;
+    const entries = await api("GET", "/admin/audit?limit=50" + query);
+    const rows = entries.map((a) => el("tr", { dataset: { action: a.action } }, el("td", { textContent: when(a.ts) }),
+      el("td", { textContent: a.actor }), el("td", {}, el("code", { textContent: a.action })),
+      el("td", { textContent: a.target }), el("td", { textContent: a.detail })));
+    const tbody = $("audit").querySelector("tbody");
+    if (reset || oldest === null) tbody.replaceChildren(...rows); else tbody.append(...rows);
+    if (entries.length) oldest = entries[entries.length - 1].id;
+    $("audit-more").disabled = entries.length < 50;
+  }
+  $("audit-more").addEventListener("click", () => refreshAudit(false));
+
+  Promise.all([refreshUsers(), refreshEnvs(), refreshAudit(true)]).catch((err) => { $("status").textContent = err.message; });
+})();

@@ -1,0 +1,76 @@
+// dev8 dashboard, shared by every page: the REST API with the session cookie and the
+// page's CSRF token, a DOM builder that only ever sets text (never HTML), dates, the
+// delete confirmation, and errors shown next to the field they are about.
+"use strict";
+window.dev8 = (() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+
+  class ApiError extends Error {
+    constructor(message, status, field) { super(message); this.status = status; this.field = field; }
+  }
+
+  async function api(method, path, body) {
+    const r = await fetch("/api/v1" + path, {
+      method, credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrf, ...(body ? { "Content-Type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    if (r.status === 401) {
+      location.href = "/login?next=" + encodeURIComponent(location.pathname);
+      throw new ApiError("logged out", 401);
+    }
+    const data = r.status === 204 ? null : await r.json();
+    if (!r.ok) {
+      const detail = data?.detail;
+      const message = typeof detail === "string" ? detail
+        : Array.isArray(detail) ? detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ")
+        : `HTTP ${r.status}`;
+      const field = data?.field ?? (Array.isArray(detail) ? (detail[0]?.loc || []).slice(1).join(".") : undefined);
+      throw new ApiError(message, r.status, field);
+    }
+    return data;
+  }
+
+  const el = (tag, { dataset = {}, ...props } = {}, ...children) => {
+    const e = Object.assign(document.createElement(tag), props);
+    Object.assign(e.dataset, dataset);
+    e.append(...children);
+    return e;
+  };
+  const when = (iso) => iso ? new Date(iso).toLocaleString() : "—";
+  const cap = (s) => s[0].toUpperCase() + s.slice(1);
+
+  // Errors go into <p class="field-error" data-error-for="FIELD"> next to the input.
+  function clearErrors(root = document) {
+    root.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; p.hidden = true; });
+    root.querySelectorAll("[aria-invalid]").forEach((i) => i.removeAttribute("aria-invalid"));
+  }
+  function showError(root, field, message, fallback) {
+    const slot = field && root.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+    const target = slot || fallback;
+    target.textContent = message;
+    target.hidden = false;
+    const input = slot && document.getElementById(slot.dataset.errorInput || "");
+    if (input) input.setAttribute("aria-invalid", "true");
+    return target;
+  }
+
+  const dialog = document.getElementById("confirm-delete");
+  function confirmDelete(name, onConfirm) {
+    dialog.querySelectorAll("[data-name]").forEach((n) => { n.textContent = name; });
+    dialog.querySelector("input[name=keep]").checked = true;
+    dialog.onclose = () => {
+      if (dialog.returnValue === "delete") onConfirm(dialog.querySelector("input[name=keep]").checked);
+    };
+    dialog.showModal();
+  }
+
+  function download(filename, text) {
+    const a = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/plain" })), download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  }
+
+  return { api, el, when, cap, clearErrors, showError, confirmDelete, download, ApiError };
+})();

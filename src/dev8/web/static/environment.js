@@ -1,0 +1,113 @@
+// Environment page: state and buttons (every 2 s), services and ports (every 10 s, they
+// are asked of the environment over SSH), recent events, connection help.
+"use strict";
+(() => {
+  const { api, el, when, cap, confirmDelete } = window.dev8;
+  const name = document.getElementById("env").dataset.name;
+  const path = "/environments/" + encodeURIComponent(name);
+  const $ = (id) => document.getElementById(id);
+  const statusEl = $("status");
+  const ACTIONS = { running: ["stop", "restart", "reconfigure"], stopped: ["start"], error: ["start", "stop"] };
+  let state = null;
+
+  function renderEnv(env) {
+    state = env.state;
+    $("state").textContent = env.state;
+    $("state").className = "state " + env.state;
+    $("state").title = env.status_message || "";
+    document.body.dataset.state = env.state;
+    const actions = $("actions");
+    actions.replaceChildren();
+    if (env.state === "running") {
+      actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank", rel: "noopener",
+                               textContent: "Open VS Code", id: "open-vscode" }),
+                     el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
+                               textContent: "Terminal", id: "open-terminal" }));
+    }
+    for (const action of ACTIONS[env.state] ?? []) {
+      actions.append(el("button", { type: "button", textContent: cap(action), onclick: () => act(action) }));
+    }
+    actions.append(el("button", { type: "button", className: "danger", textContent: "Delete",
+                                  onclick: () => confirmDelete(name, remove) }));
+    $("ssh-command").value = env.ssh_command;
+    const details = [["Image", env.image], ["CPUs", String(env.cpus)], ["Memory", env.memory],
+                     ["Repository", env.repo || "—"], ["Git hosts", env.git_hosts.join(", ") || "—"],
+                     ["Secrets", env.secrets.join(", ") || "none"], ["Created", when(env.created_at)],
+                     ["Last started", when(env.started_at)]];
+    if (env.status_message && env.state !== "running") details.push(["Status", env.status_message]);
+    $("details").replaceChildren(...details.flatMap(([k, v]) => [el("dt", { textContent: k }),
+                                                                  el("dd", { textContent: v, dataset: { detail: k } })]));
+  }
+
+  async function refreshEnv() {
+    try {
+      const env = await api("GET", path);
+      const changed = env.state !== state;
+      renderEnv(env);
+      if (changed) { refreshInside(); refreshEvents(); }
+    } catch (err) {
+      if (err.status === 404) { statusEl.textContent = `${name} no longer exists.`; clearInterval(timer); }
+      else if (err.status !== 401) statusEl.textContent = "Could not load: " + err.message;
+    }
+  }
+
+  async function refreshInside() {
+    if (state !== "running") {
+      $("services").replaceChildren(el("li", { className: "muted", textContent: `Not running (${state}).` }));
+      $("ports").querySelector("tbody").replaceChildren();
+      $("ports-empty").hidden = false;
+      return;
+    }
+    const [health, ports] = await Promise.all([api("GET", path + "/health"), api("GET", path + "/ports")]);
+    const services = Object.entries(health.services || {});
+    $("services").replaceChildren(...(services.length ? services.map(([svc, info]) => {
+      const up = typeof info === "string" ? info : (info.state || info.status || JSON.stringify(info));
+      return el("li", { dataset: { service: svc } }, el("span", { className: "state " + (/^(run|up|ok)/.test(up) ? "running" : "error"),
+                                                                textContent: up }), " ", svc);
+    }) : [el("li", { className: "muted", textContent: health.error || "No services reported." })]));
+    $("ports").querySelector("tbody").replaceChildren(...ports.ports.map((p) => {
+      const select = el("select", { ariaLabel: `Sharing of port ${p.port}` },
+        ...["private", "authenticated", "public"].map((lvl) => el("option", { value: lvl, textContent: lvl })));
+      select.value = p.share;
+      select.onchange = () => share(p.port, select.value);
+      return el("tr", { dataset: { port: String(p.port) } },
+        el("td", { textContent: String(p.port) }), el("td", { textContent: p.bind === "loopback" ? "127.0.0.1" : "all addresses" }),
+        el("td", {}, el("a", { href: p.url, target: "_blank", rel: "noopener", textContent: "Open preview" })),
+        el("td", {}, select));
+    }));
+    $("ports-empty").hidden = ports.ports.length !== 0;
+  }
+
+  async function refreshEvents() {
+    const events = await api("GET", path + "/events?follow=false&last=25");
+    $("events").replaceChildren(...events.reverse().map((ev) => el("li", { dataset: { status: ev.status } },
+      el("time", { dateTime: ev.ts, textContent: when(ev.ts) }), " ", el("strong", { textContent: ev.step }), " ",
+      el("span", { className: "state " + ({ ok: "running", error: "error", warning: "error" }[ev.status] || "starting"),
+                   textContent: ev.status }), " ", el("span", { textContent: ev.message }))));
+  }
+
+  async function act(action) {
+    statusEl.textContent = `${action}…`;
+    try { renderEnv(await api("POST", `${path}/${action}`)); statusEl.textContent = ""; refreshEvents(); }
+    catch (err) { statusEl.textContent = `Could not ${action}: ${err.message}`; }
+  }
+  async function remove(keep) {
+    try { await api("DELETE", `${path}?keep_volume=${keep}`); location.href = "/"; }
+    catch (err) { statusEl.textContent = "Could not delete: " + err.message; }
+  }
+  async function share(port, level) {
+    try { await api("PUT", `${path}/ports/${port}/share`, { level }); statusEl.textContent = `Port ${port}: ${level}.`; }
+    catch (err) { statusEl.textContent = `Could not share port ${port}: ${err.message}`; }
+  }
+
+  document.querySelectorAll("[data-copy]").forEach((b) => b.addEventListener("click", async () => {
+    const input = $(b.dataset.copy);
+    input.select();
+    try { await navigator.clipboard.writeText(input.value); b.textContent = "Copied"; }
+    catch { b.textContent = "Select and copy"; }
+  }));
+
+  refreshEnv();
+  const timer = setInterval(refreshEnv, 2000);
+  setInterval(() => { refreshInside().catch(() => {}); refreshEvents().catch(() => {}); }, 10000);
+})();

@@ -1,0 +1,64 @@
+// Environments list: rendered from the REST API, refreshed every 2 s.
+"use strict";
+(() => {
+  const { api, el, when, cap, confirmDelete } = window.dev8;
+  const tbody = document.querySelector("#envs tbody");
+  const statusEl = document.getElementById("status");
+  const ACTIONS = { running: ["stop", "restart"], stopped: ["start"], error: ["start", "stop"], unreachable: [] };
+
+  function row(env) {
+    const actions = el("td", { className: "actions" });
+    if (env.state === "running") {
+      actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank", rel: "noopener",
+                               textContent: "VS Code" }),
+                     el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
+                               textContent: "Terminal" }));
+    }
+    for (const action of ACTIONS[env.state] ?? []) {
+      actions.append(el("button", { type: "button", textContent: cap(action), onclick: () => act(env.name, action) }));
+    }
+    actions.append(el("button", { type: "button", className: "danger", textContent: "Delete",
+                                  onclick: () => confirmDelete(env.name, (keep) => act(env.name, "delete", keep)) }));
+    const tr = el("tr", {},
+      el("td", { dataset: { label: "Name" } },
+         el("a", { href: "/environments/" + encodeURIComponent(env.name), className: "env-name" },
+            el("strong", { textContent: env.name }))),
+      el("td", { dataset: { label: "State" } }, el("span", { className: "state " + env.state, textContent: env.state,
+                                                          title: env.status_message || "" })),
+      el("td", { dataset: { label: "Image" }, textContent: env.image }),
+      el("td", { className: "repo", dataset: { label: "Repository" }, textContent: env.repo || "—", title: env.repo || "" }),
+      el("td", { dataset: { label: "Created" }, textContent: when(env.created_at) }),
+      el("td", { dataset: { label: "Last started" }, textContent: when(env.started_at) }),
+      actions);
+    tr.dataset.env = env.name;
+    tr.dataset.state = env.state;
+    return tr;
+  }
+
+  async function refresh() {
+    try {
+      const envs = await api("GET", "/environments");
+      tbody.replaceChildren(...envs.map(row));
+      document.getElementById("envs").hidden = envs.length === 0;
+      document.getElementById("empty").hidden = envs.length !== 0;
+      statusEl.textContent = "";
+    } catch (err) {
+      if (err.status !== 401) statusEl.textContent = "Could not load environments: " + err.message;
+    }
+  }
+
+  async function act(name, action, keepVolume) {
+    statusEl.textContent = `${action} ${name}…`;
+    const path = `/environments/${encodeURIComponent(name)}`;
+    try {
+      if (action === "delete") await api("DELETE", `${path}?keep_volume=${keepVolume}`);
+      else await api("POST", `${path}/${action}`);
+      await refresh();
+    } catch (err) {
+      statusEl.textContent = `Could not ${action} ${name}: ${err.message}`;
+    }
+  }
+
+  refresh();
+  setInterval(refresh, 2000);
+})();

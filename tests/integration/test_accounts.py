@@ -1,0 +1,170 @@
+"""Account and admin API behind the dashboard, in process against SQLite and PostgreSQL:
+named API tokens, generated SSH key pairs, create-form validation and tokens typed into
+it, administration and the audit log."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import asyncssh
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from dev8.core import auth
+from dev8.server.app import create_app
+from dev8.server.context import ServerContext
+from dev8.store.models import AuditEntry, Environment, Secret, SshKey, User
+from tests.integration.test_api import ctx, login  # noqa: F401 — ctx is a fixture
+
+PASSWORD = "correct horse battery"
+
+
+def admin_client(ctx: ServerContext, email: str = "root@example.com") -> TestClient:
+    with ctx.db.session() as s:
+        user = auth.create_user(s, email=email, password=PASSWORD, is_admin=True)
+        token = auth.create_token(s, user)
+    return TestClient(create_app(ctx), headers={"Authorization": f"Bearer {token}"})
+
+
+def audit_rows(ctx: ServerContext) -> list[tuple[str, str, str, str]]:
+    with ctx.db.session() as s:
+        return [(e.actor, e.action, e.target, e.detail) for e in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+
+
+def test_api_tokens_have_a_name_and_expiry_are_shown_once_and_revocable(ctx: ServerContext):  # noqa: F811
+    a = login(ctx, "a@example.com")
+    b = login(ctx, "b@example.com")
+    r = a.post("/api/v1/tokens", json={"name": "laptop CLI", "expires_in": "7d"})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    token = created["token"]
+    expires = datetime.fromisoformat(created["expires_at"]).replace(tzinfo=timezone.utc)
+    assert timedelta(days=6, hours=23) < expires - datetime.now(timezone.utc) <= timedelta(days=7)
+    fresh = TestClient(create_app(ctx), headers={"Authorization": f"Bearer {token}"})
+    assert fresh.get("/api/v1/me").json()["email"] == "a@example.com"
+    listed = a.get("/api/v1/tokens").json()
+    assert "laptop CLI" in [t["name"] for t in listed]
+    assert all("token" not in t and "token_hash" not in t for t in listed)  # never shown again
+    for body, field in [({"name": "", "expires_in": "7d"}, "name"), ({"name": "<b>x</b>", "expires_in": "7d"}, "name"),
+                        ({"name": "x", "expires_in": "forever"}, "expires_in"),
+                        ({"name": "x", "expires_in": "400d"}, "expires_in")]:
+        bad = a.post("/api/v1/tokens", json=body)
+        assert bad.status_code == 422 and bad.json()["field"] == field, bad.text
+    # bob cannot see or revoke alice's tokens
+    assert "laptop CLI" not in [t["name"] for t in b.get("/api/v1/tokens").json()]
+    assert b.delete(f"/api/v1/tokens/{created['id']}").status_code == 404
+    assert fresh.get("/api/v1/me").status_code == 200
+    assert a.delete(f"/api/v1/tokens/{created['id']}").status_code == 204
+    assert fresh.get("/api/v1/me").status_code == 401
+    actions = [(action, target) for _, action, target, _ in audit_rows(ctx)]
+    assert ("token.create", "laptop CLI") in actions and ("token.revoke", "laptop CLI") in actions
+
+
+def test_generated_key_pair_registers_the_public_half_and_keeps_no_private_key(ctx: ServerContext):  # noqa: F811
+    a = login(ctx, "a@example.com")
+    r = a.post("/api/v1/keys/generate", json={"name": "browser"})
+    assert r.status_code == 201, r.text
+    private = asyncssh.import_private_key(r.json()["private_key"])
+    assert r.json()["key"]["fingerprint"] == private.get_fingerprint("sha256").split(":", 1)[1]
+    assert [k["name"] for k in a.get("/api/v1/keys").json()] == ["browser"]
+    with ctx.db.session() as s:
+        row = s.scalar(select(SshKey))
+        assert row is not None and "PRIVATE" not in row.public_key and row.public_key.startswith("ssh-ed25519 ")
+
+
+def test_validate_reports_the_field_at_fault_and_writes_nothing(ctx: ServerContext):  # noqa: F811
+    a = login(ctx, "a@example.com")
+    cases = [
+        ({"name": "Bad_Name"}, "name", "invalid environment name"),
+        ({"name": "ok", "memory": "5x"}, "memory", "invalid memory"),
+        ({"name": "ok", "repo": "not a url"}, "repo", "invalid repository URL"),
+        ({"name": "ok", "git": [{"kind": "github"}, {"kind": "gitlab", "host": "bad host!"}]}, "git.1.host",
+         "invalid git host"),
+        ({"name": "ok", "git": [{"kind": "github", "secret": "GH"}], "new_secrets": {"GH": ""}}, "new_secrets.GH",
+         "secret value is empty"),
+        ({"name": "ok", "git": [{"kind": "github"}]}, "secrets", "unknown secret(s): GITHUB_TOKEN"),
+    ]
+    for body, field, message in cases:
+        r = a.post("/api/v1/environments/validate", json=body)
+        assert r.status_code == 200 and r.json()["valid"] is False, r.text
+        assert r.json()["field"] == field and message in r.json()["detail"], r.text
+    good = {"name": "ok", "git": [{"kind": "github"}], "new_secrets": {"GITHUB_TOKEN": "tok-123"}}
+    assert a.post("/api/v1/environments/validate", json=good).json() == {"valid": True, "detail": None, "field": None}
+    with ctx.db.session() as s:  # validation created nothing, not even audit entries
+        assert s.scalar(select(func.count()).select_from(Environment)) == 0
+        assert s.scalar(select(func.count()).select_from(Secret)) == 0
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == 0
+    a.post("/api/v1/environments", json={"name": "taken"})
+    taken = a.post("/api/v1/environments/validate", json={"name": "taken"}).json()
+    assert taken["field"] == "name" and "already exists" in taken["detail"]
+
+
+def test_a_token_typed_into_the_create_form_is_saved_with_the_environment_or_not_at_all(ctx: ServerContext):  # noqa: F811
+    a = login(ctx, "a@example.com")
+    body = {"name": "web", "repo": "https://git.example/org/app.git", "branch": "..bad",
+            "git": [{"kind": "github", "host": "git.example", "secret": "GHE_TOKEN"}],
+            "new_secrets": {"GHE_TOKEN": "tok-typed-in-the-form"}}
+    bad = a.post("/api/v1/environments", json=body)
+    assert bad.status_code == 422 and bad.json()["field"] == "branch"
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Secret)) == 0  # nothing half-created
+        assert s.scalar(select(func.count()).select_from(Environment)) == 0
+    ok = a.post("/api/v1/environments", json={**body, "branch": "main"})
+    assert ok.status_code == 202 and ok.json()["secrets"] == ["GHE_TOKEN"], ok.text
+    assert [x["name"] for x in a.get("/api/v1/secrets").json()] == ["GHE_TOKEN"]
+    with ctx.db.session() as s:
+        row = s.scalar(select(Secret))
+        assert row is not None and b"tok-typed-in-the-form" not in row.ciphertext
+    assert all("tok-typed-in-the-form" not in str(r) for r in audit_rows(ctx))
+    assert ok.json()["vscode_url"].endswith("?folder=%2Fhome%2Fdev%2Fworkspace%2Fapp")  # opens the clone
+
+
+def test_admins_manage_users_see_every_environment_and_the_audit_log(ctx: ServerContext):  # noqa: F811
+    root = admin_client(ctx)
+    a = login(ctx, "a@example.com")
+    a.post("/api/v1/environments", json={"name": "mine"})
+    a.put("/api/v1/secrets/API_KEY", json={"value": "s3cret-value"})
+    for path in ("/users", "/environments", "/audit"):  # not for ordinary users
+        assert a.get("/api/v1/admin" + path).status_code == 403
+    assert a.post("/api/v1/admin/users", json={"email": "x@example.com", "password": PASSWORD}).status_code == 403
+    r = root.post("/api/v1/admin/users", json={"email": "New@Example.com", "password": PASSWORD})
+    assert r.status_code == 201 and r.json()["email"] == "new@example.com" and not r.json()["is_admin"]
+    new_id = r.json()["id"]
+    assert root.post("/api/v1/admin/users", json={"email": "new@example.com", "password": PASSWORD}).status_code == 409
+    short = root.post("/api/v1/admin/users", json={"email": "y@example.com", "password": "short"})
+    assert short.status_code == 422 and short.json()["field"] == "password"
+    # the new user logs in with the initial password; a wrong one is recorded too
+    anon = TestClient(create_app(ctx))
+    assert anon.post("/api/v1/auth/login", json={"email": "new@example.com", "password": "wrong password"}).status_code == 401
+    new_token = anon.post("/api/v1/auth/login", json={"email": "new@example.com", "password": PASSWORD}).json()["token"]
+    new = TestClient(create_app(ctx), headers={"Authorization": f"Bearer {new_token}"})
+    assert new.get("/api/v1/me").status_code == 200
+    # disable: tokens stop working at once; enable brings them back
+    assert root.patch(f"/api/v1/admin/users/{new_id}", json={"disabled": True}).json()["disabled"] is True
+    assert new.get("/api/v1/me").status_code == 401
+    root.patch(f"/api/v1/admin/users/{new_id}", json={"disabled": False})
+    assert new.get("/api/v1/me").status_code == 200
+    assert root.patch(f"/api/v1/admin/users/{new_id}", json={"is_admin": True}).json()["is_admin"] is True
+    assert new.get("/api/v1/admin/users").status_code == 200
+    # no admin locks themselves out
+    root_id = next(u["id"] for u in root.get("/api/v1/admin/users").json() if u["email"] == "root@example.com")
+    for change in ({"disabled": True}, {"is_admin": False}):
+        assert root.patch(f"/api/v1/admin/users/{root_id}", json=change).status_code == 422
+    assert root.patch("/api/v1/admin/users/99999", json={"disabled": True}).status_code == 404
+    envs = root.get("/api/v1/admin/environments").json()
+    assert [(e["owner"], e["name"]) for e in envs] == [("a", "mine")]
+    log = root.get("/api/v1/admin/audit", params={"limit": 500}).json()
+    seen = {(e["actor"], e["action"], e["target"]) for e in log}
+    for expected in [("a@example.com", "env.create", "mine"), ("a@example.com", "secret.set", "API_KEY"),
+                     ("root@example.com", "admin.user.create", "new@example.com"),
+                     ("new@example.com", "login.failed", ""), ("new@example.com", "login", ""),
+                     ("root@example.com", "admin.user.disable", "new@example.com"),
+                     ("root@example.com", "admin.user.enable", "new@example.com"),
+                     ("root@example.com", "admin.user.grant_admin", "new@example.com"),
+                     ("root@example.com", "admin.view", "environments")]:
+        assert expected in seen, expected
+    assert [e["id"] for e in log] == sorted((e["id"] for e in log), reverse=True)  # newest first
+    older = root.get("/api/v1/admin/audit", params={"limit": 2, "before": log[2]["id"]}).json()
+    assert [e["id"] for e in older] == [log[3]["id"], log[4]["id"]]
+    assert "s3cret-value" not in str(log) and PASSWORD not in str(log)
+    with ctx.db.session() as s:
+        assert s.scalar(select(User.disabled).where(User.id == new_id)) is False
