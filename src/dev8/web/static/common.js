@@ -72,5 +72,16 @@ window.dev8 = (() => {
     a.remove();
   }
 
-  return { api, el, when, cap, clearErrors, showError, confirmDelete, download, ApiError };
+  // Wraps an async loader so that only the newest call renders: a slow, older response
+  // (e.g. the page-load fetch) never overwrites what a later one (after a change) showed.
+  function latest(load, render) {
+    let seq = 0;
+    return async (...args) => {
+      const mine = ++seq;
+      const data = await load(...args);
+      if (mine === seq) render(data, ...args);
+    };
+  }
+
+  return { api, el, when, cap, clearErrors, showError, confirmDelete, download, latest, ApiError };
 })();

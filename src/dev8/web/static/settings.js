@@ -2,12 +2,11 @@
 // name and an expiry, shown once; revoked). SSH keys are sshkeys.js.
 "use strict";
 (() => {
-  const { api, el, when } = window.dev8;
+  const { api, el, when, latest } = window.dev8;
   const $ = (id) => document.getElementById(id);
   const showErr = (id, err) => { $(id).textContent = err ? err.message : ""; $(id).hidden = !err; };
 
-  async function refreshSecrets() {
-    const secrets = await api("GET", "/secrets");
+  const refreshSecrets = latest(() => api("GET", "/secrets"), (secrets) => {
     $("secret-list").querySelector("tbody").replaceChildren(...secrets.map((s) => el("tr", { dataset: { secret: s.name } },
       el("td", {}, el("code", { textContent: s.name })), el("td", { textContent: when(s.updated_at) }),
       el("td", { className: "actions" },
@@ -15,7 +14,7 @@
                        onclick: () => { $("secret-name").value = s.name; $("secret-value").focus(); } }),
         el("button", { type: "button", className: "danger", textContent: "Delete", ariaLabel: "Delete " + s.name,
                        onclick: () => removeSecret(s.name) })))));
-  }
+  });
   async function removeSecret(name) {
     if (!confirm(`Delete secret ${name}? Environments that use it keep their copy until reconfigured.`)) return;
     try { await api("DELETE", "/secrets/" + encodeURIComponent(name)); showErr("secret-error"); await refreshSecrets(); }
@@ -32,14 +31,13 @@
     } catch (err) { showErr("secret-error", err); }
   });
 
-  async function refreshTokens() {
-    const tokens = await api("GET", "/tokens");
+  const refreshTokens = latest(() => api("GET", "/tokens"), (tokens) => {
     $("token-list").querySelector("tbody").replaceChildren(...tokens.map((t) => el("tr", { dataset: { token: t.name } },
       el("td", { textContent: t.name }), el("td", { textContent: when(t.created_at) }),
       el("td", { textContent: t.expires_at ? when(t.expires_at) : "never" }), el("td", { textContent: when(t.last_used_at) }),
       el("td", { className: "actions" }, el("button", { type: "button", className: "danger", textContent: "Revoke",
                                                          ariaLabel: "Revoke " + t.name, onclick: () => revoke(t.id) })))));
-  }
+  });
   async function revoke(id) {
     try { await api("DELETE", "/tokens/" + id); showErr("token-error"); await refreshTokens(); }
     catch (err) { showErr("token-error", err); }

@@ -2,7 +2,7 @@
 // shown once, downloadable), remove.
 "use strict";
 (() => {
-  const { api, el, when } = window.dev8;
+  const { api, el, when, latest } = window.dev8;
   const list = document.getElementById("key-list");
   const error = document.getElementById("key-error");
   const paste = document.getElementById("key-paste");
@@ -10,15 +10,14 @@
   function fail(err) { error.textContent = err.message; error.hidden = false; paste.setAttribute("aria-invalid", "true"); }
   function ok() { error.hidden = true; paste.removeAttribute("aria-invalid"); }
 
-  async function refresh() {
-    const keys = await api("GET", "/keys");
+  const refresh = latest(() => api("GET", "/keys"), (keys) => {
     list.replaceChildren(...keys.map((k) => el("li", { dataset: { key: k.name } },
       el("strong", { textContent: k.name }), " ", el("code", { textContent: "SHA256:" + k.fingerprint }),
       el("span", { className: "muted", textContent: " added " + when(k.created_at) + " " }),
       el("button", { type: "button", className: "danger", textContent: "Remove",
                      ariaLabel: "Remove key " + k.name, onclick: () => remove(k.id) }))));
     if (!keys.length) list.append(el("li", { className: "muted", textContent: "No SSH keys yet." }));
-  }
+  });
 
   async function remove(id) {
     try { await api("DELETE", "/keys/" + id); ok(); await refresh(); } catch (err) { fail(err); }
