@@ -103,7 +103,12 @@ def test_port_preview_reaches_loopback_only_services(server: Dev8Server, alice: 
     # the app's redirect goes back to the browser: the proxy itself never follows one
     moved = client.get(f"/@{alice.username}/{app_env}/ports/8100/redirect", follow_redirects=False)
     assert moved.status_code == 302 and moved.headers["location"] == "http://169.254.169.254/latest/meta-data/"
-    assert client.get(f"/@{alice.username}/{app_env}/ports/9/").status_code == 502  # nothing listens
+    nothing = client.get(f"/@{alice.username}/{app_env}/ports/9/")  # nothing listens
+    assert nothing.status_code == 502 and "nothing answers on port 9" in nothing.json()["detail"]
+    # a browser opening the page gets one that retries by itself (an app still starting)
+    page = client.get(f"/@{alice.username}/{app_env}/ports/9/", headers={"accept": "text/html"})
+    assert page.status_code == 502 and '<meta http-equiv="refresh" content="1">' in page.text
+    assert "nothing answers on port 9" in page.text and page.headers["retry-after"] == "1"
 
 
 def test_uploads_larger_than_the_api_body_limit_stream_through_the_proxy(
@@ -150,7 +155,7 @@ def test_cli_ports_open_and_port_forward(server: Dev8Server, alice: User, app_en
     assert "8100" in listed and "8101" in listed and "loopback" in listed
     assert f"/@{alice.username}/{app_env}/ports/8100/" in listed
     url = alice.cli("open", app_env).stdout.strip()
-    assert url == f"{server.url}/@{alice.username}/{app_env}/apps/vscode/"
+    assert url == f"{server.url}/@{alice.username}/{app_env}/apps/vscode/?folder=%2Fhome%2Fdev%2Fworkspace"
     bad = alice.cli("port-forward", app_env, "3000:0x50", check=False)
     assert bad.returncode == 1 and "invalid port mapping" in bad.stderr
     local = free_port()

@@ -34,6 +34,9 @@ def test_cookie_sessions_need_the_csrf_token_for_changes(server: Dev8Server, ali
     assert ok.status_code == 202 and ok.json()["desired_state"] == "stopped"
     # another user's environment: 404 through the cookie too
     assert bob_web.post(f"/api/v1/environments/{name}/start", headers={"x-csrf-token": bob_csrf}).status_code == 404
+    assert bob_web.get(f"/api/v1/environments/{name}/logs").status_code == 404
+    # the environment page's logs: what its services printed
+    assert any("Server listening on" in line for line in web.get(f"/api/v1/environments/{name}/logs").json()["lines"])
     # the CLI's bearer tokens need no CSRF token
     assert alice.http().post(f"/environments/{name}/start").status_code == 202
 
@@ -42,10 +45,14 @@ def test_environments_list_updates_live_and_drives_the_lifecycle(page, server: D
     set_web_password(alice)
     name = unique("l")
     alice.cli("create", name, "--repo", "https://example.invalid/org/app.git")
+    assert alice.http().get(f"/environments/{name}").json()["last_used_at"] is None
+    assert alice.ssh(name, "true").returncode == 0  # using it over SSH counts as use
+    assert alice.http().get(f"/environments/{name}").json()["last_used_at"] is not None
     log_in(page, server, alice, "/")
     row = f"tr[data-env='{name}']"
     page.wait_for_selector(f"{row}[data-state='running']", timeout=30_000)
     assert page.inner_text(f"{row} td.repo") == "https://example.invalid/org/app.git"
+    assert page.inner_text(f"{row} td[data-label='Last used']") != "—"
     shot(page, "dashboard-list")
     page.click(f"{row} button:text('Stop')")
     page.wait_for_selector(f"{row}[data-state='stopped']", timeout=60_000)

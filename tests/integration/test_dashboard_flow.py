@@ -101,6 +101,7 @@ def test_setup_login_key_create_clone_push_stop_start_delete(page, git_world, tm
     assert page.input_value("#ssh-command") == f"ssh -p {server.ssh_port} {name}@127.0.0.1"
     assert "GITHUB_TOKEN_GIT_CORP_TEST_8443" in page.inner_text("[data-detail=Secrets]")
     assert TOKEN not in page.content()
+    page.wait_for_selector("#logs:has-text('Server listening on')")  # the services' output
     shot(page, "flow-7-environment")
     assert "Traceback" not in steps_seen
 
@@ -194,3 +195,45 @@ def test_other_users_environment_url_is_a_404_page_and_a_generated_key_opens_ssh
     page.wait_for_selector("#key-list li[data-key='generated in the browser']")
     assert "PRIVATE KEY" not in page.content()
     assert [e for e in page.console_errors if "404" not in e] == []  # the 404 pages above log their status
+
+
+PAGES = ["/", "/new", "/settings", "/admin"]
+
+
+def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, server: Dev8Server, tmp_path: Path):  # type: ignore[no-untyped-def]
+    server.cli("admin", "create-user", "boss@example.com", "--admin", "--password-stdin", input=PASSWORD + "\n")
+    boss = User.__new__(User)  # only the email is needed to log in through the form
+    boss.email = "boss@example.com"
+    log_in(page, server, boss, "/new")
+    # keyboard only: the name field has focus, Enter submits, the progress leads to the page
+    name = unique("k")
+    assert page.evaluate("document.activeElement.id") == "f-name"
+    page.keyboard.type(name)
+    page.keyboard.press("Enter")
+    page.wait_for_url(server.url + f"/environments/{name}", timeout=120_000)
+    page.wait_for_selector("body[data-state=running]")
+    # every control is reachable with Tab: walk the page until the Delete button has focus
+    reached = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim()"))
+        if reached[-1] == "Delete":
+            break
+    assert {"Skip to content", "Environments", "Open VS Code", "Terminal", "Stop", "Delete"} <= set(reached), reached
+    page.keyboard.press("Enter")  # Delete opens the confirmation; Escape closes it, nothing deleted
+    assert page.locator("dialog#confirm-delete").is_visible()
+    page.keyboard.press("Escape")
+    assert not page.locator("dialog#confirm-delete").is_visible()
+    # 390 px wide: nothing is wider than the screen
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in [*PAGES, f"/environments/{name}"]:
+        page.goto(server.url + path)
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width}px wide on a 390px screen"
+        shot(page, "narrow" + (path.replace("/", "-") if path != "/" else "-environments"))
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(server.url + "/admin")
+    page.wait_for_selector("#audit tr[data-action='env.create']")
+    shot(page, "admin")
+    assert page.console_errors == [], page.console_errors

@@ -97,13 +97,18 @@ def password_login(s: Session, throttle: LoginThrottle, *, email: str, password:
     return user
 
 
+def _new_token(s: Session, user: User, name: str, expires_in: timedelta | None) -> tuple[ApiToken, str]:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name[:64], token_hash=hash_token(token),
+                   expires_at=utcnow() + expires_in if expires_in else None)
+    s.add(row)
+    s.flush()
+    return row, token
+
+
 def create_token(s: Session, user: User, *, name: str = "cli", expires_in: timedelta | None = None) -> str:
     """Create an API token and return it; only its hash is stored."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    s.add(ApiToken(user_id=user.id, name=name[:64], token_hash=hash_token(token),
-                   expires_at=utcnow() + expires_in if expires_in else None))
-    s.flush()
-    return token
+    return _new_token(s, user, name, expires_in)[1]
 
 
 TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -122,9 +127,7 @@ def issue_api_token(s: Session, user: User, *, name: str, expires_in: str) -> tu
         raise Invalid(str(exc), field="expires_in") from None
     if not timedelta(minutes=1) <= lifetime <= MAX_TOKEN_LIFETIME:
         raise Invalid("expiry must be between 1 minute and 366 days", field="expires_in")
-    token = create_token(s, user, name=name, expires_in=lifetime)
-    row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    assert row is not None
+    row, token = _new_token(s, user, name, lifetime)
     audit.record(s, user, "token.create", name, f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC")
     return row, token
 

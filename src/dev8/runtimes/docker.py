@@ -168,6 +168,13 @@ class DockerRuntime:
             if container is not None and container.status in {"running", "restarting", "paused"}:
                 container.stop(timeout=10)
 
+    def logs(self, spec: EnvSpec, tail: int) -> list[str]:
+        with self._api() as c:
+            container = self._find(c, spec)
+            if container is None or container.labels.get(LABEL_ENV_ID) != spec.env_id:
+                return []
+            return container.logs(tail=tail, timestamps=False).decode(errors="replace").splitlines()
+
     def remove(self, spec: EnvSpec, *, keep_volume: bool) -> None:
         with self._api() as c:
             container = self._find(c, spec)

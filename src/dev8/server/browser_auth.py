@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from dev8.core import auth
+from dev8.core import environments as envs
 from dev8.core.errors import Unauthorized
 from dev8.server.context import ServerContext
 from dev8.store.models import Environment, User
@@ -86,6 +87,7 @@ def _lookup(ctx: ServerContext, token: str, owner: str, name: str) -> tuple[User
         env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
         if user.username != owner or env is None or env.desired_state == "deleted":
             raise NotVisible
+        envs.mark_used(env)
         return user, env
 
 

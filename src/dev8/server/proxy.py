@@ -11,13 +11,14 @@ must come from dev8's own origin.
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import httpx
 import websockets
 from fastapi import APIRouter, Request, WebSocket
-from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from dev8.apphosts import APPS, parse_port
@@ -69,10 +70,28 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
     return await forward_http(ctx, request, env, port, path)
 
 
+RETRY_SECONDS = 1
+
+
+def unavailable(request: Request, status: int, message: str) -> Response:
+    """The app is not there (yet): JSON for scripts; for a browser opening a page, one that
+    says so and reloads itself, so "Open VS Code" right after `ready` (code-server still
+    starting) or a preview of a server being started turns into the app by itself."""
+    if request.method != "GET" or "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"detail": message}, status_code=status)
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" '
+            f'content="{RETRY_SECONDS}"><title>Starting…</title></head><body style="font:16px system-ui,sans-serif;'
+            f'margin:4rem auto;max-width:36rem"><h1>Starting…</h1><p>{html.escape(message)}.</p>'
+            f'<p>This page tries again every {RETRY_SECONDS} seconds.</p></body></html>')
+    return HTMLResponse(page, status_code=status, headers={
+        "Retry-After": str(RETRY_SECONDS), "Cache-Control": "no-store",
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"})
+
+
 async def forward_http(ctx: ServerContext, request: Request, env: Environment, port: int, path: str) -> Response:
     """Relay ``request`` to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it)."""
     if env.observed_state != "running" or not env.ssh_port:
-        return JSONResponse({"detail": f"environment {env.name} is {env.observed_state}"}, status_code=503)
+        return unavailable(request, 503, f"environment {env.name} is {env.observed_state}")
     client = await ctx.tunnels.http_client(env, port)
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
     if request.headers.get("cookie"):
@@ -89,8 +108,8 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
         upstream = await client.send(client.build_request(request.method, upstream_url, headers=headers,
                                                           content=body), stream=True, follow_redirects=False)
     except httpx.HTTPError as exc:
-        return JSONResponse({"detail": f"nothing answers on port {port} in {env.name}: {exc.__class__.__name__}"},
-                            status_code=502)
+        return unavailable(request, 502, f"nothing answers on port {port} in {env.name} yet "
+                                         f"({exc.__class__.__name__})")
     out_headers = [(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in HOP_BY_HOP - {"content-length"}]
     # Added to whatever the app sends (policies intersect): only its own origin may frame it
     # (VS Code frames its webviews), no other site.

@@ -153,6 +153,7 @@ class EnvironmentOut(BaseModel):
     git_hosts: list[str]
     created_at: datetime
     started_at: datetime | None
+    last_used_at: datetime | None
     ssh_command: str
     vscode_url: str
     terminal_url: str

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
 from dev8.apphosts import AppHost, parse_app_host
+from dev8.core import environments as envs
 from dev8.core import sharing
 from dev8.core.errors import Unauthorized
 from dev8.server.appsessions import SESSION_SECONDS
@@ -54,6 +55,8 @@ def authorize(ctx: ServerContext, target: AppHost, viewer_id: int | None) -> Env
             env = found[0]
             level = sharing.share_level(s, env.id, target.port) if target.is_port else "private"
             if sharing.may_open(level, viewer, env.owner_id):
+                if viewer is not None and viewer.id == env.owner_id:
+                    envs.mark_used(env)
                 return env
         if viewer is None:
             raise Unauthorized("login required")

@@ -35,7 +35,7 @@ def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         cpus=env.cpus, memory=env.memory, secrets=list(env.secret_names or []),
         repo=((env.options or {}).get("repo") or {}).get("url"),
         git_hosts=[p["host"] for p in ((env.options or {}).get("git") or {}).get("providers", [])],
-        created_at=env.created_at, started_at=env.started_at,
+        created_at=env.created_at, started_at=env.started_at, last_used_at=env.last_used_at,
         ssh_command=f"ssh -p {port} {env.name}@{host}",
         vscode_url=app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, "vscode", env.name, user.username)
         + "?" + urlencode({"folder": envs.workspace_folder(env)}),
@@ -149,6 +149,16 @@ async def _run_in_env(ctx: Ctx, user: User, name: str, command: str) -> dict:
 @router.get("/{name}/health", summary="Per-service state inside the environment (checked over SSH)")
 async def health(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     return {"services": {}, **await _run_in_env(ctx, user, name, "dev8-env health")}
+
+
+@router.get("/{name}/logs", summary="The last lines the environment's services printed (sshd, code-server)")
+async def logs(name: str, ctx: Ctx, user: CurrentUser, tail: int = Query(200, ge=1, le=2000)) -> dict:
+    def read() -> list[str]:
+        with ctx.db.session() as s:
+            env = envs.get_environment(s, user, name)
+            spec = envs.spec_of(env, ctx.reconciler.installation)
+        return ctx.runtime.logs(spec, tail)
+    return {"lines": await asyncio.to_thread(read)}
 
 
 @router.get("/{name}/ports", summary="TCP ports listening inside the environment, with preview URLs "

@@ -1,5 +1,5 @@
 // Environment page: state and buttons (every 2 s), services and ports (every 10 s, they
-// are asked of the environment over SSH), recent events, connection help.
+// are asked of the environment over SSH), recent events, logs, connection help.
 "use strict";
 (() => {
   const { api, el, when, cap, confirmDelete } = window.dev8;
@@ -33,7 +33,7 @@
     const details = [["Image", env.image], ["CPUs", String(env.cpus)], ["Memory", env.memory],
                      ["Repository", env.repo || "—"], ["Git hosts", env.git_hosts.join(", ") || "—"],
                      ["Secrets", env.secrets.join(", ") || "none"], ["Created", when(env.created_at)],
-                     ["Last started", when(env.started_at)]];
+                     ["Last started", when(env.started_at)], ["Last used", when(env.last_used_at)]];
     if (env.status_message && env.state !== "running") details.push(["Status", env.status_message]);
     $("details").replaceChildren(...details.flatMap(([k, v]) => [el("dt", { textContent: k }),
                                                                   el("dd", { textContent: v, dataset: { detail: k } })]));
@@ -51,7 +51,13 @@
     }
   }
 
+  async function refreshLogs() {
+    const { lines } = await api("GET", path + "/logs?tail=200");
+    $("logs").textContent = lines.length ? lines.join("\n") : "No output yet.";
+  }
+
   async function refreshInside() {
+    refreshLogs().catch(() => {});
     if (state !== "running") {
       $("services").replaceChildren(el("li", { className: "muted", textContent: `Not running (${state}).` }));
       $("ports").querySelector("tbody").replaceChildren();

@@ -28,7 +28,7 @@
       el("td", { dataset: { label: "Image" }, textContent: env.image }),
       el("td", { className: "repo", dataset: { label: "Repository" }, textContent: env.repo || "—", title: env.repo || "" }),
       el("td", { dataset: { label: "Created" }, textContent: when(env.created_at) }),
-      el("td", { dataset: { label: "Last started" }, textContent: when(env.started_at) }),
+      el("td", { dataset: { label: "Last used" }, textContent: when(env.last_used_at) }),
       actions);
     tr.dataset.env = env.name;
     tr.dataset.state = env.state;

@@ -1,4 +1,4 @@
-"""audit log of sensitive actions
+"""audit log of sensitive actions; environments.last_used_at
 
 Revision ID: 0004
 Revises: 0003
@@ -24,8 +24,12 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=False),
     )
     op.create_index("ix_audit_log_ts", "audit_log", ["ts"])
+    with op.batch_alter_table("environments") as batch:
+        batch.add_column(sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("environments") as batch:
+        batch.drop_column("last_used_at")
     op.drop_index("ix_audit_log_ts", "audit_log")
     op.drop_table("audit_log")
