@@ -108,11 +108,13 @@ def test_a_token_typed_into_the_create_form_is_saved_with_the_environment_or_not
     with ctx.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Secret)) == 0  # nothing half-created
         assert s.scalar(select(func.count()).select_from(Environment)) == 0
+    body["ai"] = {"anthropic": "ANTHROPIC_API_KEY"}  # an AI key typed in the same way
+    body["new_secrets"]["ANTHROPIC_API_KEY"] = "sk-ant-typed"
     ok = a.post("/api/v1/environments", json={**body, "branch": "main"})
-    assert ok.status_code == 202 and ok.json()["secrets"] == ["GHE_TOKEN"], ok.text
-    assert [x["name"] for x in a.get("/api/v1/secrets").json()] == ["GHE_TOKEN"]
+    assert ok.status_code == 202 and ok.json()["secrets"] == ["ANTHROPIC_API_KEY", "GHE_TOKEN"], ok.text
+    assert [x["name"] for x in a.get("/api/v1/secrets").json()] == ["ANTHROPIC_API_KEY", "GHE_TOKEN"]
     with ctx.db.session() as s:
-        row = s.scalar(select(Secret))
+        row = s.scalar(select(Secret).where(Secret.name == "GHE_TOKEN"))
         assert row is not None and b"tok-typed-in-the-form" not in row.ciphertext
     assert all("tok-typed-in-the-form" not in str(r) for r in audit_rows(ctx))
     assert ok.json()["vscode_url"].endswith("?folder=%2Fhome%2Fdev%2Fworkspace%2Fapp")  # opens the clone

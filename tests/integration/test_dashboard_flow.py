@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import (GIT_HOST, GITLAB_HOST, PASSWORD, Dev8Server, User, log_in, make_tls_certs,
-                           set_web_password, shot, start_git_server, unique, wait_until)
+                           set_web_password, shot, start_git_server, unique, wait_until, web_login)
 
 TOKEN = "tok-" + "9f8e7d6c5b4a" * 3
 
@@ -194,6 +194,34 @@ def test_other_users_environment_url_is_a_404_page_and_a_generated_key_opens_ssh
     page.reload()  # shown once: a reload shows the key's name, never the private half
     page.wait_for_selector("#key-list li[data-key='generated in the browser']")
     assert "PRIVATE KEY" not in page.content()
+    # secrets: set, replace, delete; the value is never shown back
+    page.fill("#secret-name", "NPM_TOKEN")
+    page.fill("#secret-value", "npm-secret-value-1")
+    page.click("#secret-form button")
+    page.wait_for_selector("#secret-list tr[data-secret='NPM_TOKEN']")
+    page.click("#secret-list tr[data-secret='NPM_TOKEN'] button:text('Replace')")
+    assert page.input_value("#secret-name") == "NPM_TOKEN" and page.input_value("#secret-value") == ""
+    page.fill("#secret-value", "npm-secret-value-2")
+    page.click("#secret-form button")
+    wait_until(lambda: page.input_value("#secret-value") == "", timeout=10, what="the form reset after saving")
+    assert "npm-secret-value" not in page.content()
+    assert [s["name"] for s in alice.http().get("/secrets").json()] == ["NPM_TOKEN"]
+    page.once("dialog", lambda d: d.accept())
+    page.click("#secret-list tr[data-secret='NPM_TOKEN'] button:text('Delete')")
+    page.wait_for_selector("#secret-list tr[data-secret='NPM_TOKEN']", state="detached")
+    assert alice.http().get("/secrets").json() == []
+    # API tokens: created with a name and expiry, shown once, working, revoked
+    page.fill("#token-name", "ci runner")
+    page.select_option("#token-expiry", "7d")
+    page.click("#token-form button")
+    page.wait_for_selector("#token-created:not([hidden])")
+    token = page.inner_text("#token-value").strip()
+    api = server.api(token)
+    assert api.get("/me").json()["email"] == alice.email
+    shot(page, "flow-settings-token")
+    page.click("#token-list tr[data-token='ci runner'] button:text('Revoke')")
+    page.wait_for_selector("#token-list tr[data-token='ci runner']", state="detached")
+    assert api.get("/me").status_code == 401
     assert [e for e in page.console_errors if "404" not in e] == []  # the 404 pages above log their status
 
 
@@ -235,5 +263,19 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(server.url + "/admin")
     page.wait_for_selector("#audit tr[data-action='env.create']")
+    assert name in page.inner_text("#all-envs")
+    # create a user, who can log in; disable them, and their session stops working
+    page.fill("#user-email", "intern@example.com")
+    page.fill("#user-password", PASSWORD)
+    page.click("#user-form button")
+    row = "#users tr[data-user='intern@example.com']"
+    page.wait_for_selector(row)
+    intern = web_login(server, "intern@example.com")
+    assert intern.get("/api/v1/me").status_code == 200
+    page.click(f"{row} button:text('Disable')")
+    page.wait_for_selector(f"{row} .state:text('disabled')")
+    assert intern.get("/api/v1/me").status_code == 401
+    for action in ("admin.user.create", "admin.user.disable", "login"):
+        page.wait_for_selector(f"#audit tr[data-action='{action}']")
     shot(page, "admin")
     assert page.console_errors == [], page.console_errors
