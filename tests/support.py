@@ -375,6 +375,13 @@ def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
+def trust_workspace_when_asked(page) -> None:  # type: ignore[no-untyped-def]
+    """VS Code asks whether to trust the folder, at a moment of its choosing (seconds after
+    the workbench shows on a busy machine): answer yes whenever the dialog turns up."""
+    button = page.locator("a.monaco-button:has-text('Yes, I trust the authors')")
+    page.add_locator_handler(button, lambda b: b.click())
+
+
 def log_in(page, server: Dev8Server, user: User, target: str) -> None:  # type: ignore[no-untyped-def]
     """Open ``target`` and log in on the form it sends us to; back at ``target`` after."""
     page.goto(server.url + target)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from tests.support import Dev8Server, User, log_in, set_web_password, shot, unique, wait_until
+from tests.support import (Dev8Server, User, log_in, set_web_password, shot, trust_workspace_when_asked, unique,
+                           wait_until)
 
 def terminal_text(page) -> str:  # type: ignore[no-untyped-def]
     return page.inner_text(".xterm-rows")
@@ -60,14 +61,9 @@ def test_vscode_opens_edits_saves_and_runs_its_terminal(page, server: Dev8Server
     alice.cli("create", name, "--image", fullstack_image)
     alice.ssh(name, "mkdir -p ~/workspace/proj && echo 'first line' > ~/workspace/proj/notes.txt")
     target = f"/@{alice.username}/{name}/apps/vscode/?folder=/home/dev/workspace/proj"
+    trust_workspace_when_asked(page)
     log_in(page, server, alice, target)
     page.wait_for_selector(".monaco-workbench", timeout=120_000)
-    # a trust prompt may ask about the folder; trust it
-    trust = page.locator("a.monaco-button:has-text('Yes, I trust the authors')")
-    try:
-        trust.click(timeout=5_000)
-    except Exception:  # noqa: BLE001 — no prompt in this version/settings
-        pass
     page.wait_for_selector(".explorer-folders-view :text('notes.txt')", timeout=60_000)
     page.click(".explorer-folders-view :text('notes.txt')")
     page.wait_for_selector(".monaco-editor .view-lines:has-text('first line')", timeout=60_000)
@@ -82,6 +78,7 @@ def test_vscode_opens_edits_saves_and_runs_its_terminal(page, server: Dev8Server
     page.keyboard.press("Control+Backquote")
     page.wait_for_selector(".terminal-wrapper .xterm", timeout=60_000)
     page.wait_for_timeout(1000)  # the shell prints its prompt
+    page.click(".terminal-wrapper .xterm")  # the panel opens, but the editor may keep the focus
     page.keyboard.type("echo from-vscode-$((40+2)) > /tmp/vscode-terminal.txt\n")
     wait_until(lambda: alice.ssh(name, "cat /tmp/vscode-terminal.txt 2>/dev/null").stdout.strip() == "from-vscode-42",
                timeout=30, what="a command run in VS Code's terminal")

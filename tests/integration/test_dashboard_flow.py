@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import (GIT_HOST, GITLAB_HOST, PASSWORD, Dev8Server, User, log_in, make_tls_certs,
-                           set_web_password, shot, start_git_server, unique, wait_until, web_login)
+                           set_web_password, shot, start_git_server, trust_workspace_when_asked, unique,
+                           wait_until, web_login)
 
 TOKEN = "tok-" + "9f8e7d6c5b4a" * 3
 
@@ -103,17 +104,20 @@ def test_setup_login_key_create_clone_push_stop_start_delete(page, git_world, tm
     assert TOKEN not in page.content()
     page.wait_for_selector("#logs:has-text('Server listening on')")  # the services' output
     shot(page, "flow-7-environment")
+    # a listening port's sharing level, changed from the page
+    page.wait_for_selector("#ports tr[data-port='13337']", timeout=60_000)
+    page.select_option("#ports tr[data-port='13337'] select", "authenticated")
+    api = server.api(server.cli("admin", "create-token", "admin@example.com").stdout.strip())
+    wait_until(lambda: api.get(f"/environments/{name}/ports").json()["shares"] == {"13337": "authenticated"},
+               timeout=20, what="the sharing level saved")
     assert "Traceback" not in steps_seen
 
     # VS Code opens the clone: the repository's README is in the explorer
     with page.context.expect_page() as opened:
         page.click("#open-vscode")
     vscode = opened.value
+    trust_workspace_when_asked(vscode)
     vscode.wait_for_selector(".monaco-workbench", timeout=120_000)
-    try:
-        vscode.locator("a.monaco-button:has-text('Yes, I trust the authors')").click(timeout=5_000)
-    except Exception:  # noqa: BLE001 — no trust prompt in this version/settings
-        pass
     vscode.wait_for_selector(".explorer-folders-view :text('README.md')", timeout=60_000)
     shot(vscode, "flow-8-vscode")
     vscode.close()
@@ -252,6 +256,8 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
     assert page.locator("dialog#confirm-delete").is_visible()
     page.keyboard.press("Escape")
     assert not page.locator("dialog#confirm-delete").is_visible()
+    page.click("#actions button:text('Reconfigure')")
+    page.wait_for_selector("#events li:has-text('reconfigure requested')")
     # 390 px wide: nothing is wider than the screen
     page.set_viewport_size({"width": 390, "height": 844})
     for path in [*PAGES, f"/environments/{name}"]:

@@ -170,6 +170,7 @@
     };
     const source = new EventSource(`/api/v1/environments/${encodeURIComponent(name)}/events`);
     const envPage = "/environments/" + encodeURIComponent(name);
+    $("progress-page").href = envPage;
     source.addEventListener("progress", (msg) => {
       const ev = JSON.parse(msg.data);
       const li = item(ev.step);
