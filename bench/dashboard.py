@@ -16,17 +16,9 @@ import time
 import httpx
 
 from bench.common import dev8_server, median, report
-from tests.support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Dev8Server, User, set_web_password, unique
+from tests.support import CHROMIUM, CHROMIUM_ARGS, Dev8Server, User, log_in, set_web_password, unique
 
 PAGES = ["/", "/new", "/settings"]
-
-
-def log_in(page, server: Dev8Server, user: User) -> None:  # type: ignore[no-untyped-def]
-    page.goto(server.url + "/login")
-    page.fill("input[name=email]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button")
-    page.wait_for_url(server.url + "/")
 
 
 def via_dashboard(page, server: Dev8Server, image: str) -> float:  # type: ignore[no-untyped-def]
@@ -100,7 +92,7 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
-        log_in(page, server, user)
+        log_in(page, server, user, "/")
         dashboard, script, warm = [], [], []
         for _ in range(args.runs):  # interleaved, so both see the same machine state
             dashboard.append(via_dashboard(page, server, args.image))

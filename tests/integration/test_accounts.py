@@ -18,15 +18,15 @@ from tests.integration.test_api import ctx, login  # noqa: F401 — ctx is a fix
 PASSWORD = "correct horse battery"
 
 
-def admin_client(ctx: ServerContext, email: str = "root@example.com") -> TestClient:
-    with ctx.db.session() as s:
+def admin_client(context: ServerContext, email: str = "root@example.com") -> TestClient:
+    with context.db.session() as s:
         user = auth.create_user(s, email=email, password=PASSWORD, is_admin=True)
         token = auth.create_token(s, user)
-    return TestClient(create_app(ctx), headers={"Authorization": f"Bearer {token}"})
+    return TestClient(create_app(context), headers={"Authorization": f"Bearer {token}"})
 
 
-def audit_rows(ctx: ServerContext) -> list[tuple[str, str, str, str]]:
-    with ctx.db.session() as s:
+def audit_rows(context: ServerContext) -> list[tuple[str, str, str, str]]:
+    with context.db.session() as s:
         return [(e.actor, e.action, e.target, e.detail) for e in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
 
 

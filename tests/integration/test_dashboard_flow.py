@@ -31,6 +31,13 @@ def git_world(tmp_path: Path, test_network: str, base_image: str, fullstack_imag
     git.remove(force=True)
 
 
+def ssh_with(key: Path, server: Dev8Server, env: str, command: str) -> str:
+    """``command``'s output over real OpenSSH through the gateway, with ``key`` only."""
+    argv = ["ssh", "-p", str(server.ssh_port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", f"{env}@127.0.0.1", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.strip()
+
+
 def terminal_text(page) -> str:  # type: ignore[no-untyped-def]
     return page.inner_text(".xterm-rows")
 
@@ -135,10 +142,7 @@ def test_setup_login_key_create_clone_push_stop_start_delete(page, git_world, tm
     pushed = git.exec_run("git -C /srv/git/org/app.git log --format=%s -1 main").output.decode().strip()
     assert pushed == "pushed from the browser"
     # the pasted key opens the environment over real SSH
-    ssh = ["ssh", "-p", str(server.ssh_port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-           "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
-           f"{name}@127.0.0.1", "cat ~/workspace/app/E2E.md"]
-    assert subprocess.run(ssh, capture_output=True, text=True, timeout=60).stdout.strip() == "from-the-dashboard"
+    assert ssh_with(key, server, name, "cat ~/workspace/app/E2E.md") == "from-the-dashboard"
 
     # stop, start: the file is still there
     page.click("#actions button:text('Stop')")
@@ -191,10 +195,7 @@ def test_other_users_environment_url_is_a_404_page_and_a_generated_key_opens_ssh
     assert key.read_text().strip() == shown.strip() and "BEGIN OPENSSH PRIVATE KEY" in shown
     key.chmod(0o600)
     shot(page, "flow-generated-key")
-    ssh = ["ssh", "-p", str(server.ssh_port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-           "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
-           f"{name}@127.0.0.1", "echo via-generated-$((2*21))"]
-    assert subprocess.run(ssh, capture_output=True, text=True, timeout=60).stdout.strip() == "via-generated-42"
+    assert ssh_with(key, server, name, "echo via-generated-$((2*21))") == "via-generated-42"
     page.reload()  # shown once: a reload shows the key's name, never the private half
     page.wait_for_selector("#key-list li[data-key='generated in the browser']")
     assert "PRIVATE KEY" not in page.content()

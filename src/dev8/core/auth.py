@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import asyncssh
 from argon2 import PasswordHasher
@@ -17,7 +17,7 @@ from dev8.core import audit
 from dev8.core.errors import Conflict, Invalid, NotFound, Unauthorized
 from dev8.core.throttle import LoginThrottle
 from dev8.names import username_from_email
-from dev8.store.models import ApiToken, Meta, SshKey, User, utcnow
+from dev8.store.models import ApiToken, Meta, SshKey, User, as_utc, note_use, utcnow
 
 TOKEN_PREFIX = "dev8_"
 _hasher = PasswordHasher()
@@ -151,25 +151,17 @@ def revoke_token_value(s: Session, token: str) -> None:
         s.delete(row)
 
 
-LAST_USED_PRECISION = timedelta(minutes=1)
-
-
 def user_for_token(s: Session, token: str) -> User:
     row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    now = datetime.now(timezone.utc)
     if row is None:
         raise Unauthorized("invalid token")
     expires = row.expires_at
-    if expires is not None and expires.replace(tzinfo=expires.tzinfo or timezone.utc) <= now:
+    if expires is not None and as_utc(expires) <= utcnow():
         raise Unauthorized("token expired")
     user = s.get(User, row.user_id)
     if user is None or user.disabled:
         raise Unauthorized("invalid token")
-    last = row.last_used_at
-    # A write per request would make every proxied asset wait for the database; a minute's
-    # precision is plenty for "last used".
-    if last is None or last.replace(tzinfo=last.tzinfo or timezone.utc) < now - LAST_USED_PRECISION:
-        row.last_used_at = now
+    note_use(row)  # not a write per request: every proxied asset would wait for the database
     return user
 
 

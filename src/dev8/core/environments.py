@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta, timezone
 
 import asyncssh
 from sqlalchemy import select
@@ -191,18 +190,6 @@ def create_environment(
     add_event(s, env.id, "request", "ok", "environment requested")
     audit.record(s, user, "env.create", name, image)
     return env
-
-
-USE_PRECISION = timedelta(minutes=1)
-
-
-def mark_used(env: Environment) -> None:
-    """Note that the owner just used ``env`` (SSH, an app, the terminal). A minute's
-    precision: a page load's many requests write once, not once each."""
-    now = utcnow()
-    last = env.last_used_at
-    if last is None or last.replace(tzinfo=last.tzinfo or timezone.utc) < now - USE_PRECISION:
-        env.last_used_at = now
 
 
 def list_environments(s: Session, user: User) -> list[Environment]:

@@ -18,10 +18,9 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from dev8.core import auth
-from dev8.core import environments as envs
 from dev8.core.errors import Unauthorized
 from dev8.server.context import ServerContext
-from dev8.store.models import Environment, User
+from dev8.store.models import Environment, User, note_use
 
 SESSION_COOKIE = "dev8_session"
 APP_COOKIE = "dev8_app"  # host-only, on an app subdomain (subdomains.py)
@@ -87,7 +86,7 @@ def _lookup(ctx: ServerContext, token: str, owner: str, name: str) -> tuple[User
         env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
         if user.username != owner or env is None or env.desired_state == "deleted":
             raise NotVisible
-        envs.mark_used(env)
+        note_use(env)  # the owner opened an app or the terminal
         return user, env
 
 

@@ -20,11 +20,10 @@ from asyncssh.forward import SSHForwarder
 from sqlalchemy import select
 
 from dev8.core import auth, envssh
-from dev8.core.environments import mark_used
 from dev8.core.secrets import open_env_key
 from dev8.names import ENV_NAME_RE
 from dev8.server.context import ServerContext
-from dev8.store.models import Environment, User
+from dev8.store.models import Environment, User, note_use
 
 log = logging.getLogger("dev8.sshgateway")
 
@@ -120,7 +119,7 @@ class GatewayServer(asyncssh.SSHServer):
                 env = s.get(Environment, env_id)
                 if env is None or env.observed_state != "running" or not env.ssh_port:
                     return env, None
-                mark_used(env)
+                note_use(env)  # an SSH session of its owner
                 return env, open_env_key(s, self.ctx.keyring, env_id)
         env, key = await asyncio.to_thread(lookup)
         if env is None or key is None:

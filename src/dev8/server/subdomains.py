@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
 from dev8.apphosts import AppHost, parse_app_host
-from dev8.core import environments as envs
 from dev8.core import sharing
 from dev8.core.errors import Unauthorized
 from dev8.server.appsessions import SESSION_SECONDS
@@ -32,7 +31,7 @@ from dev8.server.browser_auth import (APP_COOKIE, NotVisible, login_required, no
                                       session_user)
 from dev8.server.context import ServerContext
 from dev8.server.proxy import METHODS, forward_http, forward_ws
-from dev8.store.models import Environment, User
+from dev8.store.models import Environment, User, note_use
 
 AUTH_PATH = "/.dev8/auth"  # on every app host; shadows that path of the app
 
@@ -56,7 +55,7 @@ def authorize(ctx: ServerContext, target: AppHost, viewer_id: int | None) -> Env
             level = sharing.share_level(s, env.id, target.port) if target.is_port else "private"
             if sharing.may_open(level, viewer, env.owner_id):
                 if viewer is not None and viewer.id == env.owner_id:
-                    envs.mark_used(env)
+                    note_use(env)
                 return env
         if viewer is None:
             raise Unauthorized("login required")

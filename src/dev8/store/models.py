@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (
     JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text,
@@ -13,6 +13,22 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def as_utc(ts: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; they are UTC."""
+    return ts.replace(tzinfo=ts.tzinfo or timezone.utc)
+
+
+USE_PRECISION = timedelta(minutes=1)
+
+
+def note_use(row: "ApiToken | Environment") -> None:
+    """Set ``row.last_used_at`` to now, with a minute's precision: a burst of requests (a page
+    load, a proxied app) writes to the database once, not once each."""
+    now = utcnow()
+    if row.last_used_at is None or as_utc(row.last_used_at) < now - USE_PRECISION:
+        row.last_used_at = now
 
 
 class Base(DeclarativeBase):
