@@ -108,8 +108,11 @@ def create_user(
         password = sys.stdin.readline().rstrip("\n")
     elif sys.stdin.isatty():
         password = getpass.getpass("Password (empty for token-only): ") or None
-    if password is not None and len(password) < 8:
-        fail("password must have at least 8 characters")
+    if password is not None:
+        try:
+            auth.check_password(password)  # before the store is opened
+        except Dev8Error as exc:
+            fail(str(exc))
     db, _ = _store(data_dir, database_url)
     try:
         with db.session() as s:

@@ -38,10 +38,21 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
+MIN_PASSWORD_LENGTH = 8
+
+
+def check_password(password: str) -> None:
+    """The one rule for a new password (setup, admin, CLI, set-password)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"password must have at least {MIN_PASSWORD_LENGTH} characters", field="password")
+
+
 def create_user(s: Session, *, email: str, password: str | None = None, is_admin: bool = False) -> User:
     email = email.strip().lower()
     if not EMAIL_RE.fullmatch(email):
-        raise Invalid(f"invalid email address {email!r}")
+        raise Invalid(f"invalid email address {email!r}", field="email")
+    if password is not None:
+        check_password(password)
     if s.scalar(select(User).where(User.email == email)):
         raise Conflict(f"user {email} already exists")
     base = username_from_email(email)
@@ -57,8 +68,7 @@ def create_user(s: Session, *, email: str, password: str | None = None, is_admin
 
 
 def set_password(s: Session, user: User, password: str) -> None:
-    if len(password) < 8:
-        raise Invalid("password must have at least 8 characters")
+    check_password(password)
     user.password_hash = _hasher.hash(password)
 
 
@@ -188,8 +198,7 @@ def complete_setup(s: Session, *, token: str, email: str, password: str) -> User
     row = s.get(Meta, SETUP_KEY)
     if row is None or has_users(s) or not secrets.compare_digest(row.value, hash_token(token)):
         raise Unauthorized("invalid or used setup token")
-    if len(password) < 8:
-        raise Invalid("password must have at least 8 characters")
+    check_password(password)
     s.delete(row)
     user = create_user(s, email=email, password=password, is_admin=True)
     audit.record(s, user, "setup", user.email, "first admin")
