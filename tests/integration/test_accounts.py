@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncssh
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from dev8.core import auth
 from dev8.server.app import create_app
@@ -170,3 +170,40 @@ def test_admins_manage_users_see_every_environment_and_the_audit_log(ctx: Server
     assert "s3cret-value" not in str(log) and PASSWORD not in str(log)
     with ctx.db.session() as s:
         assert s.scalar(select(User.disabled).where(User.id == new_id)) is False
+
+
+
+def test_a_change_is_committed_before_its_response_is_sent(ctx: ServerContext):  # noqa: F811
+    """The dashboard re-reads a list right after a 2xx: had the commit run after the response
+    (FastAPI's default for dependencies with yield), that read could miss the change (a
+    revoked token still listed), and a commit that failed would have been answered with success."""
+    a = login(ctx, "a@example.com")
+    order: list[str] = []
+    app = create_app(ctx)
+
+    async def observed(scope, receive, send):  # type: ignore[no-untyped-def]
+        async def note_start(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.start":
+                order.append(f"response {message['status']}")
+            await send(message)
+        await app(scope, receive, note_start)
+
+    def commit(_session) -> None:  # type: ignore[no-untyped-def]
+        order.append("commit")
+
+    def refuse(_session) -> None:  # type: ignore[no-untyped-def]
+        raise RuntimeError("commit refused")
+
+    client = TestClient(observed, headers=a.headers, raise_server_exceptions=False)
+    event.listen(ctx.db.sessions, "before_commit", commit)
+    try:
+        assert client.put("/api/v1/secrets/KEPT", json={"value": "v1"}).status_code == 200
+        assert "commit" in order and order[-1] == "response 200", order  # nothing commits after it
+        event.listen(ctx.db.sessions, "before_commit", refuse)
+        assert client.put("/api/v1/secrets/LOST", json={"value": "v2"}).status_code == 500
+        assert client.delete("/api/v1/secrets/KEPT").status_code == 500
+    finally:
+        for listener in (commit, refuse):
+            if event.contains(ctx.db.sessions, "before_commit", listener):
+                event.remove(ctx.db.sessions, "before_commit", listener)
+    assert [x["name"] for x in a.get("/api/v1/secrets").json()] == ["KEPT"]

@@ -26,7 +26,10 @@ def get_session(ctx: Ctx) -> Iterator[Session]:
         yield s
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function" scope: commit when the handler returns, before the response is sent. FastAPI's
+# default ("request") commits after sending, so a client re-reading at once could miss the
+# change, and a commit that fails would already have been answered with success.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
