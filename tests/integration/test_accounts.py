@@ -207,3 +207,15 @@ def test_a_change_is_committed_before_its_response_is_sent(ctx: ServerContext): 
             if event.contains(ctx.db.sessions, "before_commit", listener):
                 event.remove(ctx.db.sessions, "before_commit", listener)
     assert [x["name"] for x in a.get("/api/v1/secrets").json()] == ["KEPT"]
+
+
+def test_a_login_lockout_is_audited_once_however_often_it_is_hammered(ctx: ServerContext):  # noqa: F811
+    admin_client(ctx, "victim@example.com")
+    anon = TestClient(create_app(ctx))
+    attempt = {"email": "Victim@example.com", "password": "guess"}
+    assert [anon.post("/api/v1/auth/login", json=attempt).status_code for _ in range(8)] == [401] * 5 + [429] * 3
+    rows = [(actor, action) for actor, action, _, _ in audit_rows(ctx)]
+    assert rows.count(("victim@example.com", "login.failed")) == 5
+    assert rows.count(("victim@example.com", "login.throttled")) == 1
+    throttled = [detail for _, action, _, detail in audit_rows(ctx) if action == "login.throttled"]
+    assert "too many failed logins" in throttled[0] and "guess" not in throttled[0]

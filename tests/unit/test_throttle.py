@@ -39,3 +39,23 @@ def test_one_address_is_limited_across_emails_and_success_resets_the_email():
     for _ in range(4):
         t.failed("c@x.test", "7.7.7.7")
     t.check("c@x.test", "6.6.6.6")  # 4 since the success: under 5
+
+
+def test_only_the_first_refusal_of_a_lockout_is_marked_first():
+    clock = Clock()
+    t = LoginThrottle(per_email=2, per_client=20, window=60, clock=clock)
+    for _ in range(2):
+        t.failed("a@x.test", "1.1.1.1")
+    firsts = []
+    for _ in range(3):
+        with pytest.raises(TooManyAttempts) as exc:
+            t.check("a@x.test", "1.1.1.1")
+        firsts.append(exc.value.first)
+    assert firsts == [True, False, False]
+    clock.now += 61  # the lockout ends; two new failures start another one
+    t.check("a@x.test", "1.1.1.1")
+    t.failed("a@x.test", "1.1.1.1")
+    t.failed("a@x.test", "1.1.1.1")
+    with pytest.raises(TooManyAttempts) as exc:
+        t.check("a@x.test", "1.1.1.1")
+    assert exc.value.first

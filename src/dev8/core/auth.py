@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dev8.core import audit
-from dev8.core.errors import Conflict, Invalid, NotFound, Unauthorized
+from dev8.core.errors import Conflict, Invalid, NotFound, TooManyAttempts, Unauthorized
 from dev8.core.throttle import LoginThrottle
 from dev8.names import username_from_email
 from dev8.store.models import ApiToken, Meta, SshKey, User, as_utc, note_use, utcnow
@@ -92,14 +92,22 @@ def verify_password(s: Session, *, email: str, password: str) -> User:
 
 
 def password_login(s: Session, throttle: LoginThrottle, *, email: str, password: str, client: str) -> User:
-    """verify_password behind the login throttle, counted per email and per client address;
-    both outcomes go to the audit log (a failure is committed before the error propagates)."""
-    throttle.check(email, client)
+    """verify_password behind the login throttle, counted per email and per client address.
+    Every outcome goes to the audit log, a lockout once when it starts; entries for a refusal
+    are committed before the error propagates."""
+    who = email.strip().lower()[:254]
+    try:
+        throttle.check(email, client)
+    except TooManyAttempts as exc:
+        if exc.first:
+            audit.record(s, None, "login.throttled", detail=f"client {client}; {exc}", actor_label=who)
+            s.commit()
+        raise
     try:
         user = verify_password(s, email=email, password=password)
     except Unauthorized:
         throttle.failed(email, client)
-        audit.record(s, None, "login.failed", detail=f"client {client}", actor_label=email.strip().lower()[:254])
+        audit.record(s, None, "login.failed", detail=f"client {client}", actor_label=who)
         s.commit()
         raise
     throttle.succeeded(email)

@@ -35,8 +35,10 @@ class RuntimeUnavailable(Dev8Error):
 
 
 class TooManyAttempts(Dev8Error):
-    """Refused for now (repeated failures); try again after ``retry_after`` seconds."""
+    """Refused for now (repeated failures); try again after ``retry_after`` seconds.
+    ``first``: the first refusal of this lockout."""
 
-    def __init__(self, message: str, retry_after: int) -> None:
+    def __init__(self, message: str, retry_after: int, first: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.first = first

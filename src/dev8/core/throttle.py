@@ -1,7 +1,9 @@
 """Login throttling: after ``per_email`` failed password checks within ``window`` seconds
 for one email, or ``per_client`` from one client address (higher: many users may share a
 proxy's address), further attempts are refused until the oldest failure leaves the window.
-No password is checked meanwhile, so a refusal also saves the argon2 work."""
+No password is checked meanwhile, so a refusal also saves the argon2 work. The first
+refusal of each lockout says so (``TooManyAttempts.first``), so that a lockout is audited
+once rather than once per hammered attempt."""
 from __future__ import annotations
 
 import time
@@ -17,6 +19,7 @@ class LoginThrottle:
         self.limits = {"email": per_email, "client": per_client}
         self.window, self.clock = window, clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lockouts: dict[tuple[str, str], float] = {}  # key -> oldest failure of its last reported lockout
 
     def check(self, email: str, client: str) -> None:
         now = self.clock()
@@ -24,7 +27,9 @@ class LoginThrottle:
             recent = self._recent(key, now)
             if len(recent) >= self.limits[key[0]]:
                 wait = int(recent[0] + self.window - now) + 1
-                raise TooManyAttempts(f"too many failed logins; try again in {wait} s", retry_after=wait)
+                first = self._lockouts.get(key) != recent[0]
+                self._lockouts[key] = recent[0]
+                raise TooManyAttempts(f"too many failed logins; try again in {wait} s", retry_after=wait, first=first)
 
     def failed(self, email: str, client: str) -> None:
         now = self.clock()
@@ -32,6 +37,7 @@ class LoginThrottle:
             self._recent(key, now).append(now)
         if len(self._failures) > 100_000:  # a flood of made-up emails must not grow memory forever
             self._failures = {k: v for k, v in self._failures.items() if v and v[-1] > now - self.window}
+            self._lockouts = {k: v for k, v in self._lockouts.items() if k in self._failures}
 
     def succeeded(self, email: str) -> None:
         self._failures.pop(("email", email.strip().lower()), None)
