@@ -56,9 +56,12 @@ def test_environments_list_updates_live_and_drives_the_lifecycle(page, server: D
     shot(page, "dashboard-list")
     page.click(f"{row} button:text('Stop')")
     page.wait_for_selector(f"{row}[data-state='stopped']", timeout=60_000)
-    # a change made elsewhere (the CLI) shows up without a reload
+    # a change made elsewhere (the CLI) shows up without a reload, and the redraw leaves the
+    # keyboard focus where it was
+    page.focus(f"{row} button:text('Delete')")
     alice.cli("start", name)
     page.wait_for_selector(f"{row}[data-state='running']", timeout=60_000)
+    assert page.evaluate("document.activeElement.dataset.key") == f"{name}/delete"
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "dashboard-list-narrow")
     page.set_viewport_size({"width": 1280, "height": 800})

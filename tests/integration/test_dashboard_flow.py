@@ -253,6 +253,10 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
         if reached[-1] == "Delete":
             break
     assert {"Skip to content", "Environments", "Open VS Code", "Terminal", "Stop", "Delete"} <= set(reached), reached
+    for _ in range(2):  # the page asks for the environment every 2 s; the focus stays put
+        with page.expect_response(lambda r: r.url.endswith(f"/api/v1/environments/{name}")):
+            pass
+    assert page.evaluate("document.activeElement.dataset.key") == "delete"
     page.keyboard.press("Enter")  # Delete opens the confirmation; Escape closes it, nothing deleted
     assert page.locator("dialog#confirm-delete").is_visible()
     page.keyboard.press("Escape")

@@ -1,6 +1,7 @@
 // dev8 dashboard, shared by every page: the REST API with the session cookie and the
 // page's CSRF token, a DOM builder that only ever sets text (never HTML), dates, the
-// delete confirmation, and errors shown next to the field they are about.
+// delete confirmation, errors shown next to the field they are about, and redraws that
+// keep the focus.
 "use strict";
 window.dev8 = (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
@@ -83,5 +84,19 @@ window.dev8 = (() => {
     };
   }
 
-  return { api, el, when, cap, clearErrors, showError, confirmDelete, download, latest, ApiError };
+  // What a timer re-renders must not take the keyboard focus away, close an open <select>
+  // or drop a text selection: nothing is redrawn when the data is what was drawn last, and
+  // after a redraw the focus goes back to the control with the same data-key.
+  const drawn = new WeakMap();
+  function redraw(root, data, render) {
+    const json = JSON.stringify(data);
+    if (drawn.get(root) === json) return;
+    drawn.set(root, json);
+    const active = document.activeElement;
+    const key = active && root.contains(active) ? active.dataset.key : undefined;
+    render(data);
+    if (key !== undefined) root.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
+  }
+
+  return { api, el, when, cap, clearErrors, showError, confirmDelete, download, latest, redraw, ApiError };
 })();

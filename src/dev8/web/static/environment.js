@@ -2,7 +2,7 @@
 // are asked of the environment over SSH), recent events, logs, connection help.
 "use strict";
 (() => {
-  const { api, el, when, cap, confirmDelete } = window.dev8;
+  const { api, el, when, cap, confirmDelete, redraw } = window.dev8;
   const name = document.getElementById("env").dataset.name;
   const path = "/environments/" + encodeURIComponent(name);
   const $ = (id) => document.getElementById(id);
@@ -17,26 +17,29 @@
     $("state").title = env.status_message || "";
     document.body.dataset.state = env.state;
     const actions = $("actions");
-    actions.replaceChildren();
-    if (env.state === "running") {
-      actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank", rel: "noopener",
-                               textContent: "Open VS Code", id: "open-vscode" }),
-                     el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
-                               textContent: "Terminal", id: "open-terminal" }));
-    }
-    for (const action of ACTIONS[env.state] ?? []) {
-      actions.append(el("button", { type: "button", textContent: cap(action), onclick: () => act(action) }));
-    }
-    actions.append(el("button", { type: "button", className: "danger", textContent: "Delete",
-                                  onclick: () => confirmDelete(name, remove) }));
+    redraw(actions, [env.state, env.vscode_url, env.terminal_url], () => {
+      actions.replaceChildren();
+      if (env.state === "running") {
+        actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank", rel: "noopener",
+                                 textContent: "Open VS Code", id: "open-vscode", dataset: { key: "vscode" } }),
+                       el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
+                                 textContent: "Terminal", id: "open-terminal", dataset: { key: "terminal" } }));
+      }
+      for (const action of ACTIONS[env.state] ?? []) {
+        actions.append(el("button", { type: "button", textContent: cap(action), dataset: { key: action },
+                                      onclick: () => act(action) }));
+      }
+      actions.append(el("button", { type: "button", className: "danger", textContent: "Delete", dataset: { key: "delete" },
+                                    onclick: () => confirmDelete(name, remove) }));
+    });
     $("ssh-command").value = env.ssh_command;
     const details = [["Image", env.image], ["CPUs", String(env.cpus)], ["Memory", env.memory],
                      ["Repository", env.repo || "—"], ["Git hosts", env.git_hosts.join(", ") || "—"],
                      ["Secrets", env.secrets.join(", ") || "none"], ["Created", when(env.created_at)],
                      ["Last started", when(env.started_at)], ["Last used", when(env.last_used_at)]];
     if (env.status_message && env.state !== "running") details.push(["Status", env.status_message]);
-    $("details").replaceChildren(...details.flatMap(([k, v]) => [el("dt", { textContent: k }),
-                                                                  el("dd", { textContent: v, dataset: { detail: k } })]));
+    redraw($("details"), details, () => $("details").replaceChildren(...details.flatMap(([k, v]) => [
+      el("dt", { textContent: k }), el("dd", { textContent: v, dataset: { detail: k } })])));
   }
 
   async function refreshEnv() {
@@ -53,43 +56,46 @@
 
   async function refreshLogs() {
     const { lines } = await api("GET", path + "/logs?tail=200");
-    $("logs").textContent = lines.length ? lines.join("\n") : "No output yet.";
+    redraw($("logs"), lines, () => { $("logs").textContent = lines.length ? lines.join("\n") : "No output yet."; });
   }
 
   async function refreshInside() {
     refreshLogs().catch(() => {});
+    const tbody = $("ports").querySelector("tbody");
     if (state !== "running") {
-      $("services").replaceChildren(el("li", { className: "muted", textContent: `Not running (${state}).` }));
-      $("ports").querySelector("tbody").replaceChildren();
+      redraw($("services"), state, () => $("services").replaceChildren(
+        el("li", { className: "muted", textContent: `Not running (${state}).` })));
+      redraw(tbody, [], () => tbody.replaceChildren());
       $("ports-empty").hidden = false;
       return;
     }
     const [health, ports] = await Promise.all([api("GET", path + "/health"), api("GET", path + "/ports")]);
     const services = Object.entries(health.services || {});
-    $("services").replaceChildren(...(services.length ? services.map(([svc, info]) => {
+    redraw($("services"), [services, health.error], () => $("services").replaceChildren(...(services.length ? services.map(([svc, info]) => {
       const up = typeof info === "string" ? info : (info.state || info.status || JSON.stringify(info));
       return el("li", { dataset: { service: svc } }, el("span", { className: "state " + (/^(run|up|ok)/.test(up) ? "running" : "error"),
                                                                 textContent: up }), " ", svc);
-    }) : [el("li", { className: "muted", textContent: health.error || "No services reported." })]));
-    $("ports").querySelector("tbody").replaceChildren(...ports.ports.map((p) => {
-      const select = el("select", { ariaLabel: `Sharing of port ${p.port}` },
+    }) : [el("li", { className: "muted", textContent: health.error || "No services reported." })])));
+    redraw(tbody, ports.ports, () => tbody.replaceChildren(...ports.ports.map((p) => {
+      const select = el("select", { ariaLabel: `Sharing of port ${p.port}`, dataset: { key: `share/${p.port}` } },
         ...["private", "authenticated", "public"].map((lvl) => el("option", { value: lvl, textContent: lvl })));
       select.value = p.share;
       select.onchange = () => share(p.port, select.value);
       return el("tr", { dataset: { port: String(p.port) } },
         el("td", { textContent: String(p.port) }), el("td", { textContent: p.bind === "loopback" ? "127.0.0.1" : "all addresses" }),
-        el("td", {}, el("a", { href: p.url, target: "_blank", rel: "noopener", textContent: "Open preview" })),
+        el("td", {}, el("a", { href: p.url, target: "_blank", rel: "noopener", textContent: "Open preview",
+                               dataset: { key: `preview/${p.port}` } })),
         el("td", {}, select));
-    }));
+    })));
     $("ports-empty").hidden = ports.ports.length !== 0;
   }
 
   async function refreshEvents() {
     const events = await api("GET", path + "/events?follow=false&last=25");
-    $("events").replaceChildren(...events.reverse().map((ev) => el("li", { dataset: { status: ev.status } },
+    redraw($("events"), events, () => $("events").replaceChildren(...events.reverse().map((ev) => el("li", { dataset: { status: ev.status } },
       el("time", { dateTime: ev.ts, textContent: when(ev.ts) }), " ", el("strong", { textContent: ev.step }), " ",
       el("span", { className: "state " + ({ ok: "running", error: "error", warning: "error" }[ev.status] || "starting"),
-                   textContent: ev.status }), " ", el("span", { textContent: ev.message }))));
+                   textContent: ev.status }), " ", el("span", { textContent: ev.message })))));
   }
 
   async function act(action) {

@@ -1,27 +1,29 @@
 // Environments list: rendered from the REST API, refreshed every 2 s.
 "use strict";
 (() => {
-  const { api, el, when, cap, confirmDelete } = window.dev8;
+  const { api, el, when, cap, confirmDelete, redraw } = window.dev8;
   const tbody = document.querySelector("#envs tbody");
   const statusEl = document.getElementById("status");
   const ACTIONS = { running: ["stop", "restart"], stopped: ["start"], error: ["start", "stop"], unreachable: [] };
 
   function row(env) {
+    const key = (what) => ({ key: `${env.name}/${what}` });
     const actions = el("td", { className: "actions" });
     if (env.state === "running") {
       actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank", rel: "noopener",
-                               textContent: "VS Code" }),
+                               textContent: "VS Code", dataset: key("vscode") }),
                      el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
-                               textContent: "Terminal" }));
+                               textContent: "Terminal", dataset: key("terminal") }));
     }
     for (const action of ACTIONS[env.state] ?? []) {
-      actions.append(el("button", { type: "button", textContent: cap(action), onclick: () => act(env.name, action) }));
+      actions.append(el("button", { type: "button", textContent: cap(action), dataset: key(action),
+                                    onclick: () => act(env.name, action) }));
     }
-    actions.append(el("button", { type: "button", className: "danger", textContent: "Delete",
+    actions.append(el("button", { type: "button", className: "danger", textContent: "Delete", dataset: key("delete"),
                                   onclick: () => confirmDelete(env.name, (keep) => act(env.name, "delete", keep)) }));
     const tr = el("tr", {},
       el("td", { dataset: { label: "Name" } },
-         el("a", { href: "/environments/" + encodeURIComponent(env.name), className: "env-name" },
+         el("a", { href: "/environments/" + encodeURIComponent(env.name), className: "env-name", dataset: key("page") },
             el("strong", { textContent: env.name }))),
       el("td", { dataset: { label: "State" } }, el("span", { className: "state " + env.state, textContent: env.state,
                                                           title: env.status_message || "" })),
@@ -38,7 +40,7 @@
   async function refresh() {
     try {
       const envs = await api("GET", "/environments");
-      tbody.replaceChildren(...envs.map(row));
+      redraw(tbody, envs, () => tbody.replaceChildren(...envs.map(row)));
       document.getElementById("envs").hidden = envs.length === 0;
       document.getElementById("empty").hidden = envs.length !== 0;
       statusEl.textContent = "";
