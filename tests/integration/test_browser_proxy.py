@@ -111,6 +111,29 @@ def test_port_preview_reaches_loopback_only_services(server: Dev8Server, alice: 
     assert "nothing answers on port 9" in page.text and page.headers["retry-after"] == "1"
 
 
+def test_a_browser_opening_vs_code_while_it_starts_waits_for_it(
+        server: Dev8Server, alice: User, fullstack_image: str, docker_client):  # type: ignore[no-untyped-def]
+    """Right after `ready` code-server is still starting: the page request waits for it
+    instead of getting the "Starting…" page (scripts still get their 502 at once)."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    server.cli("admin", "set-password", alice.email, "--password-stdin", input=PASSWORD + "\n")
+    name = unique("v")
+    alice.cli("create", name, "--image", fullstack_image)
+    [container] = docker_client.containers.list(filters={"label": f"dev8.installation={server.installation()}"})
+    url = f"/@{alice.username}/{name}/apps/vscode/?folder=%2Fhome%2Fdev%2Fworkspace"
+    script, browser = web_login(server, alice.email), web_login(server, alice.email)
+    assert container.exec_run("sv down /etc/dev8/service/code-server").exit_code == 0
+    wait_until(lambda: script.get(url).status_code == 502, timeout=30, what="code-server stopped")
+    with ThreadPoolExecutor(1) as pool:
+        opening = pool.submit(browser.get, url, headers={"accept": "text/html"}, timeout=60)
+        time.sleep(1)  # the page request is waiting while code-server is down
+        assert not opening.done()
+        assert container.exec_run("sv up /etc/dev8/service/code-server").exit_code == 0
+        page = opening.result()
+    assert page.status_code == 200 and "workbench" in page.text, page.text[:300]
+
+
 def test_uploads_larger_than_the_api_body_limit_stream_through_the_proxy(
         server: Dev8Server, alice: User, app_env: str):
     import hashlib

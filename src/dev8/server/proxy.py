@@ -71,6 +71,11 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
 
 
 RETRY_SECONDS = 1
+# A browser opening an app dev8 starts itself (VS Code) right after `ready` finds it still
+# starting; the request waits up to this long for it to answer rather than get the
+# "Starting…" page, whose whole-second reloads would add up to a second to the first load.
+APP_START_WAIT = 8.0
+APP_PORTS = frozenset(APPS.values())
 
 
 def unavailable(request: Request, status: int, message: str) -> Response:
@@ -104,12 +109,20 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
     upstream_url = "http://localhost/" + path + (f"?{request.url.query}" if request.url.query else "")
     # Streamed both ways: an upload through VS Code or a preview is never held in memory.
     body = request.stream() if request.method not in {"GET", "HEAD", "OPTIONS"} else None
-    try:
-        upstream = await client.send(client.build_request(request.method, upstream_url, headers=headers,
-                                                          content=body), stream=True, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        return unavailable(request, 502, f"nothing answers on port {port} in {env.name} yet "
-                                         f"({exc.__class__.__name__})")
+    opening_app = port in APP_PORTS and request.method == "GET" and "text/html" in request.headers.get("accept", "")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (APP_START_WAIT if opening_app else 0)
+    while True:
+        try:
+            upstream = await client.send(client.build_request(request.method, upstream_url, headers=headers,
+                                                              content=body), stream=True, follow_redirects=False)
+            break
+        except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.TransportError) and loop.time() < deadline:  # a GET: safe to repeat
+                await asyncio.sleep(0.1)
+                continue
+            return unavailable(request, 502, f"nothing answers on port {port} in {env.name} yet "
+                                             f"({exc.__class__.__name__})")
     out_headers = [(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in HOP_BY_HOP - {"content-length"}]
     # Added to whatever the app sends (policies intersect): only its own origin may frame it
     # (VS Code frames its webviews), no other site.
