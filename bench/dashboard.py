@@ -2,9 +2,10 @@
 workbench showing, through the dashboard (progress view, environment page, "Open VS Code")
 vs the same done by a script (REST create, wait for `ready` on the event stream, open the
 VS Code URL): median of N each, the image already present, and the ratio; for scale,
-the workbench of an environment already running. (2) Page weight
-of each dashboard page: bytes transferred on a first load (empty cache) and on a later
-visit (cached static files). Usage:
+the workbench of an environment already running. (2) `ready` → VS Code's page answered:
+the proxy holding the request until code-server answers vs the "Starting…" page's reload
+every second. (3) Page weight of each dashboard page: bytes transferred on a first load
+(empty cache) and on a later visit (cached static files). Usage:
     python -m bench.dashboard [--runs 5] [--image dev8/fullstack:latest]
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import httpx
 
 from bench.common import dev8_server, median, report
-from tests.support import CHROMIUM, CHROMIUM_ARGS, Dev8Server, User, log_in, set_web_password, unique
+from tests.support import CHROMIUM, CHROMIUM_ARGS, Dev8Server, User, log_in, set_web_password, unique, web_login
 
 PAGES = ["/", "/new", "/settings"]
 
@@ -51,14 +52,36 @@ def via_script(page, server: Dev8Server, user: User, image: str) -> tuple[float,
     name = unique("s")
     start = time.perf_counter()
     env = api.post("/environments", json={"name": name, "image": image}).json()
+    ready(server, user, name)
+    page.goto(env["vscode_url"])
+    page.wait_for_selector(".monaco-workbench", timeout=120_000)
+    return time.perf_counter() - start, env["vscode_url"]
+
+
+def ready(server: Dev8Server, user: User, name: str) -> None:
     with httpx.stream("GET", f"{server.url}/api/v1/environments/{name}/events",
                       headers={"Authorization": f"Bearer {user.token}"}, timeout=300) as events:
         for line in events.iter_lines():
             if line.startswith("data:") and json.loads(line[5:]).get("step") == "ready":
-                break
-    page.goto(env["vscode_url"])
-    page.wait_for_selector(".monaco-workbench", timeout=120_000)
-    return time.perf_counter() - start, env["vscode_url"]
+                return
+
+
+def vscode_page_after_ready(server: Dev8Server, user: User, image: str, browser: httpx.Client,
+                            reload_every: float | None) -> float:
+    """`ready` → VS Code's page answered: one request that the proxy holds until
+    code-server answers, or (``reload_every``) the "Starting…" page's way: a request that
+    fails at once, again every ``reload_every`` seconds."""
+    api = user.http()
+    name = unique("p")
+    url = api.post("/environments", json={"name": name, "image": image}).json()["vscode_url"]
+    ready(server, user, name)
+    start = time.perf_counter()
+    accept = "application/json" if reload_every else "text/html"
+    while browser.get(url, headers={"accept": accept}, timeout=60).status_code in (502, 503):
+        time.sleep(reload_every or 0)
+    elapsed = time.perf_counter() - start
+    api.delete(f"/environments/{name}")
+    return elapsed
 
 
 def page_weight(context, url: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -105,6 +128,15 @@ def main() -> None:
             ("script: REST create + events + open URL", median(script), "s"),
             ("ratio dashboard / script", median(dashboard) / median(script), "x"),
             ("for scale: workbench of a running environment", median(warm), "s")])
+        held, reloaded = [], []
+        browser_client = web_login(server, user.email)
+        for _ in range(args.runs):
+            held.append(vscode_page_after_ready(server, user, args.image, browser_client, None))
+            reloaded.append(vscode_page_after_ready(server, user, args.image, browser_client, 1.0))
+        report(f"ready → VS Code page answered (median of {args.runs})", [
+            ("the proxy waits for code-server", median(held), "s"),
+            ("a Starting page reloading every second", median(reloaded), "s"),
+            ("ratio", median(held) / median(reloaded), "x")])
         rows = []
         for path in PAGES:
             first, cached = page_weight(context, server.url + path)
