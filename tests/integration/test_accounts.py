@@ -4,6 +4,7 @@ it, administration and the audit log."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import asyncssh
 from fastapi.testclient import TestClient
@@ -219,3 +220,13 @@ def test_a_login_lockout_is_audited_once_however_often_it_is_hammered(ctx: Serve
     assert rows.count(("victim@example.com", "login.throttled")) == 1
     throttled = [detail for _, action, _, detail in audit_rows(ctx) if action == "login.throttled"]
     assert "too many failed logins" in throttled[0] and "guess" not in throttled[0]
+
+
+def test_every_dashboard_page_sends_a_browser_without_a_session_to_the_login_page(ctx: ServerContext):  # noqa: F811
+    anon = TestClient(create_app(ctx), follow_redirects=False)
+    for path in ("/", "/new", "/environments/web", "/settings", "/admin"):
+        page = anon.get(path, headers={"accept": "text/html"})
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=" + quote(path, safe=""), path
+        assert anon.get(path).json() == {"detail": "login required"} and anon.get(path).status_code == 401
+    stale = TestClient(create_app(ctx), follow_redirects=False, cookies={"dev8_session": "d8_not-a-token"})
+    assert stale.get("/settings", headers={"accept": "text/html"}).status_code == 303

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dev8 import __version__
@@ -12,6 +12,7 @@ from dev8.core.errors import (Conflict, Dev8Error, Forbidden, Invalid, NotFound,
                               Unauthorized)
 from dev8.server.api import account, admin, environments
 from dev8.server import dashboard, proxy, static, subdomains, terminal, web
+from dev8.server.browser_auth import LoginRequired, login_required
 from dev8.server.forwarded import TrustedProxyHeaders
 from dev8.server.context import ServerContext
 
@@ -73,6 +74,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
             headers = {"Retry-After": str(exc.retry_after)}
         body = {"detail": str(exc), **({"field": exc.field} if exc.field else {})}
         return JSONResponse(body, status_code=code, headers=headers)
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, _exc: LoginRequired) -> Response:
+        return login_required(request)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:

@@ -41,6 +41,10 @@ class NotVisible(Exception):
     """Not found, or not this user's: answered the same way."""
 
 
+class LoginRequired(Exception):
+    """A page needs a logged-in browser; the app answers with ``login_required``."""
+
+
 def request_token(conn: HTTPConnection) -> tuple[str | None, bool]:
     """The caller's token and whether it came from the session cookie."""
     scheme, _, value = conn.headers.get("authorization", "").partition(" ")

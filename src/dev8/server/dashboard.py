@@ -4,15 +4,16 @@ the admin page for a non-admin, answers exactly like a page that does not exist.
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
 from dev8.core import environments as envs
 from dev8.core.errors import NotFound, Unauthorized
 from dev8.images import TARGETS, image_tag
-from dev8.server.browser_auth import SESSION_COOKIE, csrf_token, login_required, session_user
+from dev8.server.browser_auth import SESSION_COOKIE, LoginRequired, csrf_token, session_user
 from dev8.server.static import WEB_DIR
 from dev8.store.models import User
 
@@ -30,11 +31,15 @@ def _render(request: Request, user: User, template: str, status_code: int = 200,
                                       status_code=status_code, headers=PAGE_HEADERS)
 
 
-async def _user(request: Request) -> User | None:
+async def page_user(request: Request) -> User:
+    """The browser's user; without a session, the login page (which comes back here)."""
     try:
         return await asyncio.to_thread(session_user, request.app.state.ctx, request)
     except Unauthorized:
-        return None
+        raise LoginRequired from None
+
+
+PageUser = Annotated[User, Depends(page_user)]
 
 
 def _not_found(request: Request, user: User) -> Response:
@@ -42,16 +47,12 @@ def _not_found(request: Request, user: User) -> Response:
 
 
 @router.get("/")
-async def environments_page(request: Request) -> Response:
-    user = await _user(request)
-    return login_required(request) if user is None else _render(request, user, "environments.html")
+async def environments_page(request: Request, user: PageUser) -> Response:
+    return _render(request, user, "environments.html")
 
 
 @router.get("/new")
-async def create_page(request: Request) -> Response:
-    user = await _user(request)
-    if user is None:
-        return login_required(request)
+async def create_page(request: Request, user: PageUser) -> Response:
     settings = request.app.state.ctx.settings
     images = list(dict.fromkeys([settings.default_image, *(image_tag(t) for t in TARGETS)]))
     return _render(request, user, "create.html", images=images, default_image=settings.default_image,
@@ -59,11 +60,7 @@ async def create_page(request: Request) -> Response:
 
 
 @router.get("/environments/{name}")
-async def environment_page(name: str, request: Request) -> Response:
-    user = await _user(request)
-    if user is None:
-        return login_required(request)
-
+async def environment_page(name: str, request: Request, user: PageUser) -> Response:
     def exists() -> bool:
         with request.app.state.ctx.db.session() as s:
             try:
@@ -77,14 +74,10 @@ async def environment_page(name: str, request: Request) -> Response:
 
 
 @router.get("/settings")
-async def settings_page(request: Request) -> Response:
-    user = await _user(request)
-    return login_required(request) if user is None else _render(request, user, "settings.html")
+async def settings_page(request: Request, user: PageUser) -> Response:
+    return _render(request, user, "settings.html")
 
 
 @router.get("/admin")
-async def admin_page(request: Request) -> Response:
-    user = await _user(request)
-    if user is None:
-        return login_required(request)
+async def admin_page(request: Request, user: PageUser) -> Response:
     return _render(request, user, "admin.html") if user.is_admin else _not_found(request, user)
