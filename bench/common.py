@@ -1,6 +1,7 @@
 """Shared set-up for the benchmarks: a real dev8 server and user (same helpers as the tests)."""
 from __future__ import annotations
 
+import json
 import signal
 import statistics
 import sys
@@ -8,6 +9,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Iterator
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,6 +45,20 @@ def control_key(server: Dev8Server, env_name: str) -> bytes:
         key = open_env_key(s, Keyring.load_or_create(server.data_dir), env.id)
     db.dispose()
     return key
+
+
+def wait_ready(client: httpx.Client, name: str, after: int = 0) -> None:
+    """Follow the environment's event stream (``client``: the user's API client) to `ready`
+    after event ``after``; a failed or degraded step stops the benchmark."""
+    with client.stream("GET", f"/environments/{name}/events", params={"after": after},
+                       timeout=httpx.Timeout(30, read=None)) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data:"):
+                ev = json.loads(line[5:])
+                if ev["status"] in ("error", "warning"):
+                    raise RuntimeError(f"{ev['step']}: {ev['message']}")
+                if ev["step"] == "ready":
+                    return
 
 
 def median(xs: list[float]) -> float:

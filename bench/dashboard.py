@@ -11,12 +11,11 @@ every second. (3) Page weight of each dashboard page: bytes transferred on a fir
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import httpx
 
-from bench.common import dev8_server, median, report
+from bench.common import dev8_server, median, report, wait_ready
 from tests.support import CHROMIUM, CHROMIUM_ARGS, Dev8Server, User, log_in, set_web_password, unique, web_login
 
 PAGES = ["/", "/new", "/settings"]
@@ -52,18 +51,10 @@ def via_script(page, server: Dev8Server, user: User, image: str) -> tuple[float,
     name = unique("s")
     start = time.perf_counter()
     env = api.post("/environments", json={"name": name, "image": image}).json()
-    ready(server, user, name)
+    wait_ready(api, name)
     page.goto(env["vscode_url"])
     page.wait_for_selector(".monaco-workbench", timeout=120_000)
     return time.perf_counter() - start, env["vscode_url"]
-
-
-def ready(server: Dev8Server, user: User, name: str) -> None:
-    with httpx.stream("GET", f"{server.url}/api/v1/environments/{name}/events",
-                      headers={"Authorization": f"Bearer {user.token}"}, timeout=300) as events:
-        for line in events.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:]).get("step") == "ready":
-                return
 
 
 def vscode_page_after_ready(server: Dev8Server, user: User, image: str, browser: httpx.Client,
@@ -74,7 +65,7 @@ def vscode_page_after_ready(server: Dev8Server, user: User, image: str, browser:
     api = user.http()
     name = unique("p")
     url = api.post("/environments", json={"name": name, "image": image}).json()["vscode_url"]
-    ready(server, user, name)
+    wait_ready(api, name)
     start = time.perf_counter()
     accept = "application/json" if reload_every else "text/html"
     while browser.get(url, headers={"accept": accept}, timeout=60).status_code in (502, 503):

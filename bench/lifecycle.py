@@ -10,7 +10,6 @@ import argparse
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-import json
 import tempfile
 import time
 from contextlib import ExitStack
@@ -20,21 +19,9 @@ import asyncssh
 import docker
 import httpx
 
-from bench.common import dev8_server, median, report
+from bench.common import dev8_server, median, report, wait_ready
 from tests.support import GIT_HOST, make_tls_certs, start_git_server
 from dev8.core import envssh
-
-
-def wait_ready(client: httpx.Client, name: str, after: int = 0) -> None:
-    with client.stream("GET", f"/environments/{name}/events", params={"after": after},
-                       timeout=httpx.Timeout(30, read=None)) as resp:
-        for line in resp.iter_lines():
-            if line.startswith("data:"):
-                ev = json.loads(line[5:])
-                if ev["status"] in ("error", "warning"):
-                    raise RuntimeError(f"{ev['step']}: {ev['message']}")
-                if ev["step"] == "ready":
-                    return
 
 
 def last_event(client: httpx.Client, name: str) -> int:
