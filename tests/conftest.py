@@ -22,7 +22,7 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def base_image(docker_client: docker.DockerClient) -> str:
-    from dev8 import images
+    from dev8.runtimes import docker_images as images
     tag = images.image_tag("base")
     try:
         docker_client.images.get(tag)
@@ -36,7 +36,7 @@ def fullstack_image(docker_client: docker.DockerClient) -> str:
     try:
         docker_client.images.get(FULLSTACK)
     except docker.errors.ImageNotFound:
-        from dev8 import images
+        from dev8.runtimes import docker_images as images
         images.build(docker_client, "fullstack", print)
     return FULLSTACK
 

@@ -16,12 +16,10 @@ hostkeys=/home/dev/.dev8/hostkeys
 install -d -m 0700 -o root -g root "$hostkeys"
 [ -s "$hostkeys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$hostkeys/ssh_host_ed25519_key"
 install -d -o dev -g dev /home/dev/workspace
-# Extra CA certificates (corporate TLS proxy), mounted by dev8 when configured.
-if [ -s /etc/dev8/extra-ca.crt ]; then
-  cat /etc/ssl/certs/ca-certificates.crt /etc/dev8/extra-ca.crt > /etc/dev8/ca-bundle.crt
-else
-  ln -sf /etc/ssl/certs/ca-certificates.crt /etc/dev8/ca-bundle.crt
-fi
-[ -d /run/dev8 ] && chown dev:dev /run/dev8 && chmod 0700 /run/dev8
+install -d -m 0700 -o dev -g dev /run/dev8
+# The CA bundle TLS clients use (SSL_CERT_FILE & co. name /etc/dev8/ca-bundle.crt): the
+# system's until `dev8-env configure` adds the operator's extra CAs (sent over SSH).
+install -m 0644 -o dev -g dev /etc/ssl/certs/ca-certificates.crt /run/dev8/ca-bundle.crt
+ln -sf /run/dev8/ca-bundle.crt /etc/dev8/ca-bundle.crt
 mkdir -p /run/sshd
 exec runsvdir -P /etc/dev8/service

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     ssh_addr: str = "127.0.0.1:2222"
     database_url: str | None = None
     public_url: str | None = None
+    # Which runtime runs environments (an entry point of group dev8.runtimes: docker, fake).
+    # Its own options are DEV8_RUNTIME_* variables, read by the runtime (see its module).
     runtime: str = "docker"
     default_image: str = "dev8/fullstack:latest"
     default_cpus: float = 2.0
@@ -38,12 +40,11 @@ class Settings(BaseSettings):
     reconcile_interval: float = 10.0
     max_body_bytes: int = 256 * 1024
     max_secret_bytes: int = 64 * 1024
-    # Extra CA certificates environments trust (mounted read-only; SSL_CERT_FILE & co.).
+    # Extra CA certificates environments trust (sent over SSH with the configuration, added
+    # to the bundle SSL_CERT_FILE & co. name).
     env_ca_bundle: Path | None = None
     # How long a browser terminal's shell outlives its last browser tab (seconds).
     terminal_keep_detached: float = 300.0
-    # Docker network environments join (e.g. to reach internal git hosts); default bridge.
-    docker_network: str | None = None
 
     # App subdomains (e.g. "dev8.example.com", or "dev8.localhost:7080" on one machine):
     # VS Code at vscode--ENV--USER.<domain>, ports at PORT--ENV--USER.<domain>; needs a

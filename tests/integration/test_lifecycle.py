@@ -25,7 +25,7 @@ def test_create_shows_progress_and_ssh_runs_commands_with_exit_codes(server: Dev
     listed = alice.cli("secrets", "list").stdout
     assert "API_TOKEN" in listed and "tok-1234567890-secret" not in listed
     created = alice.cli("create", name, "--secret", "API_TOKEN", "--cpus", "1", "--memory", "1g")
-    for step in ("image", "volume", "container", "start", "sshd", "configure", "ready"):
+    for step in ("image", "start", "host-key", "sshd", "configure", "ready"):
         assert f"✓ {step}" in created.stdout, created.stdout
     r = alice.ssh(name, "id -un; cat /run/dev8/secrets/API_TOKEN; echo; stat -c %a /run/dev8/secrets/API_TOKEN; exit 3")
     assert r.returncode == 3, r.stderr

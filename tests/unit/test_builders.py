@@ -1,30 +1,27 @@
 from pathlib import Path
 
-from dev8 import images
+from dev8.runtimes import docker_images as images
 from dev8.runtimes.base import EnvSpec
 from dev8.runtimes.docker import container_kwargs
 
-SPEC = EnvSpec(env_id="abc", owner_id=7, name="web", image="dev8/base:latest", cpus=1.5, memory="2g",
+SPEC = EnvSpec(env_id="abc", owner_id=7, name="web", image="dev8/base:latest", cpus=1.5, memory_bytes=2 << 30,
                control_public_key="ssh-ed25519 AAAA test", installation="i1")
 
 
 def test_container_publishes_only_sshd_on_loopback_with_limits_and_labels():
     kw = container_kwargs(SPEC)
     assert kw["ports"] == {"22/tcp": ("127.0.0.1", None)}
-    assert kw["nano_cpus"] == 1_500_000_000 and kw["mem_limit"] == "2g"
+    assert kw["nano_cpus"] == 1_500_000_000 and kw["mem_limit"] == 2 << 30
     assert kw["labels"] == {"dev8.managed": "true", "dev8.installation": "i1", "dev8.env-id": "abc", "dev8.owner": "7"}
     assert kw["name"] == "dev8-i1-u7-web" and kw["volumes"] == {"dev8-i1-u7-web-home": {"bind": "/home/dev", "mode": "rw"}}
     assert kw["restart_policy"] == {"Name": "unless-stopped"}
     assert set(kw["environment"]) == {"DEV8_CONTROL_KEY"}
-    assert kw["mounts"] == [] and kw["network"] is None
+    assert kw["tmpfs"] == {"/run/dev8": "size=16m,mode=0700,uid=1000,gid=1000"}
+    assert "mounts" not in kw and kw["network"] is None  # nothing of the host's is mounted
 
 
-def test_extra_ca_bundle_is_mounted_read_only_and_network_joined():
-    from dataclasses import replace
-    kw = container_kwargs(replace(SPEC, ca_bundle="/etc/corp-ca.pem", network="devnet"))
-    [mount] = kw["mounts"]
-    assert mount["Target"] == "/etc/dev8/extra-ca.crt" and mount["Source"] == "/etc/corp-ca.pem"
-    assert mount["ReadOnly"] is True and kw["network"] == "devnet"
+def test_network_is_the_runtimes_option_not_the_specs():
+    assert container_kwargs(SPEC, network="devnet")["network"] == "devnet"
 
 
 def test_build_context_has_dockerfile_and_helper():

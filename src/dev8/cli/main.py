@@ -516,7 +516,7 @@ def image_build(target: Annotated[str, typer.Argument(help="Image target: base o
     """Build an environment image with the local Docker engine ahead of time."""
     import docker as docker_sdk
 
-    from dev8 import images
+    from dev8.runtimes import docker_images as images
     try:
         client = docker_sdk.from_env()
         client.ping()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from dev8.core import audit
 from dev8.core.crypto import Keyring
 from dev8.core.errors import Conflict, Invalid, NotFound
+from dev8.envimage import dev8_env as layout
 from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
 from dev8.names import check_env_name, check_secret_name
 from dev8.runtimes.base import EnvSpec
@@ -53,24 +54,19 @@ def parse_memory(text: str) -> int:
     return n
 
 
-HOME = "/home/dev"  # the environment images' user home (images/base)
-
-
 def workspace_folder(env: Environment) -> str:
-    """The folder VS Code opens: the cloned repository's, else ~/workspace. The directory
-    name follows `dev8-env clone` (envimage/dev8_env.py, which runs in the environment
-    without dev8's packages)."""
+    """The folder VS Code opens: the cloned repository's (as `dev8-env clone` names it),
+    else ~/workspace."""
     url = ((env.options or {}).get("repo") or {}).get("url")
     if not url:
-        return f"{HOME}/workspace"
-    return f"{HOME}/workspace/" + (re.sub(r"\.git$", "", url.rstrip("/").rsplit("/", 1)[-1]) or "repo")
+        return f"{layout.HOME}/workspace"
+    return f"{layout.HOME}/workspace/{layout.clone_folder(url)}"
 
 
-def spec_of(env: Environment, installation: str, *, ca_bundle: str | None = None,
-            network: str | None = None) -> EnvSpec:
+def spec_of(env: Environment, installation: str) -> EnvSpec:
     return EnvSpec(env_id=env.id, owner_id=env.owner_id, name=env.name, image=env.image, cpus=env.cpus,
-                   memory=env.memory, control_public_key=env.control_public_key, installation=installation,
-                   ca_bundle=ca_bundle, network=network)
+                   memory_bytes=parse_memory(env.memory), control_public_key=env.control_public_key,
+                   installation=installation)
 
 
 INSTALLATION_KEY = "installation_id"

@@ -1,4 +1,5 @@
 """Domain errors. The HTTP layer maps them to status codes; the core never sees HTTP."""
+from dev8.runtimes.base import RuntimeUnavailable  # noqa: F401 — raised by runtimes, answered 503
 
 
 class Dev8Error(Exception):
@@ -28,10 +29,6 @@ class Unauthorized(Dev8Error):
 
 class Forbidden(Dev8Error):
     """Authenticated, but this request is refused (e.g. a missing CSRF token)."""
-
-
-class RuntimeUnavailable(Dev8Error):
-    """The runtime backend (e.g. the Docker daemon) cannot be reached."""
 
 
 class TooManyAttempts(Dev8Error):

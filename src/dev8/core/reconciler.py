@@ -14,13 +14,14 @@ from typing import TypeVar
 from sqlalchemy import select
 
 from dev8.core import envssh
+from dev8.core.connections import Endpoint, EnvConnections
 from dev8.core.crypto import Keyring
 from dev8.core.environments import add_event, installation_id, spec_of
-from dev8.core.errors import RuntimeUnavailable
 from dev8.core.faults import crash_point
 from dev8.core.notify import EventNotifier
-from dev8.core.secrets import read_env_key, reveal_secrets
-from dev8.runtimes.base import EnvSpec, Observed, Runtime
+from dev8.core.secrets import reveal_secrets
+from dev8.core.states import Desired, State
+from dev8.runtimes.base import EnvSpec, Observed, Runtime, RuntimeUnavailable
 from dev8.store.db import Database
 from dev8.store.models import Environment, User, utcnow
 
@@ -44,12 +45,12 @@ class StepFailed(Exception):
 
 
 class Reconciler:
-    def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, *, interval: float = 10.0,
-                 notifier: EventNotifier | None = None, ca_bundle: str | None = None,
-                 network: str | None = None, extensions_gallery: str | None = None) -> None:
+    def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, connections: EnvConnections, *,
+                 interval: float = 10.0, notifier: EventNotifier | None = None, ca_certificates: str | None = None,
+                 extensions_gallery: str | None = None) -> None:
         self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
-        self.notifier, self.ca_bundle, self.network = notifier, ca_bundle, network
-        self.extensions_gallery = extensions_gallery
+        self.connections, self.notifier = connections, notifier
+        self.ca_certificates, self.extensions_gallery = ca_certificates, extensions_gallery
         with db.session() as s:
             self.installation = installation_id(s)
         self._wake = asyncio.Event()
@@ -149,26 +150,35 @@ class Reconciler:
         env = await asyncio.to_thread(self._load, env_id)
         if env is None:
             return
-        spec = spec_of(env, self.installation, ca_bundle=self.ca_bundle, network=self.network)
+        spec = spec_of(env, self.installation)
         try:
-            if env.desired_state == "deleted":
+            if env.desired_state == Desired.DELETED:
                 await self._delete(env, spec)
-            elif env.desired_state == "stopped":
+            elif env.desired_state == Desired.STOPPED:
                 await self._stop(env, spec)
             else:
                 await self._run(env, spec)
         except RuntimeUnavailable as exc:
-            await asyncio.to_thread(self._update, env_id, observed_state="unreachable", status_message=str(exc))
+            await asyncio.to_thread(self._update, env_id, observed_state=State.UNREACHABLE, status_message=str(exc))
             raise
         except StepFailed as exc:
             await self._emit(env_id, exc.step, "error", exc.reason)
-            await asyncio.to_thread(self._update, env_id, observed_state="error",
+            await asyncio.to_thread(self._update, env_id, observed_state=State.ERROR,
                                     status_message=f"{exc.step} failed: {exc.reason}")
             raise
 
+    async def _runtime(self, fn: Callable[..., T], *args: object, timeout: float = STEP_TIMEOUT, **kwargs: object) -> T:
+        """A blocking runtime call in a worker thread, bounded: a backend that stops
+        answering counts as unreachable instead of holding the environment forever."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout)
+        except asyncio.TimeoutError:
+            raise RuntimeUnavailable(f"the {self.runtime.name} runtime did not answer within {timeout:.0f}s") from None
+
     async def _delete(self, env: Environment, spec: EnvSpec) -> None:
+        self.connections.drop(env.id)
         await self._step(env.id, "remove", lambda: asyncio.to_thread(
-            self.runtime.remove, spec, keep_volume=env.keep_volume), STEP_TIMEOUT)
+            self.runtime.remove, spec, keep_storage=env.keep_volume), STEP_TIMEOUT)
 
         def drop() -> None:
             with self.db.session() as s:
@@ -178,55 +188,85 @@ class Reconciler:
         await asyncio.to_thread(drop)
 
     async def _stop(self, env: Environment, spec: EnvSpec) -> None:
-        observed = await asyncio.to_thread(self.runtime.observe, spec)
+        observed = await self._runtime(self.runtime.observe, spec)
+        self.connections.drop(env.id)
         if observed.running:
-            await asyncio.to_thread(self._update, env.id, observed_state="stopping")
+            await asyncio.to_thread(self._update, env.id, observed_state=State.STOPPING)
             await self._step(env.id, "stop", lambda: asyncio.to_thread(self.runtime.stop, spec), STEP_TIMEOUT)
-        if env.observed_state != "stopped":
-            await asyncio.to_thread(self._update, env.id, observed_state="stopped", ssh_port=None, status_message="")
+        if env.observed_state != State.STOPPED:
+            await asyncio.to_thread(self._update, env.id, observed_state=State.STOPPED, ssh_host=None, ssh_port=None,
+                                    instance_id=None, status_message="")
             await self._emit(env.id, "stopped", "ok")
 
     async def _run(self, env: Environment, spec: EnvSpec) -> None:
-        observed = await asyncio.to_thread(self.runtime.observe, spec)
+        observed = await self._runtime(self.runtime.observe, spec)
         if env.restart_requested:
+            self.connections.drop(env.id)
             if observed.running:
                 await self._step(env.id, "stop", lambda: asyncio.to_thread(self.runtime.stop, spec), STEP_TIMEOUT)
             await asyncio.to_thread(self._update, env.id, restart_requested=False)
             observed = Observed(exists=observed.exists)
-        if (observed.running and env.observed_state == "running" and env.ssh_port == observed.ssh_port
-                and env.configured_generation == env.generation):
+        same_instance = (observed.reachable and observed.instance_id == env.instance_id
+                         and (observed.host, observed.port) == (env.ssh_host, env.ssh_port) and bool(env.host_key))
+        if same_instance and env.observed_state == State.RUNNING and env.configured_generation == env.generation:
             return
-        await asyncio.to_thread(self._update, env.id, observed_state="starting", status_message="")
+        await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_message="")
+        if not same_instance:
+            observed = await self._start_instance(env, spec)
+            host_key = await self._pin_host_key(env, spec, observed)
+            endpoint = Endpoint(env.id, observed.host or "", observed.port or 0, host_key, observed.instance_id or "")
+        else:
+            endpoint = Endpoint(env.id, env.ssh_host or "", env.ssh_port or 0, env.host_key or "", env.instance_id or "")
+        loop = asyncio.get_running_loop()
+        conn = await self._step(env.id, "sshd", lambda: self.connections.wait(
+            endpoint, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
+        document = await asyncio.to_thread(self._configuration, env)
+        await self._step(env.id, "configure", lambda: envssh.configure(conn, document), STEP_TIMEOUT)
+        options = env.options or {}
+        if options.get("repo"):
+            await self._optional_step(env.id, "clone", conn, "dev8-env clone")
+        if options.get("extensions") or (options.get("ai") or {}).get("copilot"):
+            await self._optional_step(env.id, "extensions", conn, "dev8-env extensions")
+        await asyncio.to_thread(self._update, env.id, observed_state=State.RUNNING,
+                                configured_generation=env.generation, started_at=utcnow(), status_message="")
+        await self._emit(env.id, "ready", "ok", f"ssh {endpoint.host}:{endpoint.port}")
+
+    async def _start_instance(self, env: Environment, spec: EnvSpec) -> Observed:
+        """Image and storage, then the environment itself: where its new instance is."""
+        self.connections.drop(env.id)
 
         def progress(message: str) -> None:
             self._event(env.id, "image", "progress", message)
 
-        await self._step(env.id, "image", lambda: asyncio.to_thread(
-            self.runtime.ensure_image, spec.image, progress), IMAGE_TIMEOUT)
-        await self._step(env.id, "volume", lambda: asyncio.to_thread(self.runtime.ensure_volume, spec), STEP_TIMEOUT)
-        observed = await self._step(env.id, "container", lambda: asyncio.to_thread(
-            self.runtime.ensure_container, spec), STEP_TIMEOUT)
-        await asyncio.to_thread(self._update, env.id, container_id=observed.container_id)
-        crash_point("container")
-        observed = await self._step(env.id, "start", lambda: asyncio.to_thread(self.runtime.start, spec), STEP_TIMEOUT)
-        if not observed.running or not observed.ssh_port or not observed.ssh_host:
-            raise StepFailed("start", f"container is {observed.detail or 'not running'}")
-        host, port = observed.ssh_host, observed.ssh_port
-        key = await asyncio.to_thread(read_env_key, self.db, self.keyring, env.id)
+        await self._step(env.id, "image", lambda: asyncio.to_thread(self.runtime.prepare, spec, progress),
+                         IMAGE_TIMEOUT)
+        observed = await self._step(env.id, "start", lambda: asyncio.to_thread(self.runtime.ensure_running, spec),
+                                    STEP_TIMEOUT)
+        crash_point("start")
+        if not observed.reachable:
+            raise StepFailed("start", f"it is {observed.detail or 'not running'}")
+        return observed
+
+    async def _pin_host_key(self, env: Environment, spec: EnvSpec, observed: Observed) -> str:
+        """Read the new instance's host key from the runtime (an authenticated channel) and
+        record it with the endpoint. The same instance presenting another key is refused."""
         loop = asyncio.get_running_loop()
-        conn = await self._step(env.id, "sshd", lambda: envssh.wait_for_sshd(
-            host, port, key, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
-        async with conn:
-            document = await asyncio.to_thread(self._configuration, env)
-            await self._step(env.id, "configure", lambda: envssh.configure(conn, document), STEP_TIMEOUT)
-            options = env.options or {}
-            if options.get("repo"):
-                await self._optional_step(env.id, "clone", conn, "dev8-env clone")
-            if options.get("extensions") or (options.get("ai") or {}).get("copilot"):
-                await self._optional_step(env.id, "extensions", conn, "dev8-env extensions")
-        await asyncio.to_thread(self._update, env.id, observed_state="running", ssh_port=port,
-                                configured_generation=env.generation, started_at=utcnow(), status_message="")
-        await self._emit(env.id, "ready", "ok", f"ssh port {port}")
+        deadline = loop.time() + SSHD_TIMEOUT
+
+        async def read() -> str:
+            while True:
+                try:
+                    return await asyncio.to_thread(self.runtime.host_key, spec)
+                except RuntimeError:
+                    if loop.time() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+        key = await self._step(env.id, "host-key", read, SSHD_TIMEOUT + 5)
+        if env.host_key and env.instance_id == observed.instance_id and env.host_key != key:
+            raise StepFailed("host-key", "the environment's SSH host key changed without a new instance; refused")
+        await asyncio.to_thread(self._update, env.id, ssh_host=observed.host, ssh_port=observed.port,
+                                host_key=key, instance_id=observed.instance_id, runtime_state=observed.state)
+        return key
 
     async def _optional_step(self, env_id: str, step: str, conn, command: str) -> None:  # type: ignore[no-untyped-def]
         """Clone, extensions: a failure is reported as a warning event, but the environment
@@ -249,5 +289,6 @@ class Reconciler:
             return {"environment": env.name,
                     "user": {"name": owner.username if owner else "", "email": owner.email if owner else ""},
                     **({"extensions_gallery": self.extensions_gallery} if self.extensions_gallery else {}),
+                    **({"ca_certificates": self.ca_certificates} if self.ca_certificates else {}),
                     **(env.options or {}),
                     "secrets": reveal_secrets(s, self.keyring, env.owner_id, list(env.secret_names or []))}

@@ -18,6 +18,7 @@ out of ``docker inspect``, image layers and the persistent volume.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,20 @@ import sys
 import tempfile
 
 VERSION = "1"
-RUN_DIR = os.environ.get("DEV8_RUN_DIR", "/run/dev8")
+# The environment images' layout. The control plane imports these (dev8.envimage.dev8_env)
+# so the core, the runtimes and this helper agree on one set of paths.
+USER = "dev"
+HOME = "/home/dev"
+DEFAULT_RUN_DIR = "/run/dev8"  # a tmpfs: lost whenever the environment's instance is
+VSCODE_PORT = 13337  # code-server, on 127.0.0.1 inside the environment
+IMAGE_TARGETS = ("base", "fullstack")  # the images dev8 builds (images/Dockerfile targets)
+RUN_DIR = os.environ.get("DEV8_RUN_DIR", DEFAULT_RUN_DIR)
+
+
+def image_tag(target: str) -> str:
+    """The tag dev8 gives the image it builds from ``target``."""
+    return f"dev8/{target}:latest"
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 WORKSPACE = os.environ.get("DEV8_WORKSPACE", os.path.expanduser("~/workspace"))
 SERVICE_DIR = "/etc/dev8/service"
@@ -78,8 +92,28 @@ def configure(doc: dict) -> dict:
     _write_git_config(config)
     _write_ai_env(config, secrets)
     _write_cli_auth(config, secrets)
+    _write_ca_bundle(config)
     _write_code_server_env(config)
     return {"configured": True, "secrets": sorted(secrets)}
+
+
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def _write_ca_bundle(config: dict) -> None:
+    """The bundle TLS clients trust ($RUN_DIR/ca-bundle.crt, which SSL_CERT_FILE & co.
+    name): the system's CAs plus the operator's extra ones, if any."""
+    extra = config.get("ca_certificates") or ""
+    if extra and "-----BEGIN CERTIFICATE-----" not in extra:
+        raise ValueError("ca_certificates must be PEM certificates")
+    try:
+        with open(SYSTEM_CA_BUNDLE, encoding="utf-8") as f:
+            system = f.read()
+    except FileNotFoundError:
+        system = ""
+    path = os.path.join(RUN_DIR, "ca-bundle.crt")
+    _write_private(path, (system.rstrip("\n") + "\n" + extra).encode())
+    os.chmod(path, 0o644)
 
 
 def _write_code_server_env(config: dict) -> None:
@@ -88,6 +122,8 @@ def _write_code_server_env(config: dict) -> None:
     path = os.path.join(RUN_DIR, "code-server.env")
     gallery = config.get("extensions_gallery")
     body = f"export EXTENSIONS_GALLERY={shlex.quote(gallery)}\n" if gallery else ""
+    if config.get("ca_certificates"):  # Node reads NODE_EXTRA_CA_CERTS at start: restart on a change
+        body += f"# extra CAs: {hashlib.sha256(config['ca_certificates'].encode()).hexdigest()[:16]}\n"
     try:
         with open(path, encoding="utf-8") as f:
             before = f.read()
@@ -202,14 +238,18 @@ def git_credential(action: str, stdin: str) -> str:
     return ""
 
 
+def clone_folder(url: str) -> str:
+    """The folder under the workspace a repository is cloned into (its last path part)."""
+    return re.sub(r"\.git$", "", url.rstrip("/").rsplit("/", 1)[-1]) or "repo"
+
+
 def clone() -> dict:
     """Clone the configured repository into the workspace, once; later starts skip it."""
     repo = _load_config().get("repo") or {}
     url = repo.get("url")
     if not url:
         return {"cloned": False, "reason": "no repository configured"}
-    name = re.sub(r"\.git$", "", url.rstrip("/").rsplit("/", 1)[-1]) or "repo"
-    target = os.path.join(WORKSPACE, name)
+    target = os.path.join(WORKSPACE, clone_folder(url))
     if os.path.exists(target):
         return {"cloned": False, "path": target, "reason": "already present"}
     cmd = ["git", "clone", "--quiet"]

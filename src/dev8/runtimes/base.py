@@ -1,17 +1,22 @@
 """The small interface every runtime implements.
 
-The core owns state, secrets, timeouts, retries and routing; a runtime turns an
-:class:`EnvSpec` into containers/volumes and reports what exists. Every method is
-idempotent: calling it twice, or after a crash half way, converges on the same objects,
-found again by deterministic names and labels. Methods are blocking (the reconciler
-calls them in a worker thread) and raise :class:`dev8.core.errors.RuntimeUnavailable`
-when the backend cannot be reached.
+The core owns state, secrets, timeouts, retries, configuration and routing; a runtime
+turns an :class:`EnvSpec` into the backend's objects (containers, volumes, pods…) and
+reports where the environment's sshd is reached. Every method is idempotent: calling it
+twice, or after a crash half way, converges on the same objects, found again by
+deterministic names and labels. Methods are blocking (the core calls them in worker
+threads, each under a timeout) and raise :class:`RuntimeUnavailable` when the backend
+cannot be reached.
+
+Runtime options (a Docker network, a namespace, a subscription…) are the runtime's own:
+they reach its constructor from the ``DEV8_RUNTIME_*`` settings (see :mod:`dev8.runtimes`),
+never through the spec.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 LABEL_ENV_ID = "dev8.env-id"
 LABEL_OWNER = "dev8.owner"
@@ -21,23 +26,29 @@ LABEL_INSTALLATION = "dev8.installation"
 Progress = Callable[[str], None]
 
 
+class RuntimeUnavailable(Exception):
+    """The runtime's backend (Docker engine, Azure, Kubernetes API) cannot be reached;
+    the message says where and why, fit to show a user."""
+
+    field: str | None = None
+
+
 @dataclass(frozen=True)
 class EnvSpec:
+    """What the core asks a runtime for: only fields every backend understands."""
     env_id: str
     owner_id: int
     name: str
     image: str
     cpus: float
-    memory: str
+    memory_bytes: int
     control_public_key: str
     installation: str
-    ca_bundle: str | None = None  # host path of extra CA certificates to trust
-    network: str | None = None  # runtime network to attach (default: the runtime's own)
 
     @property
     def object_name(self) -> str:
         """Deterministic from installation, owner and name, so a re-created environment
-        finds its volume and two dev8 installations on one engine never collide."""
+        finds its storage and two dev8 installations on one backend never collide."""
         return f"dev8-{self.installation}-u{self.owner_id}-{self.name}"
 
     @property
@@ -52,26 +63,54 @@ class EnvSpec:
 
 @dataclass(frozen=True)
 class Observed:
+    """What exists for an environment. ``host``/``port`` is where its sshd answers (only
+    when running); ``instance_id`` changes whenever the environment's tmpfs state is lost
+    (a re-created or restarted container, a new pod), which tells the core to configure it
+    again; ``state`` is opaque runtime data the core stores and never reads."""
     exists: bool
     running: bool = False
-    container_id: str | None = None
-    ssh_host: str | None = None
-    ssh_port: int | None = None
+    host: str | None = None
+    port: int | None = None
+    instance_id: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
+
+    @property
+    def reachable(self) -> bool:
+        return self.running and bool(self.host) and bool(self.port) and bool(self.instance_id)
 
 
 class Runtime(Protocol):
     name: str
 
-    def ping(self) -> None: ...
-    def ensure_image(self, image: str, progress: Progress) -> None: ...
-    def ensure_volume(self, spec: EnvSpec) -> None: ...
-    def ensure_container(self, spec: EnvSpec) -> Observed: ...
-    def start(self, spec: EnvSpec) -> Observed: ...
+    def ping(self) -> None:
+        """Raise :class:`RuntimeUnavailable` unless the backend answers."""
+        ...
+
+    def prepare(self, spec: EnvSpec, progress: Progress) -> None:
+        """Make the image and the persistent storage exist (may take minutes: a build or a
+        pull). A runtime whose backend pulls by itself only makes the storage."""
+        ...
+
+    def ensure_running(self, spec: EnvSpec) -> Observed:
+        """Create (or adopt) the environment and start it; where it is reached. A stopped
+        one whose image changed under its tag is re-created on the same storage."""
+        ...
+
     def observe(self, spec: EnvSpec) -> Observed: ...
-    def stop(self, spec: EnvSpec) -> None: ...
-    def remove(self, spec: EnvSpec, *, keep_volume: bool) -> None: ...
+
+    def stop(self, spec: EnvSpec) -> None:
+        """Stop it; its storage is kept."""
+        ...
+
+    def remove(self, spec: EnvSpec, *, keep_storage: bool) -> None: ...
+
     def logs(self, spec: EnvSpec, tail: int) -> list[str]:
-        """The container's last ``tail`` output lines (its services: sshd, code-server);
-        empty when there is no container."""
+        """The last ``tail`` lines its services printed; empty when it does not exist."""
+        ...
+
+    def host_key(self, spec: EnvSpec) -> str:
+        """The environment's SSH host public key (OpenSSH one-line form), read over an
+        authenticated channel to the backend (never from the SSH connection it will pin).
+        Raises RuntimeError when the environment has not made one yet."""
         ...

@@ -1,77 +1,101 @@
-"""Local Docker engine runtime: one container and one named volume per environment."""
+"""Local Docker engine runtime: one container and one named volume per environment.
+
+Options (``DEV8_RUNTIME_*``): ``BASE_URL`` (default: ``DOCKER_HOST`` or the local socket),
+``NETWORK`` (a Docker network environments join; ``DEV8_DOCKER_NETWORK`` is read too).
+"""
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import docker.errors
 import requests.exceptions
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dev8 import images
-from dev8.core.errors import RuntimeUnavailable
-from dev8.runtimes.base import LABEL_ENV_ID, EnvSpec, Observed, Progress
+from dev8.envimage import dev8_env as layout
+from dev8.runtimes import docker_images
+from dev8.runtimes.base import LABEL_ENV_ID, EnvSpec, Observed, Progress, RuntimeUnavailable
 
-HOME = "/home/dev"
-RUN_DIR = "/run/dev8"
 API_VERSION = "1.41"
+HOST_KEY = f"{layout.HOME}/.dev8/hostkeys/ssh_host_ed25519_key.pub"  # images/base/entrypoint.sh
+# Every call to the engine is bounded: a wedged engine must not hold a worker thread forever.
+API_TIMEOUT = 60
 
 
-def container_kwargs(spec: EnvSpec) -> dict:
+class DockerOptions(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEV8_RUNTIME_", extra="ignore")
+
+    base_url: str | None = None
+    network: str | None = Field(None, validation_alias=AliasChoices("DEV8_RUNTIME_NETWORK", "DEV8_DOCKER_NETWORK"))
+
+
+def container_kwargs(spec: EnvSpec, network: str | None = None) -> dict:
     """Pure builder: the ``containers.create`` arguments for an environment."""
-    mounts = [docker.types.Mount("/etc/dev8/extra-ca.crt", spec.ca_bundle, type="bind", read_only=True)] \
-        if spec.ca_bundle else []
     return {
-        "mounts": mounts,
-        "network": spec.network,
+        "network": network,
         "image": spec.image,
         "name": spec.object_name,
         "hostname": spec.name,
         "labels": spec.labels,
         # A public key is not a secret; secrets go over SSH to the tmpfs after start.
         "environment": {"DEV8_CONTROL_KEY": spec.control_public_key},
-        "volumes": {spec.volume_name: {"bind": HOME, "mode": "rw"}},
-        "tmpfs": {RUN_DIR: "size=16m,mode=0700,uid=1000,gid=1000"},
+        "volumes": {spec.volume_name: {"bind": layout.HOME, "mode": "rw"}},
+        "tmpfs": {layout.DEFAULT_RUN_DIR: "size=16m,mode=0700,uid=1000,gid=1000"},
         # Only sshd, only on loopback, on a port the engine picks.
         "ports": {"22/tcp": ("127.0.0.1", None)},
         "nano_cpus": int(spec.cpus * 1e9),
-        "mem_limit": spec.memory,
+        "mem_limit": spec.memory_bytes,
         "restart_policy": {"Name": "unless-stopped"},
         "init": True,
         "detach": True,
     }
 
 
-def _observed(container: docker.models.containers.Container) -> Observed:
+def observed_of(attrs: dict) -> Observed:
+    """Pure: what a container's inspect document says. The instance is the container and
+    the moment it last started: a restart (ours, the engine's restart policy, a dockerd
+    restart) empties its tmpfs, so it is a new instance to configure."""
+    state = attrs.get("State") or {}
+    status = state.get("Status", "")
     port = None
-    bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get("22/tcp") or []
-    for b in bindings:
+    for b in (attrs.get("NetworkSettings", {}).get("Ports") or {}).get("22/tcp") or []:
         if b.get("HostPort"):
             port = int(b["HostPort"])
             break
-    running = container.status == "running"
-    return Observed(exists=True, running=running, container_id=container.id,
-                    ssh_host="127.0.0.1" if port else None, ssh_port=port if running else None,
-                    detail=container.status)
+    running = status == "running"
+    instance = f"{attrs.get('Id', '')[:12]}@{state.get('StartedAt', '')}" if running else None
+    return Observed(exists=True, running=running, host="127.0.0.1" if running and port else None,
+                    port=port if running else None, instance_id=instance,
+                    state={"container_id": attrs.get("Id")}, detail=status)
 
 
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, base_url: str | None = None) -> None:
+    def __init__(self, base_url: str | None = None, network: str | None = None) -> None:
         self._base_url = base_url
+        self.network = network
         self._client: docker.DockerClient | None = None
+
+    @classmethod
+    def from_settings(cls, data_dir: Path) -> "DockerRuntime":
+        opts = DockerOptions()
+        return cls(base_url=opts.base_url, network=opts.network)
 
     @contextlib.contextmanager
     def _api(self) -> Iterator[docker.DockerClient]:
         try:
             if self._client is None:
-                kwargs = {"version": API_VERSION}
+                kwargs = {"version": API_VERSION, "timeout": API_TIMEOUT}
                 self._client = (docker.DockerClient(base_url=self._base_url, **kwargs)
                                 if self._base_url else docker.from_env(**kwargs))
             yield self._client
-        except (requests.exceptions.ConnectionError, FileNotFoundError, ConnectionError) as exc:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, FileNotFoundError,
+                ConnectionError) as exc:
             raise RuntimeUnavailable(self._unreachable(exc)) from None
         except docker.errors.DockerException as exc:
             if isinstance(exc, docker.errors.APIError):
@@ -86,22 +110,26 @@ class DockerRuntime:
         with self._api() as c:
             c.ping()
 
-    def ensure_image(self, image: str, progress: Progress) -> None:
+    def prepare(self, spec: EnvSpec, progress: Progress) -> None:
+        self._ensure_image(spec.image, progress)
+        self._ensure_volume(spec)
+
+    def _ensure_image(self, image: str, progress: Progress) -> None:
         with self._api() as c:
             try:
                 c.images.get(image)
                 return
             except docker.errors.ImageNotFound:
                 pass
-            target = next((t for t in images.TARGETS if image == images.image_tag(t)), None)
+            target = next((t for t in layout.IMAGE_TARGETS if image == docker_images.image_tag(t)), None)
             if target is not None:
                 progress(f"image {image} not present: building it")
-                images.build(c, target, progress)
+                docker_images.build(c, target, progress)
                 return
             progress(f"pulling {image}")
             c.images.pull(image)
 
-    def ensure_volume(self, spec: EnvSpec) -> None:
+    def _ensure_volume(self, spec: EnvSpec) -> None:
         with self._api() as c:
             try:
                 c.volumes.get(spec.volume_name)
@@ -115,7 +143,7 @@ class DockerRuntime:
         except docker.errors.NotFound:
             return None
 
-    def ensure_container(self, spec: EnvSpec) -> Observed:
+    def ensure_running(self, spec: EnvSpec) -> Observed:
         with self._api() as c:
             container = self._find(c, spec)
             if container is not None and container.labels.get(LABEL_ENV_ID) != spec.env_id:
@@ -129,14 +157,19 @@ class DockerRuntime:
                 container = None
             if container is None:
                 try:
-                    container = c.containers.create(**container_kwargs(spec))
+                    container = c.containers.create(**container_kwargs(spec, self.network))
                 except docker.errors.APIError as exc:
                     if exc.status_code != 409:
                         raise
                     container = self._find(c, spec)  # created concurrently: adopt it
                     if container is None:
                         raise
-            return _observed(container)
+            if container.status == "paused":
+                container.unpause()
+            elif container.status != "running":
+                container.start()
+            container.reload()
+            return observed_of(container.attrs)
 
     @staticmethod
     def _stale(c: docker.DockerClient, container, spec: EnvSpec) -> bool:  # type: ignore[no-untyped-def]
@@ -145,22 +178,12 @@ class DockerRuntime:
         except docker.errors.ImageNotFound:
             return False
 
-    def start(self, spec: EnvSpec) -> Observed:
-        with self._api() as c:
-            container = self._find(c, spec)
-            if container is None:
-                return Observed(exists=False)
-            if container.status != "running":
-                container.start()
-            container.reload()
-            return _observed(container)
-
     def observe(self, spec: EnvSpec) -> Observed:
         with self._api() as c:
             container = self._find(c, spec)
             if container is None or container.labels.get(LABEL_ENV_ID) != spec.env_id:
                 return Observed(exists=False)
-            return _observed(container)
+            return observed_of(container.attrs)
 
     def stop(self, spec: EnvSpec) -> None:
         with self._api() as c:
@@ -175,12 +198,23 @@ class DockerRuntime:
                 return []
             return container.logs(tail=tail, timestamps=False).decode(errors="replace").splitlines()
 
-    def remove(self, spec: EnvSpec, *, keep_volume: bool) -> None:
+    def host_key(self, spec: EnvSpec) -> str:
+        with self._api() as c:
+            container = self._find(c, spec)
+            if container is None or container.labels.get(LABEL_ENV_ID) != spec.env_id:
+                raise RuntimeError("no container")
+            result = container.exec_run(["cat", HOST_KEY], user="root", stdout=True, stderr=False)
+            key = result.output.decode(errors="replace").strip()
+            if result.exit_code != 0 or not key.startswith("ssh-"):
+                raise RuntimeError("the environment has no SSH host key yet")
+            return key
+
+    def remove(self, spec: EnvSpec, *, keep_storage: bool) -> None:
         with self._api() as c:
             container = self._find(c, spec)
             if container is not None:
                 container.remove(force=True)
-            if not keep_volume:
+            if not keep_storage:
                 with contextlib.suppress(docker.errors.NotFound):
                     c.volumes.get(spec.volume_name).remove(force=True)
 

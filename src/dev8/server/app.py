@@ -16,7 +16,7 @@ from dev8.server.browser_auth import LoginRequired, login_required
 from dev8.server.forwarded import TrustedProxyHeaders
 from dev8.server.context import ServerContext
 
-STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401, RuntimeUnavailable: 503,
+STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401,
           TooManyAttempts: 429, Forbidden: 403}
 
 
@@ -74,6 +74,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
             headers = {"Retry-After": str(exc.retry_after)}
         body = {"detail": str(exc), **({"field": exc.field} if exc.field else {})}
         return JSONResponse(body, status_code=code, headers=headers)
+
+    @app.exception_handler(RuntimeUnavailable)
+    async def _runtime_unavailable(_request: Request, exc: RuntimeUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dev8.core.connections import EnvConnections
 from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
 from dev8.core.throttle import LoginThrottle
@@ -22,6 +23,7 @@ class ServerContext:
     keyring: Keyring
     runtime: Runtime
     reconciler: Reconciler
+    connections: EnvConnections
     tunnels: Tunnels
     terminals: PtySessions = field(default_factory=PtySessions)
     app_sessions: AppSessions = field(default_factory=AppSessions)

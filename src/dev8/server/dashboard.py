@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from dev8.core import environments as envs
 from dev8.core.errors import NotFound, Unauthorized
-from dev8.images import TARGETS, image_tag
+from dev8.envimage.dev8_env import IMAGE_TARGETS, image_tag
 from dev8.server.browser_auth import SESSION_COOKIE, LoginRequired, csrf_token, session_user
 from dev8.server.static import WEB_DIR
 from dev8.store.models import User
@@ -54,7 +54,7 @@ async def environments_page(request: Request, user: PageUser) -> Response:
 @router.get("/new")
 async def create_page(request: Request, user: PageUser) -> Response:
     settings = request.app.state.ctx.settings
-    images = list(dict.fromkeys([settings.default_image, *(image_tag(t) for t in TARGETS)]))
+    images = list(dict.fromkeys([settings.default_image, *(image_tag(t) for t in IMAGE_TARGETS)]))
     return _render(request, user, "create.html", images=images, default_image=settings.default_image,
                    default_cpus=settings.default_cpus, default_memory=settings.default_memory)
 

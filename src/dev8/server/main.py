@@ -10,10 +10,11 @@ import uvicorn
 
 from dev8.core import auth
 from dev8.core.crypto import Keyring
-from dev8.core.errors import RuntimeUnavailable
+from dev8.core.connections import EnvConnections
 from dev8.core.notify import EventNotifier
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes import load_runtime
+from dev8.runtimes.base import RuntimeUnavailable
 from dev8.server.app import create_app
 from dev8.server.context import ServerContext
 from dev8.server.sshgateway import start_gateway
@@ -37,7 +38,10 @@ def open_store(settings: Settings) -> tuple[Database, Keyring]:
 
 
 def check_runtime(settings: Settings) -> object:
-    runtime = load_runtime(settings.runtime)
+    try:
+        runtime = load_runtime(settings.runtime, settings.data_dir)
+    except ValueError as exc:
+        raise StartupError(f"DEV8_RUNTIME={settings.runtime}: {exc}") from None
     try:
         runtime.ping()
     except RuntimeUnavailable as exc:
@@ -62,14 +66,15 @@ async def serve(settings: Settings) -> None:
     if settings.env_ca_bundle and not settings.env_ca_bundle.is_file():
         raise StartupError(f"DEV8_ENV_CA_BUNDLE: {settings.env_ca_bundle} is not a file")
     runtime = check_runtime(settings)
+    ca_certificates = settings.env_ca_bundle.read_text() if settings.env_ca_bundle else None
     db, keyring = open_store(settings)
     notifier = EventNotifier(asyncio.get_running_loop())
-    reconciler = Reconciler(db, keyring, runtime, interval=settings.reconcile_interval,  # type: ignore[arg-type]
-                            notifier=notifier,
-                            ca_bundle=str(settings.env_ca_bundle.resolve()) if settings.env_ca_bundle else None,
-                            network=settings.docker_network, extensions_gallery=settings.extensions_gallery)
+    connections = EnvConnections(db, keyring)
+    reconciler = Reconciler(db, keyring, runtime, connections, interval=settings.reconcile_interval,  # type: ignore[arg-type]
+                            notifier=notifier, ca_certificates=ca_certificates,
+                            extensions_gallery=settings.extensions_gallery)
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
-                        reconciler=reconciler, tunnels=Tunnels(db, keyring),
+                        reconciler=reconciler, connections=connections, tunnels=Tunnels(connections),
                         terminals=PtySessions(keep_detached=settings.terminal_keep_detached))
     announce_setup(db, settings)
     http_host, http_port = parse_addr(settings.http_addr)
@@ -91,6 +96,7 @@ async def serve(settings: Settings) -> None:
     gateway.close()
     ctx.terminals.close()
     ctx.tunnels.close()
+    connections.close()
     for t in tasks[1:]:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -22,7 +22,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.background import BackgroundTask
 
 from dev8.apphosts import APPS, parse_port
+from dev8.core.connections import Unreachable
 from dev8.core.errors import Unauthorized
+from dev8.core.states import State
 from dev8.server.browser_auth import (DEV8_COOKIES, NotVisible, authorize_ws, login_required, not_found, request_token,
                                       resolve_env)
 from dev8.server.context import ServerContext
@@ -95,9 +97,12 @@ def unavailable(request: Request, status: int, message: str) -> Response:
 
 async def forward_http(ctx: ServerContext, request: Request, env: Environment, port: int, path: str) -> Response:
     """Relay ``request`` to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it)."""
-    if env.observed_state != "running" or not env.ssh_port:
+    if env.observed_state != State.RUNNING:
         return unavailable(request, 503, f"environment {env.name} is {env.observed_state}")
-    client = await ctx.tunnels.http_client(env, port)
+    try:
+        client = await ctx.tunnels.http_client(env, port)
+    except Unreachable as exc:
+        return unavailable(request, 502, f"environment {env.name} is not reachable: {exc}")
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
     if request.headers.get("cookie"):
         rest = strip_session_cookie(request.headers["cookie"])
@@ -151,10 +156,14 @@ async def proxy_ws(websocket: WebSocket, owner: str, name: str, kind: str, targe
 async def forward_ws(ctx: ServerContext, websocket: WebSocket, env: Environment, port: int, path: str) -> None:
     """Relay a WebSocket to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it,
     Origin included); accepted only once the environment's side accepted."""
-    if env.observed_state != "running" or not env.ssh_port:
+    if env.observed_state != State.RUNNING:
         await websocket.close(code=1013)
         return
-    sock = await ctx.tunnels.socket_for(env, port)
+    try:
+        sock = await ctx.tunnels.socket_for(env, port)
+    except Unreachable:
+        await websocket.close(code=1013)
+        return
     query = websocket.url.query
     host = websocket.headers.get("host", "localhost")
     headers = [(k, v) for k, v in websocket.headers.items()

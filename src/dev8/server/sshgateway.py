@@ -1,9 +1,9 @@
 """SSH gateway (asyncssh): users reach their environments with ``ssh NAME@host``.
 
 A user authenticates with one of their registered public keys; the login name picks the
-environment (``NAME`` or ``USER--NAME``). The gateway then opens one upstream SSH
-connection to that environment's sshd with the environment's own control-plane key and
-relays every channel over it: shell and exec sessions (with PTY, window changes, signals
+environment (``NAME`` or ``USER--NAME``). The gateway then relays every channel over the
+control plane's pooled connection to that environment's sshd (core.connections: its own
+control-plane key, its pinned host key): shell and exec sessions (with PTY, window changes, signals
 and exit status), the sftp subsystem (so scp/sftp work), and ``direct-tcpip`` forwards
 (``ssh -L``, VS Code Remote-SSH). An environment that is not the user's is refused exactly
 like a key that is not registered.
@@ -19,8 +19,9 @@ import asyncssh
 from asyncssh.forward import SSHForwarder
 from sqlalchemy import select
 
-from dev8.core import auth, envssh
-from dev8.core.secrets import open_env_key
+from dev8.core import auth
+from dev8.core.connections import Endpoint, Unreachable
+from dev8.core.states import State
 from dev8.names import ENV_NAME_RE
 from dev8.server.context import ServerContext
 from dev8.store.models import Environment, User, note_use
@@ -63,14 +64,6 @@ class GatewayServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._upstream is not None:
-            task, self._upstream = self._upstream, None
-            if task.done() and not task.cancelled() and task.exception() is None:
-                task.result().close()
-            else:
-                task.cancel()
-
     def begin_auth(self, username: str) -> bool:
         return True
 
@@ -105,7 +98,9 @@ class GatewayServer(asyncssh.SSHServer):
             return None
 
     def upstream(self) -> asyncio.Task[asyncssh.SSHClientConnection]:
-        """One upstream connection per gateway connection, shared by all its channels."""
+        """The environment's pooled connection (shared with the rest of the control plane,
+        so a new gateway login costs no upstream handshake); looked up once per client
+        connection, again after a failure."""
         if self._upstream is None or (self._upstream.done() and self._upstream.exception() is not None):
             self._upstream = asyncio.ensure_future(self._connect_upstream())
         return self._upstream
@@ -114,22 +109,22 @@ class GatewayServer(asyncssh.SSHServer):
         assert self.target is not None
         env_id = self.target.env_id
 
-        def lookup() -> tuple[Environment | None, bytes | None]:
+        def lookup() -> Environment | None:
             with self.ctx.db.session() as s:
                 env = s.get(Environment, env_id)
-                if env is None or env.observed_state != "running" or not env.ssh_port:
-                    return env, None
-                note_use(env)  # an SSH session of its owner
-                return env, open_env_key(s, self.ctx.keyring, env_id)
-        env, key = await asyncio.to_thread(lookup)
-        if env is None or key is None:
-            state = env.observed_state if env else "deleted"
-            raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_CONNECT_FAILED,
-                f"environment {self.target.name} is {state}; run `dev8 start {self.target.name}`")
+                if env is not None and env.observed_state == State.RUNNING:
+                    note_use(env)  # an SSH session of its owner
+                return env
+        env = await asyncio.to_thread(lookup)
         try:
-            return await envssh.connect("127.0.0.1", env.ssh_port, key)
-        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+            if env is None:
+                raise Unreachable(f"environment {self.target.name} was deleted")
+            endpoint = Endpoint.of(env)
+        except Unreachable as exc:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(exc)) from None
+        try:
+            return await self.ctx.connections.get(endpoint)
+        except Unreachable as exc:
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_CONNECT_FAILED, f"environment {self.target.name} is not reachable: {exc}") from None
 

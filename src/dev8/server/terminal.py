@@ -16,7 +16,9 @@ import json
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from dev8.core.connections import Endpoint
 from dev8.core.errors import Unauthorized
+from dev8.core.states import State
 from dev8.server.browser_auth import (NotVisible, authorize_ws, login_required, not_found_page, request_token,
                                       resolve_env)
 from dev8.server.context import ServerContext
@@ -73,14 +75,14 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
         return
     user, env = allowed
     await websocket.accept()
-    if env.observed_state != "running" or not env.ssh_port:
+    if env.observed_state != State.RUNNING:
         await _fail(websocket, f"environment {name} is {env.observed_state}: start it with `dev8 start {name}`")
         return
     q = websocket.query_params
     session = ctx.terminals.find(q.get("session"), env.id, user.id)
     if session is None:
         try:
-            conn = await ctx.tunnels.connection(env)
+            conn = await ctx.connections.get(Endpoint.of(env))
             session = await ctx.terminals.open(conn, env.id, user.id, _int(q.get("cols"), 80), _int(q.get("rows"), 24))
         except Exception as exc:  # noqa: BLE001 — shown to the user, the socket stays sane
             await _fail(websocket, f"could not open a shell in {name}: {exc}")

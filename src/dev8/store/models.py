@@ -107,8 +107,13 @@ class Environment(Base):
     status_message: Mapped[str] = mapped_column(Text, default="")
     keep_volume: Mapped[bool] = mapped_column(Boolean, default=False)
     restart_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where its sshd is reached, the host key pinned for it, and the instance they belong
+    # to (see runtimes.base.Observed); runtime_state is the runtime's own, opaque.
+    ssh_host: Mapped[str | None] = mapped_column(String(255))
     ssh_port: Mapped[int | None] = mapped_column(Integer)
-    container_id: Mapped[str | None] = mapped_column(String(80))
+    host_key: Mapped[str | None] = mapped_column(Text)
+    instance_id: Mapped[str | None] = mapped_column(String(200))
+    runtime_state: Mapped[dict | None] = mapped_column(JSON)
     control_public_key: Mapped[str] = mapped_column(Text)
     # Bumped by the API on every start/restart so the reconciler configures again.
     generation: Mapped[int] = mapped_column(Integer, default=1)

@@ -15,7 +15,8 @@ from dev8.apphosts import app_url
 from dev8.core import environments as envs
 from dev8.core import sharing
 from dev8.core import envssh
-from dev8.core.secrets import open_env_key
+from dev8.core.connections import Endpoint, Unreachable
+from dev8.core.states import State
 from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
@@ -131,17 +132,16 @@ async def reconfigure(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
 
 async def _run_in_env(ctx: Ctx, user: User, name: str, command: str) -> dict:
     """Run a ``dev8-env`` query over SSH; the environment's state plus its JSON output."""
-    def lookup() -> tuple[Environment, bytes]:
+    def lookup() -> Environment:
         with ctx.db.session() as s:
-            env = envs.get_environment(s, user, name)
-            return env, open_env_key(s, ctx.keyring, env.id)
-    env, key = await asyncio.to_thread(lookup)
-    if env.observed_state != "running" or not env.ssh_port:
+            return envs.get_environment(s, user, name)
+    env = await asyncio.to_thread(lookup)
+    if env.observed_state != State.RUNNING:
         return {"state": env.observed_state}
     try:
-        async with await envssh.connect("127.0.0.1", env.ssh_port, key) as conn:
-            result = await envssh.run_json(conn, command, timeout=20)
-    except (OSError, RuntimeError, asyncio.TimeoutError, asyncssh.Error) as exc:
+        conn = await ctx.connections.get(Endpoint.of(env))  # pooled: no handshake per request
+        result = await envssh.run_json(conn, command, timeout=20)
+    except (Unreachable, OSError, RuntimeError, asyncio.TimeoutError, asyncssh.Error) as exc:
         return {"state": env.observed_state, "error": f"{command} failed: {exc}"}
     return {"state": env.observed_state, **result}
 

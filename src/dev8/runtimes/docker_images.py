@@ -21,8 +21,7 @@ import docker
 import docker.errors
 
 from dev8 import envimage
-
-TARGETS = ("base", "fullstack")
+from dev8.envimage.dev8_env import IMAGE_TARGETS as TARGETS, image_tag
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 FALLBACK_BASE_IMAGE = "dev8/debian:bookworm-minbase"
@@ -33,15 +32,11 @@ class ImageBuildError(RuntimeError):
     """An image could not be built; the message says which step failed and why."""
 
 
-def image_tag(target: str) -> str:
-    return f"dev8/{target}:latest"
-
-
 def images_dir() -> Path:
-    packaged = Path(__file__).parent / "_images"
+    packaged = Path(__file__).parents[1] / "_images"
     if (packaged / "Dockerfile").is_file():
         return packaged
-    return Path(__file__).resolve().parents[2] / "images"
+    return Path(__file__).resolve().parents[3] / "images"
 
 
 def build_ca_bundle() -> bytes:

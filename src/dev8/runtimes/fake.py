@@ -1,0 +1,180 @@
+"""The ``fake`` runtime: each environment is a local process speaking SSH, no containers.
+
+Good enough for the core's tests without a Docker engine (the reconciler, the connection
+pool, the gateway, configure over SSH), and the reference for the runtime contract
+(``tests/contract``). Per environment, under the runtime's root folder:
+
+    <object name>/home     its storage (kept by stop, removed unless kept)
+    <object name>/run      the instance's scratch dir (the image's tmpfs): emptied each start
+    <object name>/meta     the labels it was made with (env id), its image and control key
+    <object name>/pid      the running instance's process; instance = the pid's start token
+
+What it cannot prove: isolation, resource limits, images, a real sshd or network; commands
+run as the server's own user on this host. ``DEV8_RUNTIME_ROOT`` chooses the folder
+(default: ``fake-runtime`` in the data dir); a file ``UNAVAILABLE`` in it makes every call
+raise RuntimeUnavailable, as a backend that is down would.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dev8.runtimes.base import EnvSpec, Observed, Progress, RuntimeUnavailable
+
+START_TIMEOUT = 10.0
+
+
+class FakeOptions(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEV8_RUNTIME_", extra="ignore")
+
+    root: Path | None = None
+
+
+class FakeRuntime:
+    name = "fake"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def from_settings(cls, data_dir: Path) -> "FakeRuntime":
+        return cls(FakeOptions().root or data_dir / "fake-runtime")
+
+    def _check(self) -> None:
+        if (self.root / "UNAVAILABLE").exists():
+            raise RuntimeUnavailable(f"fake runtime unavailable ({self.root / 'UNAVAILABLE'} exists)")
+
+    def _dir(self, spec: EnvSpec) -> Path:
+        return self.root / spec.object_name
+
+    def _meta(self, spec: EnvSpec) -> dict:
+        try:
+            return json.loads((self._dir(spec) / "meta").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _pid(self, spec: EnvSpec) -> tuple[int, str] | None:
+        """The live process of this environment and its instance token, if any."""
+        try:
+            pid_text, instance = (self._dir(spec) / "pid").read_text().split()
+            pid = int(pid_text)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        if str(self._dir(spec)).encode() not in cmdline:
+            return None  # the pid was reused by something else
+        with contextlib.suppress(FileNotFoundError):
+            if (Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]) == "Z":
+                return None
+        return pid, instance
+
+    def ping(self) -> None:
+        self._check()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def prepare(self, spec: EnvSpec, progress: Progress) -> None:
+        self.ping()
+        d = self._dir(spec)
+        if self._meta(spec).get("env_id") not in (None, spec.env_id):
+            # Left behind by an earlier environment of the same name: its storage is kept,
+            # its process is not ours to adopt.
+            self._kill(spec)
+        (d / "home").mkdir(parents=True, exist_ok=True)
+        meta = {"env_id": spec.env_id, "labels": spec.labels, "image": spec.image}
+        (d / "meta").write_text(json.dumps(meta))
+        (d / "authorized_keys").write_text(spec.control_public_key + "\n")
+
+    def ensure_running(self, spec: EnvSpec) -> Observed:
+        self._check()
+        if self._meta(spec).get("env_id") != spec.env_id:
+            self.prepare(spec, lambda _m: None)
+        if self._pid(spec) is None:
+            self._start(spec)
+        return self.observe(spec)
+
+    def _start(self, spec: EnvSpec) -> None:
+        d = self._dir(spec)
+        shutil.rmtree(d / "run", ignore_errors=True)  # a new instance starts with an empty tmpfs
+        with contextlib.suppress(FileNotFoundError):
+            (d / "port").unlink()
+        log = open(d / "log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "dev8.runtimes.fake_sshd", str(d)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        (d / "pid").write_text(f"{proc.pid} {uuid.uuid4().hex}")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (d / "port").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the fake environment did not start (see {d / 'log'})")
+            time.sleep(0.02)
+        # Reaped by a thread of ours; a restarted control plane adopts it by its pid file.
+        threading.Thread(target=proc.wait, daemon=True).start()
+
+    def observe(self, spec: EnvSpec) -> Observed:
+        self._check()
+        if self._meta(spec).get("env_id") != spec.env_id:
+            return Observed(exists=False)
+        live = self._pid(spec)
+        if live is None:
+            return Observed(exists=True, running=False, detail="exited")
+        port = int((self._dir(spec) / "port").read_text())
+        return Observed(exists=True, running=True, host="127.0.0.1", port=port, instance_id=live[1],
+                        state={"pid": live[0]}, detail="running")
+
+    def stop(self, spec: EnvSpec) -> None:
+        self._check()
+        self._kill(spec)
+
+    def _kill(self, spec: EnvSpec) -> None:
+        live = self._pid(spec)
+        if live is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(live[0], signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while self._pid(spec) is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        for name in ("pid", "port"):
+            with contextlib.suppress(FileNotFoundError):
+                (self._dir(spec) / name).unlink()
+        shutil.rmtree(self._dir(spec) / "run", ignore_errors=True)
+
+    def remove(self, spec: EnvSpec, *, keep_storage: bool) -> None:
+        self._check()
+        if self._meta(spec).get("env_id") not in (None, spec.env_id):
+            return  # another environment's now
+        self._kill(spec)
+        d = self._dir(spec)
+        if keep_storage:
+            with contextlib.suppress(FileNotFoundError):
+                (d / "meta").unlink()
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def logs(self, spec: EnvSpec, tail: int) -> list[str]:
+        self._check()
+        if self._meta(spec).get("env_id") != spec.env_id:
+            return []
+        try:
+            return (self._dir(spec) / "log").read_text(errors="replace").splitlines()[-tail:]
+        except FileNotFoundError:
+            return []
+
+    def host_key(self, spec: EnvSpec) -> str:
+        self._check()
+        path = self._dir(spec) / "home" / ".dev8" / "hostkeys" / "ssh_host_ed25519_key.pub"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            raise RuntimeError("the environment has no SSH host key yet") from None
