@@ -45,6 +45,8 @@ class Endpoint:
         """The endpoint the store records for a running ``env``; Unreachable otherwise."""
         if (env.observed_state != State.RUNNING or not env.ssh_host or not env.ssh_port or not env.host_key
                 or not env.instance_id):
+            if env.observed_state == State.ERROR and env.status_message:
+                raise Unreachable(f"environment {env.name}: {env.status_message}")
             raise Unreachable(f"environment {env.name} is {env.observed_state}; start it with `dev8 start {env.name}`")
         return cls(env.id, env.ssh_host, env.ssh_port, env.host_key, env.instance_id)
 
