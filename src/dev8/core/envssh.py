@@ -22,7 +22,11 @@ async def connect(host: str, port: int, private_key_pem: bytes, host_key: str, *
     (read from the runtime over an authenticated channel; any other key is refused)."""
     return await asyncio.wait_for(
         asyncssh.connect(host, port, username=ENV_USER, client_keys=[asyncssh.import_private_key(private_key_pem)],
-                         known_hosts=pinned(host_key), agent_path=None, config=[], keepalive_interval=30,
+                         known_hosts=pinned(host_key), agent_path=None, config=[],
+                         # A pooled connection to an environment that hangs (sshd frozen, host
+                         # gone) is given up within ~15 s, failing what waits on it, and the
+                         # next use connects afresh under the connect timeout.
+                         keepalive_interval=5, keepalive_count_max=3,
                          encryption_algs=CIPHERS, window=8 * 1024 * 1024),
         timeout,
     )

@@ -66,7 +66,9 @@ def observed_of(attrs: dict) -> Observed:
         if b.get("HostPort"):
             port = int(b["HostPort"])
             break
-    running = status == "running"
+    # Paused is still this instance (its tmpfs intact), merely frozen: connections to it
+    # hang until the control plane's timeouts say so; dev8 does not undo an operator's pause.
+    running = status in ("running", "paused")
     instance = f"{attrs.get('Id', '')[:12]}@{state.get('StartedAt', '')}" if running else None
     return Observed(exists=True, running=running, host="127.0.0.1" if running and port else None,
                     port=port if running else None, instance_id=instance,
