@@ -48,3 +48,21 @@ def test_listening_ports_from_proc_net(tmp_path):
         "   0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A 0:0 0:0 0 1000 0 4 1\n")
     assert helper.listening_ports(str(tmp_path)) == {"ports": [{"port": 3000, "bind": "all"},
                                                                {"port": 8100, "bind": "loopback"}]}
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
+
+
+def test_extra_ca_certificates_arrive_with_the_configuration_and_join_the_system_bundle(tmp_path):
+    r = run(tmp_path, "configure", input=json.dumps({"secrets": {}, "ca_certificates": PEM}))
+    assert r.returncode == 0, r.stderr
+    bundle = (tmp_path / "ca-bundle.crt").read_text()
+    assert bundle.endswith(PEM) and len(bundle) > len(PEM)  # the system's CAs first
+    assert run(tmp_path, "configure", input=json.dumps({"secrets": {}})).returncode == 0
+    assert PEM not in (tmp_path / "ca-bundle.crt").read_text()  # taken away again
+
+
+def test_ca_certificates_that_are_not_pem_change_nothing(tmp_path):
+    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"A": "x"}, "ca_certificates": "not a cert"}))
+    assert r.returncode == 1 and "PEM" in r.stderr
+    assert not (tmp_path / "secrets").exists() and not (tmp_path / "ca-bundle.crt").exists()

@@ -78,6 +78,9 @@ def configure(doc: dict) -> dict:
     for name, value in secrets.items():
         if not NAME_RE.match(name) or not isinstance(value, str):
             raise ValueError(f"invalid secret entry {name!r}")
+    extra_ca = doc.get("ca_certificates") or ""
+    if not isinstance(extra_ca, str) or (extra_ca and "-----BEGIN CERTIFICATE-----" not in extra_ca):
+        raise ValueError("ca_certificates must be PEM certificates")
     secrets_dir = os.path.join(RUN_DIR, "secrets")
     os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
     os.chmod(secrets_dir, 0o700)
@@ -104,8 +107,6 @@ def _write_ca_bundle(config: dict) -> None:
     """The bundle TLS clients trust ($RUN_DIR/ca-bundle.crt, which SSL_CERT_FILE & co.
     name): the system's CAs plus the operator's extra ones, if any."""
     extra = config.get("ca_certificates") or ""
-    if extra and "-----BEGIN CERTIFICATE-----" not in extra:
-        raise ValueError("ca_certificates must be PEM certificates")
     try:
         with open(SYSTEM_CA_BUNDLE, encoding="utf-8") as f:
             system = f.read()
