@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from dev8.core import auth
+from dev8.core.connections import EnvConnections
 from dev8.core.crypto import Keyring
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.docker import DockerRuntime
@@ -27,9 +28,10 @@ def make_ctx(tmp_path: Path, db_url: str, runtime: DockerRuntime | None = None) 
     db.upgrade()
     keyring = Keyring.load_or_create(settings.data_dir)
     runtime = runtime or DockerRuntime()
+    connections = EnvConnections(db, keyring)
     return ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,
-                         reconciler=Reconciler(db, keyring, runtime),
-                         tunnels=Tunnels(db, keyring))
+                         reconciler=Reconciler(db, keyring, runtime, connections), connections=connections,
+                         tunnels=Tunnels(connections))
 
 
 @pytest.fixture
