@@ -45,7 +45,20 @@ def floor_once(dc: docker.DockerClient, image: str) -> float:
 
 
 async def _wait(port: int, pem: bytes) -> None:
-    await envssh.wait_for_sshd("127.0.0.1", port, pem, deadline=asyncio.get_running_loop().time() + 60)
+    """Until a login with the control key succeeds (the floor has no pinned host key to check)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        try:
+            conn = await asyncio.wait_for(asyncssh.connect(
+                "127.0.0.1", port, username="dev", client_keys=[asyncssh.import_private_key(pem)],
+                known_hosts=None, agent_path=None, config=[], encryption_algs=envssh.CIPHERS), 10)
+            conn.close()
+            return
+        except (OSError, asyncssh.Error, asyncio.TimeoutError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 TOKEN = "bench-token-0123456789"
@@ -61,7 +74,7 @@ def git_server(dc: docker.DockerClient) -> Iterator[dict]:
         container = start_git_server(dc, net.name, Path(root), {"x-access-token": TOKEN})
         try:
             yield {"repo": f"https://{GIT_HOST}:8443/org/app.git", "server_env": {
-                       "DEV8_DOCKER_NETWORK": net.name, "DEV8_ENV_CA_BUNDLE": str(ca)},
+                       "DEV8_RUNTIME_NETWORK": net.name, "DEV8_ENV_CA_BUNDLE": str(ca)},
                    "git": [{"kind": "github", "host": f"{GIT_HOST}:8443", "secret": "GIT_TOKEN"}]}
         finally:
             container.remove(force=True)

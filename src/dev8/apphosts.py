@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-APPS = {"vscode": 13337}  # named apps and the port each listens on inside an environment
+from dev8.envimage.dev8_env import VSCODE_PORT
+
+APPS = {"vscode": VSCODE_PORT}  # named apps and the port each listens on inside an environment
 PORT_RE = re.compile(r"^[1-9][0-9]{0,4}$")
 LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")

@@ -22,7 +22,7 @@ TOKEN = "tok-" + "9f8e7d6c5b4a" * 3
 def git_world(tmp_path: Path, test_network: str, base_image: str, fullstack_image: str, docker_client):  # type: ignore[no-untyped-def]
     """A fresh server (no users yet) whose environments reach a test git server."""
     ca = make_tls_certs(tmp_path / "tls", GIT_HOST, GITLAB_HOST)
-    server = Dev8Server(tmp_path / "server", extra_env={"DEV8_DOCKER_NETWORK": test_network,
+    server = Dev8Server(tmp_path / "server", extra_env={"DEV8_RUNTIME_NETWORK": test_network,
                                                         "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
     git = start_git_server(docker_client, test_network, tmp_path / "tls", {"x-access-token": TOKEN})
     yield server, git

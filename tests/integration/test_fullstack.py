@@ -155,7 +155,7 @@ def test_extensions_come_from_the_configured_marketplace(tmp_path, test_network:
                                                   str(vsix_dir): {"bind": "/srv/vsix", "mode": "ro"}})
     docker_client.networks.get(test_network).connect(gallery, aliases=["gallery.corp.test"])
     server = Dev8Server(tmp_path / "server", extra_env={
-        "DEV8_DOCKER_NETWORK": test_network,
+        "DEV8_RUNTIME_NETWORK": test_network,
         "DEV8_EXTENSIONS_GALLERY": json.dumps({"serviceUrl": f"{url}/api", "itemUrl": f"{url}/item"})}).start()
     try:
         alice = User(server, "alice@example.com", tmp_path / "alice")

@@ -16,7 +16,7 @@ TOKEN = "tok-" + "a1b2c3d4e5f6" * 3
 @pytest.fixture
 def git_setup(tmp_path: Path, test_network: str, base_image: str, docker_client):  # type: ignore[no-untyped-def]
     ca = make_tls_certs(tmp_path / "tls", GIT_HOST, GITLAB_HOST)
-    server = Dev8Server(tmp_path / "server", extra_env={"DEV8_DOCKER_NETWORK": test_network,
+    server = Dev8Server(tmp_path / "server", extra_env={"DEV8_RUNTIME_NETWORK": test_network,
                                                         "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
     containers = []
 
