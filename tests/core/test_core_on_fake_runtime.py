@@ -136,3 +136,26 @@ def test_backend_down_answers_503_marks_unreachable_and_recovers(fake_server: De
         flag.unlink()
     wait_until(lambda: state(carol, name) == "running", timeout=60, what="recovery")
     assert carol.ssh(name, "echo back").stdout.strip() == "back"
+
+
+def test_a_gateway_connection_outlives_a_new_instance_of_its_environment(fake_server: Dev8Server,
+                                                                         carol: User) -> None:
+    """VS Code Remote-SSH and ControlMaster keep one connection open: after the environment
+    got a new instance, new sessions on it reach the new one."""
+    import asyncio
+    name = unique("g")
+    carol.cli("create", name)
+
+    async def go() -> tuple[str, str]:
+        async with asyncssh.connect("127.0.0.1", fake_server.ssh_port, username=name, known_hosts=None,
+                                    client_keys=[asyncssh.read_private_key(str(carol.key))],
+                                    agent_path=None, config=[]) as conn:
+            before = (await conn.run("echo $PPID", check=True)).stdout.strip()
+            row = env_row(fake_server, name)
+            await asyncio.to_thread(kill_instance, fake_server, row)
+            await asyncio.to_thread(wait_until, lambda: env_row(fake_server, name)["instance_id"] != row["instance_id"]
+                                    and state(carol, name) == "running", 60, 0.1, "the new instance")
+            after = (await conn.run("echo $PPID", check=True)).stdout.strip()
+            return before, after
+    before, after = asyncio.run(go())
+    assert before and after and before != after  # a shell of another sshd process: the new instance

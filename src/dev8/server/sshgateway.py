@@ -100,8 +100,9 @@ class GatewayServer(asyncssh.SSHServer):
     def upstream(self) -> asyncio.Task[asyncssh.SSHClientConnection]:
         """The environment's pooled connection (shared with the rest of the control plane,
         so a new gateway login costs no upstream handshake); looked up once per client
-        connection, again after a failure."""
-        if self._upstream is None or (self._upstream.done() and self._upstream.exception() is not None):
+        connection, again after a failure or once that connection closed (a new instance)."""
+        task = self._upstream
+        if task is None or (task.done() and (task.exception() is not None or task.result().is_closed())):
             self._upstream = asyncio.ensure_future(self._connect_upstream())
         return self._upstream
 
