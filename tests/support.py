@@ -160,10 +160,21 @@ class Dev8Server:
         except Exception:  # noqa: BLE001 - the server never got as far as a database
             return
         client = docker.from_env()
-        for c in client.containers.list(all=True, filters={"label": f"dev8.installation={inst}"}):
-            c.remove(force=True)
-        for v in client.volumes.list(filters={"label": f"dev8.installation={inst}"}):
-            v.remove(force=True)
+        # The killed server may have left a removal running in the engine (409 "already in
+        # progress", or a volume still in use): retry until everything of it is gone.
+        def gone() -> bool:
+            for obj in [*client.containers.list(all=True, filters={"label": f"dev8.installation={inst}"}),
+                        *client.volumes.list(filters={"label": f"dev8.installation={inst}"})]:
+                try:
+                    obj.remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:
+                        raise
+                    return False
+            return True
+        wait_until(gone, timeout=60, interval=0.5, what="the server's containers and volumes removed")
 
 
 class User:
