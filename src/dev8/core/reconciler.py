@@ -54,15 +54,43 @@ class Reconciler:
         with db.session() as s:
             self.installation = installation_id(s)
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: dict[str, asyncio.Task] = {}
         self._dirty: set[str] = set()
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self.reconciles = 0  # how many reconciles ran (for tests and the benchmarks)
+        # A pooled connection that closes by itself (a crashed or restarted environment):
+        # look at that environment now instead of at the next pass.
+        connections.on_drop(self._connection_dropped)
 
-    def wake(self) -> None:
-        self._wake.set()
+    def wake(self, env_id: str | None = None) -> None:
+        """Reconcile ``env_id`` now, skipping any retry backoff (a user asked for something),
+        or, without an id, every environment (a full pass). Thread-safe."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # from a worker thread (a sync route): hand it to the loop
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.wake, env_id)
+            return
+        if env_id is None:
+            self._wake.set()
+            return
+        self._retry_at.pop(env_id, None)
+        self._failures.pop(env_id, None)
+        self.schedule(env_id)
+
+    def schedule(self, env_id: str) -> None:
+        """One reconcile of ``env_id``; if one is running, one more right after it (so the
+        newest request is always seen), never two at once."""
+        task = self._tasks.get(env_id)
+        if task is not None and not task.done():
+            self._dirty.add(env_id)
+            return
+        self._tasks[env_id] = asyncio.create_task(self._guarded(env_id))
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         while True:
             try:
                 await self.pass_once()
@@ -75,22 +103,29 @@ class Reconciler:
             self._wake.clear()
 
     async def pass_once(self) -> None:
+        """The periodic level-triggered pass: every environment not in backoff and not being
+        reconciled right now (that one reads the runtime itself) gets one reconcile."""
         ids = await asyncio.to_thread(self._env_ids)
         now = asyncio.get_running_loop().time()
         for env_id in ids:
             if self._retry_at.get(env_id, 0) > now:
                 continue
             task = self._tasks.get(env_id)
-            if task is not None and not task.done():
-                self._dirty.add(env_id)
-                continue
-            self._tasks[env_id] = asyncio.create_task(self._guarded(env_id))
+            if task is None or task.done():
+                self._tasks[env_id] = asyncio.create_task(self._guarded(env_id))
+        for gone in set(self._tasks) - set(ids):
+            if self._tasks[gone].done():
+                del self._tasks[gone]
+                self._retry_at.pop(gone, None)
+                self._failures.pop(gone, None)
 
     def _env_ids(self) -> list[str]:
         with self.db.session() as s:
             return list(s.scalars(select(Environment.id)))
 
     async def _guarded(self, env_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.reconciles += 1
         try:
             await self.reconcile(env_id)
             self._failures.pop(env_id, None)
@@ -99,12 +134,20 @@ class Reconciler:
             n = self._failures.get(env_id, 0) + 1
             self._failures[env_id] = n
             delay = UNAVAILABLE_BACKOFF if isinstance(exc, RuntimeUnavailable) else min(MAX_BACKOFF, 2.0 ** n)
-            self._retry_at[env_id] = asyncio.get_running_loop().time() + delay
+            self._retry_at[env_id] = due = loop.time() + delay
             log.warning("environment %s: %s (retry in %.0fs)", env_id, exc, delay)
-            asyncio.get_running_loop().call_later(delay, self.wake)
+            loop.call_later(delay, self._retry, env_id, due)
         if env_id in self._dirty:
             self._dirty.discard(env_id)
-            self.wake()
+            loop.call_soon(self.schedule, env_id)  # after this task is done
+
+    def _retry(self, env_id: str, due: float) -> None:
+        if self._retry_at.get(env_id) == due:  # not reset by a user's request meanwhile
+            self.schedule(env_id)
+
+    def _connection_dropped(self, env_id: str) -> None:
+        if env_id not in self._retry_at:
+            self.schedule(env_id)
 
     # --- store helpers (run in threads) ------------------------------------------------
 
@@ -126,7 +169,7 @@ class Reconciler:
                 return
             add_event(s, env_id, step, status, message)
         if self.notifier is not None:
-            self.notifier.notify()
+            self.notifier.notify(env_id)
 
     async def _emit(self, env_id: str, step: str, status: str, message: str = "") -> None:
         await asyncio.to_thread(self._event, env_id, step, status, message)
@@ -183,9 +226,11 @@ class Reconciler:
         def drop() -> None:
             with self.db.session() as s:
                 row = s.get(Environment, env.id)
-                if row is not None and row.desired_state == "deleted":
+                if row is not None and row.desired_state == Desired.DELETED:
                     s.delete(row)
         await asyncio.to_thread(drop)
+        if self.notifier is not None:
+            self.notifier.notify(env.id)  # its event streams end now
 
     async def _stop(self, env: Environment, spec: EnvSpec) -> None:
         observed = await self._runtime(self.runtime.observe, spec)

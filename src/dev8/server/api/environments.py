@@ -77,7 +77,7 @@ async def create_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -
         crash_point("row")
         return out
     out = await asyncio.to_thread(create)
-    ctx.reconciler.wake()
+    ctx.reconciler.wake(out.id)
     return out
 
 
@@ -105,7 +105,7 @@ async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., Non
             change(s, env, **kw)
             return environment_out(ctx, env, user)
     out = await asyncio.to_thread(apply)
-    ctx.reconciler.wake()
+    ctx.reconciler.wake(out.id)
     return out
 
 
@@ -189,6 +189,11 @@ async def delete(name: str, ctx: Ctx, user: CurrentUser, keep_volume: bool = Fal
     return await _transition(ctx, user, name, envs.request_delete, keep_volume=keep_volume)
 
 
+# How often an event stream looks in the store for events another replica wrote; this
+# server's own wake it at once (core.notify).
+STREAM_POLL = 1.0
+
+
 @router.get("/{name}/events", summary="Lifecycle events as Server-Sent Events (or JSON with follow=false)",
             response_model=list[EventOut])
 async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser, s: SessionDep,
@@ -217,12 +222,12 @@ async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser, s: Se
                 return
             if not batch:
                 idle += 1
-                if idle % 60 == 0:  # a comment line every ~15 s keeps proxies from timing out
+                if idle % int(15 / STREAM_POLL) == 0:  # a comment line every ~15 s keeps proxies from timing out
                     yield ": keep-alive\n\n"
-                if ctx.reconciler.notifier is not None:
-                    await ctx.reconciler.notifier.wait(0.25)
+                if ctx.reconciler.notifier is not None:  # this server's own events: at once
+                    await ctx.reconciler.notifier.wait(env_id, STREAM_POLL)
                 else:
-                    await asyncio.sleep(0.25)
+                    await asyncio.sleep(STREAM_POLL)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
