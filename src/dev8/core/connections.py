@@ -122,5 +122,7 @@ class EnvConnections:
             callback(env_id)
 
     def close(self) -> None:
+        """At shutdown: close every connection, telling no one (nothing is to follow)."""
+        self._on_drop.clear()
         for env_id in list(self._conns):
             self.drop(env_id)
