@@ -1,7 +1,9 @@
 """SSH through dev8's gateway vs straight to the environment's published sshd:
-copy throughput (OpenSSH, `cat > /dev/null` of a file) and per-command latency (many exec
-channels on one connection, asyncssh). Prints medians and ratios. Usage:
-    python bench/ssh_gateway.py [--mb 256] [--commands 1000] [--runs 3]
+copy throughput (OpenSSH, `cat > /dev/null` of a file), per-command latency (many exec
+channels on one connection, asyncssh) and new logins per second (``--logins`` new
+connections, 30 at a time, each running one command, as git, scp and VS Code Remote-SSH
+open them). Prints medians and ratios. Usage:
+    python bench/ssh_gateway.py [--mb 256] [--commands 1000] [--runs 3] [--logins 300]
 """
 from __future__ import annotations
 
@@ -37,11 +39,31 @@ async def command_latencies(port: int, username: str, key: asyncssh.SSHKey, coun
         return out
 
 
+async def login_rate(port: int, username: str, key: asyncssh.SSHKey, total: int,
+                     parallel: int = 30) -> tuple[float, int]:
+    """New connections per second (login + one command each) and how many failed."""
+    failed = 0
+
+    async def worker(n: int) -> None:
+        nonlocal failed
+        for _ in range(n):
+            try:
+                async with asyncssh.connect("127.0.0.1", port, username=username, client_keys=[key],
+                                            known_hosts=None, agent_path=None, config=[]) as conn:
+                    await conn.run("true", check=True)
+            except (OSError, asyncssh.Error):
+                failed += 1
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(total // parallel) for _ in range(parallel)))
+    return (total - failed) / (time.perf_counter() - t0), failed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--mb", type=int, default=256)
     ap.add_argument("--commands", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--logins", type=int, default=300)
     args = ap.parse_args()
     with dev8_server() as (server, user), tempfile.TemporaryDirectory() as tmp:
         user.cli("create", "gw")
@@ -59,6 +81,8 @@ def main() -> None:
         cp_key = asyncssh.import_private_key(keyfile.read_bytes())
         gw_lat = asyncio.run(command_latencies(server.ssh_port, "gw", user_key, args.commands))
         dir_lat = asyncio.run(command_latencies(direct_port, "dev", cp_key, args.commands))
+        gw_rate, gw_failed = asyncio.run(login_rate(server.ssh_port, "gw", user_key, args.logins))
+        dir_rate, dir_failed = asyncio.run(login_rate(direct_port, "dev", cp_key, args.logins))
     gw_mbs, dir_mbs = args.mb / median(gw_t), args.mb / median(dir_t)
     report(f"ssh gateway vs direct sshd: {args.mb} MB copy x{args.runs}, {args.commands} commands (medians)", [
         ("copy throughput direct", dir_mbs, "MB/s"),
@@ -67,6 +91,9 @@ def main() -> None:
         ("command latency direct", median(dir_lat) * 1000, "ms"),
         ("command latency via gateway", median(gw_lat) * 1000, "ms"),
         ("added per command", (median(gw_lat) - median(dir_lat)) * 1000, "ms"),
+        ("new logins direct (30 parallel)", dir_rate, "/s"),
+        ("new logins via gateway (30 parallel)", gw_rate, "/s"),
+        ("failed logins direct / via gateway", float(dir_failed), f"/ {gw_failed}"),
     ])
 
 

@@ -131,9 +131,14 @@ def test_lifecycle_endpoint_configure_stop_keeps_storage_new_instance_remove(cas
     with pytest.raises(asyncssh.HostKeyNotVerifiable):
         run(spec_of, spec, first, other, "true")
 
+    listed = rt.observe_all(spec.installation)[spec.env_id]  # the periodic pass's one call
+    assert listed.running and (listed.host, listed.port) == (first.host, first.port)
+    assert listed.instance_id in (None, first.instance_id)
+
     rt.stop(spec)
     stopped = rt.observe(spec)
     assert stopped.exists and not stopped.running and not stopped.reachable
+    assert not rt.observe_all(spec.installation)[spec.env_id].running
     second = rt.ensure_running(spec)
     assert second.reachable and second.instance_id != first.instance_id  # tmpfs state was lost
     assert wait_host_key(rt, spec) == key  # the host key lives in the storage
@@ -143,6 +148,7 @@ def test_lifecycle_endpoint_configure_stop_keeps_storage_new_instance_remove(cas
 
     rt.remove(spec, keep_storage=True)
     assert rt.observe(spec) == Observed(exists=False)
+    assert spec.env_id not in rt.observe_all(spec.installation)
     third = rt.ensure_running(spec)  # a re-created environment finds its storage
     ssh_ready(spec_of, spec, third, wait_host_key(rt, spec))
     assert run(spec_of, spec, third, key, "cat ~/workspace/work.txt").strip() == "kept"
@@ -192,7 +198,7 @@ def test_unreachable_backend_raises_runtime_unavailable_on_every_call(case: Case
     rt, spec = case.unavailable(), spec_of()
     calls: list[Callable[[], object]] = [
         rt.ping, lambda: rt.prepare(spec, lambda _m: None), lambda: rt.ensure_running(spec),
-        lambda: rt.observe(spec), lambda: rt.stop(spec), lambda: rt.remove(spec, keep_storage=True),
+        lambda: rt.observe(spec), lambda: rt.observe_all(spec.installation), lambda: rt.stop(spec), lambda: rt.remove(spec, keep_storage=True),
         lambda: rt.logs(spec, 10), lambda: rt.host_key(spec)]
     for call in calls:
         with pytest.raises(RuntimeUnavailable) as info:

@@ -24,7 +24,7 @@ def cpu_seconds(pid: int) -> float:
 def test_sixty_environments_and_a_burst_of_restarts_settle_to_an_idle_server(tmp_path: Path) -> None:
     root = tmp_path
     server = Dev8Server(root / "server", extra_env={"DEV8_RUNTIME": "fake", "DEV8_RUNTIME_ROOT": str(root / "rt"),
-                                                    "DEV8_RECONCILE_INTERVAL": "600"}).start()
+                                                    "DEV8_RECONCILE_INTERVAL": "1"}).start()
     try:
         user = User(server, "many@example.com", root / "u")
         api = httpx.Client(base_url=server.url + "/api/v1", headers={"authorization": f"Bearer {user.token}"},

@@ -106,6 +106,12 @@ class EnvConnections:
                 await asyncio.sleep(0.05)
         raise TimeoutError(f"sshd did not accept the control key in time ({last})")
 
+    def is_open(self, endpoint: Endpoint) -> bool:
+        """Whether a live pooled connection to exactly ``endpoint`` exists (it closes by
+        itself when the instance dies, which makes it the cheapest liveness probe)."""
+        cached = self._conns.get(endpoint.env_id)
+        return cached is not None and cached[0] == endpoint and not cached[1].is_closed()
+
     def drop(self, env_id: str) -> None:
         """Close and forget ``env_id``'s connection (stopped, deleted, moved)."""
         cached = self._conns.get(env_id)

@@ -7,6 +7,7 @@ retried with exponential backoff. Runtime calls are blocking and run in worker t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -14,7 +15,7 @@ from typing import TypeVar
 from sqlalchemy import select
 
 from dev8.core import envssh
-from dev8.core.connections import Endpoint, EnvConnections
+from dev8.core.connections import Endpoint, EnvConnections, Unreachable
 from dev8.core.crypto import Keyring
 from dev8.core.environments import add_event, installation_id, spec_of
 from dev8.core.faults import crash_point
@@ -60,6 +61,7 @@ class Reconciler:
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self.reconciles = 0  # how many reconciles ran (for tests and the benchmarks)
+        self._passes = 0
         # A pooled connection that closes by itself (a crashed or restarted environment):
         # look at that environment now instead of at the next pass.
         connections.on_drop(self._connection_dropped)
@@ -103,25 +105,51 @@ class Reconciler:
             self._wake.clear()
 
     async def pass_once(self) -> None:
-        """The periodic level-triggered pass: every environment not in backoff and not being
-        reconciled right now (that one reads the runtime itself) gets one reconcile."""
-        ids = await asyncio.to_thread(self._env_ids)
+        """The periodic level-triggered pass. The first one after start reconciles every
+        environment; later ones list the runtime once and reconcile only environments that
+        are not settled: the listing disagrees with the store, a request is pending, or its
+        pooled connection is gone (the instance may have died). Environments in backoff or
+        being reconciled right now are left to that."""
+        rows = await asyncio.to_thread(self._env_rows)
+        listing: dict[str, Observed] | None = None
+        if self._passes:
+            try:
+                listing = await self._runtime(self.runtime.observe_all, self.installation)
+            except RuntimeUnavailable:
+                listing = None  # each reconcile records it on its environment
+        self._passes += 1
         now = asyncio.get_running_loop().time()
-        for env_id in ids:
-            if self._retry_at.get(env_id, 0) > now:
+        for row in rows:
+            if self._retry_at.get(row.id, 0) > now:
                 continue
-            task = self._tasks.get(env_id)
+            if listing is not None and self._settled(row, listing.get(row.id)):
+                continue
+            task = self._tasks.get(row.id)
             if task is None or task.done():
-                self._tasks[env_id] = asyncio.create_task(self._guarded(env_id))
-        for gone in set(self._tasks) - set(ids):
+                self._tasks[row.id] = asyncio.create_task(self._guarded(row.id))
+        ids = {row.id for row in rows}
+        for gone in set(self._tasks) - ids:
             if self._tasks[gone].done():
                 del self._tasks[gone]
                 self._retry_at.pop(gone, None)
                 self._failures.pop(gone, None)
 
-    def _env_ids(self) -> list[str]:
+    def _settled(self, env: Environment, listed: Observed | None) -> bool:
+        if env.desired_state == Desired.STOPPED:
+            return env.observed_state == State.STOPPED and (listed is None or not listed.running)
+        if env.desired_state != Desired.RUNNING or listed is None or not listed.running:
+            return False
+        if (env.observed_state != State.RUNNING or env.restart_requested or env.configured_generation != env.generation
+                or (listed.host, listed.port) != (env.ssh_host, env.ssh_port)):
+            return False
+        try:
+            return self.connections.is_open(Endpoint.of(env))
+        except Unreachable:
+            return False
+
+    def _env_rows(self) -> list[Environment]:
         with self.db.session() as s:
-            return list(s.scalars(select(Environment.id)))
+            return list(s.scalars(select(Environment)))
 
     async def _guarded(self, env_id: str) -> None:
         loop = asyncio.get_running_loop()
@@ -254,6 +282,9 @@ class Reconciler:
         same_instance = (observed.reachable and observed.instance_id == env.instance_id
                          and (observed.host, observed.port) == (env.ssh_host, env.ssh_port) and bool(env.host_key))
         if same_instance and env.observed_state == State.RUNNING and env.configured_generation == env.generation:
+            # Keep a pooled connection: its closing tells the periodic pass the instance died.
+            with contextlib.suppress(Unreachable, TimeoutError):
+                await self.connections.get(Endpoint.of(env))
             return
         await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_message="")
         if not same_instance:

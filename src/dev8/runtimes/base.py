@@ -99,6 +99,12 @@ class Runtime(Protocol):
 
     def observe(self, spec: EnvSpec) -> Observed: ...
 
+    def observe_all(self, installation: str) -> dict[str, Observed]:
+        """Every environment of ``installation`` the backend has, by env id, in one cheap
+        call (the reconciler's periodic pass). Listings may not know the instance id
+        (``None``); ``observe`` does."""
+        ...
+
     def stop(self, spec: EnvSpec) -> None:
         """Stop it; its storage is kept."""
         ...

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dev8.envimage import dev8_env as layout
 from dev8.runtimes import docker_images
-from dev8.runtimes.base import LABEL_ENV_ID, EnvSpec, Observed, Progress, RuntimeUnavailable
+from dev8.runtimes.base import LABEL_ENV_ID, LABEL_INSTALLATION, EnvSpec, Observed, Progress, RuntimeUnavailable
 
 API_VERSION = "1.41"
 HOST_KEY = f"{layout.HOME}/.dev8/hostkeys/ssh_host_ed25519_key.pub"  # images/base/entrypoint.sh
@@ -73,6 +73,16 @@ def observed_of(attrs: dict) -> Observed:
     return Observed(exists=True, running=running, host="127.0.0.1" if running and port else None,
                     port=port if running else None, instance_id=instance,
                     state={"container_id": attrs.get("Id")}, detail=status)
+
+
+def listed_of(row: dict) -> Observed:
+    """Pure: what a row of the container listing (one call for all) says; no instance id."""
+    running = row.get("State") in ("running", "paused")
+    port = next((p.get("PublicPort") for p in row.get("Ports") or []
+                 if p.get("PrivatePort") == 22 and p.get("PublicPort")), None)
+    return Observed(exists=True, running=running, host="127.0.0.1" if running and port else None,
+                    port=port if running else None, state={"container_id": row.get("Id")},
+                    detail=row.get("State", ""))
 
 
 class DockerRuntime:
@@ -186,6 +196,11 @@ class DockerRuntime:
             if container is None or container.labels.get(LABEL_ENV_ID) != spec.env_id:
                 return Observed(exists=False)
             return observed_of(container.attrs)
+
+    def observe_all(self, installation: str) -> dict[str, Observed]:
+        with self._api() as c:
+            listed = c.api.containers(all=True, filters={"label": f"{LABEL_INSTALLATION}={installation}"})
+        return {row["Labels"][LABEL_ENV_ID]: listed_of(row) for row in listed if LABEL_ENV_ID in (row.get("Labels") or {})}
 
     def stop(self, spec: EnvSpec) -> None:
         with self._api() as c:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dev8.runtimes.base import EnvSpec, Observed, Progress, RuntimeUnavailable
+from dev8.runtimes.base import LABEL_INSTALLATION, EnvSpec, Observed, Progress, RuntimeUnavailable
 
 START_TIMEOUT = 10.0
 
@@ -65,19 +65,7 @@ class FakeRuntime:
             return {}
 
     def _pid(self, spec: EnvSpec) -> tuple[int, str] | None:
-        """The live process of this environment and its instance token, if any."""
-        try:
-            pid_text, instance = (self._dir(spec) / "pid").read_text().split()
-            pid = int(pid_text)
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            return None
-        if str(self._dir(spec)).encode() not in cmdline:
-            return None  # the pid was reused by something else
-        with contextlib.suppress(FileNotFoundError):
-            if (Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]) == "Z":
-                return None
-        return pid, instance
+        return _live(self._dir(spec))
 
     def ping(self) -> None:
         self._check()
@@ -126,12 +114,19 @@ class FakeRuntime:
         self._check()
         if self._meta(spec).get("env_id") != spec.env_id:
             return Observed(exists=False)
-        live = self._pid(spec)
-        if live is None:
-            return Observed(exists=True, running=False, detail="exited")
-        port = int((self._dir(spec) / "port").read_text())
-        return Observed(exists=True, running=True, host="127.0.0.1", port=port, instance_id=live[1],
-                        state={"pid": live[0]}, detail="running")
+        return _observed(self._dir(spec))
+
+    def observe_all(self, installation: str) -> dict[str, Observed]:
+        self._check()
+        found: dict[str, Observed] = {}
+        for meta in self.root.glob("*/meta"):
+            try:
+                doc = json.loads(meta.read_text())
+            except (FileNotFoundError, ValueError):
+                continue
+            if (doc.get("labels") or {}).get(LABEL_INSTALLATION) == installation:
+                found[doc["env_id"]] = _observed(meta.parent)
+        return found
 
     def stop(self, spec: EnvSpec) -> None:
         self._check()
@@ -178,3 +173,29 @@ class FakeRuntime:
             return path.read_text().strip()
         except FileNotFoundError:
             raise RuntimeError("the environment has no SSH host key yet") from None
+
+
+def _live(d: Path) -> tuple[int, str] | None:
+    """The live process of the environment in folder ``d`` and its instance token, if any."""
+    try:
+        pid_text, instance = (d / "pid").read_text().split()
+        pid = int(pid_text)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    if str(d).encode() not in cmdline or state == "Z":
+        return None  # the pid was reused by something else, or it died
+    return pid, instance
+
+
+def _observed(d: Path) -> Observed:
+    live = _live(d)
+    if live is None:
+        return Observed(exists=True, running=False, detail="exited")
+    try:
+        port = int((d / "port").read_text())
+    except (FileNotFoundError, ValueError):
+        return Observed(exists=True, running=False, detail="starting")
+    return Observed(exists=True, running=True, host="127.0.0.1", port=port, instance_id=live[1],
+                    state={"pid": live[0]}, detail="running")
