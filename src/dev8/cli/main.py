@@ -2,6 +2,7 @@
 everything else talks to a dev8 server through its REST API (`dev8 login` first)."""
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import sys
@@ -53,7 +54,9 @@ def _settings(**overrides: object):  # type: ignore[no-untyped-def]
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 2)
 
 
+@functools.cache
 def api() -> Client:
+    """The logged-in API client (one per command: each costs a connection set-up)."""
     cfg = ClientConfig.load()
     if cfg is None:
         fail("not logged in: run `dev8 login URL --token TOKEN`")
