@@ -117,7 +117,7 @@ def main() -> None:
             with ThreadPoolExecutor(min(n, 32)) as pool:
                 list(pool.map(lambda name: api.delete(f"/environments/{name}"), names))
             inst = server.installation()
-            while dc.containers.list(all=True, filters={"label": f"dev8.installation={inst}"}):
+            while dc.api.containers(all=True, filters={"label": f"dev8.installation={inst}"}):
                 time.sleep(0.2)
 
 

@@ -24,7 +24,7 @@ def cpu_seconds(pid: int) -> float:
 def test_sixty_environments_and_a_burst_of_restarts_settle_to_an_idle_server(tmp_path: Path) -> None:
     root = tmp_path
     server = Dev8Server(root / "server", extra_env={"DEV8_RUNTIME": "fake", "DEV8_RUNTIME_ROOT": str(root / "rt"),
-                                                    "DEV8_RECONCILE_INTERVAL": "1"}).start()
+                                                    "DEV8_RECONCILE_INTERVAL": "10"}).start()
     try:
         user = User(server, "many@example.com", root / "u")
         api = httpx.Client(base_url=server.url + "/api/v1", headers={"authorization": f"Bearer {user.token}"},
@@ -48,7 +48,7 @@ def test_sixty_environments_and_a_burst_of_restarts_settle_to_an_idle_server(tmp
         time.sleep(5)
         share = (cpu_seconds(server.proc.pid) - before) / (time.monotonic() - started)
         print(f"\nidle server CPU with {ENVIRONMENTS} running environments: {share:.1%}")
-        assert share <= 0.05, f"the idle server still uses {share:.0%} of a CPU"
+        assert share <= 0.02, f"the idle server still uses {share:.1%} of a CPU"
     finally:
         server.kill()
         for pid_file in (root / "rt").glob("*/pid"):
