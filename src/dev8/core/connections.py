@@ -31,6 +31,10 @@ class Unreachable(Exception):
     which, fit to show its owner."""
 
 
+class HostKeyMismatch(Unreachable):
+    """The endpoint presented a host key other than the pinned one: refused, not retried."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where one instance of an environment is reached, and the host key pinned for it."""
@@ -66,14 +70,12 @@ class EnvConnections:
     async def get(self, endpoint: Endpoint, *, timeout: float | None = None) -> asyncssh.SSHClientConnection:
         """The pooled connection to ``endpoint`` (shared: do not close it). A connection to
         another instance, address or host key of the same environment is replaced."""
-        cached = self._conns.get(endpoint.env_id)
-        if cached is not None and cached[0] == endpoint:
-            return cached[1]
+        if self.is_open(endpoint):
+            return self._conns[endpoint.env_id][1]
         lock = self._locks.setdefault(endpoint.env_id, asyncio.Lock())
         async with lock:  # this environment only
-            cached = self._conns.get(endpoint.env_id)
-            if cached is not None and cached[0] == endpoint:
-                return cached[1]
+            if self.is_open(endpoint):
+                return self._conns[endpoint.env_id][1]
             self.drop(endpoint.env_id)
             key = await asyncio.to_thread(read_env_key, self.db, self.keyring, endpoint.env_id)
             try:
@@ -81,7 +83,7 @@ class EnvConnections:
                                             timeout=timeout or self.connect_timeout)
             except asyncssh.HostKeyNotVerifiable as exc:
                 log.warning("environment %s presented a host key other than the pinned one: %s", endpoint.env_id, exc)
-                raise Unreachable("the environment's SSH host key does not match the pinned one; refused") from None
+                raise HostKeyMismatch("the environment's SSH host key does not match the pinned one; refused") from None
             except asyncio.TimeoutError:
                 raise Unreachable(f"its sshd at {endpoint.host}:{endpoint.port} did not answer in time") from None
             except (OSError, asyncssh.Error) as exc:
@@ -99,9 +101,9 @@ class EnvConnections:
         while loop.time() < deadline:
             try:
                 return await self.get(endpoint, timeout=max(0.5, min(self.connect_timeout, deadline - loop.time())))
+            except HostKeyMismatch:
+                raise
             except Unreachable as exc:
-                if "host key" in str(exc):
-                    raise
                 last = exc
                 await asyncio.sleep(0.05)
         raise TimeoutError(f"sshd did not accept the control key in time ({last})")
