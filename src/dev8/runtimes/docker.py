@@ -163,7 +163,7 @@ class DockerRuntime:
                 # kept, the container is not ours to adopt.
                 container.remove(force=True)
                 container = None
-            if container is not None and container.status != "running" and self._stale(c, container, spec):
+            if container is not None and container.status not in ("running", "paused") and self._stale(c, container, spec):
                 # A newer image under the same tag: re-create; the home volume carries the work.
                 container.remove(force=True)
                 container = None
