@@ -401,3 +401,13 @@ def log_in(page, server: Dev8Server, user: User, target: str) -> None:  # type: 
     page.fill("input[name=password]", PASSWORD)
     page.click("button")
     page.wait_for_url(server.url + (target.split("next=")[1] if target.startswith("/login?") else target))
+
+
+def kill_fake_environments(runtime_root: Path) -> None:
+    """Whatever the fake runtime left running under ``runtime_root`` (its environments are
+    processes of their own, like containers, and outlive a killed server)."""
+    for pid_file in runtime_root.glob("*/pid"):
+        try:
+            os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass

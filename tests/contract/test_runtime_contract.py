@@ -17,7 +17,7 @@ import pytest
 
 from dev8.core import envssh
 from dev8.runtimes.base import EnvSpec, Observed, Runtime, RuntimeUnavailable
-from tests.support import unique
+from tests.support import kill_fake_environments, unique
 
 
 @dataclass
@@ -39,13 +39,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
             (tmp_path / "down" / "UNAVAILABLE").touch()
             return FakeRuntime(tmp_path / "down")
         yield Case(FakeRuntime(root), lambda: FakeRuntime(root), down, "dev8/base:latest")
-        for pid_file in root.glob("*/pid"):  # whatever a failed test left running
-            import os
-            import signal
-            try:
-                os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        kill_fake_environments(root)  # whatever a failed test left running
     else:
         from dev8.runtimes.docker import DockerRuntime
         image = request.getfixturevalue("base_image")

@@ -11,7 +11,7 @@ import asyncssh
 import httpx
 import pytest
 
-from tests.support import Dev8Server, User, unique, wait_until
+from tests.support import Dev8Server, User, kill_fake_environments, unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,7 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev8Server
     srv.runtime_root = root / "runtime"  # type: ignore[attr-defined]
     yield srv
     srv.kill()
-    for pid_file in (root / "runtime").glob("*/pid"):
-        try:
-            os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
+    kill_fake_environments(root / "runtime")
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,13 @@ kept the server at 100 % CPU). The fake runtime keeps this test free of Docker."
 from __future__ import annotations
 
 import os
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
-from tests.support import Dev8Server, User, unique, wait_until
+from tests.support import Dev8Server, User, kill_fake_environments, unique, wait_until
 
 ENVIRONMENTS = 60
 
@@ -51,8 +50,4 @@ def test_sixty_environments_and_a_burst_of_restarts_settle_to_an_idle_server(tmp
         assert share <= 0.02, f"the idle server still uses {share:.1%} of a CPU"
     finally:
         server.kill()
-        for pid_file in (root / "rt").glob("*/pid"):
-            try:
-                os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        kill_fake_environments(root / "rt")
