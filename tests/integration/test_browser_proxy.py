@@ -9,7 +9,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import PASSWORD, Dev8Server, User, start_envapps, unique, wait_until, web_login
+from tests.support import PASSWORD, Dev8Server, User, set_web_password, start_envapps, unique, wait_until, web_login
 
 @pytest.fixture
 def app_env(server: Dev8Server, alice: User) -> str:
@@ -191,3 +191,50 @@ def test_cli_ports_open_and_port_forward(server: Dev8Server, alice: User, app_en
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_login_and_setup_pages_allow_no_inline_script(server: Dev8Server):
+    for path in ("/login", "/setup"):
+        csp = httpx.get(server.url + path).headers["content-security-policy"]
+        script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+        assert "'unsafe-inline'" not in script_src and "'self'" in script_src, csp
+    assert "/static/setup.js" in httpx.get(server.url + "/setup").text
+    assert httpx.get(server.url + "/static/setup.js").status_code == 200
+
+
+def test_another_site_cannot_log_the_browser_into_its_own_account(server: Dev8Server, alice: User, page):  # type: ignore[no-untyped-def]
+    """Login CSRF, for real: a page on another origin (here another port of 127.0.0.1, the
+    same site, as a sibling app host would be) auto-submits a login form with the attacker's
+    credentials to dev8."""
+    import http.server
+    import threading
+    set_web_password(alice)  # alice plays the attacker: her credentials are in the form
+    form = (f'<form id="f" method="post" action="{server.url}/login">'
+            f'<input name="email" value="{alice.email}"><input name="password" value="{PASSWORD}">'
+            '</form><script>document.getElementById("f").submit()</script>').encode()
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(form)
+
+        def log_message(self, *args: object) -> None:
+            pass
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        with page.expect_response(lambda r: r.url.startswith(server.url + "/login")) as posted:
+            page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+        assert posted.value.status == 403
+        assert not [c for c in page.context.cookies(server.url) if c["name"] == "dev8_session"]
+        # the same form on dev8's own login page works
+        page.goto(server.url + "/login")
+        page.fill("input[name=email]", alice.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button")
+        page.wait_for_url(server.url + "/")
+        assert [c for c in page.context.cookies(server.url) if c["name"] == "dev8_session"]
+    finally:
+        evil.shutdown()

@@ -207,3 +207,20 @@ async def _main_ws(server: Dev8Server, path: str, headers: dict, origin: str) ->
             return await asyncio.wait_for(ws.recv(), 10)
     except websockets.InvalidStatus as exc:
         return exc.response.status_code
+
+
+def test_logging_out_of_dev8_ends_the_app_sessions_it_opened(sub_server: Dev8Server, users, env: str):  # type: ignore[no-untyped-def]
+    alice, _ = users
+    main = web_login(sub_server, alice.email)
+    h = host(sub_server, 8100, env, alice.username)
+    cookie = sign_in(sub_server, main, h)
+    other_browser = web_login(sub_server, alice.email)  # alice's second browser stays logged in
+    kept = sign_in(sub_server, other_browser, h)
+    assert app_get(sub_server, h, "/", cookie).status_code == 200
+    home = main.get("/", headers={"accept": "text/html"})
+    import re
+    csrf = re.search(r'name="csrf-token" content="([0-9a-f]{64})"', home.text).group(1)  # type: ignore[union-attr]
+    assert main.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    after = app_get(sub_server, h, "/", cookie)
+    assert after.status_code == 303 and "/app-auth" in after.headers["location"]  # signed out of the app too
+    assert app_get(sub_server, h, "/", kept).status_code == 200  # the other browser's session is its own

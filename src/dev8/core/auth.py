@@ -1,6 +1,7 @@
 """Users, API tokens (stored as SHA-256 hashes), passwords (argon2), SSH keys."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -21,6 +22,11 @@ from dev8.store.models import ApiToken, Meta, SshKey, User, as_utc, note_use, ut
 
 TOKEN_PREFIX = "dev8_"
 _hasher = PasswordHasher()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
 _DURATION_RE = re.compile(r"^(\d{1,5})([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -84,6 +90,9 @@ def verify_password(s: Session, *, email: str, password: str) -> User:
     user = s.scalar(select(User).where(User.email == email.strip().lower()))
     try:
         if user is None or user.disabled or not user.password_hash:
+            # The same argon2 work as for a real account, so the time taken does not tell
+            # which emails have one.
+            _hasher.verify(_dummy_hash(), password)
             raise VerifyMismatchError
         _hasher.verify(user.password_hash, password)
     except (VerifyMismatchError, InvalidHashError):

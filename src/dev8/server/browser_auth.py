@@ -106,6 +106,16 @@ def same_origin(ctx: ServerContext, headers: Headers) -> bool:
         ctx.settings.public_url is None and host is not None and got.netloc == host and got.scheme in {"http", "https"})
 
 
+def login_from_here(ctx: ServerContext, headers: Headers) -> bool:
+    """A login form post is dev8's own: browsers say where a request comes from
+    (``Sec-Fetch-Site``, else ``Origin``); only same-origin or a user's own navigation
+    passes. Clients that send neither (curl, scripts) are not browsers a site can drive."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    return headers.get("origin") is None or same_origin(ctx, headers)
+
+
 async def authorize_ws(websocket: WebSocket, owner: str, name: str) -> tuple[User, Environment] | None:
     """The caller and the environment for a WebSocket on dev8's own host, or None after
     refusing the upgrade (403): a foreign Origin with the cookie, no or bad credentials,

@@ -24,6 +24,7 @@ STATIC = {  # URL name → file under WEB_DIR; only these are served
     "sshkeys.js": "static/sshkeys.js",
     "settings.js": "static/settings.js",
     "admin.js": "static/admin.js",
+    "setup.js": "static/setup.js",
 }
 
 

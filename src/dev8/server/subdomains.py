@@ -25,10 +25,11 @@ from starlette.websockets import WebSocket, WebSocketClose
 
 from dev8.apphosts import AppHost, parse_app_host
 from dev8.core import sharing
+from dev8.core.auth import hash_token
 from dev8.core.errors import Unauthorized
 from dev8.server.appsessions import SESSION_SECONDS
-from dev8.server.browser_auth import (APP_COOKIE, NotVisible, login_required, not_found_page, safe_next,
-                                      session_user)
+from dev8.server.browser_auth import (APP_COOKIE, SESSION_COOKIE, NotVisible, login_required, not_found_page,
+                                      safe_next, session_user)
 from dev8.server.context import ServerContext
 from dev8.server.proxy import METHODS, forward_http, forward_ws
 from dev8.store.models import Environment, User, note_use
@@ -158,7 +159,7 @@ async def app_auth(request: Request, host: str = "", next: str = "/") -> Respons
         return login_required(request)
     except NotVisible:
         return not_found_page()
-    ticket = ctx.app_sessions.issue_ticket(user_id, target.host)
+    ticket = ctx.app_sessions.issue_ticket(user_id, target.host, hash_token(request.cookies.get(SESSION_COOKIE, "")))
     scheme = urlsplit(ctx.settings.base_url).scheme if ctx.settings.public_url else request.url.scheme
     return RedirectResponse(f"{_app_origin(scheme, target.host)}{AUTH_PATH}?ticket={ticket}&next={quote(next, safe='')}",
                             status_code=303, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})

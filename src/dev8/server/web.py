@@ -10,13 +10,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core import auth
 from dev8.core.errors import TooManyAttempts, Unauthorized
-from dev8.server.browser_auth import SESSION_COOKIE, csrf_ok, safe_next
+from dev8.server.browser_auth import SESSION_COOKIE, csrf_ok, login_from_here, safe_next
 
 router = APIRouter(include_in_schema=False)
 SESSION_LIFETIME = timedelta(days=7)
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                               "frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'unsafe-inline'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 STYLE = """<style>body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
 label,input,button{display:block;width:100%;margin:.4rem 0}input,button{padding:.5rem;font:inherit}
@@ -41,10 +41,14 @@ def login_form(next: str = "/") -> HTMLResponse:
 
 @router.post("/login")
 async def login_submit(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    if not login_from_here(ctx, request.headers):
+        # Login CSRF: another site (or an app host, a sibling on the same site) posting its
+        # own credentials would log the browser into the attacker's account.
+        return HTMLResponse("cross-site login refused", status_code=403, headers=PAGE_HEADERS)
     form = await request.form()
     email, password = str(form.get("email", "")), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
-    ctx = request.app.state.ctx
 
     def check() -> str:
         with ctx.db.session() as s:
@@ -77,6 +81,7 @@ async def logout(request: Request) -> Response:
             with ctx.db.session() as s:
                 auth.revoke_token_value(s, token)
         await asyncio.to_thread(revoke)
+        ctx.app_sessions.end(auth.hash_token(token))  # and the app hosts it opened
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -90,25 +95,8 @@ SETUP_PAGE = """<!doctype html>
 <label>Password (8+ characters) <input name="password" type="password" minlength="8" required
  autocomplete="new-password"></label><button>Create admin</button></form>
 <p id="out" role="status"></p>
-<script>
-const token = new URLSearchParams(location.search).get("token") || "";
-document.getElementById("f").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const data = new FormData(e.target), out = document.getElementById("out");
-  const r = await fetch("/api/v1/setup", {method: "POST", headers: {"content-type": "application/json"},
-    body: JSON.stringify({token, email: data.get("email"), password: data.get("password")})});
-  const body = await r.json();
-  out.textContent = "";
-  if (!r.ok) { out.textContent = "Error: " + (typeof body.detail === "string" ? body.detail : "invalid input"); return; }
-  const pre = document.createElement("pre");
-  pre.textContent = "dev8 login " + location.origin + " --token " + body.token;
-  const link = document.createElement("a");
-  link.href = "/login";
-  link.textContent = "Log in to the dashboard";
-  out.append("Done. ", link, " — or from a terminal:", pre);
-  e.target.remove();
-});
-</script></body></html>"""
+<script src="/static/setup.js"></script>
+</body></html>"""
 
 
 @router.get("/setup", response_class=HTMLResponse)

@@ -1,0 +1,19 @@
+// The first-run setup page: creates the first admin through the API with the setup token
+// from the page URL (no inline script: the page's CSP allows scripts from dev8 only).
+const token = new URLSearchParams(location.search).get("token") || "";
+document.getElementById("f").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const data = new FormData(e.target), out = document.getElementById("out");
+  const r = await fetch("/api/v1/setup", {method: "POST", headers: {"content-type": "application/json"},
+    body: JSON.stringify({token, email: data.get("email"), password: data.get("password")})});
+  const body = await r.json();
+  out.textContent = "";
+  if (!r.ok) { out.textContent = "Error: " + (typeof body.detail === "string" ? body.detail : "invalid input"); return; }
+  const pre = document.createElement("pre");
+  pre.textContent = "dev8 login " + location.origin + " --token " + body.token;
+  const link = document.createElement("a");
+  link.href = "/login";
+  link.textContent = "Log in to the dashboard";
+  out.append("Done. ", link, " — or from a terminal:", pre);
+  e.target.remove();
+});
