@@ -155,3 +155,22 @@ def test_a_gateway_connection_outlives_a_new_instance_of_its_environment(fake_se
             return before, after
     before, after = asyncio.run(go())
     assert before and after and before != after  # a shell of another sshd process: the new instance
+
+
+def test_a_secret_that_cannot_be_decrypted_is_an_error_naming_it(fake_server: Dev8Server, carol: User) -> None:
+    name = unique("d")
+    carol.cli("secrets", "set", "BROKEN", input="value-1\n")
+    # a ciphertext copied from another secret does not open under this name (bound by AAD)
+    with sqlite3.connect(fake_server.data_dir / "dev8.db") as db:
+        db.execute("UPDATE secrets SET ciphertext = (SELECT ciphertext FROM secrets WHERE name = 'API_TOKEN'), "
+                   "nonce = (SELECT nonce FROM secrets WHERE name = 'API_TOKEN'), "
+                   "wrapped_key = (SELECT wrapped_key FROM secrets WHERE name = 'API_TOKEN') WHERE name = 'BROKEN'")
+    r = carol.cli("create", name, "--secret", "BROKEN", check=False)
+    assert r.returncode != 0
+    wait_until(lambda: state(carol, name) == "error", timeout=30, what="the error state")
+    message = carol.http().get(f"/environments/{name}").json()["status_message"]
+    assert "secret BROKEN cannot be decrypted" in message and "dev8 secrets set BROKEN" in message, message
+    carol.cli("secrets", "set", "BROKEN", input="value-2\n")  # setting it again heals it
+    carol.http().post(f"/environments/{name}/reconfigure")
+    wait_until(lambda: state(carol, name) == "running", timeout=60, what="running once the secret is set again")
+    assert carol.ssh(name, 'cat "$DEV8_RUN_DIR/secrets/BROKEN"').stdout.strip() == "value-2"

@@ -296,8 +296,10 @@ class Reconciler:
         loop = asyncio.get_running_loop()
         conn = await self._step(env.id, "sshd", lambda: self.connections.wait(
             endpoint, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
-        document = await asyncio.to_thread(self._configuration, env)
-        await self._step(env.id, "configure", lambda: envssh.configure(conn, document), STEP_TIMEOUT)
+        async def configure() -> dict:
+            # Inside the step: a secret that cannot be decrypted fails it, naming the secret.
+            return await envssh.configure(conn, await asyncio.to_thread(self._configuration, env))
+        await self._step(env.id, "configure", configure, STEP_TIMEOUT)
         options = env.options or {}
         if options.get("repo"):
             await self._optional_step(env.id, "clone", conn, "dev8-env clone")

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dev8.core import audit
-from dev8.core.crypto import Keyring, Sealed, env_key_aad, secret_aad
+from dev8.core.crypto import DecryptionError, Keyring, Sealed, env_key_aad, secret_aad
 from dev8.core.errors import Invalid, NotFound
 from dev8.names import check_secret_name
 from dev8.store.db import Database
@@ -64,8 +64,14 @@ def check_secrets_exist(s: Session, user: User, names: list[str]) -> None:
 
 def reveal_secrets(s: Session, keyring: Keyring, owner_id: int, names: list[str]) -> dict[str, str]:
     """Plaintext of the named secrets, for pushing into an environment over SSH only."""
-    rows = s.scalars(select(Secret).where(Secret.owner_id == owner_id, Secret.name.in_(names)))
-    return {r.name: keyring.open(sealed_of(r), secret_aad(owner_id, r.name)).decode() for r in rows}
+    out = {}
+    for r in s.scalars(select(Secret).where(Secret.owner_id == owner_id, Secret.name.in_(names))):
+        try:
+            out[r.name] = keyring.open(sealed_of(r), secret_aad(owner_id, r.name)).decode()
+        except DecryptionError as exc:
+            raise Invalid(f"secret {r.name} cannot be decrypted ({exc}): restore the keyring it was sealed "
+                          f"with, or set it again with `dev8 secrets set {r.name}`", field="secrets") from None
+    return out
 
 
 def seal_env_key(keyring: Keyring, env_id: str, private_key_pem: bytes) -> EnvironmentKey:

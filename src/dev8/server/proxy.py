@@ -11,13 +11,15 @@ must come from dev8's own origin.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import httpx
 import websockets
-from fastapi import APIRouter, Request, WebSocket
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -206,8 +208,9 @@ async def forward_ws(ctx: ServerContext, websocket: WebSocket, env: Environment,
     finally:
         for t in tasks:
             t.cancel()
+        # Either side going away ends the relay; that is how WebSockets end, not an error.
+        await asyncio.gather(*tasks, return_exceptions=True)
         await upstream.close()
-        try:
-            await websocket.close()
-        except RuntimeError:
-            pass
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close()
