@@ -234,12 +234,18 @@ def test_another_site_cannot_log_the_browser_into_its_own_account(server: Dev8Se
             page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
         assert posted.value.status == 403
         assert not [c for c in page.context.cookies(server.url) if c["name"] == "dev8_session"]
+        # without Sec-Fetch-Site (older browsers), a foreign Origin is refused too
+        for origin in (f"http://127.0.0.1:{evil.server_address[1]}", "null"):
+            r = httpx.post(server.url + "/login", data={"email": alice.email, "password": PASSWORD},
+                           headers={"origin": origin})
+            assert r.status_code == 403 and "set-cookie" not in r.headers, origin
         # the same form on dev8's own login page works
         page.goto(server.url + "/login")
         page.fill("input[name=email]", alice.email)
         page.fill("input[name=password]", PASSWORD)
-        page.click("button")
-        page.wait_for_url(server.url + "/")
+        with page.expect_response(lambda r: r.url == server.url + "/login") as ours:
+            page.click("button")
+        assert ours.value.status == 303  # (its Origin is "null": the page sends no referrer)
         assert [c for c in page.context.cookies(server.url) if c["name"] == "dev8_session"]
     finally:
         evil.shutdown()

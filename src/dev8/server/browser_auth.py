@@ -111,8 +111,9 @@ def login_from_here(ctx: ServerContext, headers: Headers) -> bool:
     (``Sec-Fetch-Site``, else ``Origin``); only same-origin or a user's own navigation
     passes. Clients that send neither (curl, scripts) are not browsers a site can drive."""
     fetch_site = headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
+    if fetch_site is not None:
+        # Decisive where sent: Origin may be "null" on dev8's own form (no-referrer pages).
+        return fetch_site in ("same-origin", "none")
     return headers.get("origin") is None or same_origin(ctx, headers)
 
 
