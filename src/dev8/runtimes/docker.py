@@ -1,7 +1,8 @@
 """Local Docker engine runtime: one container and one named volume per environment.
 
 Options (``DEV8_RUNTIME_*``): ``BASE_URL`` (default: ``DOCKER_HOST`` or the local socket),
-``NETWORK`` (a Docker network environments join; ``DEV8_DOCKER_NETWORK`` is read too).
+``NETWORK`` (a Docker network environments join instead of dev8's own ``dev8-envs``
+bridge, where inter-container traffic is off; ``DEV8_DOCKER_NETWORK`` is read too).
 """
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dev8.envimage import dev8_env as layout
 from dev8.runtimes import docker_images
-from dev8.runtimes.base import LABEL_ENV_ID, LABEL_INSTALLATION, EnvSpec, Observed, Progress, RuntimeUnavailable
+from dev8.runtimes.base import LABEL_ENV_ID, LABEL_INSTALLATION, LABEL_MANAGED, EnvSpec, Observed, Progress, RuntimeUnavailable
 
 API_VERSION = "1.41"
+# Environments join this bridge unless the operator names a network: inter-container
+# traffic is off on it, so one environment cannot reach another (outbound NAT still works).
+ENV_NETWORK = "dev8-envs"
+ENV_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
 HOST_KEY = f"{layout.HOME}/.dev8/hostkeys/ssh_host_ed25519_key.pub"  # images/base/entrypoint.sh
 # Every call to the engine is bounded: a wedged engine must not hold a worker thread forever.
 API_TIMEOUT = 60
@@ -169,7 +174,7 @@ class DockerRuntime:
                 container = None
             if container is None:
                 try:
-                    container = c.containers.create(**container_kwargs(spec, self.network))
+                    container = c.containers.create(**container_kwargs(spec, self._network(c)))
                 except docker.errors.APIError as exc:
                     if exc.status_code != 409:
                         raise
@@ -182,6 +187,19 @@ class DockerRuntime:
                 container.start()
             container.reload()
             return observed_of(container.attrs)
+
+    def _network(self, c: docker.DockerClient) -> str:
+        """The operator's network, else dev8's isolating bridge (made on first use)."""
+        if self.network:
+            return self.network
+        if not c.networks.list(names=[ENV_NETWORK]):
+            try:
+                c.networks.create(ENV_NETWORK, driver="bridge", options=ENV_NETWORK_OPTIONS, check_duplicate=True,
+                                  labels={LABEL_MANAGED: "true"})
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # made concurrently
+                    raise
+        return ENV_NETWORK
 
     @staticmethod
     def _stale(c: docker.DockerClient, container, spec: EnvSpec) -> bool:  # type: ignore[no-untyped-def]
