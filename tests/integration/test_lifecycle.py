@@ -122,7 +122,8 @@ def test_first_start_prints_setup_link_and_setup_works(server: Dev8Server):
     token = line.split("setup?token=")[1].split()[0]
     import httpx
     page = httpx.get(line.split()[-1] if line.split()[-1].startswith("http") else server.url + "/setup")
-    assert page.status_code == 200 and "/api/v1/setup" in page.text
+    assert page.status_code == 200 and '<script src="/static/setup.js">' in page.text
+    assert "/api/v1/setup" in httpx.get(server.url + "/static/setup.js").text
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     r = httpx.post(server.url + "/api/v1/setup", json={"token": token, "email": "root@example.com",
                                                         "password": "correct horse"})
