@@ -139,7 +139,7 @@ def test_secrets_are_write_only_encrypted_and_bounded(ctx: ServerContext):
 
 
 def test_secret_row_copied_to_another_owner_does_not_decrypt(ctx: ServerContext):
-    from dev8.core.crypto import DecryptionError
+    from dev8.core.errors import Invalid
     from dev8.core.secrets import reveal_secrets
     a = login(ctx, "a@example.com")
     login(ctx, "b@example.com")
@@ -152,7 +152,7 @@ def test_secret_row_copied_to_another_owner_does_not_decrypt(ctx: ServerContext)
                      nonce=row.nonce, ciphertext=row.ciphertext))
     with ctx.db.session() as s:
         assert reveal_secrets(s, ctx.keyring, a_id, ["TOKEN"]) == {"TOKEN": "alice-only"}
-        with pytest.raises(DecryptionError):
+        with pytest.raises(Invalid, match="secret TOKEN cannot be decrypted"):  # named, with what to do
             reveal_secrets(s, ctx.keyring, b_id, ["TOKEN"])
 
 
