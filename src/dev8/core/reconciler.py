@@ -60,7 +60,6 @@ class Reconciler:
         self._dirty: set[str] = set()
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
-        self.reconciles = 0  # how many reconciles ran (for tests and the benchmarks)
         self._passes = 0
         # A pooled connection that closes by itself (a crashed or restarted environment):
         # look at that environment now instead of at the next pass.
@@ -153,7 +152,6 @@ class Reconciler:
 
     async def _guarded(self, env_id: str) -> None:
         loop = asyncio.get_running_loop()
-        self.reconciles += 1
         try:
             await self.reconcile(env_id)
             self._failures.pop(env_id, None)
@@ -174,6 +172,9 @@ class Reconciler:
             self.schedule(env_id)
 
     def _connection_dropped(self, env_id: str) -> None:
+        task = self._tasks.get(env_id)
+        if task is not None and not task.done():
+            return  # the reconcile running now dropped it (stop, restart, new instance) or reads the runtime itself
         if env_id not in self._retry_at:
             self.schedule(env_id)
 

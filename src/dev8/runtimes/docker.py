@@ -29,6 +29,9 @@ ENV_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
 HOST_KEY = f"{layout.HOME}/.dev8/hostkeys/ssh_host_ed25519_key.pub"  # images/base/entrypoint.sh
 # Every call to the engine is bounded: a wedged engine must not hold a worker thread forever.
 API_TIMEOUT = 60
+# Paused is still the same instance (its tmpfs intact), merely frozen: connections to it
+# hang until the control plane's timeouts say so; dev8 does not undo an operator's pause.
+RUNNING_STATES = ("running", "paused")
 
 
 class DockerOptions(BaseSettings):
@@ -71,9 +74,7 @@ def observed_of(attrs: dict) -> Observed:
         if b.get("HostPort"):
             port = int(b["HostPort"])
             break
-    # Paused is still this instance (its tmpfs intact), merely frozen: connections to it
-    # hang until the control plane's timeouts say so; dev8 does not undo an operator's pause.
-    running = status in ("running", "paused")
+    running = status in RUNNING_STATES
     instance = f"{attrs.get('Id', '')[:12]}@{state.get('StartedAt', '')}" if running else None
     return Observed(exists=True, running=running, host="127.0.0.1" if running and port else None,
                     port=port if running else None, instance_id=instance,
@@ -82,7 +83,7 @@ def observed_of(attrs: dict) -> Observed:
 
 def listed_of(row: dict) -> Observed:
     """Pure: what a row of the container listing (one call for all) says; no instance id."""
-    running = row.get("State") in ("running", "paused")
+    running = row.get("State") in RUNNING_STATES
     port = next((p.get("PublicPort") for p in row.get("Ports") or []
                  if p.get("PrivatePort") == 22 and p.get("PublicPort")), None)
     return Observed(exists=True, running=running, host="127.0.0.1" if running and port else None,
@@ -138,7 +139,7 @@ class DockerRuntime:
                 return
             except docker.errors.ImageNotFound:
                 pass
-            target = next((t for t in layout.IMAGE_TARGETS if image == docker_images.image_tag(t)), None)
+            target = next((t for t in layout.IMAGE_TARGETS if image == layout.image_tag(t)), None)
             if target is not None:
                 progress(f"image {image} not present: building it")
                 docker_images.build(c, target, progress)
@@ -168,7 +169,7 @@ class DockerRuntime:
                 # kept, the container is not ours to adopt.
                 container.remove(force=True)
                 container = None
-            if container is not None and container.status not in ("running", "paused") and self._stale(c, container, spec):
+            if container is not None and container.status not in RUNNING_STATES and self._stale(c, container, spec):
                 # A newer image under the same tag: re-create; the home volume carries the work.
                 container.remove(force=True)
                 container = None
