@@ -62,8 +62,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def server(tmp_path: Path, base_image: str) -> Iterator[Dev8Server]:
     srv = Dev8Server(tmp_path / "server").start()
     yield srv
-    srv.kill()
-    srv.cleanup_docker()
+    srv.shutdown()
 
 
 @pytest.fixture

@@ -102,7 +102,8 @@ class Dev8Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEV8_")}
         env.update(DEV8_DATA_DIR=str(self.data_dir), DEV8_HTTP_ADDR=f"127.0.0.1:{self.http_port}",
                    DEV8_SSH_ADDR=f"127.0.0.1:{self.ssh_port}", DEV8_CONFIG_DIR=str(self.config_dir),
-                   DEV8_RECONCILE_INTERVAL="1", DEV8_DEFAULT_IMAGE="dev8/base:latest")
+                   DEV8_RECONCILE_INTERVAL="1", DEV8_DEFAULT_IMAGE="dev8/base:latest",
+                   DEV8_LOOP_WATCHDOG_MS="100")
         if self.database_url:
             env["DEV8_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)
@@ -124,10 +125,29 @@ class Dev8Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
+    def kill(self, sig: int = signal.SIGKILL, *, check_loop: bool = True) -> None:
+        """Stop the server; fails if its event loop was ever blocked ≥ 100 ms (the watchdog's
+        warnings in its log name where), so every test guards the loop."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(30)
+        if check_loop:
+            self.assert_loop_never_blocked()
+
+    def shutdown(self) -> None:
+        """Kill, remove its containers and volumes, then check the loop (cleanup first)."""
+        try:
+            self.kill(check_loop=False)
+        finally:
+            self.cleanup_docker()
+        self.assert_loop_never_blocked()
+
+    def assert_loop_never_blocked(self) -> None:
+        from dev8.server.watchdog import MARK
+        log = self.log()
+        if MARK in log:
+            at = log.index(MARK)
+            raise AssertionError(f"the server's event loop was blocked:\n{log[max(0, at - 200):at + 3000]}")
 
     def wait_exit(self, timeout: float = 60) -> int:
         assert self.proc is not None

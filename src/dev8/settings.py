@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     env_ca_bundle: Path | None = None
     # How long a browser terminal's shell outlives its last browser tab (seconds).
     terminal_keep_detached: float = 300.0
+    # Log a warning (with where the loop was) when the event loop is blocked this long;
+    # 0 turns the watchdog off. The tests run with 100.
+    loop_watchdog_ms: int = 500
+    # Threads for blocking work (database, runtime calls) handed off the event loop, and
+    # as many database connections as those threads can use at once (two pools of this
+    # size); only a few stay open while idle.
+    worker_threads: int = 32
 
     # App subdomains (e.g. "dev8.example.com", or "dev8.localhost:7080" on one machine):
     # VS Code at vscode--ENV--USER.<domain>, ports at PORT--ENV--USER.<domain>; needs a

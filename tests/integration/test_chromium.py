@@ -112,5 +112,4 @@ def test_vscode_on_its_own_subdomain(page, tmp_path, base_image: str, fullstack_
         assert [c["name"] for c in app_cookies] == ["dev8_app"] and app_cookies[0]["httpOnly"]
         shot(page, "vscode-subdomain")
     finally:
-        server.kill()
-        server.cleanup_docker()
+        server.shutdown()

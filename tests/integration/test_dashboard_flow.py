@@ -26,8 +26,7 @@ def git_world(tmp_path: Path, test_network: str, base_image: str, fullstack_imag
                                                         "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
     git = start_git_server(docker_client, test_network, tmp_path / "tls", {"x-access-token": TOKEN})
     yield server, git
-    server.kill()
-    server.cleanup_docker()
+    server.shutdown()
     git.remove(force=True)
 
 

@@ -174,6 +174,5 @@ def test_extensions_come_from_the_configured_marketplace(tmp_path, test_network:
                                       "< /proc/$p/environ 2>/dev/null; done | grep -m1 EXTENSIONS_GALLERY")
         assert f"{url}/api" in service_env.stdout
     finally:
-        server.kill()
-        server.cleanup_docker()
+        server.shutdown()
         gallery.remove(force=True)

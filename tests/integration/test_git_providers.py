@@ -25,8 +25,7 @@ def git_setup(tmp_path: Path, test_network: str, base_image: str, docker_client)
         containers.append(c)
         return c
     yield server, git_server
-    server.kill()
-    server.cleanup_docker()
+    server.shutdown()
     for c in containers:
         c.remove(force=True)
 

@@ -62,5 +62,4 @@ def test_docker_daemon_down_gives_503_marks_unreachable_and_recovers(tmp_path, b
         assert alice.ssh(name, "echo back").stdout.strip() == "back"
     finally:
         relay.stop()
-        server.kill()
-        server.cleanup_docker()
+        server.shutdown()

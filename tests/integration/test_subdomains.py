@@ -22,8 +22,7 @@ def sub_server(tmp_path: Path, base_image: str) -> Iterator[Dev8Server]:
     srv = Dev8Server(tmp_path / "server")
     srv.start(DEV8_WILDCARD_DOMAIN=f"dev8.localhost:{srv.http_port}")
     yield srv
-    srv.kill()
-    srv.cleanup_docker()
+    srv.shutdown()
 
 
 @pytest.fixture
@@ -195,8 +194,7 @@ def test_forwarded_headers_count_only_from_trusted_proxies(tmp_path: Path, base_
             sent = {k.lower() for k in echo.json()["headers"]}
             assert not sent & {"x-forwarded-host", "forwarded"}  # never passed on to the environment
         finally:
-            srv.kill()
-            srv.cleanup_docker()
+            srv.shutdown()
 
 
 async def _main_ws(server: Dev8Server, path: str, headers: dict, origin: str) -> str | int:

@@ -5,7 +5,9 @@ import asyncio
 import logging
 import shutil
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
+import anyio.to_thread
 import uvicorn
 
 from dev8.core import auth
@@ -20,6 +22,7 @@ from dev8.server.context import ServerContext
 from dev8.server.sshgateway import start_gateway
 from dev8.server.ptysessions import PtySessions
 from dev8.server.tunnels import Tunnels
+from dev8.server.watchdog import LoopWatchdog
 from dev8.settings import Settings, parse_addr
 from dev8.store.db import Database
 
@@ -32,7 +35,7 @@ class StartupError(Exception):
 
 def open_store(settings: Settings) -> tuple[Database, Keyring]:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, threads=2 * settings.worker_threads)
     db.upgrade()
     return db, Keyring.load_or_create(settings.data_dir)
 
@@ -65,6 +68,12 @@ def announce_setup(db: Database, settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     if settings.env_ca_bundle and not settings.env_ca_bundle.is_file():
         raise StartupError(f"DEV8_ENV_CA_BUNDLE: {settings.env_ca_bundle} is not a file")
+    loop = asyncio.get_running_loop()
+    # Blocking work leaves the loop through these threads: asyncio.to_thread (the loop's
+    # default executor, 6 threads on 2 cores otherwise) and Starlette's sync handlers and
+    # dependencies (anyio's limiter, 40 otherwise) get the same, configurable size.
+    loop.set_default_executor(ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="dev8-worker"))
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
     runtime = check_runtime(settings)
     ca_certificates = settings.env_ca_bundle.read_text() if settings.env_ca_bundle else None
     db, keyring = open_store(settings)
@@ -85,13 +94,16 @@ async def serve(settings: Settings) -> None:
                                            proxy_headers=False))  # forwarded.py decides whom to believe
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Started once serving begins: opening the store above blocks, but serves nobody yet.
+    watchdog = LoopWatchdog(loop, settings.loop_watchdog_ms / 1000).start() if settings.loop_watchdog_ms > 0 else None
     tasks = [asyncio.create_task(server.serve()), asyncio.create_task(reconciler.run())]
     print(f"dev8 server: http {settings.base_url}  ssh {ssh_host}:{ssh_port}  data {settings.data_dir}", flush=True)
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if watchdog is not None:
+        watchdog.stop()
     server.should_exit = True
     gateway.close()
     ctx.terminals.close()

@@ -30,9 +30,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, threads: int = 16) -> None:
+        """``threads``: how many threads may use the store at once; each gets a connection
+        without waiting (a few stay open, the rest are closed after use), and a thread that
+        still finds none gives up after ``pool_timeout`` instead of queueing for long."""
         self.url = url
-        kwargs: dict = {"pool_pre_ping": True}
+        kwargs: dict = {"pool_pre_ping": True, "pool_size": min(10, threads),
+                        "max_overflow": max(0, threads - 10), "pool_timeout": 10}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         self.engine: Engine = create_engine(url, **kwargs)

@@ -165,8 +165,11 @@ async def logs(name: str, ctx: Ctx, user: CurrentUser, tail: int = Query(200, ge
                                     "and sharing levels")
 async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     result = {"ports": [], **await _run_in_env(ctx, user, name, "dev8-env ports")}
-    with ctx.db.session() as s:
-        shared = sharing.shares(s, envs.get_environment(s, user, name).id)
+
+    def shares() -> dict[int, str]:
+        with ctx.db.session() as s:
+            return sharing.shares(s, envs.get_environment(s, user, name).id)
+    shared = await asyncio.to_thread(shares)
     for p in result["ports"]:
         p["url"] = app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, p["port"], name, user.username)
         p["share"] = shared.get(p["port"], "private")
@@ -196,13 +199,19 @@ STREAM_POLL = 1.0
 
 @router.get("/{name}/events", summary="Lifecycle events as Server-Sent Events (or JSON with follow=false)",
             response_model=list[EventOut])
-async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser, s: SessionDep,
+async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
                  after: int = 0, follow: bool = True,
                  last: int | None = Query(None, ge=1, le=500, description="only the last N (with follow=false)")):  # type: ignore[no-untyped-def]
-    env_id = envs.get_environment(s, user, name, include_deleting=True).id
+    def first_batch() -> tuple[str, list[EventOut]]:
+        with ctx.db.session() as s:
+            env_id = envs.get_environment(s, user, name, include_deleting=True).id
+            if follow:
+                return env_id, []
+            found = envs.recent_events(s, env_id, last) if last else envs.events_after(s, env_id, after)
+            return env_id, [EventOut.model_validate(e, from_attributes=True) for e in found]
+    env_id, first = await asyncio.to_thread(first_batch)
     if not follow:
-        batch = envs.recent_events(s, env_id, last) if last else envs.events_after(s, env_id, after)
-        return [EventOut.model_validate(e, from_attributes=True) for e in batch]
+        return first
 
     def fetch(cursor: int) -> tuple[bool, list[EventOut]]:
         with ctx.db.session() as s2:
