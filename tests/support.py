@@ -235,12 +235,22 @@ class User:
 
 class SocketRelay:
     """A unix-socket relay in front of the Docker engine's socket, which a test can cut
-    and restore: from dev8's side the daemon really goes away and comes back."""
+    and restore (from dev8's side the daemon really goes away and comes back), or wedge:
+    connections are accepted and requests read, but nothing is answered until unwedged."""
 
     def __init__(self, path: Path, upstream: str = "/var/run/docker.sock") -> None:
+        import threading
         self.path, self.upstream = path, upstream
         self._server: socket.socket | None = None
         self._conns: list[socket.socket] = []
+        self.flowing = threading.Event()
+        self.flowing.set()
+
+    def wedge(self) -> None:
+        self.flowing.clear()
+
+    def unwedge(self) -> None:
+        self.flowing.set()
 
     def start(self) -> "SocketRelay":
         import threading
@@ -265,10 +275,10 @@ class SocketRelay:
             for a, b in ((down, up), (up, down)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -96,3 +96,33 @@ def test_fifty_concurrent_clients_with_event_streams_leave_the_server_responsive
     assert not errors, errors[:5]
     assert all(received) and sum(polled) >= 20, (received, polled)
     ctl.assert_loop_never_blocked()
+
+
+def state(user: User, name: str) -> str:
+    return user.http().get(f"/environments/{name}").json()["state"]
+
+
+def test_a_backend_that_never_answers_is_503_within_seconds_marks_unreachable_and_recovers(
+        ctl: Dev8Server, dana: User) -> None:
+    name = unique("h")
+    dana.cli("create", name)
+    hung = ctl.runtime_root / "HUNG"  # type: ignore[attr-defined]
+    hung.touch()
+    try:
+        with httpx.Client(base_url=ctl.url, headers={"Authorization": f"Bearer {dana.token}"}, timeout=15) as c:
+            for r in (c.post("/api/v1/environments", json={"name": unique("x")}),
+                      c.post(f"/api/v1/environments/{name}/stop"),
+                      c.get(f"/api/v1/environments/{name}/logs")):
+                assert r.status_code == 503 and "fake runtime has not answered" in r.json()["detail"], r.text
+            assert [e["name"] for e in c.get("/api/v1/environments").json()].count(name) == 1
+            health = c.get("/healthz")
+            assert health.status_code == 200 and "has not answered" in health.json()["runtime"], health.text
+            c.post(f"/api/v1/environments/{name}/restart")  # asked while wedged: 503, nothing recorded
+            assert c.get(f"/api/v1/environments/{name}").json()["desired_state"] == "running"
+        # its next reconcile finds the backend wedged
+        ctl.cli("admin", "create-user", "eve@example.com", input="")  # the server keeps serving meanwhile
+        wait_until(lambda: state(dana, name) == "unreachable", timeout=30, what="unreachable")
+    finally:
+        hung.unlink()
+    wait_until(lambda: state(dana, name) == "running", timeout=60, what="recovery")
+    assert dana.ssh(name, "echo back").stdout.strip() == "back"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import httpx
 import pytest
@@ -61,5 +62,31 @@ def test_docker_daemon_down_gives_503_marks_unreachable_and_recovers(tmp_path, b
         wait_until(lambda: state(alice, name) == "running", timeout=60, what="recovery")
         assert alice.ssh(name, "echo back").stdout.strip() == "back"
     finally:
+        relay.stop()
+        server.shutdown()
+
+
+def test_a_wedged_docker_engine_is_503_within_seconds_marks_unreachable_and_recovers(tmp_path, base_image):  # type: ignore[no-untyped-def]
+    """The engine's socket accepts and reads, but never answers (not merely refused)."""
+    relay = SocketRelay(tmp_path / "docker.sock").start()
+    server = Dev8Server(tmp_path / "server", extra_env={"DOCKER_HOST": f"unix://{relay.path}"}).start()
+    try:
+        alice = User(server, "alice@example.com", tmp_path / "alice")
+        name = unique("w")
+        alice.cli("create", name)
+        relay.wedge()
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {alice.token}"}, timeout=20) as c:
+            for r in (c.post("/api/v1/environments", json={"name": unique("n")}),
+                      c.post(f"/api/v1/environments/{name}/stop")):
+                assert r.status_code == 503, r.text
+                assert "docker" in r.json()["detail"].lower(), r.text
+            health = c.get("/healthz").json()
+            assert "Docker engine unreachable" in health["runtime"] or "has not answered" in health["runtime"], health
+        wait_until(lambda: state(alice, name) == "unreachable", timeout=60, what="unreachable state")
+        relay.unwedge()
+        wait_until(lambda: state(alice, name) == "running", timeout=90, what="recovery")
+        assert alice.ssh(name, "echo back").stdout.strip() == "back"
+    finally:
+        relay.unwedge()
         relay.stop()
         server.shutdown()

@@ -20,6 +20,7 @@ from dev8.core.crypto import Keyring
 from dev8.core.environments import add_event, installation_id, spec_of
 from dev8.core.faults import crash_point
 from dev8.core.notify import EventNotifier
+from dev8.core.runtime_health import RuntimeHealth
 from dev8.core.secrets import reveal_secrets
 from dev8.core.states import Desired, State
 from dev8.runtimes.base import EnvSpec, Observed, Runtime, RuntimeUnavailable
@@ -37,6 +38,8 @@ MAX_BACKOFF = 60.0
 # The backend being down is not this environment's fault: keep checking often, so
 # everything converges soon after it is back.
 UNAVAILABLE_BACKOFF = 3.0
+# How often a runtime call in progress checks that the backend still answers.
+HEALTH_EVERY = 2.0
 
 
 class StepFailed(Exception):
@@ -52,6 +55,7 @@ class Reconciler:
         self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
         self.connections, self.notifier = connections, notifier
         self.ca_certificates, self.extensions_gallery = ca_certificates, extensions_gallery
+        self.health = RuntimeHealth(runtime)
         with db.session() as s:
             self.installation = installation_id(s)
         self._wake = asyncio.Event()
@@ -113,7 +117,8 @@ class Reconciler:
         listing: dict[str, Observed] | None = None
         if self._passes:
             try:
-                listing = await self._runtime(self.runtime.observe_all, self.installation)
+                await self.health.check()
+                listing = await self.runtime_call(self.runtime.observe_all, self.installation)
             except RuntimeUnavailable:
                 listing = None  # each reconcile records it on its environment
         self._passes += 1
@@ -224,6 +229,7 @@ class Reconciler:
             return
         spec = spec_of(env, self.installation)
         try:
+            await self.health.check()  # a backend that does not answer: unreachable in seconds, one thread for all
             if env.desired_state == Desired.DELETED:
                 await self._delete(env, spec)
             elif env.desired_state == Desired.STOPPED:
@@ -239,17 +245,27 @@ class Reconciler:
                                     status_message=f"{exc.step} failed: {exc.reason}")
             raise
 
-    async def _runtime(self, fn: Callable[..., T], *args: object, timeout: float = STEP_TIMEOUT, **kwargs: object) -> T:
-        """A blocking runtime call in a worker thread, bounded: a backend that stops
-        answering counts as unreachable instead of holding the environment forever."""
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout)
-        except asyncio.TimeoutError:
-            raise RuntimeUnavailable(f"the {self.runtime.name} runtime did not answer within {timeout:.0f}s") from None
+    async def runtime_call(self, fn: Callable[..., T], *args: object, timeout: float = STEP_TIMEOUT,
+                           **kwargs: object) -> T:
+        """A blocking runtime call in a worker thread, bounded by ``timeout``; while it
+        runs the backend is pinged every few seconds (one ping for all callers), so a
+        backend that wedges mid-call counts as unreachable at once instead of holding the
+        environment (or the periodic pass) until the timeout."""
+        loop = asyncio.get_running_loop()
+        call = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        call.add_done_callback(lambda f: f.cancelled() or f.exception())  # a call given up on may fail later
+        deadline = loop.time() + timeout
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=max(0.0, min(HEALTH_EVERY, deadline - loop.time())))
+            if done:
+                return call.result()
+            if loop.time() >= deadline:
+                raise RuntimeUnavailable(f"the {self.runtime.name} runtime did not answer within {timeout:.0f}s")
+            await self.health.check()
 
     async def _delete(self, env: Environment, spec: EnvSpec) -> None:
         self.connections.drop(env.id)
-        await self._step(env.id, "remove", lambda: asyncio.to_thread(
+        await self._step(env.id, "remove", lambda: self.runtime_call(
             self.runtime.remove, spec, keep_storage=env.keep_volume), STEP_TIMEOUT)
 
         def drop() -> None:
@@ -262,22 +278,22 @@ class Reconciler:
             self.notifier.notify(env.id)  # its event streams end now
 
     async def _stop(self, env: Environment, spec: EnvSpec) -> None:
-        observed = await self._runtime(self.runtime.observe, spec)
+        observed = await self.runtime_call(self.runtime.observe, spec)
         self.connections.drop(env.id)
         if observed.running:
             await asyncio.to_thread(self._update, env.id, observed_state=State.STOPPING)
-            await self._step(env.id, "stop", lambda: asyncio.to_thread(self.runtime.stop, spec), STEP_TIMEOUT)
+            await self._step(env.id, "stop", lambda: self.runtime_call(self.runtime.stop, spec), STEP_TIMEOUT)
         if env.observed_state != State.STOPPED:
             await asyncio.to_thread(self._update, env.id, observed_state=State.STOPPED, ssh_host=None, ssh_port=None,
                                     instance_id=None, status_message="")
             await self._emit(env.id, "stopped", "ok")
 
     async def _run(self, env: Environment, spec: EnvSpec) -> None:
-        observed = await self._runtime(self.runtime.observe, spec)
+        observed = await self.runtime_call(self.runtime.observe, spec)
         if env.restart_requested:
             self.connections.drop(env.id)
             if observed.running:
-                await self._step(env.id, "stop", lambda: asyncio.to_thread(self.runtime.stop, spec), STEP_TIMEOUT)
+                await self._step(env.id, "stop", lambda: self.runtime_call(self.runtime.stop, spec), STEP_TIMEOUT)
             await asyncio.to_thread(self._update, env.id, restart_requested=False)
             observed = Observed(exists=observed.exists)
         same_instance = (observed.reachable and observed.instance_id == env.instance_id
@@ -317,9 +333,9 @@ class Reconciler:
         def progress(message: str) -> None:
             self._event(env.id, "image", "progress", message)
 
-        await self._step(env.id, "image", lambda: asyncio.to_thread(self.runtime.prepare, spec, progress),
-                         IMAGE_TIMEOUT)
-        observed = await self._step(env.id, "start", lambda: asyncio.to_thread(self.runtime.ensure_running, spec),
+        await self._step(env.id, "image", lambda: self.runtime_call(self.runtime.prepare, spec, progress,
+                                                                     timeout=IMAGE_TIMEOUT), IMAGE_TIMEOUT)
+        observed = await self._step(env.id, "start", lambda: self.runtime_call(self.runtime.ensure_running, spec),
                                     STEP_TIMEOUT)
         crash_point("start")
         if not observed.reachable:
@@ -335,7 +351,7 @@ class Reconciler:
         async def read() -> str:
             while True:
                 try:
-                    return await asyncio.to_thread(self.runtime.host_key, spec)
+                    return await self.runtime_call(self.runtime.host_key, spec, timeout=SSHD_TIMEOUT)
                 except RuntimeError:
                     if loop.time() > deadline:
                         raise

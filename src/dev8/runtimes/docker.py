@@ -27,8 +27,12 @@ API_VERSION = "1.41"
 ENV_NETWORK = "dev8-envs"
 ENV_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
 HOST_KEY = f"{layout.HOME}/.dev8/hostkeys/ssh_host_ed25519_key.pub"  # images/base/entrypoint.sh
-# Every call to the engine is bounded: a wedged engine must not hold a worker thread forever.
+# Every call to the engine is bounded (seconds without an answer): a wedged engine must not
+# hold a worker thread for long. A ping answers at once on a healthy engine; an image build
+# or pull may be silent for minutes (a long RUN step).
 API_TIMEOUT = 60
+PING_TIMEOUT = 5
+IMAGE_TIMEOUT = 1800
 # Paused is still the same instance (its tmpfs intact), merely frozen: connections to it
 # hang until the control plane's timeouts say so; dev8 does not undo an operator's pause.
 RUNNING_STATES = ("running", "paused")
@@ -97,7 +101,7 @@ class DockerRuntime:
     def __init__(self, base_url: str | None = None, network: str | None = None) -> None:
         self._base_url = base_url
         self.network = network
-        self._client: docker.DockerClient | None = None
+        self._clients: dict[int, docker.DockerClient] = {}  # by timeout
 
     @classmethod
     def from_settings(cls, data_dir: Path) -> "DockerRuntime":
@@ -105,13 +109,13 @@ class DockerRuntime:
         return cls(base_url=opts.base_url, network=opts.network)
 
     @contextlib.contextmanager
-    def _api(self) -> Iterator[docker.DockerClient]:
+    def _api(self, timeout: int = API_TIMEOUT) -> Iterator[docker.DockerClient]:
         try:
-            if self._client is None:
-                kwargs = {"version": API_VERSION, "timeout": API_TIMEOUT}
-                self._client = (docker.DockerClient(base_url=self._base_url, **kwargs)
-                                if self._base_url else docker.from_env(**kwargs))
-            yield self._client
+            if timeout not in self._clients:
+                kwargs = {"version": API_VERSION, "timeout": timeout}
+                self._clients[timeout] = (docker.DockerClient(base_url=self._base_url, **kwargs)
+                                          if self._base_url else docker.from_env(**kwargs))
+            yield self._clients[timeout]
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, FileNotFoundError,
                 ConnectionError) as exc:
             raise RuntimeUnavailable(self._unreachable(exc)) from None
@@ -125,7 +129,7 @@ class DockerRuntime:
         return f"Docker engine unreachable at {where} ({_reason(exc)})"
 
     def ping(self) -> None:
-        with self._api() as c:
+        with self._api(PING_TIMEOUT) as c:
             c.ping()
 
     def prepare(self, spec: EnvSpec, progress: Progress) -> None:
@@ -133,7 +137,7 @@ class DockerRuntime:
         self._ensure_volume(spec)
 
     def _ensure_image(self, image: str, progress: Progress) -> None:
-        with self._api() as c:
+        with self._api(IMAGE_TIMEOUT) as c:
             try:
                 c.images.get(image)
                 return

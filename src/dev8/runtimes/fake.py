@@ -12,7 +12,8 @@ pool, the gateway, configure over SSH), and the reference for the runtime contra
 What it cannot prove: isolation, resource limits, images, a real sshd or network; commands
 run as the server's own user on this host. ``DEV8_RUNTIME_ROOT`` chooses the folder
 (default: ``fake-runtime`` in the data dir); a file ``UNAVAILABLE`` in it makes every call
-raise RuntimeUnavailable, as a backend that is down would.
+raise RuntimeUnavailable, as a backend that is down would; a file ``HUNG`` makes every call
+wait, without an answer or a timeout of its own, until it is removed (a wedged backend).
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ class FakeRuntime:
         return cls(FakeOptions().root or data_dir / "fake-runtime")
 
     def _check(self) -> None:
+        while (self.root / "HUNG").exists():
+            time.sleep(0.05)
         if (self.root / "UNAVAILABLE").exists():
             raise RuntimeUnavailable(f"fake runtime unavailable ({self.root / 'UNAVAILABLE'} exists)")
 

@@ -1,8 +1,6 @@
 """ASGI application factory."""
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -86,7 +84,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:
         try:
-            await asyncio.to_thread(ctx.runtime.ping)
+            await ctx.reconciler.health.check()
             runtime = "ok"
         except RuntimeUnavailable as exc:
             runtime = str(exc)

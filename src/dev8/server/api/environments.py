@@ -19,6 +19,7 @@ from dev8.core.connections import Endpoint, Unreachable
 from dev8.core.states import State
 from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
+from dev8.runtimes.base import EnvSpec
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
 from dev8.server.schemas import EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
 from dev8.settings import parse_addr
@@ -45,8 +46,8 @@ def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
 
 
 async def _require_runtime(ctx: Ctx) -> None:
-    """Raise RuntimeUnavailable (503) before any write if the backend is down."""
-    await asyncio.to_thread(ctx.runtime.ping)
+    """Raise RuntimeUnavailable (503) before any write if the backend is down or wedged."""
+    await ctx.reconciler.health.check(reuse=False)
 
 
 @router.get("", response_model=list[EnvironmentOut])
@@ -153,12 +154,12 @@ async def health(name: str, ctx: Ctx, user: CurrentUser) -> dict:
 
 @router.get("/{name}/logs", summary="The last lines the environment's services printed (sshd, code-server)")
 async def logs(name: str, ctx: Ctx, user: CurrentUser, tail: int = Query(200, ge=1, le=2000)) -> dict:
-    def read() -> list[str]:
+    def spec() -> EnvSpec:
         with ctx.db.session() as s:
-            env = envs.get_environment(s, user, name)
-            spec = envs.spec_of(env, ctx.reconciler.installation)
-        return ctx.runtime.logs(spec, tail)
-    return {"lines": await asyncio.to_thread(read)}
+            return envs.spec_of(envs.get_environment(s, user, name), ctx.reconciler.installation)
+    found = await asyncio.to_thread(spec)
+    await ctx.reconciler.health.check(reuse=False)
+    return {"lines": await ctx.reconciler.runtime_call(ctx.runtime.logs, found, tail)}
 
 
 @router.get("/{name}/ports", summary="TCP ports listening inside the environment, with preview URLs "
