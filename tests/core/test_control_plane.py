@@ -4,6 +4,7 @@ server here runs with the event-loop watchdog at 100 ms; stopping it fails the t
 the loop was ever blocked (tests.support.Dev8Server.kill)."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -126,3 +127,81 @@ def test_a_backend_that_never_answers_is_503_within_seconds_marks_unreachable_an
         hung.unlink()
     wait_until(lambda: state(dana, name) == "running", timeout=60, what="recovery")
     assert dana.ssh(name, "echo back").stdout.strip() == "back"
+
+
+def db_rows(server: Dev8Server, query: str) -> list[tuple]:
+    import sqlite3
+    with sqlite3.connect(server.data_dir / "dev8.db") as db:
+        return db.execute(query).fetchall()
+
+
+def test_rotate_keys_on_a_running_server_keeps_every_environment_working(ctl: Dev8Server, dana: User) -> None:
+    name = unique("r")
+    dana.cli("secrets", "set", "ROT_TOKEN", input="before-rotation\n")
+    dana.cli("create", name, "--secret", "ROT_TOKEN")
+    before = db_rows(ctl, "SELECT DISTINCT key_id FROM secrets UNION SELECT DISTINCT key_id FROM environment_keys")
+    out = ctl.cli("admin", "rotate-keys").stdout  # the server keeps running meanwhile
+    assert "rewrapped" in out
+    import json
+    active = json.loads((ctl.data_dir / "keyring.json").read_text())["active"]
+    assert (active,) not in before
+    # a new instance: the server opens the environment's key and its secrets, all rewrapped
+    dana.cli("restart", name)
+    r = dana.ssh(name, 'cat "$DEV8_RUN_DIR/secrets/ROT_TOKEN"')
+    assert r.returncode == 0 and r.stdout.strip() == "before-rotation", r.stderr
+    health = dana.http().get(f"/environments/{name}/health").json()
+    assert "error" not in health, health
+    # what the server writes from now on is sealed with the new key, and nothing is left behind
+    dana.cli("secrets", "set", "AFTER_ROTATION", input="after\n")
+    used = {k for (k,) in db_rows(ctl, "SELECT key_id FROM secrets UNION SELECT key_id FROM environment_keys")}
+    assert used == {active}, used
+
+
+def server_exits(server: Dev8Server) -> str:
+    """Run `dev8 server` expecting it to refuse to start; its one-line reason."""
+    r = server.cli("server", check=False, timeout=60)
+    assert r.returncode != 0, r.stdout
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def test_a_missing_corrupt_or_foreign_keyring_stops_the_server_with_one_clear_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    srv = Dev8Server(tmp_path / "server", extra_env={"DEV8_RUNTIME": "fake",
+                                                     "DEV8_RUNTIME_ROOT": str(tmp_path / "runtime")}).start()
+    try:
+        user = User(srv, "kim@example.com", tmp_path / "kim")
+        user.cli("secrets", "set", "KEEP", input="precious\n")
+    finally:
+        srv.kill()
+    data = srv.data_dir
+    for f in ("dev8.db", "dev8.db-wal", "dev8.db-shm"):  # private, like the keyring
+        if (data / f).exists():
+            assert (data / f).stat().st_mode & 0o777 == 0o600, f
+    keyring = data / "keyring.json"
+    saved = keyring.read_bytes()
+    keyring.unlink()
+    line = server_exits(srv)
+    assert "keyring.json is missing" in line and "encrypted value" in line and "restore" in line, line
+    assert not keyring.exists()  # not silently replaced by a new one
+    keyring.write_text("{not json")
+    keyring.chmod(0o600)
+    line = server_exits(srv)
+    assert "is not a valid dev8 keyring" in line and "restore" in line, line
+    from dev8.core.crypto import Keyring
+    keyring.unlink()
+    Keyring.create(data)  # another installation's keyring
+    line = server_exits(srv)
+    assert "lacks key(s)" in line, line
+    keyring.unlink()
+    fd = os.open(keyring, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, saved)
+    os.close(fd)
+    srv.start()  # the right keyring back: everything as before
+    try:
+        assert user.http().get("/secrets").status_code == 200
+        for f in ("dev8.db", "dev8.db-wal", "dev8.db-shm"):
+            assert (data / f).stat().st_mode & 0o777 == 0o600, f
+    finally:
+        srv.kill()
+        kill_fake_environments(tmp_path / "runtime")

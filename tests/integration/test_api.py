@@ -162,8 +162,7 @@ def test_rotate_keys_rewraps_every_data_key(ctx: ServerContext):
     a.put("/api/v1/secrets/ONE", json={"value": "1"})
     a.post("/api/v1/environments", json={"name": "rot"})
     old = ctx.keyring.active
-    with ctx.db.session() as s:
-        assert rotate_keys(s, ctx.keyring) == 2
+    assert rotate_keys(ctx.db, ctx.keyring) == 2
     del ctx.keyring.keys[old]
     with ctx.db.session() as s:
         assert {r.key_id for r in s.scalars(select(Secret))} == {ctx.keyring.active}

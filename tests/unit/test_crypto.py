@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from dev8.core.crypto import DecryptionError, Keyring, Sealed, secret_aad
+from dev8.core.crypto import DecryptionError, Keyring, KeyringError, Sealed, secret_aad
 
 
 def test_seal_open_roundtrip_and_fresh_data_key_each_time(tmp_path):
@@ -45,7 +45,7 @@ def test_keyring_file_is_private_and_reloads(tmp_path):
     again = Keyring.load_or_create(tmp_path)
     assert again.open(sealed, b"a") == b"x"
     os.chmod(path, 0o644)
-    with pytest.raises(PermissionError):
+    with pytest.raises(KeyringError):
         Keyring.load_or_create(tmp_path)
 
 

@@ -90,8 +90,11 @@ def server(
 
 
 def _store(data_dir: Path | None, database_url: str | None):  # type: ignore[no-untyped-def]
-    from dev8.server.main import open_store
-    return open_store(_settings(data_dir=data_dir, database_url=database_url))
+    from dev8.server.main import StartupError, open_store
+    try:
+        return open_store(_settings(data_dir=data_dir, database_url=database_url))
+    except StartupError as exc:
+        fail(str(exc))
 
 
 CLI_ACTOR = "dev8 admin (server host)"  # the audit log's actor for the commands below
@@ -176,9 +179,14 @@ def rotate_keys(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Add a new key-encryption key and rewrap every secret's data key with it."""
     from dev8.core.secrets import rotate_keys as rotate
     db, keyring = _store(data_dir, database_url)
-    with db.session() as s:
-        count = rotate(s, keyring)
-        keyring.save()  # before the commit: the old keys stay in the ring either way
+    if keyring.path is None:
+        fail("the keyring comes from $DEV8_KEYRING: rotate by adding a key to that variable's JSON on every replica")
+    from dev8.core.crypto import DecryptionError
+    try:
+        count = rotate(db, keyring)
+    except DecryptionError as exc:
+        fail(f"a stored value cannot be rewrapped ({exc}); the new key is saved and active, the rest is "
+             "unchanged: restore the keyring that value was sealed with and run rotate-keys again")
     out.print(f"rewrapped {count} data key(s); active key is now {keyring.active}")
 
 

@@ -1,7 +1,7 @@
 """User secrets: write-only values, envelope-encrypted at rest (see crypto.py)."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dev8.core import audit
@@ -93,17 +93,33 @@ def read_env_key(db: Database, keyring: Keyring, env_id: str) -> bytes:
         return open_env_key(s, keyring, env_id)
 
 
-def rotate_keys(s: Session, keyring: Keyring) -> int:
-    """Add a new active key-encryption key and rewrap every data key with it.
+def sealed_key_ids(s: Session) -> dict[str, int]:
+    """How many stored values each key-encryption key wraps."""
+    counts: dict[str, int] = {}
+    for model in (Secret, EnvironmentKey):
+        for kid, n in s.execute(select(model.key_id, func.count()).group_by(model.key_id)):
+            counts[kid] = counts.get(kid, 0) + n
+    return counts
 
-    The caller saves the keyring *before* committing (old keys stay in the ring, so a
-    crash between the two never leaves a data key wrapped by a key that is not saved).
-    Returns how many values were rewrapped.
+
+def rotate_keys(db: Database, keyring: Keyring) -> int:
+    """Add a new active key-encryption key and rewrap every data key with it; returns how
+    many values were rewrapped.
+
+    The keyring is saved first (old keys stay in it, so a crash at any point never leaves
+    a data key wrapped by a key that is not saved); a running server takes the new
+    keyring up at its next use. Values it wrote meanwhile with the old key are rewrapped
+    in further passes until none is left.
     """
     keyring.add_key()
+    keyring.save()
     count = 0
-    for model in (Secret, EnvironmentKey):
-        for row in s.scalars(select(model)):
-            store_sealed(row, keyring.rewrap(sealed_of(row)))
-            count += 1
-    return count
+    while True:
+        with db.session() as s:
+            rows = [row for model in (Secret, EnvironmentKey)
+                    for row in s.scalars(select(model).where(model.key_id != keyring.active))]
+            for row in rows:
+                store_sealed(row, keyring.rewrap(sealed_of(row)))
+        if not rows:
+            return count
+        count += len(rows)

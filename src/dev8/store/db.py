@@ -1,13 +1,15 @@
 """Engine and sessions; schema upgrades with Alembic at start."""
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,12 +31,27 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create (or narrow) a SQLite database file as 0600 before SQLite opens it: SQLite
+    gives its -wal and -shm files the database file's mode, so they are private too."""
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+
+
 class Database:
     def __init__(self, url: str, *, threads: int = 16) -> None:
         """``threads``: how many threads may use the store at once; each gets a connection
         without waiting (a few stay open, the rest are closed after use), and a thread that
         still finds none gives up after ``pool_timeout`` instead of queueing for long."""
         self.url = url
+        _private_sqlite_file(url)
         kwargs: dict = {"pool_pre_ping": True, "pool_size": min(10, threads),
                         "max_overflow": max(0, threads - 10), "pool_timeout": 10}
         if url.startswith("sqlite"):
