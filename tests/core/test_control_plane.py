@@ -205,3 +205,85 @@ def test_a_missing_corrupt_or_foreign_keyring_stops_the_server_with_one_clear_li
     finally:
         srv.kill()
         kill_fake_environments(tmp_path / "runtime")
+
+
+def test_concurrent_creates_and_secret_writes_of_one_name_are_409_never_500(ctl: Dev8Server, dana: User) -> None:
+    name, secret = unique("c"), unique("RACE_").upper()
+    auth = {"Authorization": f"Bearer {dana.token}"}
+
+    def create(_: int) -> int:
+        return httpx.post(f"{ctl.url}/api/v1/environments", json={"name": name}, headers=auth, timeout=60).status_code
+
+    def put(i: int) -> int:
+        return httpx.put(f"{ctl.url}/api/v1/secrets/{secret}", json={"value": f"v{i}"}, headers=auth,
+                         timeout=60).status_code
+    with ThreadPoolExecutor(20) as pool:
+        created = list(pool.map(create, range(20)))
+        written = list(pool.map(put, range(20)))
+    assert sorted(set(created)) == [202, 409] and created.count(202) == 1, created
+    assert set(written) <= {200, 409} and 200 in written, written
+    assert [e["name"] for e in dana.http().get("/environments").json()].count(name) == 1
+    assert [s["name"] for s in dana.http().get("/secrets").json()].count(secret) == 1
+
+
+@pytest.mark.parametrize("method, path", [
+    ("DELETE", "/tokens/9223372036854775808"),
+    ("DELETE", "/keys/99999999999999999999"),
+    ("GET", "/environments/{env}/events?follow=false&after=9223372036854775808"),
+    ("GET", "/admin/audit?before=9223372036854775808"),
+    ("PATCH", "/admin/users/9223372036854775808"),
+    ("PUT", "/environments/{env}/ports/70000/share"),
+])
+def test_numbers_too_large_for_the_database_are_422(ctl: Dev8Server, dana: User, method: str, path: str) -> None:
+    env = unique("n")
+    dana.http().post("/environments", json={"name": env})
+    r = dana.http().request(method, path.format(env=env), json={"level": "public"} if "share" in path else {})
+    assert r.status_code in (422, 403) and r.status_code != 500, r.text  # 403: the admin routes, for a non-admin
+    if "admin" not in path:
+        assert r.status_code == 422, r.text
+
+
+def test_text_that_is_not_unicode_is_422(ctl: Dev8Server, dana: User) -> None:
+    r = dana.http().put("/secrets/SURROGATE", content=b'{"value": "\\ud800"}',
+                        headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "lone surrogate" in r.text, r.text
+    r = dana.http().post("/keys", content=b'{"public_key": "ssh-ed25519 AAAA", "name": "\\udfff"}',
+                         headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "SURROGATE" not in [s["name"] for s in dana.http().get("/secrets").json()]
+
+
+def test_the_cli_answers_bad_input_with_a_message_not_a_traceback(ctl: Dev8Server, dana: User) -> None:
+    import subprocess
+    import sys
+    cases = [
+        (["create", unique("x"), "--cpus", "nan"], None, "--cpus must be a number"),
+        (["create", unique("x"), "--cpus", "inf"], None, "--cpus must be a number"),
+        (["create", unique("x"), "--git", "github@h.example:99999"], None, "invalid port 99999"),
+        (["secrets", "set", "a/b"], b"value\n", "invalid secret name"),
+        (["secrets", "set", "BINARY"], b"\xff\xfe\x00binary", "not UTF-8 text"),
+        (["keys", "add", "-"], b"\x80\x81\x82", "not UTF-8 text"),
+    ]
+    for args, stdin, message in cases:
+        r = subprocess.run([sys.executable, "-m", "dev8.cli.main", *args], input=stdin or b"", capture_output=True,
+                           env=ctl.env(DEV8_CONFIG_DIR=str(dana.config_dir)), timeout=60)
+        err = r.stderr.decode(errors="replace")
+        assert r.returncode != 0 and message in err and "Traceback" not in err, (args, err)
+    assert "BINARY" not in [s["name"] for s in dana.http().get("/secrets").json()]
+
+
+def test_every_time_in_the_api_carries_its_offset(ctl: Dev8Server, dana: User) -> None:
+    import re
+    name = unique("t")
+    dana.cli("create", name)
+    rfc3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+    api = dana.http()
+    docs = [api.get(f"/environments/{name}").json(), *api.get("/secrets").json(), *api.get("/tokens").json(),
+            *api.get("/keys").json(), *api.get(f"/environments/{name}/events", params={"follow": "false"}).json()]
+    seen = 0
+    for doc in docs:
+        for key, value in doc.items():
+            if (key.endswith("_at") or key == "ts") and value is not None:
+                assert rfc3339.match(value), (key, value)
+                seen += 1
+    assert seen >= 8, docs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import math
 import os
 import sys
 from pathlib import Path
@@ -213,9 +214,26 @@ def _write_known_hosts(info: dict) -> None:
 @keys_app.command("add")
 def keys_add(path: Path, name: Annotated[Optional[str], typer.Option(help="Label (default: key comment)")] = None) -> None:
     """Register an SSH public key (e.g. ~/.ssh/id_ed25519.pub; '-' reads stdin)."""
-    text = sys.stdin.read() if str(path) == "-" else _read_small(path)
+    text = _stdin_text("the public key") if str(path) == "-" else _read_small(path)
     key = call(api().post, "/keys", json={"public_key": text, "name": name})
     out.print(f"added key {key['name']} SHA256:{key['fingerprint']}")
+
+
+def _stdin_text(what: str) -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        fail(f"{what} on stdin is not UTF-8 text")
+
+
+def _secret_name(name: str) -> str:
+    from dev8.names import check_secret_name
+    try:
+        check_secret_name(name)
+    except ValueError as exc:
+        fail(str(exc))
+    return name
 
 
 def _read_small(path: Path) -> str:
@@ -248,7 +266,8 @@ def keys_remove(key_id: int) -> None:
 @secrets_app.command("set")
 def secrets_set(name: str) -> None:
     """Set a secret. The value comes from stdin (or a hidden prompt), never from the command line."""
-    value = getpass.getpass(f"Value for {name}: ") if sys.stdin.isatty() else sys.stdin.read()
+    _secret_name(name)
+    value = getpass.getpass(f"Value for {name}: ") if sys.stdin.isatty() else _stdin_text(f"the value of {name}")
     value = value.rstrip("\n")
     call(api().request, "PUT", f"/secrets/{name}", json={"value": value})
     out.print(f"secret {name} saved")
@@ -266,7 +285,7 @@ def secrets_list() -> None:
 @secrets_app.command("delete")
 def secrets_delete(name: str) -> None:
     """Delete a secret."""
-    call(api().request, "DELETE", f"/secrets/{name}")
+    call(api().request, "DELETE", f"/secrets/{_secret_name(name)}")
     out.print(f"secret {name} deleted")
 
 
@@ -308,7 +327,8 @@ def _last_event_id(client: Client, name: str) -> int:
 @app.command()
 def create(
     name: str,
-    image: Annotated[Optional[str], typer.Option(help="Image (default: the server's, dev8/base:latest)")] = None,
+    image: Annotated[Optional[str], typer.Option(
+        help="Image (default: the server's DEV8_DEFAULT_IMAGE, dev8/fullstack:latest unless its admin changed it)")] = None,
     cpus: Annotated[Optional[float], typer.Option(help="CPU limit, e.g. 2")] = None,
     memory: Annotated[Optional[str], typer.Option(help="Memory limit, e.g. 4g")] = None,
     secret: Annotated[Optional[list[str]], typer.Option("--secret", help="Secret to provide (repeatable)")] = None,
@@ -325,6 +345,8 @@ def create(
     wait: Annotated[bool, typer.Option(help="Follow progress until ready")] = True,
 ) -> None:
     """Create an environment and show its progress until it is ready."""
+    if cpus is not None and not math.isfinite(cpus):
+        fail(f"--cpus must be a number of CPUs, e.g. 2 (got {cpus})")
     client = api()
     try:
         providers = [parse_git_option(g) for g in git or []]

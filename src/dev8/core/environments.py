@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import asyncssh
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dev8.core import audit
@@ -106,6 +107,9 @@ def build_options(
         host = str(p.get("host") or PROVIDER_HOSTS[kind]).lower()
         if not HOST_RE.fullmatch(host):
             raise Invalid(f"invalid git host {host!r}", field=f"git.{i}.host")
+        port = host.rpartition(":")[2] if ":" in host else None
+        if port is not None and not 1 <= int(port) <= 65535:
+            raise Invalid(f"invalid port {port} in git host {host!r}: a port is 1 to 65535", field=f"git.{i}.host")
         secret = str(p.get("secret") or DEFAULT_PROVIDER_SECRETS[kind])
         try:
             check_secret_name(secret)
@@ -181,7 +185,10 @@ def create_environment(
                       observed_state="pending",
                       control_public_key=key.export_public_key("openssh").decode().strip())
     s.add(env)
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:  # created by a concurrent request since the check above
+        raise Conflict(f"environment {name!r} already exists", field="name") from None
     s.add(seal_env_key(keyring, env.id, key.export_private_key("openssh")))
     add_event(s, env.id, "request", "ok", "environment requested")
     audit.record(s, user, "env.create", name, image)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dev8.core import audit
 from dev8.core.crypto import DecryptionError, Keyring, Sealed, env_key_aad, secret_aad
-from dev8.core.errors import Invalid, NotFound
+from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.names import check_secret_name
 from dev8.store.db import Database
 from dev8.store.models import EnvironmentKey, Secret, User, utcnow
@@ -38,7 +39,11 @@ def set_secret(s: Session, keyring: Keyring, user: User, *, name: str, value: st
         s.add(row)
     row.updated_at = utcnow()
     store_sealed(row, keyring.seal(data, secret_aad(user.id, name)))
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:  # the same new name, set by a concurrent request
+        raise Conflict(f"secret {name} was being set by another request at the same moment; set it again",
+                       field="name") from None
     return row
 
 

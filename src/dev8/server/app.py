@@ -1,8 +1,13 @@
 """ASGI application factory."""
 from __future__ import annotations
 
+import json
+
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dev8 import __version__
@@ -76,6 +81,21 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @app.exception_handler(RuntimeUnavailable)
     async def _runtime_unavailable(_request: Request, exc: RuntimeUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer echoes each rejected input: that may be a secret's value, and
+        # text that is not Unicode (a lone surrogate) cannot even be encoded back. Without it,
+        # and ASCII-escaped, every error can be answered.
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+        body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
+
+    @app.exception_handler(IntegrityError)
+    async def _concurrent_change(_request: Request, _exc: IntegrityError) -> JSONResponse:
+        # A uniqueness race the core did not name itself (it names the ones it knows).
+        return JSONResponse({"detail": "a concurrent request changed the same thing first; nothing was "
+                                       "changed by this one: try again"}, status_code=409)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:

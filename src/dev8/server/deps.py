@@ -4,13 +4,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from dev8.core import auth
 from dev8.core.errors import Forbidden, Unauthorized
 from dev8.server.browser_auth import SESSION_COOKIE, csrf_ok
 from dev8.server.context import ServerContext
+from dev8.server.schemas import MAX_ROW_ID
 from dev8.store.models import User
 
 
@@ -31,6 +32,9 @@ def get_session(ctx: Ctx) -> Iterator[Session]:
 # change, and a commit that fails would already have been answered with success.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
+
+# A row id in a path: larger numbers cannot be in the database (and crash its driver).
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 

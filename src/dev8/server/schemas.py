@@ -3,16 +3,43 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+MAX_ROW_ID = 2**63 - 1  # the largest id a database integer column holds
 
 
-class SetupIn(BaseModel):
+def _check_text(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("is not valid Unicode text (it holds a lone surrogate)") from None
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_text(item)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(k)
+            _check_text(v)
+    return value
+
+
+class RequestBody(BaseModel):
+    """A request body: every text in it must be storable (valid Unicode)."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return _check_text(value)
+
+
+class SetupIn(RequestBody):
     token: str = Field(max_length=200)
     email: str = Field(max_length=254)
     password: str = Field(min_length=8, max_length=1024)
 
 
-class LoginIn(BaseModel):
+class LoginIn(RequestBody):
     email: str = Field(max_length=254)
     password: str = Field(max_length=1024)
 
@@ -27,7 +54,7 @@ class UserOut(BaseModel):
     is_admin: bool
 
 
-class KeyIn(BaseModel):
+class KeyIn(RequestBody):
     public_key: str = Field(max_length=16384)
     name: str | None = Field(default=None, max_length=128)
 
@@ -39,7 +66,7 @@ class KeyOut(BaseModel):
     created_at: datetime
 
 
-class GeneratedKeyIn(BaseModel):
+class GeneratedKeyIn(RequestBody):
     name: str | None = Field(default=None, max_length=128)
 
 
@@ -48,7 +75,7 @@ class GeneratedKeyOut(BaseModel):
     private_key: str = Field(description="OpenSSH private key; dev8 keeps no copy")
 
 
-class ApiTokenIn(BaseModel):
+class ApiTokenIn(RequestBody):
     name: str = Field(max_length=64)
     expires_in: str = Field(default="30d", max_length=16, description="e.g. 12h, 30d, 2w (at most 366d)")
 
@@ -74,13 +101,13 @@ class AdminUserOut(BaseModel):
     created_at: datetime
 
 
-class AdminUserIn(BaseModel):
+class AdminUserIn(RequestBody):
     email: str = Field(max_length=254)
     password: str = Field(max_length=1024)
     is_admin: bool = False
 
 
-class AdminUserPatch(BaseModel):
+class AdminUserPatch(RequestBody):
     disabled: bool | None = None
     is_admin: bool | None = None
 
@@ -94,7 +121,7 @@ class AuditOut(BaseModel):
     detail: str
 
 
-class SecretIn(BaseModel):
+class SecretIn(RequestBody):
     value: str
 
 
@@ -104,14 +131,14 @@ class SecretOut(BaseModel):
     updated_at: datetime
 
 
-class GitProviderIn(BaseModel):
+class GitProviderIn(RequestBody):
     kind: str = Field(max_length=16, description="github, gitlab or bitbucket")
     host: str | None = Field(default=None, max_length=260, description="self-hosted host; default: the public one")
     secret: str | None = Field(default=None, max_length=64, description="secret holding the token; default GITHUB_TOKEN…")
     username: str | None = Field(default=None, max_length=100, description="e.g. a Bitbucket username for app passwords")
 
 
-class EnvironmentIn(BaseModel):
+class EnvironmentIn(RequestBody):
     name: str = Field(max_length=64)
     image: str | None = Field(default=None, max_length=255)
     cpus: float | None = None
@@ -134,7 +161,7 @@ class ValidationOut(BaseModel):
     field: str | None = Field(default=None, description="the request field at fault, e.g. name or git.0.host")
 
 
-class ShareIn(BaseModel):
+class ShareIn(RequestBody):
     level: str = Field(max_length=16, description="private, authenticated or public")
 
 

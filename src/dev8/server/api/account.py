@@ -6,7 +6,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Body, Request, status
 
 from dev8.core import auth, environments, secrets
-from dev8.server.deps import Ctx, CurrentUser, SessionDep
+from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep
 from dev8.server.schemas import (ApiTokenIn, ApiTokenOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
                                  NewApiTokenOut, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut, UserOut)
 from dev8.settings import parse_addr
@@ -58,7 +58,7 @@ def generate_key(body: GeneratedKeyIn, user: CurrentUser, s: SessionDep) -> Gene
 
 
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_key(key_id: int, user: CurrentUser, s: SessionDep) -> None:
+def delete_key(key_id: RowId, user: CurrentUser, s: SessionDep) -> None:
     auth.delete_ssh_key(s, user, key_id)
 
 
@@ -96,5 +96,5 @@ def create_api_token(body: ApiTokenIn, user: CurrentUser, s: SessionDep) -> NewA
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a token")
-def revoke_api_token(token_id: int, user: CurrentUser, s: SessionDep) -> None:
+def revoke_api_token(token_id: RowId, user: CurrentUser, s: SessionDep) -> None:
     auth.revoke_token(s, user, token_id)

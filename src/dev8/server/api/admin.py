@@ -5,8 +5,8 @@ from fastapi import APIRouter, Query, status
 
 from dev8.core import admin
 from dev8.server.api.environments import environment_out
-from dev8.server.deps import Ctx, CurrentUser, SessionDep
-from dev8.server.schemas import AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut, EnvironmentOut
+from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep
+from dev8.server.schemas import MAX_ROW_ID, AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut, EnvironmentOut
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -23,7 +23,7 @@ def create_user(body: AdminUserIn, user: CurrentUser, s: SessionDep) -> AdminUse
 
 
 @router.patch("/users/{user_id}", response_model=AdminUserOut, summary="Disable/enable, grant/revoke admin")
-def update_user(user_id: int, body: AdminUserPatch, user: CurrentUser, s: SessionDep) -> AdminUserOut:
+def update_user(user_id: RowId, body: AdminUserPatch, user: CurrentUser, s: SessionDep) -> AdminUserOut:
     changed = admin.update_user(s, user, user_id, disabled=body.disabled, is_admin=body.is_admin)
     return AdminUserOut.model_validate(changed, from_attributes=True)
 
@@ -35,5 +35,5 @@ def all_environments(ctx: Ctx, user: CurrentUser, s: SessionDep) -> list[Environ
 
 @router.get("/audit", response_model=list[AuditOut], summary="Audit log, newest first")
 def audit_log(user: CurrentUser, s: SessionDep, limit: int = Query(100, ge=1, le=500),
-              before: int | None = None) -> list[AuditOut]:
+              before: int | None = Query(None, ge=1, le=MAX_ROW_ID)) -> list[AuditOut]:
     return [AuditOut.model_validate(e, from_attributes=True) for e in admin.audit_log(s, user, limit=limit, before=before)]

@@ -5,8 +5,9 @@ import asyncio
 import json
 from urllib.parse import urlencode
 from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 import asyncssh
@@ -21,7 +22,7 @@ from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
 from dev8.runtimes.base import EnvSpec
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
-from dev8.server.schemas import EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
+from dev8.server.schemas import MAX_ROW_ID, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
 from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
 
@@ -180,7 +181,7 @@ async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
 
 @router.put("/{name}/ports/{port}/share", summary="Share a port's preview: private, authenticated (any dev8 "
             "user) or public (anyone); honoured on app subdomains only")
-def share_port(name: str, port: int, body: ShareIn, ctx: Ctx, user: CurrentUser, s: SessionDep) -> dict:
+def share_port(name: str, port: Annotated[int, Path(ge=1, le=65535)], body: ShareIn, ctx: Ctx, user: CurrentUser, s: SessionDep) -> dict:
     env = envs.get_environment(s, user, name)
     sharing.set_share(s, env, port, body.level)
     s.commit()
@@ -201,7 +202,7 @@ STREAM_POLL = 1.0
 @router.get("/{name}/events", summary="Lifecycle events as Server-Sent Events (or JSON with follow=false)",
             response_model=list[EventOut])
 async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
-                 after: int = 0, follow: bool = True,
+                 after: int = Query(0, ge=0, le=MAX_ROW_ID), follow: bool = True,
                  last: int | None = Query(None, ge=1, le=500, description="only the last N (with follow=false)")):  # type: ignore[no-untyped-def]
     def first_batch() -> tuple[str, list[EventOut]]:
         with ctx.db.session() as s:
