@@ -21,8 +21,10 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev8Server
                                                  "DEV8_RUNTIME_ROOT": str(root / "runtime")}).start()
     srv.runtime_root = root / "runtime"  # type: ignore[attr-defined]
     yield srv
-    srv.kill()
-    kill_fake_environments(root / "runtime")
+    try:
+        srv.kill()
+    finally:
+        kill_fake_environments(root / "runtime")
 
 
 @pytest.fixture(scope="module")

@@ -49,5 +49,7 @@ def test_sixty_environments_and_a_burst_of_restarts_settle_to_an_idle_server(tmp
         print(f"\nidle server CPU with {ENVIRONMENTS} running environments: {share:.1%}")
         assert share <= 0.02, f"the idle server still uses {share:.1%} of a CPU"
     finally:
-        server.kill()
-        kill_fake_environments(root / "rt")
+        try:
+            server.kill()
+        finally:
+            kill_fake_environments(root / "rt")
