@@ -287,3 +287,31 @@ def test_every_time_in_the_api_carries_its_offset(ctl: Dev8Server, dana: User) -
                 assert rfc3339.match(value), (key, value)
                 seen += 1
     assert seen >= 8, docs
+
+
+@pytest.mark.parametrize("image", [":::", "UPPER/Case:latest", "dev8/base@sha256:zzz", "--privileged",
+                                   "../../etc/passwd", "dev8/base@sha256:" + "a" * 40, "a b"])
+def test_invalid_image_references_are_refused_before_anything_is_created(ctl: Dev8Server, dana: User,
+                                                                         image: str) -> None:
+    name = unique("i")
+    r = dana.http().post("/environments", json={"name": name, "image": image})
+    assert r.status_code == 422 and r.json()["field"] == "image" and "image" in r.json()["detail"], r.text
+    assert dana.http().get(f"/environments/{name}").status_code == 404
+
+
+def test_an_image_that_does_not_exist_is_not_retried_until_the_user_acts(ctl: Dev8Server, dana: User) -> None:
+    name = unique("m")
+    r = dana.cli("create", name, "--image", "missing/nothing:1", check=False)
+    assert r.returncode != 0 and "does not exist" in r.stdout + r.stderr
+    wait_until(lambda: state(dana, name) == "error", timeout=30, what="error")
+    shown = dana.http().get(f"/environments/{name}").json()["status_message"]
+    assert "missing/nothing:1 does not exist" in shown, shown
+
+    def attempts() -> int:
+        events = dana.http().get(f"/environments/{name}/events", params={"follow": "false"}).json()
+        return sum(1 for e in events if (e["step"], e["status"]) == ("image", "error"))
+    first = attempts()
+    time.sleep(6)  # the reconcile interval is 1 s here: a retrying reconciler would have tried again
+    assert attempts() == first == 1
+    dana.http().post(f"/environments/{name}/restart")  # the user acts: one more try
+    wait_until(lambda: attempts() == 2, timeout=30, what="a second attempt")

@@ -19,7 +19,7 @@ from dev8.core.crypto import Keyring
 from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.envimage import dev8_env as layout
 from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
-from dev8.names import check_env_name, check_secret_name
+from dev8.names import check_env_name, check_image_reference, check_secret_name
 from dev8.runtimes.base import EnvSpec
 from dev8.store.models import Environment, Event, Meta, User, utcnow
 
@@ -161,8 +161,10 @@ def create_environment(
     except ValueError as exc:
         raise Invalid(str(exc), field="name") from None
     image = (image or limits.default_image).strip()
-    if not image or len(image) > 255 or any(c.isspace() for c in image):
-        raise Invalid(f"invalid image reference {image!r}", field="image")
+    try:
+        check_image_reference(image)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="image") from None
     cpus = limits.default_cpus if cpus is None else cpus
     if not 0.1 <= cpus <= 64:
         raise Invalid("cpus must be between 0.1 and 64", field="cpus")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -23,7 +24,7 @@ from dev8.core.notify import EventNotifier
 from dev8.core.runtime_health import RuntimeHealth
 from dev8.core.secrets import reveal_secrets
 from dev8.core.states import Desired, State
-from dev8.runtimes.base import EnvSpec, Observed, Runtime, RuntimeUnavailable
+from dev8.runtimes.base import EnvSpec, NeedsUserAction, Observed, Runtime, RuntimeUnavailable
 from dev8.store.db import Database
 from dev8.store.models import Environment, User, utcnow
 
@@ -162,15 +163,22 @@ class Reconciler:
             self._failures.pop(env_id, None)
             self._retry_at.pop(env_id, None)
         except Exception as exc:  # recorded as an event; retried with backoff
+            if isinstance(exc, NeedsUserAction) or isinstance(exc.__cause__, NeedsUserAction):
+                self._retry_at[env_id] = math.inf  # until a user's request wakes it
+                log.warning("environment %s: %s (not retried until its owner acts)", env_id, exc)
+                return self._after(env_id)
             n = self._failures.get(env_id, 0) + 1
             self._failures[env_id] = n
             delay = UNAVAILABLE_BACKOFF if isinstance(exc, RuntimeUnavailable) else min(MAX_BACKOFF, 2.0 ** n)
             self._retry_at[env_id] = due = loop.time() + delay
             log.warning("environment %s: %s (retry in %.0fs)", env_id, exc, delay)
             loop.call_later(delay, self._retry, env_id, due)
+        self._after(env_id)
+
+    def _after(self, env_id: str) -> None:
         if env_id in self._dirty:
             self._dirty.discard(env_id)
-            loop.call_soon(self.schedule, env_id)  # after this task is done
+            asyncio.get_running_loop().call_soon(self.schedule, env_id)  # after this task is done
 
     def _retry(self, env_id: str, due: float) -> None:
         if self._retry_at.get(env_id) == due:  # not reset by a user's request meanwhile

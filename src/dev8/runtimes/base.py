@@ -33,6 +33,12 @@ class RuntimeUnavailable(Exception):
     field: str | None = None
 
 
+class NeedsUserAction(Exception):
+    """A failure that retrying cannot heal (an image that does not exist, a name the
+    backend refuses): the core stops retrying until the user changes or retries something.
+    The message is fit to show a user."""
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """What the core asks a runtime for: only fields every backend understands."""

@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dev8.envimage import dev8_env as layout
 from dev8.runtimes import docker_images
-from dev8.runtimes.base import LABEL_ENV_ID, LABEL_INSTALLATION, LABEL_MANAGED, EnvSpec, Observed, Progress, RuntimeUnavailable
+from dev8.runtimes.base import (LABEL_ENV_ID, LABEL_INSTALLATION, LABEL_MANAGED, EnvSpec, NeedsUserAction, Observed,
+                                Progress, RuntimeUnavailable)
 
 API_VERSION = "1.41"
 # Environments join this bridge unless the operator names a network: inter-container
@@ -149,7 +150,13 @@ class DockerRuntime:
                 docker_images.build(c, target, progress)
                 return
             progress(f"pulling {image}")
-            c.images.pull(image)
+            try:
+                c.images.pull(image)
+            except docker.errors.APIError as exc:
+                if exc.status_code is not None and 400 <= exc.status_code < 500 or "not found" in str(exc).lower():
+                    raise NeedsUserAction(f"image {image} is not on this machine and cannot be pulled "
+                                          f"({exc.explanation or exc}); choose another image") from None
+                raise
 
     def _ensure_volume(self, spec: EnvSpec) -> None:
         with self._api() as c:

@@ -14,6 +14,7 @@ run as the server's own user on this host. ``DEV8_RUNTIME_ROOT`` chooses the fol
 (default: ``fake-runtime`` in the data dir); a file ``UNAVAILABLE`` in it makes every call
 raise RuntimeUnavailable, as a backend that is down would; a file ``HUNG`` makes every call
 wait, without an answer or a timeout of its own, until it is removed (a wedged backend).
+Images whose name starts with ``missing/`` do not exist (a mistyped image).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dev8.runtimes.base import LABEL_INSTALLATION, EnvSpec, Observed, Progress, RuntimeUnavailable
+from dev8.runtimes.base import LABEL_INSTALLATION, EnvSpec, NeedsUserAction, Observed, Progress, RuntimeUnavailable
 
 START_TIMEOUT = 10.0
 
@@ -76,6 +77,8 @@ class FakeRuntime:
 
     def prepare(self, spec: EnvSpec, progress: Progress) -> None:
         self.ping()
+        if spec.image.startswith("missing/"):
+            raise NeedsUserAction(f"image {spec.image} does not exist; choose another image")
         d = self._dir(spec)
         if self._meta(spec).get("env_id") not in (None, spec.env_id):
             # Left behind by an earlier environment of the same name: its storage is kept,
