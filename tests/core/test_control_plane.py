@@ -315,3 +315,26 @@ def test_an_image_that_does_not_exist_is_not_retried_until_the_user_acts(ctl: De
     assert attempts() == first == 1
     dana.http().post(f"/environments/{name}/restart")  # the user acts: one more try
     wait_until(lambda: attempts() == 2, timeout=30, what="a second attempt")
+
+
+def test_a_failed_configure_leaves_ssh_working_with_the_error_shown(ctl: Dev8Server, dana: User) -> None:
+    name = unique("e")
+    dana.cli("secrets", "set", "WILL_BREAK", input="fine\n")
+    dana.cli("secrets", "set", "DONOR", input="other\n")
+    dana.cli("create", name, "--secret", "WILL_BREAK")
+    # a ciphertext from another secret: configure fails, naming the secret (the instance runs on)
+    import sqlite3
+    with sqlite3.connect(ctl.data_dir / "dev8.db") as db:
+        db.execute("UPDATE secrets SET ciphertext = (SELECT ciphertext FROM secrets WHERE name = 'DONOR') "
+                   "WHERE name = 'WILL_BREAK'")
+    dana.http().post(f"/environments/{name}/reconfigure")
+    wait_until(lambda: state(dana, name) == "error", timeout=30, what="error")
+    r = dana.ssh(name, "echo still-in")
+    assert r.returncode == 0 and r.stdout.strip() == "still-in", r.stderr
+    assert f"dev8: {name} is in error" in r.stderr and "WILL_BREAK cannot be decrypted" in r.stderr, r.stderr
+    started = time.monotonic()
+    dana.cli("secrets", "set", "WILL_BREAK", input="fixed\n")  # the user's action: no backoff to wait out
+    dana.cli("restart", name)
+    assert state(dana, name) == "running"
+    assert dana.ssh(name, 'cat "$DEV8_RUN_DIR/secrets/WILL_BREAK"').stdout.strip() == "fixed"
+    print(f"\nrestart after the fix took {time.monotonic() - started:.1f} s")

@@ -66,3 +66,21 @@ def test_ca_certificates_that_are_not_pem_change_nothing(tmp_path):
     r = run(tmp_path, "configure", input=json.dumps({"secrets": {"A": "x"}, "ca_certificates": "not a cert"}))
     assert r.returncode == 1 and "PEM" in r.stderr
     assert not (tmp_path / "secrets").exists() and not (tmp_path / "ca-bundle.crt").exists()
+
+
+def test_a_full_tmpfs_is_an_error_naming_the_secret_sizes_never_values(tmp_path):
+    import pytest
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(run_dir)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        (run_dir / "junk").write_bytes(b"x" * 40 * 1024)  # what filled it: not dev8's
+        value = "s3cr3t-" + "v" * 30 * 1024
+        r = run(run_dir, "configure", input=json.dumps({"secrets": {"BIG_TOKEN": value, "SMALL": "x"}}))
+        assert r.returncode == 1
+        assert "is full (64 KiB" in r.stderr and "BIG_TOKEN 30 KiB" in r.stderr and "du -a" in r.stderr, r.stderr
+        assert "s3cr3t" not in r.stderr
+    finally:
+        subprocess.run(["umount", str(run_dir)], check=True)

@@ -24,6 +24,7 @@ from dev8.store.models import Environment
 
 log = logging.getLogger("dev8.connections")
 CONNECT_TIMEOUT = 10.0
+REACHABLE_STATES = (State.RUNNING, State.STARTING, State.ERROR, State.UNREACHABLE)
 
 
 class Unreachable(Exception):
@@ -46,8 +47,11 @@ class Endpoint:
 
     @classmethod
     def of(cls, env: Environment) -> "Endpoint":
-        """The endpoint the store records for a running ``env``; Unreachable otherwise."""
-        if (env.observed_state != State.RUNNING or not env.ssh_host or not env.ssh_port or not env.host_key
+        """The endpoint the store records for ``env`` while its instance may run; Unreachable
+        otherwise. An environment whose configure failed, that is being reconfigured, or
+        whose runtime does not answer stays reachable at its recorded endpoint (its owner can
+        still get in to see why); the pinned host key keeps that safe."""
+        if (env.observed_state not in REACHABLE_STATES or not env.ssh_host or not env.ssh_port or not env.host_key
                 or not env.instance_id):
             if env.observed_state == State.ERROR and env.status_message:
                 raise Unreachable(f"environment {env.name}: {env.status_message}")

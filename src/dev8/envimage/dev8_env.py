@@ -18,6 +18,7 @@ out of ``docker inspect``, image layers and the persistent volume.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -72,6 +73,25 @@ def _write_private(path: str, data: bytes) -> None:
 
 
 def configure(doc: dict) -> dict:
+    try:
+        return _configure(doc)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, _full_message(doc.get("secrets") or {})) from None
+
+
+def _full_message(secrets: dict) -> str:
+    """Why the tmpfs is full, naming what takes its space (never a value)."""
+    st = os.statvfs(RUN_DIR)
+    sizes = sorted(((len(str(v).encode()), k) for k, v in secrets.items()), reverse=True)
+    largest = ", ".join(f"{k} {n // 1024} KiB" for n, k in sizes[:3]) or "none"
+    return (f"{RUN_DIR} is full ({st.f_blocks * st.f_frsize // 1024} KiB, where secrets and configuration live): "
+            f"the secrets take {sum(n for n, _ in sizes) // 1024} KiB (largest: {largest}); the rest is files "
+            f"someone put there: remove them (`du -a {RUN_DIR}`) or make secrets smaller, then reconfigure")
+
+
+def _configure(doc: dict) -> dict:
     secrets = doc.get("secrets") or {}
     if not isinstance(secrets, dict):
         raise ValueError("secrets must be an object")

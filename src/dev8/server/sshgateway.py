@@ -39,6 +39,7 @@ WINDOW = 8 * 1024 * 1024
 class Target:
     env_id: str
     name: str
+    notice: str = ""  # shown to the client before the session (an environment in error)
 
 
 def load_host_key(data_dir: Path) -> asyncssh.SSHKey:
@@ -80,6 +81,8 @@ class GatewayServer(asyncssh.SSHServer):
         target = await asyncio.to_thread(self._authorize, username, key)
         if target is None:
             return False
+        if target.notice and self.target is None and self.conn is not None:
+            self.conn.send_auth_banner(target.notice + "\r\n")
         self.target = target
         return True
 
@@ -94,7 +97,11 @@ class GatewayServer(asyncssh.SSHServer):
                     continue
                 env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
                 if env is not None and env.desired_state != "deleted":
-                    return Target(env.id, env.name)
+                    notice = ""
+                    if env.observed_state == State.ERROR and env.status_message:
+                        notice = (f"dev8: {env.name} is in error: {env.status_message}\r\n"
+                                  f"dev8: connecting anyway; `dev8 restart {env.name}` tries again")
+                    return Target(env.id, env.name, notice)
             return None
 
     def upstream(self) -> asyncio.Task[asyncssh.SSHClientConnection]:
