@@ -198,3 +198,19 @@ def test_unreachable_backend_raises_runtime_unavailable_on_every_call(case: Case
         with pytest.raises(RuntimeUnavailable) as info:
             call()
         assert str(info.value)  # says where and why
+
+
+def test_storage_that_existed_and_is_gone_is_not_replaced_by_an_empty_one(case: Case, spec_of) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from dev8.runtimes.base import StorageGone
+    rt, spec = case.runtime, spec_of()
+    rt.prepare(spec, lambda _m: None)
+    rt.remove(spec, keep_storage=False)  # as an operator removing it by hand would
+    expected = replace(spec, storage_expected=True)
+    with pytest.raises(StorageGone, match="gone"):
+        rt.prepare(expected, lambda _m: None)
+    with pytest.raises(StorageGone):  # and nothing was made meanwhile
+        rt.prepare(expected, lambda _m: None)
+    rt.prepare(spec, lambda _m: None)  # the owner agreed: an empty one
+    rt.prepare(expected, lambda _m: None)  # it exists now

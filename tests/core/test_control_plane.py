@@ -338,3 +338,24 @@ def test_a_failed_configure_leaves_ssh_working_with_the_error_shown(ctl: Dev8Ser
     assert state(dana, name) == "running"
     assert dana.ssh(name, 'cat "$DEV8_RUN_DIR/secrets/WILL_BREAK"').stdout.strip() == "fixed"
     print(f"\nrestart after the fix took {time.monotonic() - started:.1f} s")
+
+
+def test_a_home_removed_while_stopped_is_an_error_to_confirm_not_silently_empty(ctl: Dev8Server, dana: User) -> None:
+    import shutil
+    name = unique("v")
+    dana.cli("create", name)
+    assert dana.ssh(name, "echo work > ~/notes.txt").returncode == 0
+    dana.cli("stop", name)
+    [home] = [p for p in ctl.runtime_root.glob(f"*-{name}/home")]  # type: ignore[attr-defined]
+    shutil.rmtree(home)  # removed outside dev8
+    r = dana.cli("start", name, check=False)
+    assert r.returncode != 0 and "is gone" in r.stdout + r.stderr and "--empty-home" in r.stdout + r.stderr, r
+    assert state(dana, name) == "error" and not home.exists()
+    time.sleep(3)  # not retried behind the user's back
+    assert not home.exists()
+    dana.cli("start", name, "--empty-home")
+    assert state(dana, name) == "running" and home.is_dir()
+    assert dana.ssh(name, "cat ~/notes.txt").returncode != 0  # empty indeed
+    dana.cli("stop", name)  # agreed once: later starts find the new home as usual
+    dana.cli("start", name)
+    assert state(dana, name) == "running"

@@ -378,14 +378,15 @@ def _action(name: str, action: str, until: set[str], **params: object) -> None:
     if action == "delete":
         call(client.request, "DELETE", f"/environments/{name}", params=params)
     else:
-        call(client.post, f"/environments/{name}/{action}")
+        call(client.post, f"/environments/{name}/{action}", params=params)
     _follow(client, name, until, after)
 
 
 @app.command()
-def start(name: str) -> None:
+def start(name: str, empty_home: Annotated[bool, typer.Option(
+        "--empty-home", help="Its home volume is gone (dev8 says so): start with an empty home")] = False) -> None:
     """Start a stopped environment and wait until it is ready."""
-    _action(name, "start", {"ready"})
+    _action(name, "start", {"ready"}, **({"empty_home": "true"} if empty_home else {}))
 
 
 @app.command()

@@ -64,10 +64,17 @@ def workspace_folder(env: Environment) -> str:
     return f"{layout.HOME}/workspace/{layout.clone_folder(url)}"
 
 
+# In an environment's options while its owner has agreed to start with an empty home
+# (the old one is gone); cleared once the new storage is made.
+EMPTY_HOME_OK = "empty_home_ok"
+
+
 def spec_of(env: Environment, installation: str) -> EnvSpec:
+    # Once it has been ready, its storage exists: finding none means it was lost.
+    expected = env.started_at is not None and not (env.options or {}).get(EMPTY_HOME_OK)
     return EnvSpec(env_id=env.id, owner_id=env.owner_id, name=env.name, image=env.image, cpus=env.cpus,
                    memory_bytes=parse_memory(env.memory), control_public_key=env.control_public_key,
-                   installation=installation)
+                   installation=installation, storage_expected=expected)
 
 
 INSTALLATION_KEY = "installation_id"
@@ -210,12 +217,16 @@ def get_environment(s: Session, user: User, name: str, *, include_deleting: bool
     return env
 
 
-def request_start(s: Session, env: Environment) -> None:
+def request_start(s: Session, env: Environment, *, empty_home: bool = False) -> None:
+    """Start it; ``empty_home``: its home storage is gone and the owner agrees to start
+    with an empty one (otherwise that is an error asking for exactly this)."""
     env.desired_state = "running"
     env.generation += 1
     env.updated_at = utcnow()
-    add_event(s, env.id, "request", "ok", "start requested")
-    _audit(s, env, "env.start")
+    if empty_home:
+        env.options = {**(env.options or {}), EMPTY_HOME_OK: True}
+    add_event(s, env.id, "request", "ok", "start requested" + (" with an empty home" if empty_home else ""))
+    _audit(s, env, "env.start", "empty home" if empty_home else "")
 
 
 def request_reconfigure(s: Session, env: Environment) -> None:

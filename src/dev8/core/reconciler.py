@@ -18,13 +18,13 @@ from sqlalchemy import select
 from dev8.core import envssh
 from dev8.core.connections import Endpoint, EnvConnections, Unreachable
 from dev8.core.crypto import Keyring
-from dev8.core.environments import add_event, installation_id, spec_of
+from dev8.core.environments import EMPTY_HOME_OK, add_event, installation_id, spec_of
 from dev8.core.faults import crash_point
 from dev8.core.notify import EventNotifier
 from dev8.core.runtime_health import RuntimeHealth
 from dev8.core.secrets import reveal_secrets
 from dev8.core.states import Desired, State
-from dev8.runtimes.base import EnvSpec, NeedsUserAction, Observed, Runtime, RuntimeUnavailable
+from dev8.runtimes.base import EnvSpec, NeedsUserAction, Observed, Runtime, RuntimeUnavailable, StorageGone
 from dev8.store.db import Database
 from dev8.store.models import Environment, User, utcnow
 
@@ -341,8 +341,21 @@ class Reconciler:
         def progress(message: str) -> None:
             self._event(env.id, "image", "progress", message)
 
-        await self._step(env.id, "image", lambda: self.runtime_call(self.runtime.prepare, spec, progress,
-                                                                     timeout=IMAGE_TIMEOUT), IMAGE_TIMEOUT)
+        async def prepare() -> None:
+            try:
+                await self.runtime_call(self.runtime.prepare, spec, progress, timeout=IMAGE_TIMEOUT)
+            except StorageGone as exc:
+                raise StorageGone(f"{exc}: restore it, or start with an empty home: "
+                                  f"`dev8 start {env.name} --empty-home`") from None
+        await self._step(env.id, "image", prepare, IMAGE_TIMEOUT)
+        if (env.options or {}).get(EMPTY_HOME_OK):  # the new, empty home exists now
+
+            def agreed() -> None:
+                with self.db.session() as s:
+                    row = s.get(Environment, env.id)
+                    if row is not None:
+                        row.options = {k: v for k, v in (row.options or {}).items() if k != EMPTY_HOME_OK}
+            await asyncio.to_thread(agreed)
         observed = await self._step(env.id, "start", lambda: self.runtime_call(self.runtime.ensure_running, spec),
                                     STEP_TIMEOUT)
         crash_point("start")

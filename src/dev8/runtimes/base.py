@@ -39,6 +39,11 @@ class NeedsUserAction(Exception):
     The message is fit to show a user."""
 
 
+class StorageGone(NeedsUserAction):
+    """The environment's storage existed but is gone (removed outside dev8): not replaced
+    by an empty one unless the user says so (``EnvSpec.storage_expected`` false)."""
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """What the core asks a runtime for: only fields every backend understands."""
@@ -50,6 +55,9 @@ class EnvSpec:
     memory_bytes: int
     control_public_key: str
     installation: str
+    # The storage was made before (the environment has run): finding none means it was
+    # lost, and prepare raises StorageGone instead of making an empty one.
+    storage_expected: bool = False
 
     @property
     def object_name(self) -> str:
@@ -95,7 +103,8 @@ class Runtime(Protocol):
 
     def prepare(self, spec: EnvSpec, progress: Progress) -> None:
         """Make the image and the persistent storage exist (may take minutes: a build or a
-        pull). A runtime whose backend pulls by itself only makes the storage."""
+        pull). A runtime whose backend pulls by itself only makes the storage. Missing
+        storage with ``spec.storage_expected`` raises :class:`StorageGone`, creating nothing."""
         ...
 
     def ensure_running(self, spec: EnvSpec) -> Observed:

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dev8.envimage import dev8_env as layout
 from dev8.runtimes import docker_images
 from dev8.runtimes.base import (LABEL_ENV_ID, LABEL_INSTALLATION, LABEL_MANAGED, EnvSpec, NeedsUserAction, Observed,
-                                Progress, RuntimeUnavailable)
+                                Progress, RuntimeUnavailable, StorageGone)
 
 API_VERSION = "1.41"
 # Environments join this bridge unless the operator names a network: inter-container
@@ -163,6 +163,8 @@ class DockerRuntime:
             try:
                 c.volumes.get(spec.volume_name)
             except docker.errors.NotFound:
+                if spec.storage_expected:
+                    raise StorageGone(f"its home volume {spec.volume_name} is gone") from None
                 c.volumes.create(spec.volume_name, labels={k: v for k, v in spec.labels.items()
                                                            if k != LABEL_ENV_ID})
 

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dev8.runtimes.base import LABEL_INSTALLATION, EnvSpec, NeedsUserAction, Observed, Progress, RuntimeUnavailable
+from dev8.runtimes.base import (LABEL_INSTALLATION, EnvSpec, NeedsUserAction, Observed, Progress, RuntimeUnavailable,
+                                StorageGone)
 
 START_TIMEOUT = 10.0
 
@@ -84,6 +85,8 @@ class FakeRuntime:
             # Left behind by an earlier environment of the same name: its storage is kept,
             # its process is not ours to adopt.
             self._kill(spec)
+        if spec.storage_expected and not (d / "home").is_dir():
+            raise StorageGone(f"its home storage {d / 'home'} is gone")
         (d / "home").mkdir(parents=True, exist_ok=True)
         meta = {"env_id": spec.env_id, "labels": spec.labels, "image": spec.image}
         (d / "meta").write_text(json.dumps(meta))

@@ -114,9 +114,10 @@ async def serve(settings: Settings) -> None:
     http_host, http_port = parse_addr(settings.http_addr)
     ssh_host, ssh_port = parse_addr(settings.ssh_addr)
     gateway = await start_gateway(ctx, ssh_host, ssh_port)
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host=http_host, port=http_port,
-                                           log_level="warning", access_log=False, lifespan="off",
-                                           proxy_headers=False))  # forwarded.py decides whom to believe
+    config = uvicorn.Config(create_app(ctx), host=http_host, port=http_port, log_level="warning", access_log=False,
+                            lifespan="off", proxy_headers=False)  # forwarded.py decides whom to believe
+    config.load()  # imports its protocol modules now, not on the loop once serving
+    server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

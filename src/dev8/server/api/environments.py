@@ -112,8 +112,9 @@ async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., Non
 
 
 @router.post("/{name}/start", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
-async def start(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
-    return await _transition(ctx, user, name, envs.request_start)
+async def start(name: str, ctx: Ctx, user: CurrentUser, empty_home: bool = Query(
+        False, description="its home storage is gone (an error says so): start with an empty one")) -> EnvironmentOut:
+    return await _transition(ctx, user, name, envs.request_start, empty_home=empty_home)
 
 
 @router.post("/{name}/stop", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
