@@ -191,6 +191,53 @@ def rotate_keys(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     out.print(f"rewrapped {count} data key(s); active key is now {keyring.active}")
 
 
+@admin_app.command("backup")
+def backup(
+    target: Annotated[Path, typer.Argument(help="The backup file to write, e.g. dev8-$(date +%F).tar.gz")],
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Back up the database (a consistent copy, also while the server runs), the keyring
+    and the gateway's host key into one file (0600). It holds the keys to every secret:
+    keep it as safe as the server itself."""
+    from dev8.store.backup import BackupError, write_backup
+    db, _ = _store(data_dir, database_url)
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    try:
+        manifest = write_backup(db, settings.data_dir, target)
+    except (BackupError, OSError) as exc:
+        fail(f"backup failed: {exc}")
+    rows = sum(manifest["rows"].values())
+    out.print(f"wrote {target}: {rows} rows of {len(manifest['rows'])} tables ({manifest['database']}, "
+              f"schema {manifest['revision']}), {', '.join(manifest['files']) or 'no files'}")
+
+
+@admin_app.command("restore")
+def restore(
+    source: Annotated[Path, typer.Argument(help="A file written by `dev8 admin backup`")],
+    replace: Annotated[bool, typer.Option("--replace", help="Drop whatever the target database holds first")] = False,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Restore a backup into the data dir and database (SQLite or PostgreSQL, either way
+    round). Stop every dev8 server on that database first."""
+    from dev8.store.backup import BackupError, restore_backup
+    from dev8.store.db import Database
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.db_url)
+    try:
+        manifest = restore_backup(db, settings.data_dir, source, replace=replace)
+    except BackupError as exc:
+        fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a half-loaded database must be said plainly
+        fail(f"restore failed part way ({exc.__class__.__name__}: {str(exc)[:300]}); the target database is "
+             "incomplete: run the restore again with --replace")
+    finally:
+        db.dispose()
+    out.print(f"restored {sum(manifest['rows'].values())} rows from {manifest['created_at']} "
+              f"({manifest['database']} → {db.engine.dialect.name}) and {', '.join(manifest['files']) or 'no files'}"
+              f" into {settings.data_dir}")
+
+
 # --- login, keys, secrets ---------------------------------------------------------------------
 
 @app.command()
