@@ -42,6 +42,8 @@ def test_endpoint_only_for_a_running_environment_with_a_pinned_key():
             Endpoint.of(env(**missing))
     with pytest.raises(Unreachable, match="host-key failed: changed"):
         Endpoint.of(env(observed_state="error", status_message="host-key failed: changed"))
+    # a failed configure leaves the instance reachable (its owner can look inside)
+    assert Endpoint.of(env(observed_state="error", status_message="configure failed: disk full")).port == 22
 
 
 def test_spec_holds_neutral_fields_memory_in_bytes():

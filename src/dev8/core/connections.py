@@ -50,9 +50,11 @@ class Endpoint:
         """The endpoint the store records for ``env`` while its instance may run; Unreachable
         otherwise. An environment whose configure failed, that is being reconfigured, or
         whose runtime does not answer stays reachable at its recorded endpoint (its owner can
-        still get in to see why); the pinned host key keeps that safe."""
-        if (env.observed_state not in REACHABLE_STATES or not env.ssh_host or not env.ssh_port or not env.host_key
-                or not env.instance_id):
+        still get in to see why); the pinned host key keeps that safe. One whose host key
+        was refused is not offered at all."""
+        key_refused = env.observed_state == State.ERROR and "host key" in (env.status_message or "").replace("-", " ")
+        if (env.observed_state not in REACHABLE_STATES or key_refused or not env.ssh_host or not env.ssh_port
+                or not env.host_key or not env.instance_id):
             if env.observed_state == State.ERROR and env.status_message:
                 raise Unreachable(f"environment {env.name}: {env.status_message}")
             raise Unreachable(f"environment {env.name} is {env.observed_state}; start it with `dev8 start {env.name}`")

@@ -5,9 +5,13 @@ import json
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dev8 import __version__
@@ -90,6 +94,16 @@ def create_app(ctx: ServerContext) -> FastAPI:
         errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
         body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
         return Response(body, status_code=422, media_type="application/json")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        # Starlette names only the first route that matched the path; a path served by
+        # several routes (GET and POST) allows all of their methods.
+        allowed = sorted({m for route in app.router.routes if isinstance(route, APIRoute)
+                          and route.matches(request.scope)[0] != Match.NONE for m in route.methods or ()})
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(allowed)})
 
     @app.exception_handler(IntegrityError)
     async def _concurrent_change(_request: Request, _exc: IntegrityError) -> JSONResponse:

@@ -24,6 +24,29 @@ def _check_text(value: object) -> object:
     return value
 
 
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers: a sentence (or, for a malformed request, one issue per
+    field) and the request field at fault when there is one."""
+    detail: str | list[ValidationIssue]
+    field: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    code: {"model": ErrorOut, "description": text} for code, text in {
+        400: "The body is not valid JSON", 401: "No token, or an invalid or expired one",
+        403: "Not allowed (not an admin, a missing CSRF token)", 404: "No such thing, or not yours",
+        409: "Conflicts with what exists (a name taken, a concurrent change)", 413: "The body is too large",
+        422: "Invalid input: `detail` says what, `field` names it", 429: "Too many attempts: see Retry-After",
+        503: "The runtime (Docker engine…) does not answer: `detail` says why",
+    }.items()}
+
+
 class RequestBody(BaseModel):
     """A request body: every text in it must be storable (valid Unicode)."""
 

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Body, Request, status
 
 from dev8.core import auth, environments, secrets
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep
-from dev8.server.schemas import (ApiTokenIn, ApiTokenOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
+from dev8.server.schemas import (ERROR_RESPONSES, ApiTokenIn, ApiTokenOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
                                  NewApiTokenOut, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut, UserOut)
 from dev8.settings import parse_addr
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 LOGIN_TOKEN_LIFETIME = timedelta(days=30)
 
 
@@ -57,7 +57,7 @@ def generate_key(body: GeneratedKeyIn, user: CurrentUser, s: SessionDep) -> Gene
     return GeneratedKeyOut(key=KeyOut.model_validate(row, from_attributes=True), private_key=private_key)
 
 
-@router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/keys/{key_id:int}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_key(key_id: RowId, user: CurrentUser, s: SessionDep) -> None:
     auth.delete_ssh_key(s, user, key_id)
 
@@ -95,6 +95,6 @@ def create_api_token(body: ApiTokenIn, user: CurrentUser, s: SessionDep) -> NewA
     return NewApiTokenOut(**ApiTokenOut.model_validate(row, from_attributes=True).model_dump(), token=token)
 
 
-@router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a token")
+@router.delete("/tokens/{token_id:int}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a token")
 def revoke_api_token(token_id: RowId, user: CurrentUser, s: SessionDep) -> None:
     auth.revoke_token(s, user, token_id)

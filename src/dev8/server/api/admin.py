@@ -6,9 +6,9 @@ from fastapi import APIRouter, Query, status
 from dev8.core import admin
 from dev8.server.api.environments import environment_out
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep
-from dev8.server.schemas import MAX_ROW_ID, AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut, EnvironmentOut
+from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut, EnvironmentOut
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
 
 @router.get("/users", response_model=list[AdminUserOut])
@@ -22,7 +22,7 @@ def create_user(body: AdminUserIn, user: CurrentUser, s: SessionDep) -> AdminUse
     return AdminUserOut.model_validate(created, from_attributes=True)
 
 
-@router.patch("/users/{user_id}", response_model=AdminUserOut, summary="Disable/enable, grant/revoke admin")
+@router.patch("/users/{user_id:int}", response_model=AdminUserOut, summary="Disable/enable, grant/revoke admin")
 def update_user(user_id: RowId, body: AdminUserPatch, user: CurrentUser, s: SessionDep) -> AdminUserOut:
     changed = admin.update_user(s, user, user_id, disabled=body.disabled, is_admin=body.is_admin)
     return AdminUserOut.model_validate(changed, from_attributes=True)

@@ -22,11 +22,11 @@ from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
 from dev8.runtimes.base import EnvSpec
 from dev8.server.deps import Ctx, CurrentUser, SessionDep
-from dev8.server.schemas import MAX_ROW_ID, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
+from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
 from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
 
-router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
+router = APIRouter(prefix="/api/v1/environments", tags=["environments"], responses=ERROR_RESPONSES)
 
 
 def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
@@ -180,7 +180,7 @@ async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     return result
 
 
-@router.put("/{name}/ports/{port}/share", summary="Share a port's preview: private, authenticated (any dev8 "
+@router.put("/{name}/ports/{port:int}/share", summary="Share a port's preview: private, authenticated (any dev8 "
             "user) or public (anyone); honoured on app subdomains only")
 def share_port(name: str, port: Annotated[int, Path(ge=1, le=65535)], body: ShareIn, ctx: Ctx, user: CurrentUser, s: SessionDep) -> dict:
     env = envs.get_environment(s, user, name)
@@ -201,7 +201,9 @@ STREAM_POLL = 1.0
 
 
 @router.get("/{name}/events", summary="Lifecycle events as Server-Sent Events (or JSON with follow=false)",
-            response_model=list[EventOut])
+            response_model=list[EventOut], responses={200: {"content": {"text/event-stream": {"schema": {
+                "type": "string", "description": "`event: progress` with an EventOut as `data`, then "
+                "`event: deleted` when the environment is gone; `: keep-alive` comments in between"}}}}})
 async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
                  after: int = Query(0, ge=0, le=MAX_ROW_ID), follow: bool = True,
                  last: int | None = Query(None, ge=1, le=500, description="only the last N (with follow=false)")):  # type: ignore[no-untyped-def]
