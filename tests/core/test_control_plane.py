@@ -359,3 +359,31 @@ def test_a_home_removed_while_stopped_is_an_error_to_confirm_not_silently_empty(
     dana.cli("stop", name)  # agreed once: later starts find the new home as usual
     dana.cli("start", name)
     assert state(dana, name) == "running"
+
+
+def test_more_requests_than_worker_threads_never_wait_for_a_database_connection(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Before: a handler's session kept its connection while the request waited for a
+    worker thread (to check the response); with more requests than threads every thread
+    ended up waiting for a connection, and requests failed with 500 after the pool's
+    timeout. With 4 threads and 40 clients every request must succeed."""
+    srv = Dev8Server(tmp_path / "server", extra_env={"DEV8_RUNTIME": "fake", "DEV8_WORKER_THREADS": "4",
+                                                     "DEV8_RUNTIME_ROOT": str(tmp_path / "runtime")}).start()
+    try:
+        user = User(srv, "tess@example.com", tmp_path / "tess")
+        user.cli("create", "busy")
+
+        def poll(i: int) -> list[int]:
+            codes = []
+            with httpx.Client(base_url=srv.url + "/api/v1", headers={"Authorization": f"Bearer {user.token}"},
+                              timeout=60) as c:
+                for _ in range(40):
+                    codes.append(c.get("/environments" if i % 2 else "/environments/busy").status_code)
+            return codes
+        with ThreadPoolExecutor(40) as pool:
+            codes = [c for batch in pool.map(poll, range(40)) for c in batch]
+        assert codes.count(200) == len(codes) == 1600, {c: codes.count(c) for c in set(codes)}
+    finally:
+        try:
+            srv.kill()
+        finally:
+            kill_fake_environments(tmp_path / "runtime")

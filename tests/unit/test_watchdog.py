@@ -37,6 +37,10 @@ def test_an_idle_or_busy_but_yielding_loop_is_not_reported(caplog: pytest.LogCap
             time.sleep(0.005)
             await asyncio.sleep(0)
         await asyncio.to_thread(time.sleep, 0.3)  # blocking work off the loop
+        done = asyncio.Event()
+        for i in range(30):  # a busy loop: 300 ms of callbacks in a row, none longer than 10 ms
+            asyncio.get_running_loop().call_soon(lambda last=(i == 29): (time.sleep(0.01), last and done.set()))
+        await done.wait()
         dog.stop()
         return dog.stalls
     with caplog.at_level(logging.WARNING, logger="dev8.watchdog"):

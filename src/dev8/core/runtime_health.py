@@ -9,6 +9,7 @@ started; callers are told the backend has not answered for so long.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from dev8.runtimes.base import Runtime, RuntimeUnavailable
 
@@ -18,6 +19,10 @@ PING_TIMEOUT = 5.0
 class RuntimeHealth:
     def __init__(self, runtime: Runtime, *, timeout: float = PING_TIMEOUT, fresh: float = 1.0) -> None:
         self.runtime, self.timeout, self.fresh = runtime, timeout, fresh
+        # Its own thread: a ping never queues behind the store's and the runtime's work in
+        # the shared pool (a busy server still answers /healthz at once), and one that hangs
+        # holds only this thread.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dev8-runtime-ping")
         self._inflight: asyncio.Future[None] | None = None
         self._started = 0.0
         self._checked_at: float | None = None
@@ -33,7 +38,7 @@ class RuntimeHealth:
                 raise self._error
             return
         if self._inflight is None:
-            self._inflight = loop.run_in_executor(None, self.runtime.ping)
+            self._inflight = loop.run_in_executor(self._thread, self.runtime.ping)
             self._started = loop.time()
         inflight = self._inflight
         try:

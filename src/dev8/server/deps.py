@@ -1,10 +1,13 @@
 """FastAPI dependencies: the store session and the authenticated user."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from dev8.core import auth
@@ -31,6 +34,30 @@ def get_session(ctx: Ctx) -> Iterator[Session]:
 # default ("request") commits after sending, so a client re-reading at once could miss the
 # change, and a commit that fails would already have been answered with success.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def _commit_when_done(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        result = endpoint(*args, **kwargs)
+        for value in kwargs.values():
+            if isinstance(value, Session):
+                value.commit()
+        return result
+    return run
+
+
+class StoreRoute(APIRoute):
+    """A route whose synchronous handler commits its session in its own worker thread, as
+    it returns. Otherwise the session keeps its database connection until FastAPI's next
+    hops (checking the response in another worker thread, then the session's exit): under
+    load every worker thread can end up waiting for a connection held by a request that
+    waits for a worker thread, until the pool times out."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _commit_when_done(endpoint)
+        super().__init__(path, endpoint, **kwargs)
 
 
 # A row id in a path: larger numbers cannot be in the database (and crash its driver).

@@ -21,12 +21,12 @@ from dev8.core.states import State
 from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
 from dev8.runtimes.base import EnvSpec
-from dev8.server.deps import Ctx, CurrentUser, SessionDep
+from dev8.server.deps import Ctx, CurrentUser, StoreRoute, SessionDep
 from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
 from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
 
-router = APIRouter(prefix="/api/v1/environments", tags=["environments"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/v1/environments", tags=["environments"], responses=ERROR_RESPONSES, route_class=StoreRoute)
 
 
 def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
