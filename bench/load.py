@@ -94,20 +94,31 @@ async def _get(c: httpx.AsyncClient, path: str) -> None:
 
 async def ssh_session(port: int, key: asyncssh.SSHKey, tally: Tally, until: float, kind: str,
                       username: str = ENV) -> None:
-    async with asyncssh.connect("127.0.0.1", port, username=username, client_keys=[key], known_hosts=None,
-                                agent_path=None, config=[]) as conn:
-        await conn.run("true", check=True)
-        await tally.arrive("ssh")
-        while time.monotonic() < until:
-            await tally.timed(kind, lambda: conn.run("true", check=True, timeout=30), "ssh")
+    arrived = False
+    while time.monotonic() < until:
+        try:
+            async with asyncssh.connect("127.0.0.1", port, username=username, client_keys=[key], known_hosts=None,
+                                        agent_path=None, config=[], connect_timeout=30) as conn:
+                await conn.run("true", check=True, timeout=30)
+                if not arrived:
+                    await tally.arrive("ssh")
+                    arrived = True
+                while time.monotonic() < until:
+                    await tally.timed(kind, lambda: conn.run("true", check=True, timeout=30), "ssh")
+        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:  # a lost session: counted, reconnected
+            tally.errors[f"{kind}: connect"].append(f"{exc.__class__.__name__}: {exc}"[:160])
+            await asyncio.sleep(1)
 
 
 async def vscode_client(base: str, owner: str, token: str, tally: Tally, until: float) -> None:
     async with httpx.AsyncClient(base_url=f"{base}/@{owner}/{ENV}/apps/vscode", timeout=30,
                                  headers={"Authorization": f"Bearer {token}"}) as c:
-        page = await c.get("/", follow_redirects=True)
+        try:
+            page = (await c.get("/", follow_redirects=True)).text
+        except httpx.HTTPError:
+            page = ""  # counted below, with every later try
         # the workbench's own scripts, as a browser fetches them after the page
-        scripts = re.findall(r'src="\./?([^"]+\.js)"', page.text)[:2]
+        scripts = re.findall(r'src="\./?([^"]+\.js)"', page)[:2]
         await tally.arrive("vscode")
         while time.monotonic() < until:
             for path in scripts:
