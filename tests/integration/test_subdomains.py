@@ -222,3 +222,35 @@ def test_logging_out_of_dev8_ends_the_app_sessions_it_opened(sub_server: Dev8Ser
     after = app_get(sub_server, h, "/", cookie)
     assert after.status_code == 303 and "/app-auth" in after.headers["location"]  # signed out of the app too
     assert app_get(sub_server, h, "/", kept).status_code == 200  # the other browser's session is its own
+
+
+def test_a_sibling_app_hosts_form_cannot_post_to_a_private_preview(sub_server: Dev8Server, users, env: str):  # type: ignore[no-untyped-def]
+    """Bob's public preview (``8000--web--bob``) is the same site as alice's private one: a
+    form there that posts to alice's preview carries alice's app cookie. The headers below
+    are what Chromium sends for such a form (Sec-Fetch-Site: same-site, Origin: bob's app)."""
+    alice, bob = users
+    main = web_login(sub_server, alice.email)
+    h = host(sub_server, 8100, env, alice.username)
+    cookie = sign_in(sub_server, main, h)
+    bobs = f"http://{host(sub_server, 8000, 'web', bob.username)}"
+
+    def post(**headers: str) -> httpx.Response:
+        return httpx.post(sub_server.url + "/transfer", content=b"amount=all", timeout=30,
+                          headers={"host": h, "cookie": f"dev8_app={cookie}",
+                                   "content-type": "application/x-www-form-urlencoded", **headers})
+    for attack in ({"sec-fetch-site": "same-site", "origin": bobs}, {"sec-fetch-site": "cross-site"},
+                   {"origin": bobs}):
+        r = post(**attack)
+        assert r.status_code == 401 and "path" not in r.text, (attack, r.text)  # never reached the app
+    # alice's own page posting to its own app, and a non-browser client with her cookie, work
+    ok = post(**{"sec-fetch-site": "same-origin", "origin": f"http://{h}"})
+    assert ok.status_code == 200 and ok.json()["path"] == "/transfer", ok.text
+    assert post().status_code == 200
+    # reading (GET) is not a state change: a sibling's link still opens it for her
+    assert app_get(sub_server, h, "/", cookie, headers={"sec-fetch-site": "same-site"}).status_code == 200
+    # the same form aimed at the path-mode URL on dev8's own host rides on dev8's session cookie
+    path = f"/@{alice.username}/{env}/ports/8100/transfer"
+    refused = main.post(path, content=b"amount=all", headers={"sec-fetch-site": "same-site", "origin": bobs})
+    assert refused.status_code == 403 and "another site" in refused.text, refused.text
+    own = main.post(path, content=b"amount=all", headers={"sec-fetch-site": "same-origin", "origin": sub_server.url})
+    assert own.status_code == 200 and own.json()["path"] == "/transfer", own.text

@@ -5,6 +5,8 @@ Everyone but the owner gets the same answer as for an environment that does not 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncio
 import hashlib
 import hmac
@@ -106,15 +108,26 @@ def same_origin(ctx: ServerContext, headers: Headers) -> bool:
         ctx.settings.public_url is None and host is not None and got.netloc == host and got.scheme in {"http", "https"})
 
 
-def login_from_here(ctx: ServerContext, headers: Headers) -> bool:
-    """A login form post is dev8's own: browsers say where a request comes from
-    (``Sec-Fetch-Site``, else ``Origin``); only same-origin or a user's own navigation
-    passes. Clients that send neither (curl, scripts) are not browsers a site can drive."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # the methods that change nothing
+
+
+def from_own_page(headers: Headers, own_origin: Callable[[str], bool]) -> bool:
+    """Whether a browser request comes from the target origin's own pages, or from no page
+    at all (a typed URL, a bookmark). Browsers say where a request comes from
+    (``Sec-Fetch-Site``, decisive where sent: Origin may be "null" on a no-referrer page),
+    else ``Origin``. Clients that send neither (curl, scripts) are not browsers another
+    site can drive. State-changing requests that ride on a cookie must pass this: a
+    sibling app host is the same *site*, so its forms carry the cookie."""
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site is not None:
-        # Decisive where sent: Origin may be "null" on dev8's own form (no-referrer pages).
         return fetch_site in ("same-origin", "none")
-    return headers.get("origin") is None or same_origin(ctx, headers)
+    origin = headers.get("origin")
+    return origin is None or own_origin(origin)
+
+
+def from_dev8_page(ctx: ServerContext, headers: Headers) -> bool:
+    """``from_own_page`` for dev8's own origin (its login form, path-mode apps)."""
+    return from_own_page(headers, lambda _origin: same_origin(ctx, headers))
 
 
 async def authorize_ws(websocket: WebSocket, owner: str, name: str) -> tuple[User, Environment] | None:

@@ -27,8 +27,8 @@ from dev8.apphosts import APPS, parse_port
 from dev8.core.connections import Unreachable
 from dev8.core.errors import Unauthorized
 from dev8.core.states import State
-from dev8.server.browser_auth import (DEV8_COOKIES, NotVisible, authorize_ws, login_required, not_found, request_token,
-                                      resolve_env)
+from dev8.server.browser_auth import (DEV8_COOKIES, SAFE_METHODS, NotVisible, authorize_ws, from_dev8_page,
+                                      login_required, not_found, request_token, resolve_env)
 from dev8.server.context import ServerContext
 from dev8.store.models import Environment
 
@@ -64,7 +64,11 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
         code = 400 if kind == "ports" else 404
         return JSONResponse({"detail": "port must be an integer 1-65535" if code == 400 else "not found"},
                             status_code=code)
-    token, _ = request_token(request)
+    token, from_cookie = request_token(request)
+    if from_cookie and request.method not in SAFE_METHODS and not from_dev8_page(ctx, request.headers):
+        # another site's (or a sibling app host's) form riding on the session cookie
+        return JSONResponse({"detail": "a state-changing request from another site's page is refused"},
+                            status_code=403)
     try:
         _user, env = await asyncio.to_thread(resolve_env, ctx, token, owner, name)
     except Unauthorized:

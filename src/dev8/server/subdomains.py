@@ -28,8 +28,8 @@ from dev8.core import sharing
 from dev8.core.auth import hash_token
 from dev8.core.errors import Unauthorized
 from dev8.server.appsessions import SESSION_SECONDS
-from dev8.server.browser_auth import (APP_COOKIE, SESSION_COOKIE, NotVisible, login_required, not_found_page,
-                                      safe_next, session_user)
+from dev8.server.browser_auth import (APP_COOKIE, SAFE_METHODS, SESSION_COOKIE, NotVisible, from_own_page, login_required,
+                                      not_found_page, safe_next, session_user)
 from dev8.server.context import ServerContext
 from dev8.server.proxy import METHODS, forward_http, forward_ws
 from dev8.store.models import Environment, User, note_use
@@ -70,7 +70,11 @@ def _app_origin(scheme: str, host: str) -> str:
 async def app_http(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
     target: AppHost = request.scope["dev8.app"]
-    viewer = ctx.app_sessions.user_for(request.cookies.get(APP_COOKIE), target.host)
+    # A state-changing request from elsewhere (a sibling app's form) is anonymous: it opens a
+    # public preview as it would for anyone, and a private one not at all.
+    own = _app_origin(request.url.scheme, target.host)
+    trusted = request.method in SAFE_METHODS or from_own_page(request.headers, lambda origin: origin == own)
+    viewer = ctx.app_sessions.user_for(request.cookies.get(APP_COOKIE), target.host) if trusted else None
     try:
         env = await asyncio.to_thread(authorize, ctx, target, viewer)
     except Unauthorized:
@@ -104,7 +108,7 @@ async def app_ws(websocket: WebSocket) -> None:
     target: AppHost = websocket.scope["dev8.app"]
     # The app cookie counts only on upgrades from the app's own origin; a sibling app (same
     # site, so the cookie is sent) or any other page is treated as anonymous.
-    from_self = websocket.headers.get("origin") == _app_origin(websocket.url.scheme, target.host)
+    from_self = websocket.headers.get("origin") == _app_origin(websocket.url.scheme, target.host)  # browsers always send it
     viewer = ctx.app_sessions.user_for(websocket.cookies.get(APP_COOKIE), target.host) if from_self else None
     try:
         env = await asyncio.to_thread(authorize, ctx, target, viewer)

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core import auth
 from dev8.core.errors import TooManyAttempts, Unauthorized
-from dev8.server.browser_auth import SESSION_COOKIE, csrf_ok, login_from_here, safe_next
+from dev8.server.browser_auth import SESSION_COOKIE, csrf_ok, from_dev8_page, safe_next
 
 router = APIRouter(include_in_schema=False)
 SESSION_LIFETIME = timedelta(days=7)
@@ -42,7 +42,7 @@ def login_form(next: str = "/") -> HTMLResponse:
 @router.post("/login")
 async def login_submit(request: Request) -> Response:
     ctx = request.app.state.ctx
-    if not login_from_here(ctx, request.headers):
+    if not from_dev8_page(ctx, request.headers):
         # Login CSRF: another site (or an app host, a sibling on the same site) posting its
         # own credentials would log the browser into the attacker's account.
         return HTMLResponse("cross-site login refused", status_code=403, headers=PAGE_HEADERS)
