@@ -387,3 +387,59 @@ def test_more_requests_than_worker_threads_never_wait_for_a_database_connection(
             srv.kill()
         finally:
             kill_fake_environments(tmp_path / "runtime")
+
+
+def test_disabling_a_user_or_ending_their_session_closes_what_they_have_open(ctl: Dev8Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Open: an SSH session through the gateway (as `ssh`, VS Code Remote-SSH or
+    port-forward use it) and a browser terminal. Ending the browser session (a password
+    change, here) closes the terminal within seconds; disabling the account closes both;
+    the audit log says so."""
+    import asyncio
+    import json
+
+    import asyncssh
+    import websockets
+
+    from tests.support import set_web_password, web_login
+    gus = User(ctl, "gus@example.com", tmp_path / "gus")
+    set_web_password(gus)
+    name = unique("g")
+    gus.cli("create", name)
+    ctl.cli("admin", "create-user", "root@example.com", "--admin", input="")
+    admin = httpx.Client(base_url=ctl.url + "/api/v1", timeout=30, headers={
+        "Authorization": "Bearer " + ctl.cli("admin", "create-token", "root@example.com").stdout.strip()})
+    gus_id = next(u["id"] for u in admin.get("/admin/users").json() if u["email"] == "gus@example.com")
+
+    async def terminal(cookie: str) -> websockets.ClientConnection:
+        ws = await websockets.connect(f"{ctl.url.replace('http://', 'ws://')}/@{gus.username}/{name}/terminal/ws",
+                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=ctl.url)
+        assert json.loads(await asyncio.wait_for(ws.recv(), 20))["t"] == "hello"
+        return ws
+
+    async def closed(ws: websockets.ClientConnection) -> str:
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), 15)
+        except websockets.ConnectionClosed as exc:
+            return exc.rcvd.reason if exc.rcvd else ""
+
+    async def go() -> tuple[str, str, bool]:
+        ws = await terminal(web_login(ctl, gus.email).cookies["dev8_session"])
+        ctl.cli("admin", "set-password", gus.email, "--password-stdin", input="another-password-1\n")
+        after_password = await closed(ws)  # within seconds (it would wait 15 s for output otherwise)
+        set_web_password(gus)
+        ws = await terminal(web_login(ctl, gus.email).cookies["dev8_session"])
+        ssh = await asyncssh.connect("127.0.0.1", ctl.ssh_port, username=name, known_hosts=None, config=[],
+                                     client_keys=[asyncssh.read_private_key(str(gus.key))], agent_path=None)
+        assert (await ssh.run("echo in", check=True)).stdout.strip() == "in"
+        assert admin.patch(f"/admin/users/{gus_id}", json={"disabled": True}).status_code == 200
+        after_disable = await closed(ws)
+        await asyncio.wait_for(ssh.wait_closed(), 15)
+        return after_password, after_disable, ssh.is_closed()
+    after_password, after_disable, ssh_closed = asyncio.run(go())
+    assert "session ended" in after_password and "disabled" in after_disable and ssh_closed
+    audit = [e for e in admin.get("/admin/audit").json() if e["action"] == "connections.ended"]
+    assert any("terminal" in e["detail"] and "password" in e["detail"] for e in audit), audit
+    assert any("ssh" in e["detail"] and "disabled" in e["detail"] for e in audit), audit
+    r = gus.ssh(name, "true")
+    assert r.returncode != 0  # and no new ones

@@ -73,9 +73,16 @@ def create_user(s: Session, *, email: str, password: str | None = None, is_admin
     return user
 
 
+BROWSER_SESSION = "web-session"  # the name of the tokens browser logins get
+
+
 def set_password(s: Session, user: User, password: str) -> None:
+    """Set a new password; the user's browser sessions end with the old one (their live
+    connections close within seconds). API tokens stay: they were never the password."""
     check_password(password)
     user.password_hash = _hasher.hash(password)
+    for row in s.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.name == BROWSER_SESSION)):
+        s.delete(row)
 
 
 def get_user_by_email(s: Session, email: str) -> User:

@@ -47,6 +47,10 @@ class AppSessions:
             self._sessions.pop(key, None)
         return len(gone)
 
+    def minted_by(self, session: str | None) -> str | None:
+        """The dev8 session (its token's hash) an app session came from."""
+        return self._minted_by.get(session or "")
+
     def user_for(self, session: str | None, host: str) -> int | None:
         found = self._sessions.get(session or "")
         if found is None or found[1] != host or found[2] < time.monotonic():

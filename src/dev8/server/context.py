@@ -10,6 +10,7 @@ from dev8.core.throttle import LoginThrottle
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.base import Runtime
 from dev8.server.appsessions import AppSessions
+from dev8.server.live import LiveConnections
 from dev8.server.ptysessions import PtySessions
 from dev8.server.tunnels import Tunnels
 from dev8.settings import Settings
@@ -31,6 +32,7 @@ class ServerContext:
     # browser_auth.resolve_env's short memory: (token hash, owner, env) → (expires, user, env)
     recent_auth: dict = field(default_factory=dict)
     gateway_host_key: str = ""
+    live: LiveConnections | None = None  # set by the server (tests of handlers run without it)
 
     @property
     def limits(self) -> Limits:

@@ -22,6 +22,7 @@ from dev8.runtimes import load_runtime
 from dev8.runtimes.base import RuntimeUnavailable
 from dev8.server.app import create_app
 from dev8.server.context import ServerContext
+from dev8.server.live import LiveConnections
 from dev8.server.sshgateway import start_gateway
 from dev8.server.ptysessions import PtySessions
 from dev8.server.tunnels import Tunnels
@@ -119,6 +120,7 @@ async def serve(settings: Settings) -> None:
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
                         reconciler=reconciler, connections=connections, tunnels=Tunnels(connections),
                         terminals=PtySessions(keep_detached=settings.terminal_keep_detached))
+    ctx.live = LiveConnections(db, ctx.app_sessions)
     announce_setup(db, settings)
     http_host, http_port = parse_addr(settings.http_addr)
     ssh_host, ssh_port = parse_addr(settings.ssh_addr)
@@ -135,7 +137,8 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     # Started once serving begins: opening the store above blocks, but serves nobody yet.
     watchdog = LoopWatchdog(loop, settings.loop_watchdog_ms / 1000).start() if settings.loop_watchdog_ms > 0 else None
-    tasks = [asyncio.create_task(server.serve()), asyncio.create_task(reconciler.run())]
+    tasks = [asyncio.create_task(server.serve()), asyncio.create_task(reconciler.run()),
+             asyncio.create_task(ctx.live.run())]
     print(f"dev8 server: http {settings.base_url}  ssh {ssh_host}:{ssh_port}  data {settings.data_dir}", flush=True)
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -25,6 +25,7 @@ from starlette.background import BackgroundTask
 
 from dev8.apphosts import APPS, parse_port
 from dev8.core.connections import Unreachable
+from dev8.core.auth import hash_token
 from dev8.core.errors import Unauthorized
 from dev8.core.states import State
 from dev8.server.browser_auth import (DEV8_COOKIES, SAFE_METHODS, NotVisible, authorize_ws, from_dev8_page,
@@ -155,8 +156,17 @@ async def proxy_ws(websocket: WebSocket, owner: str, name: str, kind: str, targe
         await websocket.close(code=1008)
         return
     allowed = await authorize_ws(websocket, owner, name)
-    if allowed is not None:
-        await forward_ws(websocket.app.state.ctx, websocket, allowed[1], port, path)
+    if allowed is None:
+        return
+    ctx: ServerContext = websocket.app.state.ctx
+    token, _ = request_token(websocket)
+    live = ctx.live.add_websocket(websocket, allowed[0].id, hash_token(token or ""), "websocket") \
+        if ctx.live is not None else None
+    try:
+        await forward_ws(ctx, websocket, allowed[1], port, path)
+    finally:
+        if ctx.live is not None:
+            ctx.live.remove(live)
 
 
 async def forward_ws(ctx: ServerContext, websocket: WebSocket, env: Environment, port: int, path: str) -> None:

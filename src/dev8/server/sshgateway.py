@@ -24,6 +24,7 @@ from dev8.core.connections import Endpoint, Unreachable
 from dev8.core.states import State
 from dev8.names import ENV_NAME_RE
 from dev8.server.context import ServerContext
+from dev8.server.live import Live
 from dev8.store.models import Environment, User, note_use
 
 log = logging.getLogger("dev8.sshgateway")
@@ -39,6 +40,7 @@ WINDOW = 8 * 1024 * 1024
 class Target:
     env_id: str
     name: str
+    user_id: int
     notice: str = ""  # shown to the client before the session (an environment in error)
 
 
@@ -61,9 +63,21 @@ class GatewayServer(asyncssh.SSHServer):
         self.conn: asyncssh.SSHServerConnection | None = None
         self.target: Target | None = None
         self._upstream: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+        self._live: Live | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+
+    def auth_completed(self) -> None:
+        # ends with its user's account (disabled): every session and forward on it with it
+        if self.ctx.live is not None and self.target is not None and self.conn is not None:
+            conn = self.conn
+            self._live = self.ctx.live.add(self.target.user_id, None, "ssh",
+                                           lambda reason: conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.ctx.live is not None:
+            self.ctx.live.remove(self._live)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -101,7 +115,7 @@ class GatewayServer(asyncssh.SSHServer):
                     if env.observed_state == State.ERROR and env.status_message:
                         notice = (f"dev8: {env.name} is in error: {env.status_message}\r\n"
                                   f"dev8: connecting anyway; `dev8 restart {env.name}` tries again")
-                    return Target(env.id, env.name, notice)
+                    return Target(env.id, env.name, user.id, notice)
             return None
 
     def upstream(self) -> asyncio.Task[asyncssh.SSHClientConnection]:

@@ -109,13 +109,21 @@ async def app_ws(websocket: WebSocket) -> None:
     # The app cookie counts only on upgrades from the app's own origin; a sibling app (same
     # site, so the cookie is sent) or any other page is treated as anonymous.
     from_self = websocket.headers.get("origin") == _app_origin(websocket.url.scheme, target.host)  # browsers always send it
-    viewer = ctx.app_sessions.user_for(websocket.cookies.get(APP_COOKIE), target.host) if from_self else None
+    session = websocket.cookies.get(APP_COOKIE)
+    viewer = ctx.app_sessions.user_for(session, target.host) if from_self else None
     try:
         env = await asyncio.to_thread(authorize, ctx, target, viewer)
     except (Unauthorized, NotVisible):
         await websocket.close(code=1008)
         return
-    await forward_ws(ctx, websocket, env, target.port, websocket.url.path.lstrip("/"))
+    minted_by = ctx.app_sessions.minted_by(session) if viewer is not None else None
+    live = ctx.live.add_websocket(websocket, viewer, minted_by, "websocket") \
+        if ctx.live is not None and viewer is not None else None
+    try:
+        await forward_ws(ctx, websocket, env, target.port, websocket.url.path.lstrip("/"))
+    finally:
+        if ctx.live is not None:
+            ctx.live.remove(live)
 
 
 class AppSubdomains:

@@ -16,6 +16,7 @@ import json
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from dev8.core.auth import hash_token
 from dev8.core.connections import Endpoint
 from dev8.core.errors import Unauthorized
 from dev8.core.states import State
@@ -97,6 +98,9 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
         await replayed.wait()
         await websocket.send_bytes(chunk)
     replay = session.attach(send)
+    token, _ = request_token(websocket)
+    live = ctx.live.add_websocket(websocket, user.id, hash_token(token or ""), "terminal", also=session.close) \
+        if ctx.live is not None else None
     try:
         await websocket.send_text(json.dumps({"t": "hello", "session": session.id, "replay": len(replay)}))
         if replay:
@@ -114,6 +118,8 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
         pass
     finally:
         session.detach(send)
+        if ctx.live is not None:
+            ctx.live.remove(live)
 
 
 async def _read_input(websocket: WebSocket, session: PtySession) -> None:

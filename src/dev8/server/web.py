@@ -54,7 +54,7 @@ async def login_submit(request: Request) -> Response:
         with ctx.db.session() as s:
             user = auth.password_login(s, ctx.login_throttle, email=email, password=password,
                                        client=request.client.host if request.client else "")
-            return auth.create_token(s, user, name="web-session", expires_in=SESSION_LIFETIME)
+            return auth.create_token(s, user, name=auth.BROWSER_SESSION, expires_in=SESSION_LIFETIME)
     try:
         token = await asyncio.to_thread(check)
     except Unauthorized:

@@ -1,0 +1,109 @@
+"""Live connections (gateway SSH sessions, browser terminals, proxied WebSockets) and what
+each rides on: a user, and for browser ones the dev8 session token. Every couple of seconds
+one query checks them all; a connection whose user was disabled (or removed) or whose token
+was revoked, expired or ended by a password change is closed, the app-host sessions that
+token minted end with it, and the audit log says so. Checking the store (not an in-process
+signal) also catches changes made by another replica or by `dev8 admin` on the host.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from starlette.websockets import WebSocket
+
+from dev8.core import audit
+from dev8.server.appsessions import AppSessions
+from dev8.store.db import Database
+from dev8.store.models import ApiToken, User, as_utc, utcnow
+
+log = logging.getLogger("dev8.live")
+CHECK_EVERY = 2.0
+
+
+@dataclass(eq=False)
+class Live:
+    user_id: int
+    token_hash: str | None  # None: an SSH login (by key)
+    kind: str               # "ssh", "terminal", "websocket": for the audit log
+    close: Callable[[str], None] = field(repr=False)  # ends it, with the reason; called on the loop
+
+
+class LiveConnections:
+    def __init__(self, db: Database, app_sessions: AppSessions, *, every: float = CHECK_EVERY) -> None:
+        self.db, self.app_sessions, self.every = db, app_sessions, every
+        self._live: set[Live] = set()
+
+    def add(self, user_id: int, token_hash: str | None, kind: str, close: Callable[[str], None]) -> Live:
+        live = Live(user_id, token_hash, kind, close)
+        self._live.add(live)
+        return live
+
+    def remove(self, live: Live | None) -> None:
+        if live is not None:
+            self._live.discard(live)
+
+    def add_websocket(self, websocket: WebSocket, user_id: int, token_hash: str | None, kind: str,
+                      also: Callable[[], None] | None = None) -> Live:
+        """Register a browser WebSocket; ending it closes the socket (policy violation, with
+        the reason) and runs ``also`` (e.g. ends the shell behind a terminal)."""
+        def close(reason: str) -> None:
+            if also is not None:
+                also()
+            asyncio.ensure_future(_close(websocket, reason))
+        return self.add(user_id, token_hash, kind, close)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            if not self._live:
+                continue
+            try:
+                ended = await asyncio.to_thread(self._ended, list(self._live))
+            except Exception:  # the store may be briefly unavailable: check again next time
+                log.exception("checking live connections failed")
+                continue
+            for live, reason in ended:
+                self._live.discard(live)
+                if live.token_hash:
+                    self.app_sessions.end(live.token_hash)
+                try:
+                    live.close(reason)
+                except Exception:  # noqa: BLE001 - already closing
+                    pass
+
+    def _ended(self, snapshot: list[Live]) -> list[tuple[Live, str]]:
+        """The connections to close and why; the audit log records them (blocking: a thread)."""
+        user_ids = {live.user_id for live in snapshot}
+        hashes = {live.token_hash for live in snapshot if live.token_hash}
+        with self.db.session() as s:
+            users = {u.id: u for u in s.scalars(select(User).where(User.id.in_(user_ids)))}
+            now = utcnow()
+            valid = {h for h, expires in s.execute(select(ApiToken.token_hash, ApiToken.expires_at)
+                                                   .where(ApiToken.token_hash.in_(hashes)))
+                     if expires is None or as_utc(expires) > now}
+            ended: list[tuple[Live, str]] = []
+            for live in snapshot:
+                user = users.get(live.user_id)
+                if user is None or user.disabled:
+                    ended.append((live, "your dev8 account was disabled"))
+                elif live.token_hash and live.token_hash not in valid:
+                    ended.append((live, "your dev8 session ended (logged out, revoked or password changed)"))
+            by_user: dict[int, list[tuple[Live, str]]] = {}
+            for live, reason in ended:
+                by_user.setdefault(live.user_id, []).append((live, reason))
+            for user_id, items in by_user.items():
+                kinds = ", ".join(sorted({live.kind for live, _ in items}))
+                audit.record(s, None, "connections.ended", users[user_id].email if user_id in users else str(user_id),
+                             f"{len(items)} live connection(s) ({kinds}): {items[0][1]}", actor_label="dev8")
+        return ended
+
+
+async def _close(websocket: WebSocket, reason: str) -> None:
+    try:
+        await websocket.close(code=1008, reason=reason[:120])
+    except (RuntimeError, OSError):  # already closed
+        pass
