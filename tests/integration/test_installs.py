@@ -51,6 +51,11 @@ GOPROXY=off GOTOOLCHAIN=local go install .
 cd /tmp && cargo new --bin dev8-hello-cargo --vcs none -q
 sed -i 's/Hello, world!/hello from cargo/' /tmp/dev8-hello-cargo/src/main.rs
 cargo install --offline -q --path /tmp/dev8-hello-cargo
+mkdir -p /tmp/deb/DEBIAN /tmp/deb/usr/local/bin
+printf 'Package: dev8-hello-apt\nVersion: 1.0\nArchitecture: all\nMaintainer: dev8 tests <t@example.com>\nDescription: test\n' > /tmp/deb/DEBIAN/control
+printf '#!/bin/sh\necho hello from apt\n' > /tmp/deb/usr/local/bin/dev8-hello-apt && chmod 0755 /tmp/deb/usr/local/bin/dev8-hello-apt
+dpkg-deb --build -Zgzip /tmp/deb /tmp/dev8-hello-apt.deb >/dev/null
+sudo -n apt-get install -y -q /tmp/dev8-hello-apt.deb >/dev/null 2>&1
 echo installed
 """
 TOOLS = {"dev8-hello-npm": "hello from npm", "dev8-hello-bun": "hello from bun", "dev8-hello-pip": "hello from pip",
@@ -80,9 +85,12 @@ def test_user_installs_work_without_sudo_are_on_path_everywhere_and_survive_recr
         assert directory in path, path
     assert "externally-managed" not in alice.ssh(name, "pip install --user --no-index nothing-here 2>&1").stdout
 
+    assert alice.ssh(name, "dev8-hello-apt").stdout.strip() == "hello from apt"  # sudo apt-get works...
+
     alice.cli("delete", name, "--keep-volume")  # a new container on the same home volume
     alice.cli("create", name, "--image", fullstack_image)
     every_tool_answers(alice, name)
+    assert alice.ssh(name, "command -v dev8-hello-apt").returncode != 0  # ...and, as documented, does not last
 
     # a new image version (another image on the same home): the tools are in the home, not the image
     newer = f"dev8/fullstack:next-{unique('v')}"
