@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -431,6 +433,24 @@ def log_in(page, server: Dev8Server, user: User, target: str) -> None:  # type: 
     page.fill("input[name=password]", PASSWORD)
     page.click("button")
     page.wait_for_url(server.url + (target.split("next=")[1] if target.startswith("/login?") else target))
+
+
+@contextmanager
+def fake_server(root: Path, **extra_env: str) -> Iterator[Dev8Server]:
+    """A real dev8 server on the fake runtime (its environments are local processes under
+    ``root/runtime``, also as ``server.runtime_root``); afterwards stopped (which checks its
+    event loop) and its environments killed."""
+    runtime = root / "runtime"
+    srv = Dev8Server(root / "server", extra_env={"DEV8_RUNTIME": "fake", "DEV8_RUNTIME_ROOT": str(runtime),
+                                                 **extra_env}).start()
+    srv.runtime_root = runtime  # type: ignore[attr-defined]
+    try:
+        yield srv
+    finally:
+        try:
+            srv.kill()
+        finally:
+            kill_fake_environments(runtime)
 
 
 def kill_fake_environments(runtime_root: Path) -> None:

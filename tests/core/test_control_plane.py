@@ -14,20 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support import Dev8Server, User, kill_fake_environments, unique, wait_until
+from tests.support import Dev8Server, User, fake_server, kill_fake_environments, unique, wait_until
 
 
 @pytest.fixture(scope="module")
 def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev8Server]:
-    root = tmp_path_factory.mktemp("control-plane")
-    srv = Dev8Server(root / "server", extra_env={"DEV8_RUNTIME": "fake",
-                                                 "DEV8_RUNTIME_ROOT": str(root / "runtime")}).start()
-    srv.runtime_root = root / "runtime"  # type: ignore[attr-defined]
-    yield srv
-    try:
-        srv.kill()
-    finally:
-        kill_fake_environments(root / "runtime")
+    with fake_server(tmp_path_factory.mktemp("control-plane")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -366,9 +359,7 @@ def test_more_requests_than_worker_threads_never_wait_for_a_database_connection(
     worker thread (to check the response); with more requests than threads every thread
     ended up waiting for a connection, and requests failed with 500 after the pool's
     timeout. With 4 threads and 40 clients every request must succeed."""
-    srv = Dev8Server(tmp_path / "server", extra_env={"DEV8_RUNTIME": "fake", "DEV8_WORKER_THREADS": "4",
-                                                     "DEV8_RUNTIME_ROOT": str(tmp_path / "runtime")}).start()
-    try:
+    with fake_server(tmp_path, DEV8_WORKER_THREADS="4") as srv:
         user = User(srv, "tess@example.com", tmp_path / "tess")
         user.cli("create", "busy")
 
@@ -382,11 +373,6 @@ def test_more_requests_than_worker_threads_never_wait_for_a_database_connection(
         with ThreadPoolExecutor(40) as pool:
             codes = [c for batch in pool.map(poll, range(40)) for c in batch]
         assert codes.count(200) == len(codes) == 1600, {c: codes.count(c) for c in set(codes)}
-    finally:
-        try:
-            srv.kill()
-        finally:
-            kill_fake_environments(tmp_path / "runtime")
 
 
 def test_disabling_a_user_or_ending_their_session_closes_what_they_have_open(ctl: Dev8Server, tmp_path) -> None:  # type: ignore[no-untyped-def]

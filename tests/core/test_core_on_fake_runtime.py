@@ -11,20 +11,14 @@ import asyncssh
 import httpx
 import pytest
 
-from tests.support import Dev8Server, User, kill_fake_environments, unique, wait_until
+from tests.support import Dev8Server, User, unique, wait_until
+from tests.support import fake_server as support_fake_server
 
 
 @pytest.fixture(scope="module")
 def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev8Server]:
-    root = tmp_path_factory.mktemp("fake-core")
-    srv = Dev8Server(root / "server", extra_env={"DEV8_RUNTIME": "fake",
-                                                 "DEV8_RUNTIME_ROOT": str(root / "runtime")}).start()
-    srv.runtime_root = root / "runtime"  # type: ignore[attr-defined]
-    yield srv
-    try:
-        srv.kill()
-    finally:
-        kill_fake_environments(root / "runtime")
+    with support_fake_server(tmp_path_factory.mktemp("fake-core")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import Dev8Server, User, kill_fake_environments
+from tests.support import User, fake_server
 
 EXAMPLES = 15
 
 
 def test_every_operation_answers_as_documented(tmp_path: Path) -> None:
-    srv = Dev8Server(tmp_path / "server", extra_env={"DEV8_RUNTIME": "fake",
-                                                     "DEV8_RUNTIME_ROOT": str(tmp_path / "runtime")}).start()
-    try:
+    with fake_server(tmp_path) as srv:
         user = User(srv, "fuzz@example.com", tmp_path / "fuzz")
         user.cli("create", "cli")  # something for the operations on one environment to find
         st = Path(sys.executable).with_name("st")
@@ -33,11 +31,6 @@ def test_every_operation_answers_as_documented(tmp_path: Path) -> None:
         print(r.stdout[-4000:])
         assert r.returncode == 0, r.stdout[-20000:] + r.stderr[-3000:]
         assert " passed" in r.stdout
-    finally:
-        try:
-            srv.kill()
-        finally:
-            kill_fake_environments(tmp_path / "runtime")
     log = srv.log()
     assert "Traceback" not in log, log[-5000:]
     assert "socket.send() raised exception" not in log

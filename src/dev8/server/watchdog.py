@@ -43,46 +43,47 @@ class LoopWatchdog:
         self._stop.set()
 
     def _watch(self) -> None:
-        interval, step = self.threshold / 2, self.threshold / 10
+        interval, step = self.threshold / 2, self.threshold / 5
         while not self._stop.wait(interval):
             answered = threading.Event()
             try:
                 self.loop.call_soon_threadsafe(answered.set)
             except RuntimeError:  # the loop is closed: the server is stopping
                 return
-            # While the loop is late, look every tenth of the threshold at which callback it
+            # While the loop is late, look every fifth of the threshold at which callback it
             # runs: many short callbacks in a row (a busy loop) are not a stall; one that
             # holds the loop for the threshold is, unless that time went waiting for a CPU.
-            running, since, queued, stack, found = None, 0.0, 0.0, "", None
+            # Each look is cheap (no source lines read): it holds the GIL the loop wants.
+            running, since, queued, where, found = None, 0.0, 0.0, None, None
             while not answered.wait(step) and not self._stop.is_set():
-                handle, where = self._running_callback()
+                handle, stack = self._running_callback()
                 now = time.monotonic()
                 if handle is not running:
-                    running, since, queued, stack = handle, now, self._runqueue_wait(), where
+                    running, since, queued, where = handle, now, self._runqueue_wait(), stack
                 elif handle is not None and found is None:
                     starved = self._runqueue_wait() - queued
                     if now - since - starved >= self.threshold:
-                        found = (since, starved, stack)
+                        found = (since, starved, where)
             if found is not None:
-                since, starved, stack = found
+                since, starved, where = found
                 self.stalls += 1
                 log.warning("%s for %.0f ms or more by one callback (%.0f ms of it waiting for a CPU; threshold "
                             "%.0f ms); it was here:\n%s", MARK, (time.monotonic() - since + step) * 1000,
-                            starved * 1000, self.threshold * 1000, stack)
+                            starved * 1000, self.threshold * 1000, "".join(where.format()) if where else "?")
 
-    def _running_callback(self) -> tuple[object | None, str]:
-        """The asyncio Handle the loop's thread is running now and its stack, or (None, "")
+    def _running_callback(self) -> tuple[object | None, traceback.StackSummary | None]:
+        """The asyncio Handle the loop's thread is running now and its stack, or (None, None)
         while it waits in its selector or between callbacks."""
         frame = sys._current_frames().get(self._loop_thread)
         top = frame
         while frame is not None:
             code = frame.f_code
             if code.co_name == "_run" and code.co_filename.endswith(("asyncio/events.py", "asyncio\\events.py")):
-                handle = frame.f_locals.get("self")
-                summary = traceback.extract_stack(top)
-                return handle, "".join(traceback.format_list(summary[-14:]))
+                stack = traceback.StackSummary.extract(traceback.walk_stack(top), limit=14, lookup_lines=False)
+                stack.reverse()  # outermost first, as tracebacks read
+                return frame.f_locals.get("self"), stack
             frame = frame.f_back
-        return None, ""
+        return None, None
 
     def _runqueue_wait(self) -> float:
         """Seconds the loop's thread has spent runnable but not running (0 where the
