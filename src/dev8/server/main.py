@@ -38,7 +38,7 @@ class StartupError(Exception):
     """A one-line reason the server cannot start, with how to fix it."""
 
 
-RESTORE = "restore it from your backup (`dev8 admin restore`, README: Backup and restore)"
+RESTORE = "restore it from your backup (`dev8 admin restore`, README: Operating it)"
 
 
 def open_store(settings: Settings) -> tuple[Database, Keyring]:
