@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -44,49 +44,49 @@ def test_sigkill_mid_create_converges_to_one_container_and_one_volume(
     assert alice.ssh(name, "echo alive").stdout.strip() == "alive"
 
 
-def test_docker_daemon_down_gives_503_marks_unreachable_and_recovers(tmp_path, base_image):  # type: ignore[no-untyped-def]
+@pytest.fixture
+def behind_relay(tmp_path, base_image) -> Iterator[tuple[SocketRelay, User, str]]:  # type: ignore[no-untyped-def]
+    """A server that reaches the Docker engine through a relay the test can cut or wedge, a
+    user of it, and one running environment of theirs."""
     relay = SocketRelay(tmp_path / "docker.sock").start()
     server = Dev8Server(tmp_path / "server", extra_env={"DOCKER_HOST": f"unix://{relay.path}"}).start()
     try:
         alice = User(server, "alice@example.com", tmp_path / "alice")
         name = unique("d")
         alice.cli("create", name)
-        relay.stop()
-        r = alice.http().post("/environments", json={"name": unique("n")})
-        assert r.status_code == 503 and "Docker engine unreachable" in r.json()["detail"]
-        assert len(alice.http().get("/environments").json()) == 1  # nothing half-created
-        wait_until(lambda: state(alice, name) == "unreachable", timeout=30, what="unreachable state")
-        shown = alice.cli("show", name).stdout
-        assert "unreachable" in shown
-        relay.start()
-        wait_until(lambda: state(alice, name) == "running", timeout=60, what="recovery")
-        assert alice.ssh(name, "echo back").stdout.strip() == "back"
+        yield relay, alice, name
     finally:
+        relay.unwedge()
         relay.stop()
         server.shutdown()
 
 
-def test_a_wedged_docker_engine_is_503_within_seconds_marks_unreachable_and_recovers(tmp_path, base_image):  # type: ignore[no-untyped-def]
+def test_docker_daemon_down_gives_503_marks_unreachable_and_recovers(behind_relay) -> None:  # type: ignore[no-untyped-def]
+    relay, alice, name = behind_relay
+    relay.stop()
+    r = alice.http().post("/environments", json={"name": unique("n")})
+    assert r.status_code == 503 and "Docker engine unreachable" in r.json()["detail"]
+    assert len(alice.http().get("/environments").json()) == 1  # nothing half-created
+    wait_until(lambda: state(alice, name) == "unreachable", timeout=30, what="unreachable state")
+    shown = alice.cli("show", name).stdout
+    assert "unreachable" in shown
+    relay.start()
+    wait_until(lambda: state(alice, name) == "running", timeout=60, what="recovery")
+    assert alice.ssh(name, "echo back").stdout.strip() == "back"
+
+
+def test_a_wedged_docker_engine_is_503_within_seconds_marks_unreachable_and_recovers(behind_relay) -> None:  # type: ignore[no-untyped-def]
     """The engine's socket accepts and reads, but never answers (not merely refused)."""
-    relay = SocketRelay(tmp_path / "docker.sock").start()
-    server = Dev8Server(tmp_path / "server", extra_env={"DOCKER_HOST": f"unix://{relay.path}"}).start()
-    try:
-        alice = User(server, "alice@example.com", tmp_path / "alice")
-        name = unique("w")
-        alice.cli("create", name)
-        relay.wedge()
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {alice.token}"}, timeout=20) as c:
-            for r in (c.post("/api/v1/environments", json={"name": unique("n")}),
-                      c.post(f"/api/v1/environments/{name}/stop")):
-                assert r.status_code == 503, r.text
-                assert "docker" in r.json()["detail"].lower(), r.text
-            health = c.get("/healthz").json()
-            assert "Docker engine unreachable" in health["runtime"] or "has not answered" in health["runtime"], health
-        wait_until(lambda: state(alice, name) == "unreachable", timeout=60, what="unreachable state")
-        relay.unwedge()
-        wait_until(lambda: state(alice, name) == "running", timeout=90, what="recovery")
-        assert alice.ssh(name, "echo back").stdout.strip() == "back"
-    finally:
-        relay.unwedge()
-        relay.stop()
-        server.shutdown()
+    relay, alice, name = behind_relay
+    relay.wedge()
+    with httpx.Client(base_url=alice.server.url, headers={"Authorization": f"Bearer {alice.token}"}, timeout=20) as c:
+        for r in (c.post("/api/v1/environments", json={"name": unique("n")}),
+                  c.post(f"/api/v1/environments/{name}/stop")):
+            assert r.status_code == 503, r.text
+            assert "docker" in r.json()["detail"].lower(), r.text
+        health = c.get("/healthz").json()
+        assert "Docker engine unreachable" in health["runtime"] or "has not answered" in health["runtime"], health
+    wait_until(lambda: state(alice, name) == "unreachable", timeout=60, what="unreachable state")
+    relay.unwedge()
+    wait_until(lambda: state(alice, name) == "running", timeout=90, what="recovery")
+    assert alice.ssh(name, "echo back").stdout.strip() == "back"

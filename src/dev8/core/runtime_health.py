@@ -1,10 +1,11 @@
 """Whether the runtime's backend answers, asked once for everyone.
 
-A wedged backend (a Docker socket that accepts and never answers) must cost one worker
-thread, not one per request and environment: every caller awaits the same ping in
-flight, each for at most ``timeout`` from when that ping began, and a result may be reused
-for ``fresh`` seconds (the reconciler's many environments, /healthz). While a ping that timed out is still stuck in its thread, no other is
-started; callers are told the backend has not answered for so long.
+A wedged backend (a Docker socket that accepts and never answers) must cost one thread,
+not one per request and environment: every caller awaits the same ping in flight, each for
+at most ``timeout`` from when that ping began, and a result may be reused for ``fresh``
+seconds (the reconciler's many environments, /healthz). While a ping that timed out is
+still stuck in its thread, no other is started; callers are told the backend has not
+answered for so long.
 """
 from __future__ import annotations
 

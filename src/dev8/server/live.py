@@ -8,8 +8,9 @@ signal) also catches changes made by another replica or by `dev8 admin` on the h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -46,15 +47,21 @@ class LiveConnections:
         if live is not None:
             self._live.discard(live)
 
-    def add_websocket(self, websocket: WebSocket, user_id: int, token_hash: str | None, kind: str,
-                      also: Callable[[], None] | None = None) -> Live:
-        """Register a browser WebSocket; ending it closes the socket (policy violation, with
-        the reason) and runs ``also`` (e.g. ends the shell behind a terminal)."""
+    @contextlib.contextmanager
+    def watching(self, websocket: WebSocket, user_id: int, token_hash: str | None, kind: str,
+                 also: Callable[[], None] | None = None) -> Iterator[None]:
+        """While the block runs, a browser WebSocket is live: ending it closes the socket
+        (policy violation, with the reason) and runs ``also`` (e.g. ends the shell behind a
+        terminal)."""
         def close(reason: str) -> None:
             if also is not None:
                 also()
             asyncio.ensure_future(_close(websocket, reason))
-        return self.add(user_id, token_hash, kind, close)
+        live = self.add(user_id, token_hash, kind, close)
+        try:
+            yield
+        finally:
+            self.remove(live)
 
     async def run(self) -> None:
         while True:
@@ -107,3 +114,12 @@ async def _close(websocket: WebSocket, reason: str) -> None:
         await websocket.close(code=1008, reason=reason[:120])
     except (RuntimeError, OSError):  # already closed
         pass
+
+
+def watching(live: LiveConnections | None, websocket: WebSocket, user_id: int | None, token_hash: str | None,
+             kind: str, also: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[None]:
+    """``live.watching(...)``, or nothing to watch: no registry (handlers tested without a
+    server) or no user (an anonymous visitor of a public preview)."""
+    if live is None or user_id is None:
+        return contextlib.nullcontext()
+    return live.watching(websocket, user_id, token_hash, kind, also)

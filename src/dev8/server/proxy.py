@@ -31,6 +31,7 @@ from dev8.core.states import State
 from dev8.server.browser_auth import (DEV8_COOKIES, SAFE_METHODS, NotVisible, authorize_ws, from_dev8_page,
                                       login_required, not_found, request_token, resolve_env)
 from dev8.server.context import ServerContext
+from dev8.server.live import watching
 from dev8.store.models import Environment
 
 router = APIRouter(include_in_schema=False)
@@ -160,13 +161,8 @@ async def proxy_ws(websocket: WebSocket, owner: str, name: str, kind: str, targe
         return
     ctx: ServerContext = websocket.app.state.ctx
     token, _ = request_token(websocket)
-    live = ctx.live.add_websocket(websocket, allowed[0].id, hash_token(token or ""), "websocket") \
-        if ctx.live is not None else None
-    try:
+    with watching(ctx.live, websocket, allowed[0].id, hash_token(token or ""), "websocket"):
         await forward_ws(ctx, websocket, allowed[1], port, path)
-    finally:
-        if ctx.live is not None:
-            ctx.live.remove(live)
 
 
 async def forward_ws(ctx: ServerContext, websocket: WebSocket, env: Environment, port: int, path: str) -> None:

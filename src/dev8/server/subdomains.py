@@ -31,6 +31,7 @@ from dev8.server.appsessions import SESSION_SECONDS
 from dev8.server.browser_auth import (APP_COOKIE, SAFE_METHODS, SESSION_COOKIE, NotVisible, from_own_page, login_required,
                                       not_found_page, safe_next, session_user)
 from dev8.server.context import ServerContext
+from dev8.server.live import watching
 from dev8.server.proxy import METHODS, forward_http, forward_ws
 from dev8.store.models import Environment, User, note_use
 
@@ -116,14 +117,8 @@ async def app_ws(websocket: WebSocket) -> None:
     except (Unauthorized, NotVisible):
         await websocket.close(code=1008)
         return
-    minted_by = ctx.app_sessions.minted_by(session) if viewer is not None else None
-    live = ctx.live.add_websocket(websocket, viewer, minted_by, "websocket") \
-        if ctx.live is not None and viewer is not None else None
-    try:
+    with watching(ctx.live, websocket, viewer, ctx.app_sessions.minted_by(session), "websocket"):
         await forward_ws(ctx, websocket, env, target.port, websocket.url.path.lstrip("/"))
-    finally:
-        if ctx.live is not None:
-            ctx.live.remove(live)
 
 
 class AppSubdomains:

@@ -23,6 +23,7 @@ from dev8.core.states import State
 from dev8.server.browser_auth import (NotVisible, authorize_ws, login_required, not_found_page, request_token,
                                       resolve_env)
 from dev8.server.context import ServerContext
+from dev8.server.live import watching
 from dev8.server.ptysessions import PtySession
 
 router = APIRouter(include_in_schema=False)
@@ -99,27 +100,24 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
         await websocket.send_bytes(chunk)
     replay = session.attach(send)
     token, _ = request_token(websocket)
-    live = ctx.live.add_websocket(websocket, user.id, hash_token(token or ""), "terminal", also=session.close) \
-        if ctx.live is not None else None
     try:
-        await websocket.send_text(json.dumps({"t": "hello", "session": session.id, "replay": len(replay)}))
-        if replay:
-            await websocket.send_bytes(replay)
-        replayed.set()
-        exited = asyncio.create_task(session.exited.wait())
-        inputs = asyncio.create_task(_read_input(websocket, session))
-        done, _ = await asyncio.wait({exited, inputs}, return_when=asyncio.FIRST_COMPLETED)
-        for t in (exited, inputs):
-            t.cancel()
-        if exited in done:
-            await websocket.send_text(json.dumps({"t": "exit"}))
-            await websocket.close(code=1000)
+        with watching(ctx.live, websocket, user.id, hash_token(token or ""), "terminal", also=session.close):
+            await websocket.send_text(json.dumps({"t": "hello", "session": session.id, "replay": len(replay)}))
+            if replay:
+                await websocket.send_bytes(replay)
+            replayed.set()
+            exited = asyncio.create_task(session.exited.wait())
+            inputs = asyncio.create_task(_read_input(websocket, session))
+            done, _ = await asyncio.wait({exited, inputs}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (exited, inputs):
+                t.cancel()
+            if exited in done:
+                await websocket.send_text(json.dumps({"t": "exit"}))
+                await websocket.close(code=1000)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         session.detach(send)
-        if ctx.live is not None:
-            ctx.live.remove(live)
 
 
 async def _read_input(websocket: WebSocket, session: PtySession) -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Body, Request, status
 
 from dev8.core import auth, environments, secrets
-from dev8.server.deps import Ctx, CurrentUser, StoreRoute, RowId, SessionDep
+from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
 from dev8.server.schemas import (ERROR_RESPONSES, ApiTokenIn, ApiTokenOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
                                  NewApiTokenOut, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut, UserOut)
 from dev8.settings import parse_addr

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query, status
 
 from dev8.core import admin
 from dev8.server.api.environments import environment_out
-from dev8.server.deps import Ctx, CurrentUser, StoreRoute, RowId, SessionDep
+from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
 from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut, EnvironmentOut
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=ERROR_RESPONSES, route_class=StoreRoute)

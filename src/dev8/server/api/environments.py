@@ -21,7 +21,7 @@ from dev8.core.states import State
 from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
 from dev8.runtimes.base import EnvSpec
-from dev8.server.deps import Ctx, CurrentUser, StoreRoute, SessionDep
+from dev8.server.deps import Ctx, CurrentUser, SessionDep, StoreRoute
 from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
 from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
@@ -160,7 +160,7 @@ async def logs(name: str, ctx: Ctx, user: CurrentUser, tail: int = Query(200, ge
         with ctx.db.session() as s:
             return envs.spec_of(envs.get_environment(s, user, name), ctx.reconciler.installation)
     found = await asyncio.to_thread(spec)
-    await ctx.reconciler.health.check(reuse=False)
+    await _require_runtime(ctx)
     return {"lines": await ctx.reconciler.runtime_call(ctx.runtime.logs, found, tail)}
 
 
