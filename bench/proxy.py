@@ -22,7 +22,7 @@ import httpx
 import websockets
 
 from bench.common import SSH_OPTS, control_key_file, dev8_server, median, published_ssh_port, report
-from tests.support import FULLSTACK, free_port, set_web_password, start_envapps, wait_until, web_login
+from tests.support import FULLSTACK, free_port, start_envapps, wait_until
 
 VSCODE, FILES, ECHO = 13337, 8200, 8101
 FILE_MB = 10
@@ -86,13 +86,13 @@ def main() -> None:
     rows: dict[str, float] = {}
     with dev8_server() as (server, user), tempfile.TemporaryDirectory() as tmp:
         user.cli("create", "px", "--image", FULLSTACK)
-        set_web_password(user)
         start_envapps(user, "px")
         user.ssh("px", f"mkdir -p ~/files && head -c {FILE_MB}M /dev/urandom > ~/files/big.bin && "
                        f"(nohup python3 -m http.server {FILES} --bind 0.0.0.0 -d ~/files >/dev/null 2>&1 &)")
-        web = web_login(server, user.email)
+        # the path form with a token: the same relay a browser gets on the app's own host
+        web = user.script()
         web.timeout, web.follow_redirects = httpx.Timeout(60), True
-        cookie = {"cookie": f"dev8_session={web.cookies['dev8_session']}"}
+        bearer = {"authorization": f"Bearer {user.token}"}
         keyfile, ssh_port = control_key_file(server, "px", Path(tmp)), published_ssh_port(server, "px")
         [c] = [c for c in docker.from_env().containers.list() if c.name.endswith("-px")]
         container_ip = next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
@@ -110,7 +110,7 @@ def main() -> None:
                                        ("direct", direct, f"http://{container_ip}:{FILES}/big.bin")):
                 rows[f"file {label}"] = median(file_seconds(client, url, max(5, args.runs // 2)))
             ws_base = server.url.replace("http://", "ws://")
-            rows["echo proxy"] = median(asyncio.run(echo_rtts(f"{ws_base}{prefix}/ports/{ECHO}/", cookie, server.url,
+            rows["echo proxy"] = median(asyncio.run(echo_rtts(f"{ws_base}{prefix}/ports/{ECHO}/", bearer, None,
                                                               args.echoes)))
             rows["echo tunnel"] = median(asyncio.run(echo_rtts(f"ws://127.0.0.1:{e_port}/", {}, None, args.echoes)))
     report(f"browser proxy: workbench page + {n_assets} assets x{args.runs}, {FILE_MB} MB file, "

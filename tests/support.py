@@ -221,6 +221,10 @@ class User:
     def http(self) -> httpx.Client:
         return self.server.api(self.token)
 
+    def script(self) -> httpx.Client:
+        """A script's client for dev8's own URLs (path-mode apps ``/@user/env/…``): bearer token."""
+        return httpx.Client(base_url=self.server.url, timeout=30, headers={"authorization": f"Bearer {self.token}"})
+
     @staticmethod
     def server_cli_argv(*args: str) -> list[str]:
         return [sys.executable, "-m", "dev8.cli.main", *args]

@@ -1,9 +1,11 @@
-"""App subdomain names: ``<app>--<env>--<user>.<wildcard domain>``, where ``<app>`` is
+"""App subdomain names: ``<app>--<env>--<user>.<app domain>``, where ``<app>`` is
 ``vscode`` or a port number. Pure functions (no I/O)."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from dev8.envimage.dev8_env import VSCODE_PORT
 
@@ -32,13 +34,13 @@ class AppHost:
         return self.app not in APPS
 
 
-def parse_app_host(host: str, wildcard_domain: str | None) -> AppHost | None:
-    """The app a Host header names under ``wildcard_domain``, or None. Environment and user
+def parse_app_host(host: str, app_domain: str | None) -> AppHost | None:
+    """The app a Host header names under ``app_domain``, or None. Environment and user
     names may contain ``--`` themselves, so every split is a candidate; the store decides."""
-    if not wildcard_domain:
+    if not app_domain:
         return None
     host = host.strip().lower()
-    suffix = "." + wildcard_domain
+    suffix = "." + app_domain
     if not host.endswith(suffix):
         return None
     label = host[: -len(suffix)]
@@ -54,15 +56,35 @@ def parse_app_host(host: str, wildcard_domain: str | None) -> AppHost | None:
     return AppHost(host, app, port, candidates) if candidates else None
 
 
-def app_host(wildcard_domain: str, app: str | int, env: str, user: str) -> str:
-    return f"{app}--{env}--{user}.{wildcard_domain}"
+def app_host(app_domain: str, app: str | int, env: str, user: str) -> str:
+    return f"{app}--{env}--{user}.{app_domain}"
 
 
-def app_url(base_url: str, wildcard_domain: str | None, app: str | int, env: str, user: str) -> str:
-    """Where a browser opens ``app`` (``vscode`` or a port): its subdomain when a wildcard
-    domain is configured, else the path under dev8's own URL."""
-    if wildcard_domain:
+def loopback_app_domain(base_url: str) -> str | None:
+    """Where app hosts live when no wildcard domain is configured: dev8 reached on this
+    machine (``localhost``, ``127.0.0.1``, ``[::1]``, ``dev8.localhost``) puts them under
+    that name (``localhost`` for an address) with dev8's port, since browsers resolve every ``*.localhost`` name to loopback without DNS.
+    None for any other address: there, only a wildcard DNS name gives apps their own."""
+    url = urlsplit(base_url)
+    host = (url.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or host.endswith(".localhost") or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return None
+    # Apps sit below dev8's own name (dev8.localhost → *.dev8.localhost), or below localhost
+    # for an address: never so that dev8's own host looks like an app host.
+    domain = host if host.endswith("localhost") else "localhost"
+    return domain if url.port is None else f"{domain}:{url.port}"
+
+
+def app_url(base_url: str, app_domain: str | None, app: str | int, env: str, user: str) -> str:
+    """Where a browser opens ``app`` (``vscode`` or a port): its subdomain when dev8 has an
+    app domain, else the path under dev8's own URL (which only scripts with a bearer token
+    may use: see server/proxy.py)."""
+    if app_domain:
         scheme = base_url.split("://", 1)[0]
-        return f"{scheme}://{app_host(wildcard_domain, app, env, user)}/"
+        return f"{scheme}://{app_host(app_domain, app, env, user)}/"
     kind = "ports" if str(app) not in APPS else "apps"
     return f"{base_url}/@{user}/{env}/{kind}/{app}/"

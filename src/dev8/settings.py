@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dev8.apphosts import loopback_app_domain
+
 
 def default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "dev8"
@@ -53,9 +55,10 @@ class Settings(BaseSettings):
     # size); only a few stay open while idle.
     worker_threads: int = 32
 
-    # App subdomains (e.g. "dev8.example.com", or "dev8.localhost:7080" on one machine):
-    # VS Code at vscode--ENV--USER.<domain>, ports at PORT--ENV--USER.<domain>; needs a
-    # wildcard DNS name. Unset: path mode only (/@USER/ENV/...).
+    # App subdomains (e.g. "dev8.example.com"): VS Code at vscode--ENV--USER.<domain>, ports
+    # at PORT--ENV--USER.<domain>; needs a wildcard DNS name. Unset: "localhost:<port>" when
+    # dev8's URL is on this machine (browsers resolve *.localhost themselves), else none,
+    # and browsers cannot open apps (see app_domain).
     wildcard_domain: str | None = None
     # Reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-Host/-Proto/-For are
     # believed; from anyone else those headers are dropped.
@@ -109,6 +112,13 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'dev8.db'}"
+
+    @property
+    def app_domain(self) -> str | None:
+        """The domain app hosts live under: the configured wildcard domain, else
+        ``localhost:<port>`` for a dev8 reached on loopback, else None. Apps never run on
+        dev8's own origin in a browser, where their scripts could act as the user."""
+        return self.wildcard_domain or loopback_app_domain(self.base_url)
 
     @property
     def base_url(self) -> str:

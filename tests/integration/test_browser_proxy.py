@@ -1,5 +1,7 @@
-"""Browser access: apps and ports proxied over SSH, with login, isolation and the
-defences the issue lists, each written as the attack."""
+"""Access to apps and ports proxied over SSH, with login, isolation and the defences the
+issues list, each written as the attack. Path-mode URLs on dev8's origin serve scripts
+with a bearer token; browsers are sent to the app's own host (test_subdomains.py has the
+app hosts themselves)."""
 from __future__ import annotations
 
 import asyncio
@@ -21,18 +23,63 @@ def app_env(server: Dev8Server, alice: User) -> str:
     return name
 
 
-def test_unauthenticated_requests_redirect_to_login_or_401(server: Dev8Server, alice: User, app_env: str):
-    path = f"/@{alice.username}/{app_env}/ports/8100/x?y=1"
-    html = httpx.get(server.url + path, headers={"accept": "text/html"})
-    assert html.status_code == 303 and html.headers["location"].startswith("/login?next=")
-    assert httpx.get(server.url + path).status_code == 401
-    # after login the user lands on the URL they asked for
-    client = httpx.Client(base_url=server.url)
-    r = client.post("/login", data={"email": alice.email, "password": PASSWORD, "next": path})
-    assert r.status_code == 303 and r.headers["location"] == path
-    cookie = r.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=lax" in cookie
-    assert client.get(path).json()["path"] == "/x?y=1"
+def test_a_browser_never_gets_an_app_on_dev8s_origin(server: Dev8Server, alice: User, app_env: str):
+    """A page served at /@alice/env/ports/8100/ would run on dev8's origin: its scripts could
+    read dev8's pages and act as alice. Browsers (session cookie, or nothing) are sent to the
+    app's own host, *.localhost on a dev8 reached on loopback, with path and query kept;
+    the app never answers on dev8's origin, whatever the method."""
+    path = f"/@{alice.username}/{app_env}/ports/8100/x%20y/z?y=1"
+    app_host = f"8100--{app_env}--{alice.username}.localhost:{server.http_port}"
+    browser = httpx.Client(base_url=server.url, timeout=30)
+    login = browser.post("/login", data={"email": alice.email, "password": PASSWORD, "next": path})
+    assert login.status_code == 303 and login.headers["location"] == path  # back where the user was going
+    assert {"httponly", "samesite=lax"} <= {a.strip() for a in login.headers["set-cookie"].lower().split(";")}
+    for client in (browser, httpx.Client(base_url=server.url)):
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            r = client.request(method, path, headers={"accept": "text/html"}, content=b"a=1" if method != "GET" else None)
+            assert r.status_code == 307 and r.headers["location"] == f"http://{app_host}/x%20y/z?y=1", (method, r.text)
+            assert "path" not in r.text  # the app was not asked
+    vscode = browser.get(f"/@{alice.username}/{app_env}/apps/vscode/?folder=%2Fhome")
+    assert vscode.headers["location"] == f"http://vscode--{app_env}--{alice.username}.localhost:{server.http_port}/?folder=%2Fhome"
+    # a name that is no environment's is not turned into a host name
+    assert browser.get("/@alice.evil.example/x/ports/8100/").status_code == 404
+    # the app host signs the browser in through dev8 (as every app host does) and serves it
+    first = httpx.get(server.url + "/x%20y/z?y=1", headers={"host": app_host, "accept": "text/html"})
+    assert first.status_code == 303 and first.headers["location"].startswith(f"{server.url}/app-auth?")
+    ticket = browser.get(first.headers["location"], headers={"accept": "text/html"})
+    assert ticket.status_code == 303 and ticket.headers["location"].startswith(f"http://{app_host}/.dev8/auth?")
+    redeemed = httpx.get(server.url + ticket.headers["location"].split(app_host, 1)[1], headers={"host": app_host})
+    app_cookie = redeemed.cookies["dev8_app"]
+    seen = httpx.get(server.url + "/x%20y/z?y=1", headers={"host": app_host, "cookie": f"dev8_app={app_cookie}"})
+    assert seen.status_code == 200 and seen.json()["path"] == "/x%20y/z?y=1"
+    # scripts with a token keep the path form; without one they are told so
+    assert alice.script().get(path).json()["path"] == "/x%20y/z?y=1"
+    assert httpx.get(server.url + path, headers={"authorization": "Bearer nope"}).status_code == 401
+
+
+def test_a_dev8_without_an_app_domain_explains_instead_of_serving_apps(tmp_path, base_image: str):  # type: ignore[no-untyped-def]
+    """Reached at an address that is not loopback and with no DEV8_WILDCARD_DOMAIN, dev8 has
+    nowhere to put apps but its own origin: a browser gets a page saying why and what works."""
+    srv = Dev8Server(tmp_path / "server")
+    srv.start(DEV8_PUBLIC_URL="http://dev8.example.test")
+    try:
+        alice = User(srv, "alice@example.com", tmp_path / "alice")
+        set_web_password(alice)
+        name = unique("n")
+        alice.cli("create", name)
+        start_envapps(alice, name)
+        browser = web_login(srv, alice.email)
+        page = browser.get(f"/@{alice.username}/{name}/ports/8100/", headers={"accept": "text/html"})
+        assert page.status_code == 403 and "DEV8_WILDCARD_DOMAIN" in page.text, page.text
+        assert f"dev8 port-forward {name} 8100:8100" in page.text and "path" not in page.text
+        vscode = browser.get(f"/@{alice.username}/{name}/apps/vscode/")
+        assert vscode.status_code == 403 and "Remote-SSH" in vscode.json()["detail"]
+        assert alice.script().get(f"/@{alice.username}/{name}/ports/8100/a").json()["path"] == "/a"
+        assert alice.http().get(f"/environments/{name}").json()["vscode_url"].startswith("http://dev8.example.test/@")
+        shared = alice.cli("share", name, "8100", "public")
+        assert "browsers open no previews" in " ".join(shared.stderr.split())
+    finally:
+        srv.shutdown()
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"])
@@ -66,26 +113,24 @@ def test_repeated_failed_logins_are_throttled_on_the_page_and_the_api(server: De
     assert httpx.post(server.url + "/login", data={"email": bob.email, "password": PASSWORD}).status_code == 303
 
 
-def test_dev8_cookie_and_authorization_never_reach_the_environment(server: Dev8Server, alice: User, app_env: str):
-    client = web_login(server, alice.email)
+def test_dev8_cookies_and_authorization_never_reach_the_environment(server: Dev8Server, alice: User, app_env: str):
+    client = alice.script()
     client.cookies.set("app_pref", "dark")
+    client.cookies.set("dev8_app", "a-session")
+    client.cookies.set("dev8_session", "another")
     seen = client.get(f"/@{alice.username}/{app_env}/ports/8100/", headers={"x-custom": "1"}).json()["headers"]
     lower = {k.lower(): v for k, v in seen.items()}
-    assert "dev8_session" not in lower.get("cookie", "") and "app_pref=dark" in lower["cookie"]
-    assert lower["x-custom"] == "1"
-    bearer = httpx.get(f"{server.url}/@{alice.username}/{app_env}/ports/8100/",
-                       headers={"authorization": f"Bearer {alice.token}"}).json()["headers"]
-    assert "authorization" not in {k.lower() for k in bearer}
+    assert "dev8_" not in lower.get("cookie", "") and "app_pref=dark" in lower["cookie"]
+    assert lower["x-custom"] == "1" and "authorization" not in lower
 
 
 def test_other_users_get_404_on_every_path_form(server: Dev8Server, alice: User, bob: User, app_env: str):
-    server.cli("admin", "set-password", bob.email, "--password-stdin", input=PASSWORD + "\n")
-    client = web_login(server, bob.email)
+    client = bob.script()
     for path in (f"/@{alice.username}/{app_env}/ports/8100/", f"/@{alice.username}/{app_env}/apps/vscode/",
                  f"/@{bob.username}/{app_env}/ports/8100/", f"/@{alice.username}/nothere/ports/8100/"):
         assert client.get(path).status_code == 404, path
     ws = asyncio.run(_ws_status(server, f"/@{alice.username}/{app_env}/ports/8101/",
-                                {"cookie": f"dev8_session={client.cookies['dev8_session']}"}, server.url))
+                                {"authorization": f"Bearer {bob.token}"}, None))
     assert ws == 403
 
 
@@ -96,7 +141,7 @@ def test_port_must_be_an_integer(server: Dev8Server, alice: User, port: str):
 
 
 def test_port_preview_reaches_loopback_only_services(server: Dev8Server, alice: User, app_env: str):
-    client = web_login(server, alice.email)
+    client = alice.script()
     r = client.get(f"/@{alice.username}/{app_env}/ports/8100/deep/path?q=1")
     assert r.status_code == 200 and r.json()["path"] == "/deep/path?q=1"
     assert client.get(f"/@{alice.username}/{app_env}/ports/8100", follow_redirects=False).status_code == 308
@@ -123,7 +168,7 @@ def test_a_browser_opening_vs_code_while_it_starts_waits_for_it(
     alice.cli("create", name, "--image", fullstack_image)
     [container] = docker_client.containers.list(filters={"label": f"dev8.installation={server.installation()}"})
     url = f"/@{alice.username}/{name}/apps/vscode/?folder=%2Fhome%2Fdev%2Fworkspace"
-    script, browser = web_login(server, alice.email), web_login(server, alice.email)
+    script, browser = alice.script(), alice.script()
     assert container.exec_run("sv down /etc/dev8/service/code-server").exit_code == 0
     wait_until(lambda: script.get(url).status_code == 502, timeout=30, what="code-server stopped")
     with ThreadPoolExecutor(1) as pool:
@@ -139,7 +184,7 @@ def test_uploads_larger_than_the_api_body_limit_stream_through_the_proxy(
         server: Dev8Server, alice: User, app_env: str):
     import hashlib
     import os
-    client = web_login(server, alice.email)
+    client = alice.script()
     body = os.urandom(5 * 1024 * 1024)  # 20× the API's 256 KiB limit
     r = client.post(f"/@{alice.username}/{app_env}/ports/8100/upload", content=body)
     assert r.status_code == 200, r.text
@@ -159,15 +204,16 @@ async def _ws_status(server: Dev8Server, path: str, headers: dict, origin: str |
         return exc.response.status_code
 
 
-def test_websocket_origin_checks(server: Dev8Server, alice: User, app_env: str):
+def test_path_mode_websockets_take_a_token_never_the_cookie(server: Dev8Server, alice: User, app_env: str):
+    """A browser's app runs on its own host, so dev8's session cookie opens no app
+    WebSocket on dev8's origin, whichever page asks (its own included: cross-site WebSocket
+    hijacking and an app page on dev8's origin alike)."""
     client = web_login(server, alice.email)
     cookie = {"cookie": f"dev8_session={client.cookies['dev8_session']}"}
     path = f"/@{alice.username}/{app_env}/ports/8101/"
-    assert asyncio.run(_ws_status(server, path, cookie, server.url)) == "ping"
-    for origin in ("http://evil.example", "null", server.url.rsplit(":", 1)[0] + ":1",
-                   f"http://vscode--{app_env}--{alice.username}.dev8.localhost"):
+    for origin in (server.url, "http://evil.example", "null", server.url.rsplit(":", 1)[0] + ":1",
+                   f"http://vscode--{app_env}--{alice.username}.localhost:{server.http_port}", None):
         assert asyncio.run(_ws_status(server, path, cookie, origin)) == 403, origin
-    assert asyncio.run(_ws_status(server, path, cookie, None)) == 403  # cookie auth without Origin
     bearer = {"authorization": f"Bearer {alice.token}"}
     assert asyncio.run(_ws_status(server, path, bearer, None)) == "ping"  # the CLI's way
     assert asyncio.run(_ws_status(server, path, {}, server.url)) == 403  # no credentials at all
@@ -181,9 +227,9 @@ def test_cli_ports_open_and_port_forward(server: Dev8Server, alice: User, app_en
     from tests.support import free_port
     listed = alice.cli("ports", app_env).stdout
     assert "8100" in listed and "8101" in listed and "loopback" in listed
-    assert f"/@{alice.username}/{app_env}/ports/8100/" in listed
+    assert f"http://8100--{app_env}--{alice.username}.localhost:{server.http_port}/" in listed
     url = alice.cli("open", app_env).stdout.strip()
-    assert url == f"{server.url}/@{alice.username}/{app_env}/apps/vscode/?folder=%2Fhome%2Fdev%2Fworkspace"
+    assert url == f"http://vscode--{app_env}--{alice.username}.localhost:{server.http_port}/?folder=%2Fhome%2Fdev%2Fworkspace"
     bad = alice.cli("port-forward", app_env, "3000:0x50", check=False)
     assert bad.returncode == 1 and "invalid port mapping" in bad.stderr
     local = free_port()

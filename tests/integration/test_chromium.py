@@ -1,9 +1,11 @@
 """In a real headless Chromium (Debian's, driven by Playwright; fixtures in conftest.py):
-log in, the browser terminal, and VS Code's workbench through dev8's proxy. Screenshots go
-to test-artifacts/ in the repository."""
+log in, the browser terminal, VS Code's workbench through dev8's proxy, and a preview's
+scripts attacking dev8. Screenshots go to test-artifacts/ in the repository."""
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import quote
 
 from tests.support import (Dev8Server, User, log_in, set_web_password, shot, trust_workspace_when_asked, unique,
                            wait_until)
@@ -65,9 +67,11 @@ def test_vscode_opens_edits_saves_and_runs_its_terminal(page, server: Dev8Server
     # not match. The user settings switch it off for this environment.
     alice.ssh(name, "mkdir -p ~/.local/share/code-server/User && "
                     "echo '{\"security.workspace.trust.enabled\": false}' > ~/.local/share/code-server/User/settings.json")
-    target = f"/@{alice.username}/{name}/apps/vscode/?folder=/home/dev/workspace/proj"
     trust_workspace_when_asked(page)
-    log_in(page, server, alice, target)
+    log_in(page, server, alice, "/login?next=/healthz")
+    # the path form of VS Code's URL: the browser is sent to VS Code's own host, signed in there
+    page.goto(f"{server.url}/@{alice.username}/{name}/apps/vscode/?folder=/home/dev/workspace/proj")
+    assert page.url.startswith(f"http://vscode--{name}--{alice.username}.localhost:{server.http_port}/?folder="), page.url
     page.wait_for_selector(".monaco-workbench", timeout=120_000)
     page.wait_for_selector(".explorer-folders-view :text('notes.txt')", timeout=60_000)
     page.click(".explorer-folders-view :text('notes.txt')")
@@ -113,3 +117,52 @@ def test_vscode_on_its_own_subdomain(page, tmp_path, base_image: str, fullstack_
         shot(page, "vscode-subdomain")
     finally:
         server.shutdown()
+
+
+# A preview serving this page tries what a malicious dev server or dependency would do with
+# dev8's origin: read dev8's pages (the CSRF token), call the API, mint a token, read cookies,
+# frame dev8. ``dev8`` is dev8's own URL, handed in the query string.
+ATTACK_PAGE = """<!doctype html><html><head><title>working</title></head><body><script>
+(async () => {
+  const dev8 = new URLSearchParams(location.search).get("dev8");
+  const out = {origin: location.origin, cookie: document.cookie};
+  const attempt = async (what, f) => { try { out[what] = await f(); } catch (e) { out[what] = "blocked"; } };
+  await attempt("relative_home", async () => (await fetch("/", {credentials: "include"})).text());
+  await attempt("dev8_home", async () => (await fetch(dev8 + "/", {credentials: "include"})).text());
+  await attempt("me", async () => (await fetch(dev8 + "/api/v1/me", {credentials: "include"})).status);
+  await attempt("mint", async () => (await fetch(dev8 + "/api/v1/tokens", {method: "POST", credentials: "include",
+      mode: "no-cors", headers: {"content-type": "text/plain"}, body: JSON.stringify({name: "stolen"})})).type);
+  await attempt("relative_mint", async () => (await fetch("/api/v1/tokens", {method: "POST", credentials: "include",
+      headers: {"content-type": "application/json"}, body: JSON.stringify({name: "stolen2"})})).status);
+  const frame = document.createElement("iframe");
+  frame.src = dev8 + "/";
+  await new Promise(done => { frame.onload = done; setTimeout(done, 3000); document.body.append(frame); });
+  await attempt("frame", async () => frame.contentDocument.documentElement.outerHTML);
+  document.body.dataset.out = JSON.stringify(out);
+  document.title = "done";
+})();
+</script></body></html>"""
+
+
+def test_a_previews_scripts_cannot_act_as_its_owner_on_dev8(page, server: Dev8Server, alice: User):  # type: ignore[no-untyped-def]
+    set_web_password(alice)
+    name = unique("p")
+    alice.cli("create", name)
+    alice.ssh(name, "mkdir -p /tmp/site && cat > /tmp/site/attack.html && "
+                    "(nohup python3 -m http.server 8200 --bind 127.0.0.1 --directory /tmp/site >/dev/null 2>&1 &)",
+              input=ATTACK_PAGE)
+    wait_until(lambda: alice.script().get(f"/@{alice.username}/{name}/ports/8200/attack.html").status_code == 200,
+               timeout=30, what="the preview's server")
+    log_in(page, server, alice, "/login?next=/healthz")
+    # the URL a user would share or bookmark: the path form on dev8's own origin
+    page.goto(f"{server.url}/@{alice.username}/{name}/ports/8200/attack.html?dev8={quote(server.url)}")
+    page.wait_for_function("document.title === 'done'", timeout=60_000)
+    out = json.loads(page.get_attribute("body", "data-out") or "{}")
+    app_origin = f"http://8200--{name}--{alice.username}.localhost:{server.http_port}"
+    assert out["origin"] == app_origin, out  # never dev8's origin
+    assert out["cookie"] == ""  # the app's own session cookie is HttpOnly; dev8's is not this host's
+    assert "csrf-token" not in out["relative_home"] and "attack.html" in out["relative_home"]  # "/" is the app's
+    assert out["dev8_home"] == "blocked" and out["me"] == "blocked" and out["frame"] == "blocked", out
+    tokens = alice.http().get("/tokens").json()
+    assert not [t for t in tokens if t["name"].startswith("stolen")], tokens
+    shot(page, "preview-attack")

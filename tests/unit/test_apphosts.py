@@ -1,4 +1,4 @@
-from dev8.apphosts import app_url, parse_app_host, parse_port
+from dev8.apphosts import app_url, loopback_app_domain, parse_app_host, parse_port
 
 W = "dev8.localhost:7080"
 
@@ -29,3 +29,15 @@ def test_app_urls_follow_the_mode():
     assert app_url("http://h:1", None, "vscode", "e", "u") == "http://h:1/@u/e/apps/vscode/"
     assert app_url("http://h:1", None, 3000, "e", "u") == "http://h:1/@u/e/ports/3000/"
     assert app_url("https://h", "apps.h", 3000, "e", "u") == "https://3000--e--u.apps.h/"
+
+
+def test_without_a_wildcard_domain_loopback_dev8s_apps_live_under_localhost():
+    assert loopback_app_domain("http://127.0.0.1:7080") == "localhost:7080"
+    assert loopback_app_domain("http://[::1]:9000") == "localhost:9000"
+    assert loopback_app_domain("http://localhost") == "localhost"
+    # below dev8's own name, so that dev8's host is never read as an app host
+    assert loopback_app_domain("http://dev8.localhost:7080") == "dev8.localhost:7080"
+    assert parse_app_host("dev8.localhost:7080", loopback_app_domain("http://dev8.localhost:7080")) is None
+    for elsewhere in ("http://10.0.0.5:7080", "https://dev8.example.com", "http://0.0.0.0:7080",
+                      "http://localhost.example.com", "http://127.0.0.1.nip.io"):
+        assert loopback_app_domain(elsewhere) is None, elsewhere

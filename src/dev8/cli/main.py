@@ -535,12 +535,13 @@ def share(
     name: str, port: int,
     level: Annotated[str, typer.Argument(help="private (owner only), authenticated (any dev8 user) or public")],
 ) -> None:
-    """Share a port's browser preview. Sharing is honoured on app subdomains only
-    (DEV8_WILDCARD_DOMAIN); path-mode previews stay private to the owner."""
+    """Share a port's browser preview. Previews open on app subdomains (DEV8_WILDCARD_DOMAIN,
+    or *.localhost for a dev8 on this machine); a server with neither opens none in a browser."""
     result = call(api().request, "PUT", f"/environments/{name}/ports/{port}/share", json={"level": level})
     out.print(f"port {port} of {name}: {result['share']}  {result['url']}")
     if not result["honoured"] and level != "private":
-        err.print("note: this server has no wildcard domain, so only you can open the preview until one is set")
+        err.print("note: this server has no app domain (DEV8_WILDCARD_DOMAIN), so browsers open no previews "
+                  "until its admin sets one")
 
 
 @app.command("open")

@@ -1,12 +1,14 @@
-"""Browser access to environment apps (VS Code, any listening port), HTTP and WebSocket,
-proxied over the environment's SSH transport (see tunnels.py).
+"""Access to environment apps (VS Code, any listening port), HTTP and WebSocket, proxied
+over the environment's SSH transport (see tunnels.py).
 
-Paths: ``/@<user>/<env>/apps/vscode/…`` and ``/@<user>/<env>/ports/<port>/…``. Only the
-owner gets through; everyone else gets 404 on every path (sharing a port with others needs
-the app subdomains of subdomains.py: on dev8's own origin a shared preview's scripts could
-read the viewer's other apps). dev8's session cookie and the
-Authorization header never reach an environment; cookie-authenticated WebSocket upgrades
-must come from dev8's own origin.
+Paths: ``/@<user>/<env>/apps/vscode/…`` and ``/@<user>/<env>/ports/<port>/…``, on dev8's
+own origin, for scripts and tools with a bearer token: only the owner gets through,
+everyone else gets 404 on every path. A browser never gets an app here: a page served on
+dev8's origin could read dev8's pages and act as the user (create tokens, read secrets),
+and a preview or a VS Code extension is code from a repository or a dependency. Browsers
+(the session cookie, or no credentials at all) are sent to the app's own host (subdomains.py)
+with the same path, or, where dev8 has no app domain, told why not. forward_http and
+forward_ws serve both. dev8's cookies and the Authorization header never reach an environment.
 """
 from __future__ import annotations
 
@@ -23,13 +25,12 @@ from starlette.websockets import WebSocketState
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from dev8.apphosts import APPS, parse_port
+from dev8.apphosts import APPS, NAME_RE, app_url, parse_port
 from dev8.core.connections import Unreachable
 from dev8.core.auth import hash_token
 from dev8.core.errors import Unauthorized
 from dev8.core.states import State
-from dev8.server.browser_auth import (DEV8_COOKIES, SAFE_METHODS, NotVisible, authorize_ws, from_dev8_page,
-                                      login_required, not_found, request_token, resolve_env)
+from dev8.server.browser_auth import DEV8_COOKIES, NotVisible, authorize_ws, not_found, request_token, resolve_env
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
 from dev8.store.models import Environment
@@ -66,18 +67,48 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
         code = 400 if kind == "ports" else 404
         return JSONResponse({"detail": "port must be an integer 1-65535" if code == 400 else "not found"},
                             status_code=code)
-    token, from_cookie = request_token(request)
-    if from_cookie and request.method not in SAFE_METHODS and not from_dev8_page(ctx, request.headers):
-        # another site's (or a sibling app host's) form riding on the session cookie
-        return JSONResponse({"detail": "a state-changing request from another site's page is refused"},
-                            status_code=403)
+    token, from_browser = request_token(request)
+    if from_browser:
+        return to_app_host(ctx, request, owner, name, target if kind == "apps" else port, path)
     try:
         _user, env = await asyncio.to_thread(resolve_env, ctx, token, owner, name)
     except Unauthorized:
-        return login_required(request)
+        return JSONResponse({"detail": "login required"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
     except NotVisible:
         return not_found()
     return await forward_http(ctx, request, env, port, path)
+
+
+def to_app_host(ctx: ServerContext, request: Request, owner: str, name: str, app: str | int, path: str) -> Response:
+    """A browser asking for an app on dev8's origin: the same path on the app's own host
+    (307 keeps method and body; the app host decides who may open it, as for any visit),
+    or, without an app domain, a page saying why not and what works instead."""
+    domain = ctx.settings.app_domain
+    if not (NAME_RE.fullmatch(owner) and NAME_RE.fullmatch(name)):
+        return not_found()  # no such environment; and never a redirect to a host built from junk
+    if domain is None:
+        return no_app_domain(request, name, app)
+    rest = quote(path, safe="/:@!$&'()*+,;=~") + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(app_url(ctx.settings.base_url, domain, app, name, owner) + rest, status_code=307,
+                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+def no_app_domain(request: Request, name: str, app: str | int) -> Response:
+    what = "VS Code" if app == "vscode" else f"port {app}"
+    reason = (f"{what} of {name} opens on a web address of its own, so that code running in it (a dev server, "
+              f"a dependency, an extension) cannot act as you on dev8; this dev8 has no such address: its admin "
+              f"sets DEV8_WILDCARD_DOMAIN (see the README, App addresses)")
+    instead = (f"dev8 port-forward {name} {app}:{app}" if app != "vscode"
+               else f"dev8 config-ssh, then VS Code Desktop's Remote-SSH to dev8.{name}")
+    if "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"detail": f"{reason}; meanwhile: {instead}"}, status_code=403)
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>No app address</title></head>'
+            f'<body style="font:16px system-ui,sans-serif;margin:4rem auto;max-width:36rem"><main>'
+            f'<h1>{html.escape(what)} cannot open here</h1><p>{html.escape(reason)}.</p>'
+            f'<p>Meanwhile, from your computer: <code>{html.escape(instead)}</code>.</p></main></body></html>')
+    return HTMLResponse(page, status_code=403, headers={
+        "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                                               "frame-ancestors 'none'"})
 
 
 RETRY_SECONDS = 1
@@ -156,11 +187,14 @@ async def proxy_ws(websocket: WebSocket, owner: str, name: str, kind: str, targe
     if port is None:
         await websocket.close(code=1008)
         return
+    token, from_browser = request_token(websocket)
+    if from_browser:  # a browser's app runs on its own host (to_app_host), never on dev8's origin
+        await websocket.close(code=1008)
+        return
     allowed = await authorize_ws(websocket, owner, name)
     if allowed is None:
         return
     ctx: ServerContext = websocket.app.state.ctx
-    token, _ = request_token(websocket)
     with watching(ctx.live, websocket, allowed[0].id, hash_token(token or ""), "websocket"):
         await forward_ws(ctx, websocket, allowed[1], port, path)
 

@@ -133,13 +133,13 @@ class AppSubdomains:
         self.apps.state.ctx = ctx
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        wildcard = self.ctx.settings.wildcard_domain
-        if scope["type"] in ("http", "websocket") and wildcard:
+        domain = self.ctx.settings.app_domain
+        if scope["type"] in ("http", "websocket") and domain:
             host = Headers(scope=scope).get("host", "").strip().lower()
-            target = parse_app_host(host, wildcard)
+            target = parse_app_host(host, domain)
             if target is not None:
                 return await self.apps({**scope, "dev8.app": target}, receive, send)
-            if host.endswith("." + wildcard):  # under the app domain but no app: never dev8's own pages
+            if host.endswith("." + domain):  # under the app domain but no app: never dev8's own pages
                 return await (JSONResponse({"detail": "not found"}, status_code=404) if scope["type"] == "http"
                               else WebSocketClose(code=1008))(scope, receive, send)
         await self.app(scope, receive, send)
@@ -152,7 +152,7 @@ router = APIRouter(include_in_schema=False)
 async def app_auth(request: Request, host: str = "", next: str = "/") -> Response:
     """On dev8's own host: send a logged-in user to an app host with a one-time ticket."""
     ctx: ServerContext = request.app.state.ctx
-    target = parse_app_host(host, ctx.settings.wildcard_domain)
+    target = parse_app_host(host, ctx.settings.app_domain)
     if target is None:
         return JSONResponse({"detail": "not an app host of this dev8"}, status_code=404)
 

@@ -40,7 +40,7 @@ def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         git_hosts=[p["host"] for p in ((env.options or {}).get("git") or {}).get("providers", [])],
         created_at=env.created_at, started_at=env.started_at, last_used_at=env.last_used_at,
         ssh_command=f"ssh -p {port} {env.name}@{host}",
-        vscode_url=app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, "vscode", env.name, user.username)
+        vscode_url=app_url(ctx.settings.base_url, ctx.settings.app_domain, "vscode", env.name, user.username)
         + "?" + urlencode({"folder": envs.workspace_folder(env)}),
         terminal_url=f"{ctx.settings.base_url}/@{user.username}/{env.name}/terminal/",
     )
@@ -174,7 +174,7 @@ async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
             return sharing.shares(s, envs.get_environment(s, user, name).id)
     shared = await asyncio.to_thread(shares)
     for p in result["ports"]:
-        p["url"] = app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, p["port"], name, user.username)
+        p["url"] = app_url(ctx.settings.base_url, ctx.settings.app_domain, p["port"], name, user.username)
         p["share"] = shared.get(p["port"], "private")
     result["shares"] = {str(k): v for k, v in sorted(shared.items())}
     return result
@@ -186,8 +186,8 @@ def share_port(name: str, port: Annotated[int, Path(ge=1, le=65535)], body: Shar
     env = envs.get_environment(s, user, name)
     sharing.set_share(s, env, port, body.level)
     s.commit()
-    return {"port": port, "share": body.level, "honoured": bool(ctx.settings.wildcard_domain),
-            "url": app_url(ctx.settings.base_url, ctx.settings.wildcard_domain, port, name, user.username)}
+    return {"port": port, "share": body.level, "honoured": bool(ctx.settings.app_domain),
+            "url": app_url(ctx.settings.base_url, ctx.settings.app_domain, port, name, user.username)}
 
 
 @router.delete("/{name}", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
