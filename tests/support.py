@@ -105,7 +105,8 @@ class Dev8Server:
         env.update(DEV8_DATA_DIR=str(self.data_dir), DEV8_HTTP_ADDR=f"127.0.0.1:{self.http_port}",
                    DEV8_SSH_ADDR=f"127.0.0.1:{self.ssh_port}", DEV8_CONFIG_DIR=str(self.config_dir),
                    DEV8_RECONCILE_INTERVAL="1", DEV8_DEFAULT_IMAGE="dev8/base:latest",
-                   DEV8_LOOP_WATCHDOG_MS="100")
+                   DEV8_LOOP_WATCHDOG_MS="100",
+                   DEV8_IDLE_TIMEOUT="0")  # idle auto-stop only where a test asks for it
         if self.database_url:
             env["DEV8_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)

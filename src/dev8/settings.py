@@ -47,6 +47,21 @@ class Settings(BaseSettings):
     env_ca_bundle: Path | None = None
     # How long a browser terminal's shell outlives its last browser tab (seconds).
     terminal_keep_detached: float = 300.0
+    # Caps per user (an admin sets a user's own with `dev8 admin set-quota`); 0 or "": none.
+    # Running (and starting) environments at once, environments in all, and the CPUs and
+    # memory of the running ones together.
+    quota_running: int = 0
+    quota_environments: int = 0
+    quota_cpus: float = 0
+    quota_memory: str = ""
+    # Idle auto-stop: a running environment nobody used for this many seconds (traffic
+    # through SSH, the browser terminal, VS Code, previews, port-forwards) is stopped, with a
+    # warning shortly before; an environment's own idle timeout overrides it; 0: never.
+    idle_timeout: int = 1800
+    # Stop an environment this many seconds after it started, however busy; 0: no limit.
+    max_session: int = 0
+    # How often running environments are checked against those limits (seconds).
+    idle_check_interval: float = 30.0
     # Log a warning (with where the loop was) when the event loop is blocked this long;
     # 0 turns the watchdog off. The tests run with 100.
     loop_watchdog_ms: int = 500
@@ -90,6 +105,21 @@ class Settings(BaseSettings):
         v = v.strip().lower().removeprefix("*.")
         if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?", v):
             raise ValueError(f"expected a domain like dev8.example.com or dev8.localhost:7080, got {v!r}")
+        return v
+
+    @field_validator("quota_memory")
+    @classmethod
+    def _check_quota_memory(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in ("", "0") and not re.fullmatch(r"\d{1,6}[mg]", v):
+            raise ValueError(f"expected e.g. 64g, or empty for no cap, got {v!r}")
+        return v
+
+    @field_validator("idle_timeout", "max_session", "quota_running", "quota_environments", "quota_cpus")
+    @classmethod
+    def _check_limit(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be 0 (no limit) or more")
         return v
 
     @field_validator("trusted_proxies")

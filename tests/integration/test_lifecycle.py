@@ -69,8 +69,12 @@ def test_work_survives_stop_start_restart_recreate_and_newer_image(server: Dev8S
         alice.cli("stop", name)
         assert "stopped" in alice.cli("show", name).stdout
         assert all(c.status != "running" for c in env_containers(docker_client, server))
-        r = alice.ssh(name, "true")
-        assert r.returncode != 0 and "stopped" in r.stderr and "dev8 start" in r.stderr
+        # connecting starts it again, and the work is there
+        r = alice.ssh(name, "cat ~/workspace/file.txt", timeout=180)
+        assert r.returncode == 0 and r.stdout.strip() == "kept", r.stderr
+        assert f"dev8: {name} is stopped: starting it" in r.stderr and "dev8: ready ok" in r.stderr, r.stderr
+        check("stop, then ssh")
+        alice.cli("stop", name)
         alice.cli("start", name)
         check("stop/start")
         first_id = env_containers(docker_client, server)[0].id

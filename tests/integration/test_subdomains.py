@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import Dev8Server, User, set_web_password, start_envapps, unique, web_login
+from tests.support import Dev8Server, User, set_web_password, start_envapps, unique, wait_until, web_login
 
 
 @pytest.fixture
@@ -257,3 +257,24 @@ def test_a_sibling_app_hosts_form_cannot_post_to_a_private_preview(sub_server: D
     for origin in (bobs, sub_server.url):
         moved = main.post(path, content=b"amount=all", headers={"sec-fetch-site": "same-site", "origin": origin})
         assert moved.status_code == 307 and moved.headers["location"] == f"http://{h}/transfer", moved.text
+
+
+def test_opening_a_stopped_environments_app_starts_it_for_its_owner_only(sub_server: Dev8Server, users, env: str):  # type: ignore[no-untyped-def]
+    alice, bob = users
+    h = host(sub_server, 8100, env, alice.username)
+    cookie = sign_in(sub_server, web_login(sub_server, alice.email), h)
+    alice.cli("share", env, "8100", "public")
+    alice.cli("stop", env)
+    # anyone else opening the public preview sees that it is stopped, and starts nothing
+    other = app_get(sub_server, h, "/")
+    assert other.status_code == 503 and "is stopped" in other.text
+    assert alice.http().get(f"/environments/{env}").json()["desired_state"] == "stopped"
+    # its owner's browser starts it: a page that reloads itself until the app answers
+    first = app_get(sub_server, h, "/", cookie)
+    assert first.status_code == 503 and f"starting {env}" in first.text and 'http-equiv="refresh"' in first.text
+    wait_until(lambda: alice.http().get(f"/environments/{env}").json()["state"] == "running", timeout=120,
+               what="the start")
+    start_envapps(alice, env)  # the app itself is the user's to run again
+    assert app_get(sub_server, h, "/x", cookie).json()["path"] == "/x"
+    events = alice.http().get(f"/environments/{env}/events", params={"follow": "false", "last": 50}).json()
+    assert "started by a connection (a preview)" in [e["message"] for e in events]

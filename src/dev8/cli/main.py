@@ -155,6 +155,44 @@ def set_password(
     out.print(f"password set for {email}")
 
 
+@admin_app.command("set-quota")
+def set_quota(
+    email: str,
+    running: Annotated[Optional[str], typer.Option(help="Environments running at once (0: no cap; default: the "
+                                                        "server's DEV8_QUOTA_RUNNING)")] = None,
+    environments: Annotated[Optional[str], typer.Option(help="Environments in all (0: no cap; default)")] = None,
+    cpus: Annotated[Optional[str], typer.Option(help="CPUs of the running ones together (0: no cap; default)")] = None,
+    memory: Annotated[Optional[str], typer.Option(help="Memory of the running ones together, e.g. 64g "
+                                                       "(0: no cap; default)")] = None,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Set a user's own caps; the ones not given stay as they are."""
+    from dev8.core import admin, auth
+    from dev8.core.errors import Dev8Error
+    from dev8.core.quotas import describe
+    given = {k: v for k, v in (("running", running), ("environments", environments), ("cpus", cpus),
+                               ("memory", memory)) if v is not None}
+    if not given:
+        fail("give at least one of --running, --environments, --cpus, --memory (a number, or default)")
+    try:
+        caps: dict[str, object] = {}
+        for k, v in given.items():
+            caps[k] = None if v == "default" else (v if k == "memory" else (float(v) if k == "cpus" else int(v)))
+    except ValueError:
+        fail(f"--{k} must be a number or default (got {given[k]!r})")
+    from dev8.core.quotas import Quota
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    db, _ = _store(data_dir, database_url)
+    default = Quota(settings.quota_running, settings.quota_environments, settings.quota_cpus, settings.quota_memory)
+    try:
+        with db.session() as s:
+            now = admin.set_quota(s, None, auth.get_user_by_email(s, email), caps, default, actor_label=CLI_ACTOR)
+            s.commit()
+    except Dev8Error as exc:
+        fail(str(exc))
+    out.print(f"{email}: {describe(now)}")
+
+
 @admin_app.command("create-token")
 def create_token(
     email: str, name: Annotated[str, typer.Option(help="A name to recognise the token by")] = "cli",
@@ -389,11 +427,18 @@ def create(
     copilot_token: Annotated[Optional[str], typer.Option(help="Secret holding a GitHub token for Copilot")] = None,
     extension: Annotated[Optional[list[str]], typer.Option(
         "--extension", help="VS Code extension to install at start: publisher.name or a .vsix path (repeatable)")] = None,
+    idle_timeout: Annotated[Optional[str], typer.Option(
+        help="Stop it after this long without use (SSH, terminal, VS Code, previews), e.g. 30m or 2h; "
+             "0 never; default: the server's (DEV8_IDLE_TIMEOUT)")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until ready")] = True,
 ) -> None:
     """Create an environment and show its progress until it is ready."""
     if cpus is not None and not math.isfinite(cpus):
         fail(f"--cpus must be a number of CPUs, e.g. 2 (got {cpus})")
+    try:
+        idle_seconds = None if idle_timeout is None else parse_duration(idle_timeout)
+    except ValueError as exc:
+        fail(f"--idle-timeout: {exc}")
     client = api()
     try:
         providers = [parse_git_option(g) for g in git or []]
@@ -401,12 +446,27 @@ def create(
         fail(str(exc))
     ai = {k: v for k, v in (("anthropic", anthropic_key), ("gemini", gemini_key), ("copilot", copilot_token)) if v}
     body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "secrets": secret or [],
-            "repo": repo, "branch": branch, "git": providers, "ai": ai, "extensions": extension or []}
+            "repo": repo, "branch": branch, "git": providers, "ai": ai, "extensions": extension or [],
+            "idle_timeout": idle_seconds}
     env = call(client.post, "/environments", json=body)
     out.print(f"creating {env['name']} ({env['image']})")
     if wait:
         _follow(client, name, {"ready"})
         out.print(f"[bold]{name} is ready[/bold]: dev8 ssh {name}   (or: {env['ssh_command']})", highlight=False)
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """``30m``, ``2h``, ``90s``, ``1d`` to seconds; ``0`` or ``never`` to 0."""
+    text = text.strip().lower()
+    if text in ("0", "never"):
+        return 0
+    number, unit = text[:-1], text[-1:]
+    if unit not in DURATION_UNITS or not number.isdigit():
+        raise ValueError(f"expected e.g. 30m, 2h or 0 (never), got {text!r}")
+    return int(number) * DURATION_UNITS[unit]
 
 
 def parse_git_option(text: str) -> dict:
@@ -460,23 +520,46 @@ def env_reconfigure(name: str) -> None:
     _action(name, "reconfigure", {"ready"})
 
 
+@app.command()
+def quota() -> None:
+    """Your caps (set by the admin) and what you use of them."""
+    q = call(api().get, "/quota")
+    used = q["used"]
+    rows = [("environments", f"{used['environments']} of {q['environments'] or 'any number'}"),
+            ("running", f"{len(used['running'])} of {q['running'] or 'any number'}"
+                        + (f"  ({', '.join(used['running'])})" if used["running"] else "")),
+            ("cpus", f"{used['cpus']:g} of {q['cpus']:g}" if q["cpus"] else f"{used['cpus']:g} (no cap)"),
+            ("memory", f"{used['memory']} of {q['memory']}" if q["memory"] not in ("", "0") else f"{used['memory']} (no cap)")]
+    for k, v in rows:
+        out.print(f"[bold]{k:>12}[/bold]  {v}", highlight=False)
+
+
 @app.command("list")
 def list_() -> None:
     """List your environments."""
     table = Table("NAME", "STATE", "IMAGE", "CREATED")
     for e in call(api().get, "/environments"):
-        table.add_row(e["name"], e["state"], e["image"], e["created_at"][:19])
+        state = e["state"] + (f" ({e['stop_reason']})" if e.get("stop_reason") and e["state"] == "stopped" else "")
+        table.add_row(e["name"], state, e["image"], e["created_at"][:19])
     out.print(table)
+
+
+def _idle_text(seconds: int) -> str:
+    if not seconds:
+        return "never"
+    return f"after {seconds // 60} min without use" if seconds % 60 == 0 else f"after {seconds} s without use"
 
 
 @app.command()
 def show(name: str) -> None:
     """Show an environment: state, image, times, SSH command."""
     e = call(api().get, f"/environments/{name}")
-    rows = [("name", e["name"]), ("state", e["state"] + (f" ({e['status_message']})" if e["status_message"] else "")),
+    why = e["status_message"] or (e["stop_reason"] if e["state"] == "stopped" else "")
+    rows = [("name", e["name"]), ("state", e["state"] + (f" ({why})" if why else "")),
             ("desired", e["desired_state"]), ("image", e["image"]), ("cpus", str(e["cpus"])),
             ("memory", e["memory"]), ("secrets", ", ".join(e["secrets"]) or "-"),
             ("created", e["created_at"][:19]), ("started", (e["started_at"] or "-")[:19]),
+            ("idle stop", _idle_text(e["idle_timeout"])),
             ("ssh", f"dev8 ssh {e['name']}  |  {e['ssh_command']}")]
     if e.get("repo"):
         rows.insert(6, ("repo", e["repo"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dev8.core import audit, auth
+from dev8.core import audit, auth, quotas
 from dev8.core.errors import Forbidden, Invalid, NotFound
 from dev8.store.models import AuditEntry, Environment, User
 
@@ -43,6 +43,27 @@ def update_user(s: Session, admin: User, user_id: int, *, disabled: bool | None 
     if is_admin is not None and is_admin != user.is_admin:
         user.is_admin = is_admin
         audit.record(s, admin, "admin.user.grant_admin" if is_admin else "admin.user.revoke_admin", user.email)
+    return user
+
+
+def set_quota(s: Session, admin: User | None, user: User, caps: dict[str, object], default: quotas.Quota, *,
+              actor_label: str | None = None) -> quotas.Quota:
+    """Set ``user``'s own caps named in ``caps`` (None: the server's default); their caps
+    now. ``admin`` None: the server host's `dev8 admin` (``actor_label``)."""
+    if admin is not None:
+        require_admin(admin)
+    quotas.set_quota(s, user, caps)
+    s.flush()
+    now = quotas.quota_for(s, user, default)
+    audit.record(s, admin, "admin.user.quota", user.email, quotas.describe(now), actor_label=actor_label)
+    return now
+
+
+def get_user(s: Session, admin: User, user_id: int) -> User:
+    require_admin(admin)
+    user = s.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
     return user
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from dev8.core import audit
 from dev8.core.crypto import Keyring
+from dev8.core import quotas
+from dev8.core.quotas import Quota, parse_memory
 from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.envimage import dev8_env as layout
 from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
@@ -23,7 +25,6 @@ from dev8.names import check_env_name, check_image_reference, check_secret_name
 from dev8.runtimes.base import EnvSpec
 from dev8.store.models import Environment, Event, Meta, User, utcnow
 
-MEMORY_RE = re.compile(r"^(\d{1,6})([mg])$")
 PROVIDER_HOSTS = {"github": "github.com", "gitlab": "gitlab.com", "bitbucket": "bitbucket.org"}
 DEFAULT_PROVIDER_SECRETS = {"github": "GITHUB_TOKEN", "gitlab": "GITLAB_TOKEN", "bitbucket": "BITBUCKET_TOKEN"}
 AI_KINDS = ("anthropic", "gemini", "copilot")
@@ -34,6 +35,14 @@ GIT_USERNAME_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 # A marketplace id (publisher.name[@version]) or a .vsix path inside the environment.
 EXTENSION_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*(@[0-9A-Za-z.+-]+)?|[~/A-Za-z0-9._-]{1,300}\.vsix)$")
 MAX_EVENTS_PER_ENV = 500
+MAX_IDLE_TIMEOUT = 30 * 24 * 3600
+
+
+def check_idle_timeout(seconds: int | None) -> int | None:
+    """None (the server's default), 0 (never) or 60 s to 30 days."""
+    if seconds is not None and seconds != 0 and not 60 <= seconds <= MAX_IDLE_TIMEOUT:
+        raise Invalid("idle timeout must be 0 (never) or between 1 minute and 30 days", field="idle_timeout")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -42,17 +51,7 @@ class Limits:
     default_cpus: float
     default_memory: str
     max_secret_bytes: int = 65536
-
-
-def parse_memory(text: str) -> int:
-    """``512m`` / ``4g`` to bytes; between 128 MiB and 256 GiB."""
-    m = MEMORY_RE.fullmatch(text.strip().lower())
-    if not m:
-        raise Invalid(f"invalid memory {text!r}: use e.g. 512m or 4g", field="memory")
-    n = int(m.group(1)) * (1 << 20 if m.group(2) == "m" else 1 << 30)
-    if not (128 << 20) <= n <= (256 << 30):
-        raise Invalid("memory must be between 128m and 256g", field="memory")
-    return n
+    quota: Quota = Quota()  # the server's default caps per user
 
 
 def workspace_folder(env: Environment) -> str:
@@ -158,7 +157,7 @@ def create_environment(
     image: str | None = None, cpus: float | None = None, memory: str | None = None,
     secret_names: list[str] | None = None, repo: str | None = None, branch: str | None = None,
     git: list[dict] | None = None, ai: dict[str, str] | None = None, extensions: list[str] | None = None,
-    new_secrets: dict[str, str] | None = None,
+    new_secrets: dict[str, str] | None = None, idle_timeout: int | None = None,
 ) -> Environment:
     """Validate everything, then write the environment row, its sealed control key and the
     ``new_secrets`` (name → value, set or replaced first, e.g. a token typed into the create
@@ -177,6 +176,7 @@ def create_environment(
         raise Invalid("cpus must be between 0.1 and 64", field="cpus")
     memory = (memory or limits.default_memory).strip().lower()
     parse_memory(memory)
+    check_idle_timeout(idle_timeout)
     options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai, extensions=extensions)
     secret_names = sorted(set(secret_names or []) | set(referenced))
     for secret, value in (new_secrets or {}).items():
@@ -188,10 +188,11 @@ def create_environment(
     check_secrets_exist(s, user, secret_names)
     if s.scalar(select(Environment.id).where(Environment.owner_id == user.id, Environment.name == name)):
         raise Conflict(f"environment {name!r} already exists", field="name")
+    quotas.check(s, user, quotas.quota_for(s, user, limits.quota), name=name, cpus=cpus, memory=memory, new=True)
     key = asyncssh.generate_private_key("ssh-ed25519", comment=f"dev8-control-{name}")
     env = Environment(owner_id=user.id, name=name, image=image, cpus=cpus, memory=memory,
                       secret_names=secret_names, options=options, desired_state="running",
-                      observed_state="pending",
+                      observed_state="pending", idle_timeout=idle_timeout,
                       control_public_key=key.export_public_key("openssh").decode().strip())
     s.add(env)
     try:
@@ -217,16 +218,49 @@ def get_environment(s: Session, user: User, name: str, *, include_deleting: bool
     return env
 
 
-def request_start(s: Session, env: Environment, *, empty_home: bool = False) -> None:
+def _check_quota(s: Session, env: Environment, limits: Limits) -> None:
+    """Starting a stopped ``env`` must fit its owner's caps (a running one is counted)."""
+    if env.desired_state != "running":
+        owner = s.get(User, env.owner_id)
+        assert owner is not None
+        quotas.check(s, owner, quotas.quota_for(s, owner, limits.quota), name=env.name, cpus=env.cpus,
+                     memory=env.memory, new=False)
+
+
+def request_start(s: Session, env: Environment, *, limits: Limits, empty_home: bool = False) -> None:
     """Start it; ``empty_home``: its home storage is gone and the owner agrees to start
     with an empty one (otherwise that is an error asking for exactly this)."""
+    _check_quota(s, env, limits)
     env.desired_state = "running"
     env.generation += 1
     env.updated_at = utcnow()
+    env.stop_reason = ""
     if empty_home:
         env.options = {**(env.options or {}), EMPTY_HOME_OK: True}
     add_event(s, env.id, "request", "ok", "start requested" + (" with an empty home" if empty_home else ""))
     _audit(s, env, "env.start", "empty home" if empty_home else "")
+
+
+def start_on_connect(s: Session, env: Environment, how: str, limits: Limits) -> bool:
+    """Its owner connects (``how``: "SSH", "VS Code", "a preview") to a stopped
+    environment: start it, as ``dev8 start`` would. Whether a start was requested now."""
+    if env.desired_state != "stopped":
+        return False
+    request_start(s, env, limits=limits)
+    add_event(s, env.id, "request", "ok", f"started by a connection ({how})")
+    return True
+
+
+def ready_or_failed(env: Environment) -> str | None:
+    """For a connection waiting on a start: None while it starts, "" once it is ready, else
+    why it will not be (an error, stopped again, deleted)."""
+    if env.desired_state != "running":
+        return f"{env.name} was {'deleted' if env.desired_state == 'deleted' else 'stopped'} meanwhile"
+    if env.observed_state == "running" and env.configured_generation == env.generation:
+        return ""
+    if env.observed_state == "error":
+        return f"{env.name} failed to start: {env.status_message}"
+    return None
 
 
 def request_reconfigure(s: Session, env: Environment) -> None:
@@ -247,18 +281,24 @@ def secret_changed(s: Session, user: User, name: str) -> list[str]:
     return changed
 
 
-def request_stop(s: Session, env: Environment) -> None:
+def request_stop(s: Session, env: Environment, *, reason: str = "") -> None:
+    """Stop it: asked by its owner, or (``reason``, e.g. "stopped after 30 min idle") by
+    dev8 itself, whose caller records that in the audit log."""
     env.desired_state = "stopped"
     env.updated_at = utcnow()
-    add_event(s, env.id, "request", "ok", "stop requested")
-    _audit(s, env, "env.stop")
+    env.stop_reason = reason
+    add_event(s, env.id, "request", "ok", reason or "stop requested")
+    if not reason:
+        _audit(s, env, "env.stop")
 
 
-def request_restart(s: Session, env: Environment) -> None:
+def request_restart(s: Session, env: Environment, *, limits: Limits) -> None:
+    _check_quota(s, env, limits)
     env.desired_state = "running"
     env.restart_requested = True
     env.generation += 1
     env.updated_at = utcnow()
+    env.stop_reason = ""
     add_event(s, env.id, "request", "ok", "restart requested")
     _audit(s, env, "env.restart")
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dev8.core.activity import Activity
 from dev8.core.connections import EnvConnections
 from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
+from dev8.core.quotas import Quota
 from dev8.core.throttle import LoginThrottle
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.base import Runtime
@@ -29,6 +31,7 @@ class ServerContext:
     terminals: PtySessions = field(default_factory=PtySessions)
     app_sessions: AppSessions = field(default_factory=AppSessions)
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    activity: Activity = field(default_factory=Activity)  # use of environments, for idle auto-stop
     # browser_auth.resolve_env's short memory: (token hash, owner, env) → (expires, user, env)
     recent_auth: dict = field(default_factory=dict)
     gateway_host_key: str = ""
@@ -38,4 +41,5 @@ class ServerContext:
     def limits(self) -> Limits:
         s = self.settings
         return Limits(default_image=s.default_image, default_cpus=s.default_cpus, default_memory=s.default_memory,
-                      max_secret_bytes=s.max_secret_bytes)
+                      max_secret_bytes=s.max_secret_bytes,
+                      quota=Quota(s.quota_running, s.quota_environments, s.quota_cpus, s.quota_memory))

@@ -56,7 +56,8 @@ async def create_page(request: Request, user: PageUser) -> Response:
     settings = request.app.state.ctx.settings
     images = list(dict.fromkeys([settings.default_image, *(image_tag(t) for t in IMAGE_TARGETS)]))
     return _render(request, user, "create.html", images=images, default_image=settings.default_image,
-                   default_cpus=settings.default_cpus, default_memory=settings.default_memory)
+                   default_cpus=settings.default_cpus, default_memory=settings.default_memory,
+                   default_idle_minutes=settings.idle_timeout // 60)
 
 
 @router.get("/environments/{name}")

@@ -31,6 +31,9 @@ class Live:
     token_hash: str | None  # None: an SSH login (by key)
     kind: str               # "ssh", "terminal", "websocket": for the audit log
     close: Callable[[str], None] = field(repr=False)  # ends it, with the reason; called on the loop
+    env_id: str | None = None  # the environment it reaches, where one
+    # shows a notice to the person at the other end (an idle warning), where it can
+    tell: Callable[[str], None] | None = field(default=None, repr=False)
 
 
 class LiveConnections:
@@ -38,10 +41,20 @@ class LiveConnections:
         self.db, self.app_sessions, self.every = db, app_sessions, every
         self._live: set[Live] = set()
 
-    def add(self, user_id: int, token_hash: str | None, kind: str, close: Callable[[str], None]) -> Live:
-        live = Live(user_id, token_hash, kind, close)
+    def add(self, user_id: int, token_hash: str | None, kind: str, close: Callable[[str], None],
+            env_id: str | None = None, tell: Callable[[str], None] | None = None) -> Live:
+        live = Live(user_id, token_hash, kind, close, env_id, tell)
         self._live.add(live)
         return live
+
+    def tell(self, env_id: str, message: str) -> None:
+        """Show ``message`` in every open terminal of ``env_id`` that can show one."""
+        for live in list(self._live):
+            if live.env_id == env_id and live.tell is not None:
+                try:
+                    live.tell(message)
+                except Exception:  # noqa: BLE001 - closing meanwhile
+                    pass
 
     def remove(self, live: Live | None) -> None:
         if live is not None:
@@ -49,7 +62,8 @@ class LiveConnections:
 
     @contextlib.contextmanager
     def watching(self, websocket: WebSocket, user_id: int, token_hash: str | None, kind: str,
-                 also: Callable[[], None] | None = None) -> Iterator[None]:
+                 also: Callable[[], None] | None = None, env_id: str | None = None,
+                 tell: Callable[[str], None] | None = None) -> Iterator[None]:
         """While the block runs, a browser WebSocket is live: ending it closes the socket
         (policy violation, with the reason) and runs ``also`` (e.g. ends the shell behind a
         terminal)."""
@@ -57,7 +71,7 @@ class LiveConnections:
             if also is not None:
                 also()
             asyncio.ensure_future(_close(websocket, reason))
-        live = self.add(user_id, token_hash, kind, close)
+        live = self.add(user_id, token_hash, kind, close, env_id, tell)
         try:
             yield
         finally:
@@ -117,9 +131,10 @@ async def _close(websocket: WebSocket, reason: str) -> None:
 
 
 def watching(live: LiveConnections | None, websocket: WebSocket, user_id: int | None, token_hash: str | None,
-             kind: str, also: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[None]:
+             kind: str, also: Callable[[], None] | None = None, env_id: str | None = None,
+             tell: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
     """``live.watching(...)``, or nothing to watch: no registry (handlers tested without a
     server) or no user (an anonymous visitor of a public preview)."""
     if live is None or user_id is None:
         return contextlib.nullcontext()
-    return live.watching(websocket, user_id, token_hash, kind, also)
+    return live.watching(websocket, user_id, token_hash, kind, also, env_id, tell)

@@ -14,6 +14,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from dev8.core import auth
+from dev8.core.activity import IdleStopper, Policy
 from dev8.core.crypto import Keyring, KeyringError
 from dev8.core.secrets import sealed_key_ids
 from dev8.core.connections import EnvConnections
@@ -122,6 +123,8 @@ async def serve(settings: Settings) -> None:
                         reconciler=reconciler, connections=connections, tunnels=Tunnels(connections),
                         terminals=PtySessions(keep_detached=settings.terminal_keep_detached))
     ctx.live = LiveConnections(db, ctx.app_sessions)
+    idle = IdleStopper(db, ctx.activity, Policy(settings.idle_timeout, settings.max_session),
+                       interval=settings.idle_check_interval, warn=ctx.live.tell, stopped=reconciler.wake)
     announce_setup(db, settings)
     http_host, http_port = parse_addr(settings.http_addr)
     ssh_host, ssh_port = parse_addr(settings.ssh_addr)
@@ -139,7 +142,7 @@ async def serve(settings: Settings) -> None:
     # Started once serving begins: opening the store above blocks, but serves nobody yet.
     watchdog = LoopWatchdog(loop, settings.loop_watchdog_ms / 1000).start() if settings.loop_watchdog_ms > 0 else None
     tasks = [asyncio.create_task(server.serve()), asyncio.create_task(reconciler.run()),
-             asyncio.create_task(ctx.live.run())]
+             asyncio.create_task(ctx.live.run()), asyncio.create_task(idle.run())]
     print(f"dev8 server: http {settings.base_url}  ssh {ssh_host}:{ssh_port}  data {settings.data_dir}", flush=True)
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

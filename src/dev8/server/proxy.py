@@ -26,9 +26,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.background import BackgroundTask
 
 from dev8.apphosts import APPS, NAME_RE, app_url, parse_port
+from dev8.core.activity import counts
 from dev8.core.connections import Unreachable
 from dev8.core.auth import hash_token
-from dev8.core.errors import Unauthorized
+from dev8.core import environments as envs
+from dev8.core.errors import Dev8Error, Unauthorized
 from dev8.core.states import State
 from dev8.server.browser_auth import DEV8_COOKIES, NotVisible, authorize_ws, not_found, request_token, resolve_env
 from dev8.server.context import ServerContext
@@ -119,6 +121,14 @@ APP_START_WAIT = 8.0
 APP_PORTS = frozenset(APPS.values())
 
 
+def _start_on_open(ctx: ServerContext, env_id: str, how: str) -> bool:
+    with ctx.db.session() as s:
+        env = s.get(Environment, env_id)
+        started = env is not None and envs.start_on_connect(s, env, how, ctx.limits)
+        s.commit()
+        return started
+
+
 def unavailable(request: Request, status: int, message: str) -> Response:
     """The app is not there (yet): JSON for scripts; for a browser opening a page, one that
     says so and reloads itself, so "Open VS Code" right after `ready` (code-server still
@@ -134,9 +144,21 @@ def unavailable(request: Request, status: int, message: str) -> Response:
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"})
 
 
-async def forward_http(ctx: ServerContext, request: Request, env: Environment, port: int, path: str) -> Response:
-    """Relay ``request`` to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it)."""
+async def forward_http(ctx: ServerContext, request: Request, env: Environment, port: int, path: str,
+                       *, owner_opening: bool = False) -> Response:
+    """Relay ``request`` to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it).
+    ``owner_opening``: its owner's browser opens a page, which starts it when stopped."""
+    ctx.activity.touch(env.id)  # a page, a preview's request, VS Code's assets: use
     if env.observed_state != State.RUNNING:
+        if owner_opening and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            try:
+                if await asyncio.to_thread(_start_on_open, ctx, env.id, "VS Code" if port in APP_PORTS else "a preview"):
+                    ctx.reconciler.wake(env.id)
+                    return unavailable(request, 503, f"starting {env.name}")
+            except Dev8Error as exc:  # a start refused (a quota): say why, no retrying
+                return JSONResponse({"detail": str(exc)}, status_code=409)
+        if env.desired_state == "running":
+            return unavailable(request, 503, f"{env.name} is starting ({env.observed_state})")
         return unavailable(request, 503, f"environment {env.name} is {env.observed_state}")
     try:
         client = await ctx.tunnels.http_client(env, port)
@@ -229,8 +251,13 @@ async def forward_ws(ctx: ServerContext, websocket: WebSocket, env: Environment,
         return
     await websocket.accept(subprotocol=upstream.subprotocol)
 
+    # Frames either way are use of the environment, keep-alives and acks aside (core.activity).
+    touch = ctx.activity.touch
+
     async def down() -> None:
         async for message in upstream:
+            if counts(len(message)):
+                touch(env.id)
             if isinstance(message, bytes):
                 await websocket.send_bytes(message)
             else:
@@ -241,10 +268,13 @@ async def forward_ws(ctx: ServerContext, websocket: WebSocket, env: Environment,
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            if message.get("bytes") is not None:
-                await upstream.send(message["bytes"])
-            elif message.get("text") is not None:
-                await upstream.send(message["text"])
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+            if data is not None:
+                if counts(len(data)):
+                    touch(env.id)
+                await upstream.send(data)
 
     tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
     try:

@@ -135,6 +135,30 @@ class AdminUserPatch(RequestBody):
     is_admin: bool | None = None
 
 
+class QuotaIn(RequestBody):
+    """A user's own caps; null: the server's default; 0 (or "0"): no cap."""
+    running: int | None = Field(default=None, ge=0, le=10_000, description="environments running at once")
+    environments: int | None = Field(default=None, ge=0, le=10_000, description="environments in all")
+    cpus: float | None = Field(default=None, ge=0, le=100_000, description="CPUs of the running ones together")
+    memory: str | None = Field(default=None, max_length=16, description="memory of the running ones together, e.g. 64g")
+
+
+class QuotaUsed(BaseModel):
+    environments: int
+    running: list[str]
+    cpus: float
+    memory: str
+
+
+class QuotaOut(BaseModel):
+    """Caps in effect (0 / "": none) and what is in use."""
+    running: int
+    environments: int
+    cpus: float
+    memory: str
+    used: QuotaUsed
+
+
 class AuditOut(BaseModel):
     id: int
     ts: datetime
@@ -176,6 +200,9 @@ class EnvironmentIn(RequestBody):
     new_secrets: dict[str, str] = Field(default_factory=dict, max_length=16,
                                         description="secrets to set (or replace) together with the environment, "
                                                     "e.g. a token typed into the create form: name → value")
+    idle_timeout: int | None = Field(default=None, ge=0, le=30 * 24 * 3600,
+                                     description="seconds without use before dev8 stops it: 0 never, 60 to 30 "
+                                                 "days; unset: the server's default")
 
 
 class ValidationOut(BaseModel):
@@ -204,6 +231,9 @@ class EnvironmentOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     last_used_at: datetime | None
+    idle_timeout: int = Field(description="seconds without use before dev8 stops it (0: never), its own or the "
+                                          "server's default")
+    stop_reason: str = Field(description="why dev8 stopped it by itself (idle, session limit); empty otherwise")
     ssh_command: str
     vscode_url: str
     terminal_url: str

@@ -6,12 +6,14 @@ control plane's pooled connection to that environment's sshd (core.connections: 
 control-plane key, its pinned host key): shell and exec sessions (with PTY, window changes, signals
 and exit status), the sftp subsystem (so scp/sftp work), and ``direct-tcpip`` forwards
 (``ssh -L``, VS Code Remote-SSH). An environment that is not the user's is refused exactly
-like a key that is not registered.
+like a key that is not registered. Connecting to a stopped environment starts it: the
+client sees a banner, then the start's steps on stderr, and its session once it is ready.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +22,14 @@ from asyncssh.forward import SSHForwarder
 from sqlalchemy import select
 
 from dev8.core import auth
+from dev8.core import environments as envs
 from dev8.core.connections import Endpoint, Unreachable
+from dev8.core.errors import Dev8Error
 from dev8.core.states import State
 from dev8.names import ENV_NAME_RE
 from dev8.server.context import ServerContext
 from dev8.server.live import Live
-from dev8.store.models import Environment, User, note_use
+from dev8.store.models import Environment, Event, User, note_use
 
 log = logging.getLogger("dev8.sshgateway")
 
@@ -34,6 +38,7 @@ log = logging.getLogger("dev8.sshgateway")
 # much more CPU in the relay; every OpenSSH since 6.2 has AES-GCM.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
 WINDOW = 8 * 1024 * 1024
+START_WAIT = 600.0  # seconds a connection waits for the environment it started
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class GatewayServer(asyncssh.SSHServer):
         self.target: Target | None = None
         self._upstream: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._live: Live | None = None
+        self.sessions: set[ProxySession] = set()  # open on this connection
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -73,7 +79,17 @@ class GatewayServer(asyncssh.SSHServer):
         if self.ctx.live is not None and self.target is not None and self.conn is not None:
             conn = self.conn
             self._live = self.ctx.live.add(self.target.user_id, None, "ssh",
-                                           lambda reason: conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason))
+                                           lambda reason: conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason),
+                                           env_id=self.target.env_id, tell=self._tell)
+
+    def _tell(self, message: str) -> None:
+        for session in list(self.sessions):
+            session.notice(message)
+
+    def touch(self) -> None:
+        """Traffic on this connection: use of the environment (idle auto-stop)."""
+        if self.target is not None:
+            self.ctx.activity.touch(self.target.env_id)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.ctx.live is not None:
@@ -112,7 +128,9 @@ class GatewayServer(asyncssh.SSHServer):
                 env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
                 if env is not None and env.desired_state != "deleted":
                     notice = ""
-                    if env.observed_state == State.ERROR and env.status_message:
+                    if env.desired_state == "stopped":
+                        notice = f"dev8: {env.name} is stopped: starting it; connected once it is ready"
+                    elif env.observed_state == State.ERROR and env.status_message:
                         notice = (f"dev8: {env.name} is in error: {env.status_message}\r\n"
                                   f"dev8: connecting anyway; `dev8 restart {env.name}` tries again")
                     return Target(env.id, env.name, user.id, notice)
@@ -131,13 +149,23 @@ class GatewayServer(asyncssh.SSHServer):
         assert self.target is not None
         env_id = self.target.env_id
 
-        def lookup() -> Environment | None:
+        def lookup() -> tuple[Environment | None, bool, int]:
             with self.ctx.db.session() as s:
                 env = s.get(Environment, env_id)
+                last = envs.recent_events(s, env_id, 1)
+                started = env is not None and envs.start_on_connect(s, env, "SSH", self.ctx.limits)
                 if env is not None and env.observed_state == State.RUNNING:
                     note_use(env)  # an SSH session of its owner
-                return env
-        env = await asyncio.to_thread(lookup)
+                s.commit()
+                return env, started, last[-1].id if last else 0
+        try:
+            env, started, seen = await asyncio.to_thread(lookup)
+        except Dev8Error as exc:  # the start was refused (a quota)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(exc)) from None
+        if started:
+            self.ctx.reconciler.wake(env_id)
+        if env is not None and envs.ready_or_failed(env) is None:
+            env = await self._wait_ready(env_id, seen)
         try:
             if env is None:
                 raise Unreachable(f"environment {self.target.name} was deleted")
@@ -150,12 +178,40 @@ class GatewayServer(asyncssh.SSHServer):
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_CONNECT_FAILED, f"environment {self.target.name} is not reachable: {exc}") from None
 
+    async def _wait_ready(self, env_id: str, seen: int) -> Environment:
+        """Until it is ready, each step after event ``seen`` to the waiting sessions
+        (stderr); ChannelOpenError when it fails, stops or takes longer than START_WAIT."""
+        assert self.target is not None
+        name = self.target.name
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_WAIT
+
+        def look(after: int) -> tuple[Environment | None, list[Event]]:
+            with self.ctx.db.session() as s:
+                return s.get(Environment, env_id), envs.events_after(s, env_id, after)
+        while True:
+            env, events = await asyncio.to_thread(look, seen)
+            for ev in events:
+                self._progress(f"{ev.step} {ev.status}" + (f": {ev.message}" if ev.message else ""))
+                seen = ev.id
+            problem = f"{name} was deleted" if env is None else envs.ready_or_failed(env)
+            if problem == "":
+                return env  # type: ignore[return-value]
+            if problem is not None or loop.time() > deadline:
+                raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, problem or (
+                    f"{name} did not get ready within {START_WAIT:.0f} s: see `dev8 show {name}`"))
+            if self.ctx.reconciler.notifier is not None:
+                await self.ctx.reconciler.notifier.wait(env_id, 1.0)
+            else:
+                await asyncio.sleep(0.5)
+
+    def _progress(self, line: str) -> None:
+        for session in list(self.sessions):
+            session.progress(line)
+
     def session_requested(self):  # type: ignore[no-untyped-def]
         assert self.conn is not None
-        return self.conn.create_server_channel(encoding=None), self._session()
-
-    async def _session(self) -> "ProxySession":
-        return ProxySession(await self.upstream())
+        return self.conn.create_server_channel(encoding=None), ProxySession(self)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):  # type: ignore[no-untyped-def]
         return self._tunnel(dest_host, dest_port)
@@ -163,7 +219,19 @@ class GatewayServer(asyncssh.SSHServer):
     async def _tunnel(self, dest_host: str, dest_port: int) -> SSHForwarder:
         upstream = await self.upstream()
         _, peer = await upstream.create_connection(SSHForwarder, dest_host, dest_port)
-        return SSHForwarder(peer)
+        return _UsersForwarder(peer, self.touch)
+
+
+class _UsersForwarder(SSHForwarder):
+    """The user's side of a forward (``ssh -L``, Remote-SSH): what the user sends is use."""
+
+    def __init__(self, peer: SSHForwarder, touch: Callable[[], None]) -> None:
+        super().__init__(peer)
+        self._touch = touch
+
+    def data_received(self, data: bytes, datatype: int | None = None) -> None:
+        self._touch()
+        super().data_received(data, datatype)
 
 
 class _UpstreamSession(asyncssh.SSHClientSession[bytes]):
@@ -198,10 +266,11 @@ class _UpstreamSession(asyncssh.SSHClientSession[bytes]):
 
 
 class ProxySession(asyncssh.SSHServerSession[bytes]):
-    """The user side of a relayed session: waits for the request, then mirrors it upstream."""
+    """The user side of a relayed session: waits for the request and the environment's
+    connection (showing a start's progress meanwhile), then mirrors it upstream."""
 
-    def __init__(self, upstream: asyncssh.SSHClientConnection) -> None:
-        self.upstream = upstream
+    def __init__(self, gateway: GatewayServer) -> None:
+        self.gateway = gateway
         self.chan: asyncssh.SSHServerChannel | None = None
         self.up_chan: asyncssh.SSHClientChannel | None = None
         self.request: dict = {}
@@ -209,6 +278,19 @@ class ProxySession(asyncssh.SSHServerSession[bytes]):
 
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self.chan = chan
+        self.gateway.sessions.add(self)
+
+    def notice(self, message: str) -> None:
+        """A line for the person at a terminal (PTY sessions only: the output of a command
+        or of sftp is not ours to add to)."""
+        if self.chan is not None and "term_type" in self.request and not self.chan.is_closing():
+            self.chan.write_stderr(f"\r\ndev8: {message}\r\n".encode())
+
+    def progress(self, line: str) -> None:
+        """A step of the start this session waits for (not into sftp's byte stream)."""
+        if self.chan is not None and self.up_chan is None and "subsystem" not in self.request \
+                and not self.chan.is_closing():
+            self.chan.write_stderr(f"dev8: {line}\r\n".encode())
 
     def pty_requested(self, term_type: str, term_size: tuple, term_modes: dict) -> bool:
         self.request.update(term_type=term_type, term_size=term_size, term_modes=term_modes)
@@ -237,7 +319,14 @@ class ProxySession(asyncssh.SSHServerSession[bytes]):
         env = {k: v for k, v in (self.chan.get_environment() or {}).items()
                if k in {"LANG", "TERM", "COLORTERM"} or k.startswith("LC_")}
         try:
-            self.up_chan, _ = await self.upstream.create_session(
+            upstream = await self.gateway.upstream()
+        except Exception as exc:  # noqa: BLE001 - told to the user, whatever it was
+            reason = exc.reason if isinstance(exc, asyncssh.ChannelOpenError) else f"{exc.__class__.__name__}: {exc}"
+            self.chan.write_stderr(f"dev8: {reason}\r\n".encode())
+            self.chan.exit(255)
+            return
+        try:
+            self.up_chan, _ = await upstream.create_session(
                 lambda: _UpstreamSession(self), encoding=None, env=env or (), **self.request)
         except (asyncssh.Error, OSError) as exc:
             self.chan.write_stderr(f"dev8: cannot open a session in the environment: {exc}\r\n".encode())
@@ -256,6 +345,7 @@ class ProxySession(asyncssh.SSHServerSession[bytes]):
 
     # user -> environment
     def data_received(self, data: bytes, datatype: int | None) -> None:
+        self.gateway.touch()
         self._upcall("write", data)
 
     def eof_received(self) -> bool:
@@ -281,12 +371,14 @@ class ProxySession(asyncssh.SSHServerSession[bytes]):
             self.up_chan.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.gateway.sessions.discard(self)
         if self.up_chan is not None:
             self.up_chan.close()
 
-    # environment -> user
+    # environment -> user (a command's output is use too: a build printing its progress)
     def write(self, data: bytes, datatype: int | None) -> None:
         assert self.chan is not None
+        self.gateway.touch()
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             self.chan.write_stderr(data)
         else:

@@ -86,7 +86,8 @@ async def app_http(request: Request) -> Response:
         return JSONResponse({"detail": "login required"}, status_code=401)
     except NotVisible:
         return JSONResponse({"detail": "not found"}, status_code=404)
-    return await forward_http(ctx, request, env, target.port, request.url.path.lstrip("/"))
+    return await forward_http(ctx, request, env, target.port, request.url.path.lstrip("/"),
+                              owner_opening=viewer is not None and viewer == env.owner_id)
 
 
 async def redeem_ticket(request: Request) -> Response:

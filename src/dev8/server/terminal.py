@@ -3,7 +3,8 @@ WebSocket at ``…/terminal/ws`` (sessions in ptysessions.py).
 
 WebSocket protocol: binary frames from the server are terminal output. Text frames are
 JSON: from the server ``{"t":"hello","session":ID}`` (then the replay of recent output),
-``{"t":"exit"}`` and ``{"t":"error","message":…}``; from the browser ``{"t":"i","d":TEXT}``
+``{"t":"exit"}``, ``{"t":"error","message":…}`` and ``{"t":"notice","message":…}`` (an idle
+warning); from the browser ``{"t":"i","d":TEXT}``
 (keystrokes), ``{"t":"r","c":COLS,"r":ROWS}`` (resize) and ``{"t":"a","n":BYTES}`` (bytes
 rendered, for flow control).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -100,14 +102,18 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
         await websocket.send_bytes(chunk)
     replay = session.attach(send)
     token, _ = request_token(websocket)
+
+    def tell(message: str) -> None:
+        asyncio.ensure_future(websocket.send_text(json.dumps({"t": "notice", "message": message})))
     try:
-        with watching(ctx.live, websocket, user.id, hash_token(token or ""), "terminal", also=session.close):
+        with watching(ctx.live, websocket, user.id, hash_token(token or ""), "terminal", also=session.close,
+                      env_id=env.id, tell=tell):
             await websocket.send_text(json.dumps({"t": "hello", "session": session.id, "replay": len(replay)}))
             if replay:
                 await websocket.send_bytes(replay)
             replayed.set()
             exited = asyncio.create_task(session.exited.wait())
-            inputs = asyncio.create_task(_read_input(websocket, session))
+            inputs = asyncio.create_task(_read_input(websocket, session, lambda: ctx.activity.touch(env.id)))
             done, _ = await asyncio.wait({exited, inputs}, return_when=asyncio.FIRST_COMPLETED)
             for t in (exited, inputs):
                 t.cancel()
@@ -120,8 +126,9 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
         session.detach(send)
 
 
-async def _read_input(websocket: WebSocket, session: PtySession) -> None:
-    """Until the browser goes away (which ends this normally: the shell stays)."""
+async def _read_input(websocket: WebSocket, session: PtySession, typed: Callable[[], None]) -> None:
+    """Until the browser goes away (which ends this normally: the shell stays). Keystrokes
+    are use of the environment (``typed``); resizes and acknowledgements are not."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -138,6 +145,7 @@ async def _read_input(websocket: WebSocket, session: PtySession) -> None:
         kind = msg.get("t") if isinstance(msg, dict) else None
         if kind == "i" and isinstance(msg.get("d"), str):
             session.write(msg["d"])
+            typed()
         elif kind == "r" and isinstance(msg.get("c"), int) and isinstance(msg.get("r"), int):
             session.resize(msg["c"], msg["r"])
         elif kind == "a" and isinstance(msg.get("n"), int):

@@ -132,8 +132,23 @@ class Environment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Last SSH session, app or terminal opened by its owner (core.environments.mark_used).
+    # Last use by its owner: an SSH session, app or terminal opened (note_use), or traffic
+    # through any of them (core.activity).
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Seconds without use before dev8 stops it; None: the server's default, 0: never.
+    idle_timeout: Mapped[int | None] = mapped_column(Integer)
+    # Why dev8 stopped it by itself ("stopped after 30 min idle"); cleared by a start.
+    stop_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class UserQuota(Base):
+    """A user's own caps (core.quotas); a None cap is the server's default, 0 no cap."""
+    __tablename__ = "user_quotas"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    running: Mapped[int | None] = mapped_column(Integer)
+    environments: Mapped[int | None] = mapped_column(Integer)
+    cpus: Mapped[float | None] = mapped_column(Float)
+    memory: Mapped[str | None] = mapped_column(String(16))
 
 
 class PortShare(Base):

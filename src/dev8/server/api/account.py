@@ -5,11 +5,15 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Body, Request, status
 
-from dev8.core import auth, environments, secrets
+from sqlalchemy.orm import Session
+
+from dev8.core import auth, environments, quotas, secrets
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
 from dev8.server.schemas import (ERROR_RESPONSES, ApiTokenIn, ApiTokenOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
-                                 NewApiTokenOut, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut, UserOut)
+                                 NewApiTokenOut, QuotaOut, QuotaUsed, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut,
+                                 UserOut)
 from dev8.settings import parse_addr
+from dev8.store.models import User
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, route_class=StoreRoute)
 LOGIN_TOKEN_LIFETIME = timedelta(days=30)
@@ -31,6 +35,18 @@ def login(body: LoginIn, request: Request, ctx: Ctx, s: SessionDep) -> TokenOut:
 @router.get("/me", response_model=UserOut)
 def me(user: CurrentUser) -> UserOut:
     return UserOut(email=user.email, username=user.username, is_admin=user.is_admin)
+
+
+def quota_out(s: Session, user: User, caps: quotas.Quota) -> QuotaOut:
+    used = quotas.usage(s, user)
+    return QuotaOut(running=caps.running, environments=caps.environments, cpus=caps.cpus, memory=caps.memory,
+                    used=QuotaUsed(environments=used.environments, running=used.running, cpus=used.cpus,
+                                   memory=f"{used.memory_bytes >> 20}m"))
+
+
+@router.get("/quota", response_model=QuotaOut, summary="Your caps (0: none) and what you use of them")
+def my_quota(ctx: Ctx, user: CurrentUser, s: SessionDep) -> QuotaOut:
+    return quota_out(s, user, quotas.quota_for(s, user, ctx.limits.quota))
 
 
 @router.get("/ssh-info", response_model=SshInfo, summary="Where the SSH gateway listens and its host key")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, status
 
-from dev8.core import admin
+from dev8.core import admin, quotas
 from dev8.server.api.environments import environment_out
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
-from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut, EnvironmentOut
+from dev8.server.api.account import quota_out
+from dev8.server.schemas import (ERROR_RESPONSES, MAX_ROW_ID, AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut,
+                                 EnvironmentOut, QuotaIn, QuotaOut)
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=ERROR_RESPONSES, route_class=StoreRoute)
 
@@ -26,6 +28,20 @@ def create_user(body: AdminUserIn, user: CurrentUser, s: SessionDep) -> AdminUse
 def update_user(user_id: RowId, body: AdminUserPatch, user: CurrentUser, s: SessionDep) -> AdminUserOut:
     changed = admin.update_user(s, user, user_id, disabled=body.disabled, is_admin=body.is_admin)
     return AdminUserOut.model_validate(changed, from_attributes=True)
+
+
+@router.get("/users/{user_id:int}/quota", response_model=QuotaOut, summary="A user's caps and use")
+def get_quota(user_id: RowId, ctx: Ctx, user: CurrentUser, s: SessionDep) -> QuotaOut:
+    target = admin.get_user(s, user, user_id)
+    return quota_out(s, target, quotas.quota_for(s, target, ctx.limits.quota))
+
+
+@router.put("/users/{user_id:int}/quota", response_model=QuotaOut,
+            summary="Set a user's caps (null: the server's default, 0: none)")
+def set_quota(user_id: RowId, body: QuotaIn, ctx: Ctx, user: CurrentUser, s: SessionDep) -> QuotaOut:
+    target = admin.get_user(s, user, user_id)
+    caps = admin.set_quota(s, user, target, body.model_dump(), ctx.limits.quota)
+    return quota_out(s, target, caps)
 
 
 @router.get("/environments", response_model=list[EnvironmentOut], summary="Every user's environments")

@@ -39,6 +39,8 @@ def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         repo=((env.options or {}).get("repo") or {}).get("url"),
         git_hosts=[p["host"] for p in ((env.options or {}).get("git") or {}).get("providers", [])],
         created_at=env.created_at, started_at=env.started_at, last_used_at=env.last_used_at,
+        idle_timeout=ctx.settings.idle_timeout if env.idle_timeout is None else env.idle_timeout,
+        stop_reason=env.stop_reason or "",
         ssh_command=f"ssh -p {port} {env.name}@{host}",
         vscode_url=app_url(ctx.settings.base_url, ctx.settings.app_domain, "vscode", env.name, user.username)
         + "?" + urlencode({"folder": envs.workspace_folder(env)}),
@@ -62,7 +64,8 @@ def _create(ctx: Ctx, user: User, body: EnvironmentIn, *, dry_run: bool) -> Envi
                                       image=body.image, cpus=body.cpus, memory=body.memory,
                                       secret_names=body.secrets, repo=body.repo, branch=body.branch,
                                       git=[g.model_dump() for g in body.git], ai=body.ai,
-                                      extensions=body.extensions, new_secrets=body.new_secrets)
+                                      extensions=body.extensions, new_secrets=body.new_secrets,
+                                      idle_timeout=body.idle_timeout)
         out = environment_out(ctx, env, user)
         if dry_run:
             s.rollback()
@@ -114,7 +117,7 @@ async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., Non
 @router.post("/{name}/start", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
 async def start(name: str, ctx: Ctx, user: CurrentUser, empty_home: bool = Query(
         False, description="its home storage is gone (an error says so): start with an empty one")) -> EnvironmentOut:
-    return await _transition(ctx, user, name, envs.request_start, empty_home=empty_home)
+    return await _transition(ctx, user, name, envs.request_start, limits=ctx.limits, empty_home=empty_home)
 
 
 @router.post("/{name}/stop", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
@@ -124,7 +127,7 @@ async def stop(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
 
 @router.post("/{name}/restart", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)
 async def restart(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
-    return await _transition(ctx, user, name, envs.request_restart)
+    return await _transition(ctx, user, name, envs.request_restart, limits=ctx.limits)
 
 
 @router.post("/{name}/reconfigure", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED,

@@ -83,6 +83,7 @@
   function body() {
     const b = { name: val("f-name"), image: val("f-image") || null, cpus: val("f-cpus") ? Number(val("f-cpus")) : null,
                 memory: val("f-memory") || null, repo: val("f-repo") || null, branch: val("f-branch") || null,
+                idle_timeout: val("f-idle") !== "" ? Math.round(Number(val("f-idle")) * 60) : null,
                 git: [], ai: {}, new_secrets: {} };
     [...gitRows.children].forEach((row, i) => {
       for (const part of ["kind", "host", "username"]) {

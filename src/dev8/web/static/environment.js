@@ -37,7 +37,9 @@
                      ["Repository", env.repo || "—"], ["Git hosts", env.git_hosts.join(", ") || "—"],
                      ["Secrets", env.secrets.join(", ") || "none"], ["Created", when(env.created_at)],
                      ["Last started", when(env.started_at)], ["Last used", when(env.last_used_at)]];
+    details.push(["Idle stop", env.idle_timeout ? `after ${Math.round(env.idle_timeout / 60)} min without use` : "never"]);
     if (env.status_message && env.state !== "running") details.push(["Status", env.status_message]);
+    else if (env.stop_reason && env.state === "stopped") details.push(["Status", env.stop_reason]);
     redraw($("details"), details, () => $("details").replaceChildren(...details.flatMap(([k, v]) => [
       el("dt", { textContent: k }), el("dd", { textContent: v, dataset: { detail: k } })])));
   }
@@ -91,11 +93,17 @@
   }
 
   async function refreshEvents() {
-    const events = await api("GET", path + "/events?follow=false&last=25");
+    const events = await api("GET", path + "/events?follow=false&last=25");  // oldest first
+    const newest = events[events.length - 1];
     redraw($("events"), events, () => $("events").replaceChildren(...events.reverse().map((ev) => el("li", { dataset: { status: ev.status } },
       el("time", { dateTime: ev.ts, textContent: when(ev.ts) }), " ", el("strong", { textContent: ev.step }), " ",
       el("span", { className: "state " + ({ ok: "running", error: "error", warning: "error" }[ev.status] || "starting"),
                    textContent: ev.status }), " ", el("span", { textContent: ev.message })))));
+    // The newest event a warning that dev8 stops it soon (idle, session limit): say so up top.
+    const warning = newest && newest.step === "idle" && newest.status === "warning" && state === "running";
+    if (warning) statusEl.textContent = newest.message;
+    else if (statusEl.dataset.idle) statusEl.textContent = "";
+    statusEl.dataset.idle = warning ? "1" : "";
   }
 
   async function act(action) {

@@ -26,7 +26,9 @@
          el("a", { href: "/environments/" + encodeURIComponent(env.name), className: "env-name", dataset: key("page") },
             el("strong", { textContent: env.name }))),
       el("td", { dataset: { label: "State" } }, el("span", { className: "state " + env.state, textContent: env.state,
-                                                          title: env.status_message || "" })),
+                                                          title: env.status_message || "" }),
+         ...(env.state === "stopped" && env.stop_reason
+           ? [el("span", { className: "muted stop-reason", textContent: " " + env.stop_reason })] : [])),
       el("td", { dataset: { label: "Image" }, textContent: env.image }),
       el("td", { className: "repo", dataset: { label: "Repository" }, textContent: env.repo || "—", title: env.repo || "" }),
       el("td", { dataset: { label: "Created" }, textContent: when(env.created_at) }),

@@ -44,6 +44,10 @@
       } else if (msg.t === "error") {
         ended = true;
         status(msg.message, true);
+      } else if (msg.t === "notice") {
+        const text = String(msg.message).replace(/[\x00-\x1f\x7f]/g, "");
+        term.write(`\r\n\x1b[33mdev8: ${text}\x1b[0m\r\n`);
+        status(text, true);
       }
     };
     ws.onclose = () => {

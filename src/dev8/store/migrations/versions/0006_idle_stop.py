@@ -1,0 +1,25 @@
+"""environments: their own idle timeout (seconds; NULL: the server's default, 0: never)
+and why dev8 last stopped them by itself (idle, session limit)
+
+Revision ID: 0006
+Revises: 0005
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("environments") as batch:
+        batch.add_column(sa.Column("idle_timeout", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("stop_reason", sa.Text(), nullable=False, server_default=""))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("environments") as batch:
+        batch.drop_column("stop_reason")
+        batch.drop_column("idle_timeout")

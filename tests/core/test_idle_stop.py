@@ -1,0 +1,91 @@
+"""Idle auto-stop, the session limit and auto-start on connect, on a real server (fake
+runtime) with OpenSSH clients through the gateway: use is traffic, not an open
+connection; a warning comes first, in the events and in open terminals; the reason shows
+in the API, CLI and audit; `ssh` to a stopped environment starts it and shows how far."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Dev8Server, User, unique, wait_until
+from tests.support import fake_server as support_fake_server
+
+IDLE, SESSION = 10, 45  # seconds: the server's default idle timeout and its session limit
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev8Server]:
+    with support_fake_server(tmp_path_factory.mktemp("idle"), DEV8_IDLE_TIMEOUT=str(IDLE),
+                             DEV8_MAX_SESSION=str(SESSION), DEV8_IDLE_CHECK_INTERVAL="0.5") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def dana(server: Dev8Server, tmp_path_factory: pytest.TempPathFactory) -> User:
+    return User(server, "dana@example.com", tmp_path_factory.mktemp("dana"))
+
+
+def env(user: User, name: str) -> dict:
+    return user.http().get(f"/environments/{name}").json()
+
+
+def audit_rows(server: Dev8Server, action: str) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(server.data_dir / "dev8.db") as db:
+        return list(db.execute("SELECT actor, target, detail FROM audit_log WHERE action = ?", (action,)))
+
+
+def test_idle_environments_stop_after_a_warning_while_used_ones_keep_running(server: Dev8Server, dana: User,
+                                                                             tmp_path: Path) -> None:
+    idle, busy, never = unique("idle"), unique("busy"), unique("never")
+    dana.cli("create", idle)
+    dana.cli("create", busy)
+    dana.cli("create", never, "--idle-timeout", "0")
+    assert env(dana, idle)["idle_timeout"] == IDLE and env(dana, never)["idle_timeout"] == 0
+    # a terminal left open with nothing happening in it is not use
+    forgotten = subprocess.Popen([*dana.ssh_args(idle)[:-1], "-tt", dana.ssh_args(idle)[-1], "sleep 120"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = time.monotonic()
+    while env(dana, idle)["state"] != "stopped" and time.monotonic() - started < 40:
+        assert dana.ssh(busy, "echo working").stdout.strip() == "working"  # use, through the gateway
+        time.sleep(1.5)
+    stopped = env(dana, idle)
+    assert stopped["state"] == "stopped" and stopped["stop_reason"] == f"stopped after {IDLE} s idle", stopped
+    _, err = forgotten.communicate(timeout=30)  # its session ended with the environment
+    assert f"dev8: {idle} stops in" in err.decode() and "unless it is used" in err.decode(), err
+    events = dana.http().get(f"/environments/{idle}/events", params={"follow": "false", "last": 50}).json()
+    kinds = [(e["step"], e["status"], e["message"]) for e in events]
+    warned = next(i for i, k in enumerate(kinds) if k[:2] == ("idle", "warning"))
+    asked = next(i for i, k in enumerate(kinds) if k == ("request", "ok", f"stopped after {IDLE} s idle"))
+    assert warned < asked, kinds
+    assert (dana.email + "/" + idle, f"stopped after {IDLE} s idle") in [(t, d) for _, t, d in audit_rows(server, "env.auto_stop")]
+    assert env(dana, busy)["state"] == "running" and env(dana, never)["state"] == "running"
+    assert f"stopped after {IDLE} s idle" in " ".join(dana.cli("list").stdout.split())
+    # connecting starts it again (the reason is cleared): a banner, the steps, then the command
+    back = dana.ssh(idle, "echo back", timeout=120)
+    assert back.returncode == 0 and back.stdout.strip() == "back", back.stderr
+    assert f"dev8: {idle} is stopped: starting it" in back.stderr, back.stderr
+    assert "dev8: start ok" in back.stderr and "dev8: ready ok" in back.stderr, back.stderr
+    assert env(dana, idle)["stop_reason"] == "" and env(dana, idle)["state"] == "running"
+    assert ("request", "ok", "started by a connection (SSH)") in [
+        (e["step"], e["status"], e["message"]) for e in
+        dana.http().get(f"/environments/{idle}/events", params={"follow": "false", "last": 50}).json()]
+    # bad timeouts change nothing
+    for bad in ("5s", "soon", "-1m"):
+        r = dana.cli("create", unique("bad"), "--idle-timeout", bad, check=False)
+        assert r.returncode != 0, bad
+    r = dana.http().post("/environments", json={"name": unique("bad"), "idle_timeout": 30})
+    assert r.status_code == 422 and r.json()["field"] == "idle_timeout"
+    assert not [e for e in dana.http().get("/environments").json() if e["name"].startswith("bad")]
+
+
+def test_the_session_limit_stops_even_a_busy_environment(server: Dev8Server, dana: User) -> None:
+    never = unique("long")
+    dana.cli("create", never, "--idle-timeout", "0")
+    wait_until(lambda: env(dana, never)["state"] == "stopped", timeout=SESSION + 30, interval=1,
+               what="the session limit")
+    assert env(dana, never)["stop_reason"] == f"stopped after {SESSION} s running (this dev8's session limit)"
