@@ -382,6 +382,9 @@ def start_git_server(docker_client: docker.DockerClient, network: str, tls: Path
     docker_client.networks.get(network).connect(container, aliases=[GIT_HOST, GITLAB_HOST])
     wait_until(lambda: "app.git" in container.exec_run("ls /srv/git/org").output.decode(), timeout=30,
                what="git server repository")
+    # and listening (the repository is made first: under load the server came up later)
+    listening = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 8443), 2).close()"]
+    wait_until(lambda: container.exec_run(listening).exit_code == 0, timeout=30, what="git server listening")
     return container
 
 

@@ -89,3 +89,51 @@ def test_the_session_limit_stops_even_a_busy_environment(server: Dev8Server, dan
     wait_until(lambda: env(dana, never)["state"] == "stopped", timeout=SESSION + 30, interval=1,
                what="the session limit")
     assert env(dana, never)["stop_reason"] == f"stopped after {SESSION} s running (this dev8's session limit)"
+
+
+def test_browser_terminals_keystrokes_are_use_and_an_idle_one_gets_the_warning(server: Dev8Server,
+                                                                               dana: User) -> None:
+    import asyncio
+    import contextlib
+    import json
+
+    import websockets
+
+    from tests.support import set_web_password, web_login
+    set_web_password(dana)
+    typing, watching = unique("type"), unique("watch")
+    for name in (watching, typing):
+        dana.cli("create", name)
+    cookie = web_login(server, dana.email).cookies["dev8_session"]
+
+    async def terminal(name: str) -> websockets.ClientConnection:
+        ws = await websockets.connect(f"{server.url.replace('http://', 'ws://')}/@{dana.username}/{name}/terminal/ws",
+                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=server.url)
+        assert json.loads(await asyncio.wait_for(ws.recv(), 20))["t"] == "hello"
+        return ws
+
+    async def go() -> list[str]:
+        idle = await terminal(watching)
+        typed = await terminal(typing)
+        notices: list[str] = []
+
+        async def read(ws: websockets.ClientConnection) -> None:
+            async for message in ws:
+                if isinstance(message, str) and json.loads(message)["t"] == "notice":
+                    notices.append(json.loads(message)["message"])
+        reader = asyncio.create_task(read(idle))
+        drain = asyncio.create_task(read(typed))
+        start = asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - start < IDLE + 8:
+            await typed.send(json.dumps({"t": "i", "d": "echo still here\n"}))
+            with contextlib.suppress(websockets.ConnectionClosed):  # closed once it stops
+                await idle.send(json.dumps({"t": "r", "c": 100, "r": 30}))  # a resize is not use
+            await asyncio.sleep(1)
+        reader.cancel()
+        drain.cancel()
+        for ws in (typed, idle):
+            await ws.close()
+        return notices
+    notices = asyncio.run(go())
+    assert env(dana, watching)["state"] == "stopped" and env(dana, typing)["state"] == "running"
+    assert any(n.startswith(f"{watching} stops in") for n in notices), notices

@@ -47,7 +47,13 @@ async def _run(process: asyncssh.SSHServerProcess, root: Path) -> None:
 
     async def feed() -> None:
         try:
-            while data := await process.stdin.read(65536):
+            while True:
+                try:
+                    data = await process.stdin.read(65536)
+                except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived, asyncssh.SignalReceived):
+                    continue  # asyncssh raises these from read(); the shell's input goes on
+                if not data:
+                    break
                 proc.stdin.write(data)
                 await proc.stdin.drain()
         except (asyncssh.Error, OSError):
