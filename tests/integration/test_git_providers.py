@@ -114,3 +114,33 @@ def test_gh_and_glab_auth_status_succeed_against_the_server_without_a_prompt(
     # glab exits 0 either way (its "status" is informational); it reports the refusal in words
     bad_glab = alice.ssh(name, f"glab auth status --hostname {GITLAB_HOST}:8443", timeout=60)
     assert "401" in bad_glab.stdout + bad_glab.stderr and "gitlab-dev" not in bad_glab.stdout + bad_glab.stderr
+
+
+def test_dotfiles_are_cloned_with_the_environments_git_login_and_installed_once(git_setup, tmp_path: Path):  # type: ignore[no-untyped-def]
+    server, git_server = git_setup
+    repo_container = git_server({"x-access-token": TOKEN})
+    seed = ("set -e; d=/tmp/dots; git init -q -b main $d; cd $d; "
+            "printf 'echo dotfiles for $(whoami)\\necho \"alias ll=ls\" >> ~/.bash_aliases\\n' > install.sh; "
+            "git add .; git -c user.name=t -c user.email=t@t commit -qm dots; "
+            "git clone -q --bare $d /srv/git/alice/dotfiles.git")
+    assert repo_container.exec_run(["sh", "-c", seed]).exit_code == 0
+    alice = User(server, "alice@example.com", tmp_path / "alice")
+    alice.cli("secrets", "set", "CORP_TOKEN", input=TOKEN)
+    bad = alice.cli("dotfiles", "set", "ftp://example.com/dots", check=False)
+    assert bad.returncode == 1 and "invalid repository URL" in bad.stderr
+    alice.cli("dotfiles", "set", f"https://{GIT_HOST}:8443/alice/dotfiles.git")
+    assert alice.cli("dotfiles", "show").stdout.strip() == f"https://{GIT_HOST}:8443/alice/dotfiles.git"
+    name = unique("dots")
+    login = f"github@{GIT_HOST}:8443=CORP_TOKEN"
+    created = alice.cli("create", name, "--git", login)
+    assert "✓ dotfiles" in created.stdout and "ran install.sh: dotfiles for dev" in created.stdout, created.stdout
+    assert alice.ssh(name, "cat ~/.bash_aliases").stdout == "alias ll=ls\n"
+    alice.cli("restart", name)  # once per home: not again
+    assert alice.ssh(name, "cat ~/.bash_aliases").stdout == "alias ll=ls\n"
+    # a repository that cannot be cloned is a warning; the environment is ready all the same
+    alice.cli("dotfiles", "set", f"https://{GIT_HOST}:8443/alice/missing.git")
+    other = unique("dots")
+    broken = alice.cli("create", other, "--git", login)
+    assert "! dotfiles: dev8-env dotfiles failed" in broken.stdout and f"{other} is ready" in broken.stdout, broken.stdout
+    alice.cli("dotfiles", "clear")
+    assert alice.cli("dotfiles", "show").stdout.strip() == "no dotfiles repository"

@@ -84,3 +84,61 @@ def test_a_full_tmpfs_is_an_error_naming_the_secret_sizes_never_values(tmp_path)
         assert "s3cr3t" not in r.stderr
     finally:
         subprocess.run(["umount", str(run_dir)], check=True)
+
+
+def _repo(path: Path, files: dict[str, str], executable: tuple[str, ...] = ()) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+        if name in executable:
+            (path / name).chmod(0o755)
+    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(path), "commit", "-qm", "dotfiles"], check=True, env=env)
+    return f"file://{path}"
+
+
+def dotfiles(tmp_path: Path, url: str) -> subprocess.CompletedProcess:
+    home = tmp_path / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps({"dotfiles": {"url": url, "branch": None}}))
+    env = {**os.environ, "DEV8_RUN_DIR": str(run_dir), "HOME": str(home)}
+    return subprocess.run([sys.executable, str(HELPER), "dotfiles"], capture_output=True, text=True, env=env)
+
+
+def test_dotfiles_run_the_first_install_script_once(tmp_path):
+    url = _repo(tmp_path / "repo", {"install.sh": "echo installing; touch \"$HOME/ran-install\"\n",
+                                    "setup.sh": "touch \"$HOME/ran-setup\"\n", ".bashrc": "x\n"})
+    r = dotfiles(tmp_path, url)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"reason": "ran install.sh: installing"}
+    home = tmp_path / "home"
+    assert (home / "ran-install").exists() and not (home / "ran-setup").exists()  # the first one only
+    assert not (home / ".bashrc").exists()  # a script decides what goes where
+    assert (home / ".dotfiles.log").read_text().strip() == "installing"
+    again = dotfiles(tmp_path, url)
+    assert json.loads(again.stdout) == {"reason": "already installed in ~/.dotfiles"}
+
+
+def test_dotfiles_without_a_script_are_linked_and_the_homes_own_files_kept(tmp_path):
+    url = _repo(tmp_path / "repo", {".vimrc": "set nu\n", ".bashrc": "theirs\n", "README.md": "x\n",
+                                    ".gitignore": "x\n"})
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".bashrc").write_text("mine\n")
+    r = dotfiles(tmp_path, url)
+    assert json.loads(r.stdout) == {"reason": "linked .vimrc; kept the home's own .bashrc"}
+    home = tmp_path / "home"
+    assert (home / ".vimrc").is_symlink() and (home / ".vimrc").read_text() == "set nu\n"
+    assert (home / ".bashrc").read_text() == "mine\n" and not (home / "README.md").exists()
+
+
+def test_a_failing_install_script_is_an_error_with_its_output(tmp_path):
+    url = _repo(tmp_path / "repo", {"bootstrap.sh": "echo missing-tool >&2; exit 3\n"}, executable=("bootstrap.sh",))
+    r = dotfiles(tmp_path, url)
+    assert r.returncode == 1 and "bootstrap.sh failed (exit 3): missing-tool" in r.stderr, r.stderr
+    bad = dotfiles(tmp_path / "other", "file:///nonexistent/dotfiles.git")
+    assert bad.returncode == 1 and "git clone of file:///nonexistent/dotfiles.git failed" in bad.stderr

@@ -26,11 +26,16 @@ keys_app = typer.Typer(help="Manage the SSH public keys that may log in through 
 secrets_app = typer.Typer(help="Manage secrets (write-only: values are never shown back).", no_args_is_help=True)
 image_app = typer.Typer(help="Environment images.", no_args_is_help=True)
 env_app = typer.Typer(help="Operations on a running environment.", no_args_is_help=True)
+dotfiles_app = typer.Typer(help="Your dotfiles repository, installed into each new environment: cloned into "
+                                "~/.dotfiles with the environment's git logins, then its install script run "
+                                "(install.sh, bootstrap.sh, setup.sh, …), else its dotfiles linked into the home.",
+                           no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(image_app, name="image")
 app.add_typer(env_app, name="env")
+app.add_typer(dotfiles_app, name="dotfiles")
 
 # Piped output is not cut at 80 columns: URLs and commands must survive a pipe whole.
 out = Console() if sys.stdout.isatty() else Console(width=200)
@@ -518,6 +523,29 @@ def delete(name: str, keep_volume: Annotated[bool, typer.Option("--keep-volume",
 def env_reconfigure(name: str) -> None:
     """Push configuration and current secret values into a running environment (no restart)."""
     _action(name, "reconfigure", {"ready"})
+
+
+@dotfiles_app.command("set")
+def dotfiles_set(url: str, branch: Annotated[Optional[str], typer.Option(help="Branch to clone")] = None) -> None:
+    """Use URL (https://host/owner/dotfiles.git) for environments created from now on."""
+    d = call(api().request, "PUT", "/dotfiles", json={"url": url, "branch": branch})
+    out.print(f"dotfiles: {d['url']}" + (f" ({d['branch']})" if d["branch"] else "")
+              + "  (new environments; the git host needs a --git login in them unless it is public)", highlight=False)
+
+
+@dotfiles_app.command("show")
+def dotfiles_show() -> None:
+    """Your dotfiles repository."""
+    d = call(api().get, "/dotfiles")
+    out.print(d["url"] + (f" ({d['branch']})" if d["branch"] else "") if d["url"] else "no dotfiles repository",
+              highlight=False)
+
+
+@dotfiles_app.command("clear")
+def dotfiles_clear() -> None:
+    """Stop installing dotfiles into new environments (existing homes keep theirs)."""
+    call(api().request, "DELETE", "/dotfiles")
+    out.print("no dotfiles repository")
 
 
 @app.command()

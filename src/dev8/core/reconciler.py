@@ -18,6 +18,7 @@ from sqlalchemy import select
 from dev8.core import envssh
 from dev8.core.connections import Endpoint, EnvConnections, Unreachable
 from dev8.core.crypto import Keyring
+from dev8.core.dotfiles import dotfiles_config
 from dev8.core.environments import EMPTY_HOME_OK, add_event, installation_id, spec_of
 from dev8.core.faults import crash_point
 from dev8.core.notify import EventNotifier
@@ -321,13 +322,18 @@ class Reconciler:
         loop = asyncio.get_running_loop()
         conn = await self._step(env.id, "sshd", lambda: self.connections.wait(
             endpoint, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
+        sent: dict = {}
+
         async def configure() -> dict:
             # Inside the step: a secret that cannot be decrypted fails it, naming the secret.
-            return await envssh.configure(conn, await asyncio.to_thread(self._configuration, env))
+            sent.update(await asyncio.to_thread(self._configuration, env))
+            return await envssh.configure(conn, sent)
         await self._step(env.id, "configure", configure, STEP_TIMEOUT)
         options = env.options or {}
         if options.get("repo"):
             await self._optional_step(env.id, "clone", conn, "dev8-env clone")
+        if sent.get("dotfiles"):  # once per home: dev8-env skips a home that has them
+            await self._optional_step(env.id, "dotfiles", conn, "dev8-env dotfiles")
         if options.get("extensions") or (options.get("ai") or {}).get("copilot"):
             await self._optional_step(env.id, "extensions", conn, "dev8-env extensions")
         await asyncio.to_thread(self._update, env.id, observed_state=State.RUNNING,
@@ -385,8 +391,8 @@ class Reconciler:
         return key
 
     async def _optional_step(self, env_id: str, step: str, conn, command: str) -> None:  # type: ignore[no-untyped-def]
-        """Clone, extensions: a failure is reported as a warning event, but the environment
-        still becomes ready (the user can fix a token and retry by hand)."""
+        """Clone, dotfiles, extensions: a failure is reported as a warning event, but the
+        environment still becomes ready (the user can fix a token and retry by hand)."""
         await self._emit(env_id, step, "running")
         try:
             result = await envssh.run_json(conn, command, timeout=OPTIONAL_STEP_TIMEOUT)
@@ -407,4 +413,5 @@ class Reconciler:
                     **({"extensions_gallery": self.extensions_gallery} if self.extensions_gallery else {}),
                     **({"ca_certificates": self.ca_certificates} if self.ca_certificates else {}),
                     **(env.options or {}),
+                    **dotfiles_config(owner),
                     "secrets": reveal_secrets(s, self.keyring, env.owner_id, list(env.secret_names or []))}

@@ -6,6 +6,8 @@ The control plane runs it over SSH as user ``dev``:
     dev8-env configure    < JSON   write configuration and secrets to the tmpfs
     dev8-env status                print what is configured (names only) as JSON
     dev8-env clone                 clone the configured repository (once) into ~/workspace
+    dev8-env dotfiles              clone the user's dotfiles (once) into ~/.dotfiles, run its
+                                   install script, else link its dotfiles into the home
     dev8-env health                per-service state from the supervisor (runit) as JSON
     dev8-env extensions            install the configured VS Code extensions that are missing
     dev8-env ports                 TCP ports listening inside the environment, as JSON
@@ -283,6 +285,61 @@ def clone() -> dict:
     return {"cloned": True, "path": target}
 
 
+# What Codespaces looks for, in its order; without any, the repository's dotfiles are linked.
+INSTALL_SCRIPTS = ("install.sh", "install", "bootstrap.sh", "bootstrap", "script/bootstrap",
+                   "setup.sh", "setup", "script/setup")
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())[-500:]
+
+
+def dotfiles() -> dict:
+    """Clone the user's dotfiles repository into ~/.dotfiles once (a home that has it keeps
+    it: restarts and new images do not run it again), then run its first install script
+    (output also in ~/.dotfiles.log), else link its top-level dotfiles into the home where
+    nothing of that name exists yet."""
+    spec = _load_config().get("dotfiles") or {}
+    url = spec.get("url")
+    if not url:
+        return {"reason": "no dotfiles repository"}
+    target = os.path.expanduser("~/.dotfiles")
+    if os.path.exists(target):
+        return {"reason": "already installed in ~/.dotfiles"}
+    cmd = ["git", "clone", "--quiet", "--depth", "1"] + (["--branch", spec["branch"]] if spec.get("branch") else [])
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    proc = subprocess.run([*cmd, "--", url, target], capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        raise ValueError(f"git clone of {url} failed: {proc.stderr.strip()[-500:]}")
+    for script in INSTALL_SCRIPTS:
+        path = os.path.join(target, script)
+        if not os.path.isfile(path):
+            continue
+        with open(path, "rb") as f:
+            shebang = f.read(2) == b"#!"
+        # as a shell would: its own interpreter where it names one, else sh
+        argv = [path] if shebang and os.access(path, os.X_OK) else ["sh", path]
+        run = subprocess.run(argv, cwd=target, capture_output=True, text=True, env=env, timeout=600)
+        output = run.stdout + run.stderr
+        with open(os.path.expanduser("~/.dotfiles.log"), "w", encoding="utf-8") as log:
+            log.write(output)
+        if run.returncode != 0:
+            raise ValueError(f"{script} failed (exit {run.returncode}): {_tail(output)}")
+        return {"reason": f"ran {script}" + (f": {_tail(output)}" if output.strip() else "")}
+    linked, kept = [], []
+    for entry in sorted(os.listdir(target)):
+        if not entry.startswith(".") or entry in {".git", ".github", ".gitignore", ".gitmodules"}:
+            continue
+        home_path = os.path.expanduser(f"~/{entry}")
+        if os.path.lexists(home_path):
+            kept.append(entry)
+            continue
+        os.symlink(os.path.join(target, entry), home_path)
+        linked.append(entry)
+    return {"reason": (f"linked {', '.join(linked)}" if linked else "nothing to link")
+                      + (f"; kept the home's own {', '.join(kept)}" if kept else "")}
+
+
 CODE_SERVER = "/opt/dev8/node/bin/code-server"
 CODE_SERVER_SERVICE = "/etc/dev8/service/code-server"
 CODE_SERVER_DATA = os.path.expanduser("~/.local/share/code-server")
@@ -386,6 +443,8 @@ def main(argv: list[str]) -> int:
             result = {"version": VERSION}
         elif cmd == "clone":
             result = clone()
+        elif cmd == "dotfiles":
+            result = dotfiles()
         elif cmd == "health":
             result = health()
         elif cmd == "extensions":

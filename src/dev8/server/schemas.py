@@ -135,6 +135,16 @@ class AdminUserPatch(RequestBody):
     is_admin: bool | None = None
 
 
+class DotfilesIn(RequestBody):
+    url: str = Field(max_length=2048, description="https://host/owner/dotfiles.git")
+    branch: str | None = Field(default=None, max_length=200)
+
+
+class DotfilesOut(BaseModel):
+    url: str | None = Field(description="cloned into each new environment's ~/.dotfiles; null: none")
+    branch: str | None
+
+
 class QuotaIn(RequestBody):
     """A user's own caps; null: the server's default; 0 (or "0"): no cap."""
     running: int | None = Field(default=None, ge=0, le=10_000, description="environments running at once")

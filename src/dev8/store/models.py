@@ -55,6 +55,9 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A dotfiles repository installed into each new environment (dev8-env dotfiles).
+    dotfiles_url: Mapped[str | None] = mapped_column(String(2048))
+    dotfiles_branch: Mapped[str | None] = mapped_column(String(200))
 
 
 class ApiToken(Base):

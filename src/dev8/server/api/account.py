@@ -7,9 +7,9 @@ from fastapi import APIRouter, Body, Request, status
 
 from sqlalchemy.orm import Session
 
-from dev8.core import auth, environments, quotas, secrets
+from dev8.core import auth, dotfiles, environments, quotas, secrets
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
-from dev8.server.schemas import (ERROR_RESPONSES, ApiTokenIn, ApiTokenOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
+from dev8.server.schemas import (ERROR_RESPONSES, ApiTokenIn, ApiTokenOut, DotfilesIn, DotfilesOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
                                  NewApiTokenOut, QuotaOut, QuotaUsed, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut,
                                  UserOut)
 from dev8.settings import parse_addr
@@ -47,6 +47,24 @@ def quota_out(s: Session, user: User, caps: quotas.Quota) -> QuotaOut:
 @router.get("/quota", response_model=QuotaOut, summary="Your caps (0: none) and what you use of them")
 def my_quota(ctx: Ctx, user: CurrentUser, s: SessionDep) -> QuotaOut:
     return quota_out(s, user, quotas.quota_for(s, user, ctx.limits.quota))
+
+
+@router.get("/dotfiles", response_model=DotfilesOut, summary="Your dotfiles repository")
+def get_dotfiles(user: CurrentUser) -> DotfilesOut:
+    return DotfilesOut(url=user.dotfiles_url, branch=user.dotfiles_branch)
+
+
+@router.put("/dotfiles", response_model=DotfilesOut, summary="Set your dotfiles repository: each new environment "
+            "clones it with its git logins and runs its install script (install.sh, bootstrap.sh, setup.sh…), "
+            "else links its dotfiles into the home")
+def set_dotfiles(body: DotfilesIn, user: CurrentUser, s: SessionDep) -> DotfilesOut:
+    dotfiles.set_dotfiles(s, user, body.url, body.branch)
+    return DotfilesOut(url=user.dotfiles_url, branch=user.dotfiles_branch)
+
+
+@router.delete("/dotfiles", status_code=status.HTTP_204_NO_CONTENT, summary="Remove your dotfiles repository")
+def clear_dotfiles(user: CurrentUser, s: SessionDep) -> None:
+    dotfiles.set_dotfiles(s, user, None)
 
 
 @router.get("/ssh-info", response_model=SshInfo, summary="Where the SSH gateway listens and its host key")

@@ -1,5 +1,5 @@
-// Settings: secrets (names only; set, replace, delete) and API tokens (created with a
-// name and an expiry, shown once; revoked). SSH keys are sshkeys.js.
+// Settings: secrets (names only; set, replace, delete), the dotfiles repository, and API
+// tokens (created with a name and an expiry, shown once; revoked). SSH keys are sshkeys.js.
 "use strict";
 (() => {
   const { api, el, when, latest } = window.dev8;
@@ -53,6 +53,26 @@
       await refreshTokens();
     } catch (err) { showErr("token-error", err); }
   });
+
+  function showDotfiles(d) {
+    $("dotfiles-url").value = d.url || "";
+    $("dotfiles-branch").value = d.branch || "";
+    $("dotfiles-clear").hidden = !d.url;
+    $("dotfiles-status").textContent = d.url ? "New environments get these dotfiles." : "No dotfiles repository.";
+  }
+  $("dotfiles-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      showDotfiles(await api("PUT", "/dotfiles", { url: $("dotfiles-url").value.trim(),
+                                                   branch: $("dotfiles-branch").value.trim() || null }));
+      showErr("dotfiles-error");
+    } catch (err) { showErr("dotfiles-error", err); }
+  });
+  $("dotfiles-clear").addEventListener("click", async () => {
+    try { await api("DELETE", "/dotfiles"); showDotfiles({}); showErr("dotfiles-error"); }
+    catch (err) { showErr("dotfiles-error", err); }
+  });
+  api("GET", "/dotfiles").then(showDotfiles).catch((err) => showErr("dotfiles-error", err));
 
   refreshSecrets().catch((err) => showErr("secret-error", err));
   refreshTokens().catch((err) => showErr("token-error", err));

@@ -1,0 +1,24 @@
+"""users: a dotfiles repository (and branch) installed into each new environment
+
+Revision ID: 0008
+Revises: 0007
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("dotfiles_url", sa.String(2048), nullable=True))
+        batch.add_column(sa.Column("dotfiles_branch", sa.String(200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("dotfiles_branch")
+        batch.drop_column("dotfiles_url")
