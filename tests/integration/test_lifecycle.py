@@ -167,3 +167,18 @@ def test_events_stream_is_server_sent_events(server: Dev8Server, alice: User):
                 if steps[-1] == "ready":
                     break
     assert steps[0] == "request" and "sshd" in steps and steps[-1] == "ready"
+
+
+def test_environment_variables_reach_every_kind_of_shell(server: Dev8Server, alice: User):
+    name = unique("v")
+    alice.cli("create", name, "--env", "GREETING=hello world", "--env", "APP_ENV=dev")
+    shown = alice.cli("show", name).stdout
+    assert "GREETING=hello world" in shown
+    for how, command in (("ssh host cmd", "echo \"$GREETING/$APP_ENV\""),
+                         ("login shell", "bash -lc 'echo \"$GREETING/$APP_ENV\"'"),
+                         ("interactive shell (VS Code's terminal)", "bash -ic 'echo \"$GREETING/$APP_ENV\"' 2>/dev/null"),
+                         ("a script", "printf '#!/bin/sh\\necho \"$GREETING/$APP_ENV\"\\n' > /tmp/s.sh && sh /tmp/s.sh")):
+        r = alice.ssh(name, command)
+        assert r.stdout.strip().splitlines()[-1:] == ["hello world/dev"], (how, r.stdout, r.stderr)
+    bad = alice.cli("create", unique("v"), "--env", "LD_PRELOAD=/tmp/x.so", check=False)
+    assert bad.returncode == 1 and "invalid environment variable name 'LD_PRELOAD' (dev8 sets it)" in bad.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import json
 import math
 import os
 import sys
@@ -26,6 +27,8 @@ keys_app = typer.Typer(help="Manage the SSH public keys that may log in through 
 secrets_app = typer.Typer(help="Manage secrets (write-only: values are never shown back).", no_args_is_help=True)
 image_app = typer.Typer(help="Environment images.", no_args_is_help=True)
 env_app = typer.Typer(help="Operations on a running environment.", no_args_is_help=True)
+templates_app = typer.Typer(help="Templates: an admin's starting points for environments (dev8 create NAME "
+                                 "--template T).", no_args_is_help=True)
 dotfiles_app = typer.Typer(help="Your dotfiles repository, installed into each new environment: cloned into "
                                 "~/.dotfiles with the environment's git logins, then its install script run "
                                 "(install.sh, bootstrap.sh, setup.sh, …), else its dotfiles linked into the home.",
@@ -36,6 +39,7 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(image_app, name="image")
 app.add_typer(env_app, name="env")
 app.add_typer(dotfiles_app, name="dotfiles")
+app.add_typer(templates_app, name="templates")
 
 # Piped output is not cut at 80 columns: URLs and commands must survive a pipe whole.
 out = Console() if sys.stdout.isatty() else Console(width=200)
@@ -326,15 +330,15 @@ def _secret_name(name: str) -> str:
     return name
 
 
-def _read_small(path: Path) -> str:
+def _read_small(path: Path, what: str = "a public key") -> str:
     try:
-        if path.stat().st_size > 16384:
-            fail(f"{path} is too large to be a public key")
+        if path.stat().st_size > 65536:
+            fail(f"{path} is too large to be {what}")
         return path.read_text()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}")
     except UnicodeDecodeError:
-        fail(f"{path} is not a text public key file")
+        fail(f"{path} is not {what} (not text)")
 
 
 @keys_app.command("list")
@@ -432,6 +436,11 @@ def create(
     copilot_token: Annotated[Optional[str], typer.Option(help="Secret holding a GitHub token for Copilot")] = None,
     extension: Annotated[Optional[list[str]], typer.Option(
         "--extension", help="VS Code extension to install at start: publisher.name or a .vsix path (repeatable)")] = None,
+    template: Annotated[Optional[str], typer.Option(
+        help="Start from this template (dev8 templates list): its values are the defaults, and the ones it "
+             "locks cannot be given")] = None,
+    env_var: Annotated[Optional[list[str]], typer.Option(
+        "--env", help="Environment variable NAME=VALUE in every shell and VS Code, not secret (repeatable)")] = None,
     idle_timeout: Annotated[Optional[str], typer.Option(
         help="Stop it after this long without use (SSH, terminal, VS Code, previews), e.g. 30m or 2h; "
              "0 never; default: the server's (DEV8_IDLE_TIMEOUT)")] = None,
@@ -444,6 +453,12 @@ def create(
         idle_seconds = None if idle_timeout is None else parse_duration(idle_timeout)
     except ValueError as exc:
         fail(f"--idle-timeout: {exc}")
+    variables = {}
+    for item in env_var or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--env {item!r}: expected NAME=VALUE")
+        variables[key] = value
     client = api()
     try:
         providers = [parse_git_option(g) for g in git or []]
@@ -452,7 +467,7 @@ def create(
     ai = {k: v for k, v in (("anthropic", anthropic_key), ("gemini", gemini_key), ("copilot", copilot_token)) if v}
     body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "secrets": secret or [],
             "repo": repo, "branch": branch, "git": providers, "ai": ai, "extensions": extension or [],
-            "idle_timeout": idle_seconds}
+            "idle_timeout": idle_seconds, "env": variables, "template": template}
     env = call(client.post, "/environments", json=body)
     out.print(f"creating {env['name']} ({env['image']})")
     if wait:
@@ -525,6 +540,43 @@ def env_reconfigure(name: str) -> None:
     _action(name, "reconfigure", {"ready"})
 
 
+@templates_app.command("list")
+def templates_list() -> None:
+    """The templates you can create from."""
+    table = Table("NAME", "DESCRIPTION", "IMAGE", "USERS MAY CHANGE")
+    for t in call(api().get, "/templates"):
+        table.add_row(t["name"], t["description"], t["image"] or "(server default)", ", ".join(t["editable"]) or "-")
+    out.print(table)
+
+
+@templates_app.command("show")
+def templates_show(name: str) -> None:
+    """A template's values, as JSON (the form `dev8 templates set` reads)."""
+    t = call(api().get, f"/templates/{name}")
+    out.print_json(json.dumps({k: v for k, v in t.items() if k != "name" and v not in (None, [], {})}))
+
+
+@templates_app.command("set")
+def templates_set(name: str, file: Annotated[Path, typer.Argument(
+        help="JSON: description, image, cpus, memory, idle_timeout, repo, branch, git, extensions, env, editable "
+             "(- for stdin)")]) -> None:
+    """Create or replace a template (admins)."""
+    text = sys.stdin.read() if str(file) == "-" else _read_small(file, "a template")
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        fail(f"{file}: not JSON ({exc})")
+    t = call(api().request, "PUT", f"/templates/{name}", json=body)
+    out.print(f"template {t['name']} saved; users may change: {', '.join(t['editable']) or 'nothing it sets'}")
+
+
+@templates_app.command("delete")
+def templates_delete(name: str) -> None:
+    """Delete a template (admins); environments created from it keep their values."""
+    call(api().request, "DELETE", f"/templates/{name}")
+    out.print(f"template {name} deleted")
+
+
 @dotfiles_app.command("set")
 def dotfiles_set(url: str, branch: Annotated[Optional[str], typer.Option(help="Branch to clone")] = None) -> None:
     """Use URL (https://host/owner/dotfiles.git) for environments created from now on."""
@@ -591,6 +643,10 @@ def show(name: str) -> None:
             ("ssh", f"dev8 ssh {e['name']}  |  {e['ssh_command']}")]
     if e.get("repo"):
         rows.insert(6, ("repo", e["repo"]))
+    if e.get("template"):
+        rows.insert(4, ("template", e["template"]))
+    if e.get("env"):
+        rows.append(("env", " ".join(f"{k}={v}" for k, v in e["env"].items())))
     if e["state"] == "running":
         h = call(api().get, f"/environments/{name}/health")
         rows.append(("services", ", ".join(f"{k} {v}" for k, v in h.get("services", {}).items())

@@ -36,6 +36,25 @@ GIT_USERNAME_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 EXTENSION_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*(@[0-9A-Za-z.+-]+)?|[~/A-Za-z0-9._-]{1,300}\.vsix)$")
 MAX_EVENTS_PER_ENV = 500
 MAX_IDLE_TIMEOUT = 30 * 24 * 3600
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Variables dev8 or the system set and a template must not replace.
+RESERVED_VARS = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "BASH_ENV", "ENV", "LD_PRELOAD", "LD_LIBRARY_PATH",
+                 "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "GH_CONFIG_DIR",
+                 "GLAB_CONFIG_DIR", "DEV8_RUN_DIR", "DEV8_WORKSPACE"}
+
+
+def check_cpus(cpus: float) -> float:
+    if not 0.1 <= cpus <= 64:
+        raise Invalid("cpus must be between 0.1 and 64", field="cpus")
+    return cpus
+
+
+def check_image(image: str) -> str:
+    try:
+        check_image_reference(image)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="image") from None
+    return image
 
 
 def check_idle_timeout(seconds: int | None) -> int | None:
@@ -91,10 +110,11 @@ def installation_id(s: Session) -> str:
 
 def build_options(
     *, repo: str | None = None, branch: str | None = None, git: list[dict] | None = None,
-    ai: dict[str, str] | None = None, extensions: list[str] | None = None,
+    ai: dict[str, str] | None = None, extensions: list[str] | None = None, env: dict[str, str] | None = None,
 ) -> tuple[dict, list[str]]:
-    """Validate the repository, git providers and AI key choices; returns the options to
-    store and the secret names they refer to. Pure: raises Invalid, touches nothing."""
+    """Validate the repository, git providers, AI key choices, extensions and environment
+    variables (not secret: in every shell); returns the options to store and the secret
+    names they refer to. Pure: raises Invalid, touches nothing."""
     options: dict = {}
     referenced: list[str] = []
     if repo:
@@ -149,6 +169,14 @@ def build_options(
                           field="extensions")
     if extensions:
         options["extensions"] = list(dict.fromkeys(extensions))
+    for var, value in (env or {}).items():
+        if not ENV_VAR_RE.fullmatch(var) or var in RESERVED_VARS or var.startswith("DEV8_"):
+            raise Invalid(f"invalid environment variable name {var!r}" + (" (dev8 sets it)" if ENV_VAR_RE.fullmatch(var)
+                          else ": letters, digits and _"), field=f"env.{var}")
+        if not isinstance(value, str) or len(value) > 4096 or any(c in value for c in "\0\n\r"):
+            raise Invalid(f"invalid value for {var}: one line of text, at most 4096 characters", field=f"env.{var}")
+    if env:
+        options["env"] = dict(sorted(env.items()))
     return options, referenced
 
 
@@ -157,27 +185,25 @@ def create_environment(
     image: str | None = None, cpus: float | None = None, memory: str | None = None,
     secret_names: list[str] | None = None, repo: str | None = None, branch: str | None = None,
     git: list[dict] | None = None, ai: dict[str, str] | None = None, extensions: list[str] | None = None,
-    new_secrets: dict[str, str] | None = None, idle_timeout: int | None = None,
+    new_secrets: dict[str, str] | None = None, idle_timeout: int | None = None, env: dict[str, str] | None = None,
+    template: str | None = None,
 ) -> Environment:
     """Validate everything, then write the environment row, its sealed control key and the
     ``new_secrets`` (name → value, set or replaced first, e.g. a token typed into the create
-    form) in the caller's transaction: an error anywhere leaves none of it behind."""
+    form) in the caller's transaction: an error anywhere leaves none of it behind.
+    ``template`` names the template the values came from (core.templates.resolve)."""
     try:
         check_env_name(name)
     except ValueError as exc:
         raise Invalid(str(exc), field="name") from None
-    image = (image or limits.default_image).strip()
-    try:
-        check_image_reference(image)
-    except ValueError as exc:
-        raise Invalid(str(exc), field="image") from None
-    cpus = limits.default_cpus if cpus is None else cpus
-    if not 0.1 <= cpus <= 64:
-        raise Invalid("cpus must be between 0.1 and 64", field="cpus")
+    image = check_image((image or limits.default_image).strip())
+    cpus = check_cpus(limits.default_cpus if cpus is None else cpus)
     memory = (memory or limits.default_memory).strip().lower()
     parse_memory(memory)
     check_idle_timeout(idle_timeout)
-    options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai, extensions=extensions)
+    options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai, extensions=extensions, env=env)
+    if template:
+        options["template"] = template
     secret_names = sorted(set(secret_names or []) | set(referenced))
     for secret, value in (new_secrets or {}).items():
         try:

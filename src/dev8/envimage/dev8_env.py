@@ -118,8 +118,28 @@ def _configure(doc: dict) -> dict:
     _write_ai_env(config, secrets)
     _write_cli_auth(config, secrets)
     _write_ca_bundle(config)
+    _write_env_vars(config)
     _write_code_server_env(config)
     return {"configured": True, "secrets": sorted(secrets)}
+
+
+ENV_VARS_FILE = "env.sh"  # in the run dir; every kind of shell sources it (images/base/env-hooks)
+
+
+def _env_exports(config: dict) -> str:
+    return "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in sorted((config.get("env") or {}).items())
+                   if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k))
+
+
+def _write_env_vars(config: dict) -> None:
+    """The environment's variables (not secret) for its shells, or none."""
+    path = os.path.join(RUN_DIR, ENV_VARS_FILE)
+    body = _env_exports(config)
+    if body:
+        _write_private(path, body.encode())
+        os.chmod(path, 0o644)
+    elif os.path.exists(path):
+        os.unlink(path)
 
 
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -140,11 +160,13 @@ def _write_ca_bundle(config: dict) -> None:
 
 
 def _write_code_server_env(config: dict) -> None:
-    """code-server's marketplace (EXTENSIONS_GALLERY) for its service (sourced by the runit
-    run script) and for the installs below; the service restarts when it changes."""
+    """code-server's marketplace (EXTENSIONS_GALLERY) and the environment's variables for its
+    service (sourced by the runit run script) and for the installs below; the service
+    restarts when it changes."""
     path = os.path.join(RUN_DIR, "code-server.env")
     gallery = config.get("extensions_gallery")
     body = f"export EXTENSIONS_GALLERY={shlex.quote(gallery)}\n" if gallery else ""
+    body += _env_exports(config)  # VS Code's terminals and tasks inherit them
     if config.get("ca_certificates"):  # Node reads NODE_EXTRA_CA_CERTS at start: restart on a change
         body += f"# extra CAs: {hashlib.sha256(config['ca_certificates'].encode()).hexdigest()[:16]}\n"
     try:

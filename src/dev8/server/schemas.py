@@ -213,6 +213,42 @@ class EnvironmentIn(RequestBody):
     idle_timeout: int | None = Field(default=None, ge=0, le=30 * 24 * 3600,
                                      description="seconds without use before dev8 stops it: 0 never, 60 to 30 "
                                                  "days; unset: the server's default")
+    env: dict[str, str] = Field(default_factory=dict, max_length=64,
+                                description="environment variables (not secret) in every shell and in VS Code")
+    template: str | None = Field(default=None, max_length=32,
+                                 description="a template (GET /templates) whose values are the defaults; a value it "
+                                             "does not let users change may not be given")
+
+
+class TemplateIn(RequestBody):
+    description: str = Field(default="", max_length=500)
+    image: str | None = Field(default=None, max_length=255)
+    cpus: float | None = None
+    memory: str | None = Field(default=None, max_length=16)
+    idle_timeout: int | None = Field(default=None, ge=0, le=30 * 24 * 3600)
+    repo: str | None = Field(default=None, max_length=2048)
+    branch: str | None = Field(default=None, max_length=200)
+    git: list[GitProviderIn] = Field(default_factory=list, max_length=16)
+    extensions: list[str] = Field(default_factory=list, max_length=50)
+    env: dict[str, str] = Field(default_factory=dict, max_length=64)
+    editable: list[str] = Field(default_factory=list, max_length=16,
+                                description="the fields users may change (image, cpus, memory, idle_timeout, repo, "
+                                            "branch, git, extensions, env); the others are fixed where set")
+
+
+class TemplateOut(BaseModel):
+    name: str
+    description: str
+    image: str | None = None
+    cpus: float | None = None
+    memory: str | None = None
+    idle_timeout: int | None = None
+    repo: str | None = None
+    branch: str | None = None
+    git: list[dict] = Field(default_factory=list)
+    extensions: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    editable: list[str]
 
 
 class ValidationOut(BaseModel):
@@ -244,6 +280,8 @@ class EnvironmentOut(BaseModel):
     idle_timeout: int = Field(description="seconds without use before dev8 stops it (0: never), its own or the "
                                           "server's default")
     stop_reason: str = Field(description="why dev8 stopped it by itself (idle, session limit); empty otherwise")
+    template: str | None = Field(description="the template it was created from")
+    env: dict[str, str] = Field(description="its environment variables (not secret)")
     ssh_command: str
     vscode_url: str
     terminal_url: str

@@ -154,6 +154,18 @@ class UserQuota(Base):
     memory: Mapped[str | None] = mapped_column(String(16))
 
 
+class Template(Base):
+    """An admin's starting point for environments (core.templates)."""
+    __tablename__ = "templates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict] = mapped_column(JSON, default=dict)       # field → value (templates.FIELDS)
+    editable: Mapped[list] = mapped_column(JSON, default=list)   # fields users may change
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class PortShare(Base):
     """Who besides the owner may open a port's preview: ``authenticated`` (any dev8 user) or
     ``public`` (anyone). No row means private. Honoured on app subdomains only."""

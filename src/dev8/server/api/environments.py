@@ -14,7 +14,7 @@ import asyncssh
 
 from dev8.apphosts import app_url
 from dev8.core import environments as envs
-from dev8.core import sharing
+from dev8.core import sharing, templates
 from dev8.core import envssh
 from dev8.core.connections import Endpoint, Unreachable
 from dev8.core.states import State
@@ -41,6 +41,7 @@ def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         created_at=env.created_at, started_at=env.started_at, last_used_at=env.last_used_at,
         idle_timeout=ctx.settings.idle_timeout if env.idle_timeout is None else env.idle_timeout,
         stop_reason=env.stop_reason or "",
+        template=(env.options or {}).get("template"), env=(env.options or {}).get("env") or {},
         ssh_command=f"ssh -p {port} {env.name}@{host}",
         vscode_url=app_url(ctx.settings.base_url, ctx.settings.app_domain, "vscode", env.name, user.username)
         + "?" + urlencode({"folder": envs.workspace_folder(env)}),
@@ -59,13 +60,15 @@ def list_environments(ctx: Ctx, user: CurrentUser, s: SessionDep) -> list[Enviro
 
 
 def _create(ctx: Ctx, user: User, body: EnvironmentIn, *, dry_run: bool) -> EnvironmentOut:
+    values: dict = {"image": body.image, "cpus": body.cpus, "memory": body.memory, "idle_timeout": body.idle_timeout,
+                    "repo": body.repo, "branch": body.branch, "git": [g.model_dump() for g in body.git],
+                    "extensions": body.extensions, "env": body.env}
     with ctx.db.session() as s:
+        if body.template:
+            values = templates.resolve(s, body.template, values)
         env = envs.create_environment(s, ctx.keyring, user, name=body.name, limits=ctx.limits,
-                                      image=body.image, cpus=body.cpus, memory=body.memory,
-                                      secret_names=body.secrets, repo=body.repo, branch=body.branch,
-                                      git=[g.model_dump() for g in body.git], ai=body.ai,
-                                      extensions=body.extensions, new_secrets=body.new_secrets,
-                                      idle_timeout=body.idle_timeout)
+                                      secret_names=body.secrets, ai=body.ai, new_secrets=body.new_secrets,
+                                      template=body.template, **values)
         out = environment_out(ctx, env, user)
         if dry_run:
             s.rollback()

@@ -84,7 +84,7 @@
     const b = { name: val("f-name"), image: val("f-image") || null, cpus: val("f-cpus") ? Number(val("f-cpus")) : null,
                 memory: val("f-memory") || null, repo: val("f-repo") || null, branch: val("f-branch") || null,
                 idle_timeout: val("f-idle") !== "" ? Math.round(Number(val("f-idle")) * 60) : null,
-                git: [], ai: {}, new_secrets: {} };
+                git: [], ai: {}, new_secrets: {}, template: template ? template.name : null };
     [...gitRows.children].forEach((row, i) => {
       for (const part of ["kind", "host", "username"]) {
         row.querySelector(`.field-error[data-part="${part}"]`).dataset.errorFor = `git.${i}.${part}`;
@@ -190,6 +190,42 @@
     });
     source.addEventListener("deleted", () => { source.close(); status.textContent = `${name} was deleted.`; });
   }
+
+  // --- templates: a card each; the chosen one's values are the fields' defaults, and the
+  // fields it does not let users change are disabled ------------------------------------
+  const TEMPLATE_INPUTS = { image: "f-image", cpus: "f-cpus", memory: "f-memory", idle_timeout: "f-idle",
+                            repo: "f-repo", branch: "f-branch" };
+  const placeholders = Object.fromEntries(Object.values(TEMPLATE_INPUTS).map((id) => [id, $(id).placeholder]));
+  let template = null;
+  function chooseTemplate(t) {
+    template = t;
+    const notes = [];
+    for (const [field, id] of Object.entries(TEMPLATE_INPUTS)) {
+      const value = t ? t[field] : null;
+      const locked = t && value != null && !t.editable.includes(field);
+      $(id).placeholder = value == null ? placeholders[id] : String(field === "idle_timeout" ? Math.round(value / 60) : value);
+      $(id).disabled = locked;
+      if (locked) $(id).value = "";
+    }
+    if (t && t.git.length) notes.push("git logins for " + t.git.map((g) => g.host || g.kind).join(", "));
+    if (t && t.extensions.length) notes.push("extensions " + t.extensions.join(", "));
+    if (t && Object.keys(t.env).length) notes.push("variables " + Object.keys(t.env).join(", "));
+    $("template-note").textContent = t ? `${t.name}: ${t.description || "no description"}` +
+      (notes.length ? `; also ${notes.join("; ")}` : "") + ". Greyed-out fields are set by the template." : "";
+    scheduleCheck();
+  }
+  function templateCard(t) {
+    const input = el("input", { type: "radio", name: "template", value: t ? t.name : "", checked: !t,
+                                onchange: () => chooseTemplate(t) });
+    return el("label", { className: "card template-card", dataset: { template: t ? t.name : "" } }, input,
+              el("strong", { textContent: t ? t.name : "No template" }),
+              el("span", { className: "muted", textContent: t ? (t.description || t.image || "") : "Choose every value yourself" }));
+  }
+  api("GET", "/templates").then((list) => {
+    if (!list.length) return;
+    $("template-cards").replaceChildren(templateCard(null), ...list.map(templateCard));
+    $("template-section").hidden = false;
+  }).catch(() => {});
 
   // --- start -------------------------------------------------------------------------
   $("add-git").addEventListener("click", () => { addGitRow(); scheduleCheck(); });
