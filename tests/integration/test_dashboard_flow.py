@@ -289,3 +289,29 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
         page.wait_for_selector(f"#audit tr[data-action='{action}']")
     shot(page, "admin")
     assert page.console_errors == [], page.console_errors
+
+
+def test_creating_from_a_template_card_greys_out_what_it_fixes(page, server: Dev8Server, tmp_path: Path):  # type: ignore[no-untyped-def]
+    server.cli("admin", "create-user", "lead@example.com", "--admin", "--password-stdin", input=PASSWORD + "\n")
+    lead = User.__new__(User)  # only the email is needed to log in through the form
+    lead.email = "lead@example.com"
+    token = server.cli("admin", "create-token", "lead@example.com").stdout.strip()
+    saved = server.api(token).put("/templates/small-box", json={
+        "description": "A small box for scripts", "image": "dev8/base:latest", "cpus": 0.5, "memory": "512m",
+        "env": {"TEAM": "platform"}, "editable": ["memory"]})
+    assert saved.status_code == 200, saved.text
+    log_in(page, server, lead, "/new")
+    page.wait_for_selector("#template-section:not([hidden])")
+    page.click("label.template-card[data-template='small-box']")
+    assert page.is_disabled("#f-image") and page.is_disabled("#f-cpus") and not page.is_disabled("#f-memory")
+    assert page.get_attribute("#f-image", "placeholder") == "dev8/base:latest"
+    assert "variables TEAM" in page.inner_text("#template-note")
+    name = unique("c")
+    page.fill("#f-name", name)
+    page.fill("#f-memory", "768m")
+    shot(page, "create-from-template")
+    page.click("#create button[type=submit]")
+    page.wait_for_url(server.url + f"/environments/{name}", timeout=120_000)
+    env = server.api(token).get(f"/environments/{name}").json()
+    assert (env["template"], env["cpus"], env["memory"], env["env"]) == ("small-box", 0.5, "768m", {"TEAM": "platform"})
+    assert page.console_errors == [], page.console_errors
