@@ -144,3 +144,41 @@ def test_dotfiles_are_cloned_with_the_environments_git_login_and_installed_once(
     assert "! dotfiles: dev8-env dotfiles failed" in broken.stdout and f"{other} is ready" in broken.stdout, broken.stdout
     alice.cli("dotfiles", "clear")
     assert alice.cli("dotfiles", "show").stdout.strip() == "no dotfiles repository"
+
+
+DEVCONTAINER = """{
+  // a repository's dev container, as VS Code writes them: comments and trailing commas
+  "image": "mcr.microsoft.com/devcontainers/python:3",
+  "containerEnv": {"APP_ENV": "dev"},
+  "forwardPorts": [8000],
+  "portsAttributes": {"8000": {"label": "API"}},
+  "postCreateCommand": "echo created >> ~/created.log",
+  "postStartCommand": ["sh", "-c", "echo \\"$APP_ENV\\" >> ~/started.log"],
+}
+"""
+
+
+def test_a_repositorys_devcontainer_json_sets_variables_commands_and_port_labels(git_setup, tmp_path: Path):  # type: ignore[no-untyped-def]
+    server, git_server = git_setup
+    repo_container = git_server({"x-access-token": TOKEN})
+    seed = ("set -e; d=/tmp/dc; git init -q -b main $d; mkdir $d/.devcontainer; "
+            "cp /srv/tls/devcontainer.json $d/.devcontainer/; cd $d; git add .; "
+            "git -c user.name=t -c user.email=t@t commit -qm dc; git clone -q --bare $d /srv/git/org/dc.git")
+    (tmp_path / "tls" / "devcontainer.json").write_text(DEVCONTAINER)  # the container sees tls/ as /srv/tls
+    assert repo_container.exec_run(["sh", "-c", seed]).exit_code == 0
+    alice = User(server, "alice@example.com", tmp_path / "alice")
+    alice.cli("secrets", "set", "CORP_TOKEN", input=TOKEN)
+    name = unique("dc")
+    out = alice.cli("create", name, "--repo", f"https://{GIT_HOST}:8443/org/dc.git",
+                    "--git", f"github@{GIT_HOST}:8443=CORP_TOKEN").stdout
+    assert "✓ devcontainer (.devcontainer/devcontainer.json: 1 variables, 1 forwarded ports" in out, out
+    assert "! devcontainer: image is not used" in out  # reported, not silently ignored
+    assert "✓ lifecycle" in out and f"{name} is ready" in out, out
+    assert alice.ssh(name, "echo $APP_ENV").stdout.strip() == "dev"
+    alice.ssh(name, "nohup python3 -m http.server 8000 >/dev/null 2>&1 &")
+    wait_until(lambda: any(p["port"] == 8000 for p in alice.http().get(f"/environments/{name}/ports").json()["ports"]),
+               timeout=30, what="port 8000")
+    ports = alice.http().get(f"/environments/{name}/ports").json()["ports"]
+    assert [p["label"] for p in ports if p["port"] == 8000] == ["API"]
+    alice.cli("restart", name)  # created once per home; started at every start
+    assert alice.ssh(name, "cat ~/created.log ~/started.log").stdout.split() == ["created", "dev", "dev"]

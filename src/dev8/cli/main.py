@@ -693,7 +693,7 @@ def ports(name: str) -> None:
         fail(result.get("error") or f"{name} is {result['state']}")
     table = Table("PORT", "BOUND TO", "SHARED", "PREVIEW")
     for p in result["ports"]:
-        table.add_row(str(p["port"]), p["bind"], p["share"], p["url"])
+        table.add_row(str(p["port"]) + (f" ({p['label']})" if p.get("label") else ""), p["bind"], p["share"], p["url"])
     out.print(table)
 
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from sqlalchemy import select
 
-from dev8.core import envssh
+from dev8.core import devcontainer, envssh
 from dev8.core.connections import Endpoint, EnvConnections, Unreachable
 from dev8.core.crypto import Keyring
 from dev8.core.dotfiles import dotfiles_config
@@ -332,10 +332,15 @@ class Reconciler:
         options = env.options or {}
         if options.get("repo"):
             await self._optional_step(env.id, "clone", conn, "dev8-env clone")
+            options = await self._devcontainer(env, conn)
         if sent.get("dotfiles"):  # once per home: dev8-env skips a home that has them
             await self._optional_step(env.id, "dotfiles", conn, "dev8-env dotfiles")
-        if options.get("extensions") or (options.get("ai") or {}).get("copilot"):
+        plan = options.get("devcontainer") or {}
+        if options.get("extensions") or plan.get("extensions") or plan.get("settings") \
+                or (options.get("ai") or {}).get("copilot"):
             await self._optional_step(env.id, "extensions", conn, "dev8-env extensions")
+        if plan.get("once") or plan.get("on_start"):
+            await self._optional_step(env.id, "lifecycle", conn, "dev8-env lifecycle")
         await asyncio.to_thread(self._update, env.id, observed_state=State.RUNNING,
                                 configured_generation=env.generation, started_at=utcnow(), status_message="")
         await self._emit(env.id, "ready", "ok", f"ssh {endpoint.host}:{endpoint.port}")
@@ -403,6 +408,31 @@ class Reconciler:
         if result.get("installed"):
             detail = "installed " + ", ".join(result["installed"])
         await self._emit(env_id, step, "ok", detail or "")
+
+    async def _devcontainer(self, env: Environment, conn) -> dict:  # type: ignore[no-untyped-def]
+        """Read the cloned repository's devcontainer.json; when what it asks for changed,
+        keep the new plan (its warnings as events) and send the configuration again, so
+        its variables are in place before anything runs. The options now."""
+        options = env.options or {}
+        try:
+            found = await envssh.run_json(conn, "dev8-env devcontainer", timeout=60)
+            plan = devcontainer.parse(found["text"], found["path"]).to_options() if found.get("path") else None
+        except (RuntimeError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            await self._emit(env.id, "devcontainer", "warning", str(exc) or "timed out")
+            return options
+        if plan == options.get("devcontainer"):
+            return options
+        options = {**options, "devcontainer": plan} if plan else {k: v for k, v in options.items() if k != "devcontainer"}
+        await asyncio.to_thread(self._update, env.id, options=options)
+        env.options = options
+        if plan:
+            summary = [f"{len(plan['env'])} variables", f"{len(plan['ports'])} forwarded ports",
+                       f"{len(plan['extensions'])} extensions", f"{len(plan['once']) + len(plan['on_start'])} commands"]
+            await self._emit(env.id, "devcontainer", "ok", f"{plan['path']}: " + ", ".join(summary))
+            for warning in plan["warnings"]:
+                await self._emit(env.id, "devcontainer", "warning", warning)
+        await envssh.configure(conn, await asyncio.to_thread(self._configuration, env))
+        return options
 
     def _configuration(self, env: Environment) -> dict:
         """The document ``dev8-env configure`` reads on stdin (the only way secrets travel)."""

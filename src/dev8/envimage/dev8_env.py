@@ -8,6 +8,8 @@ The control plane runs it over SSH as user ``dev``:
     dev8-env clone                 clone the configured repository (once) into ~/workspace
     dev8-env dotfiles              clone the user's dotfiles (once) into ~/.dotfiles, run its
                                    install script, else link its dotfiles into the home
+    dev8-env devcontainer          the cloned repository's devcontainer.json, as text (JSON)
+    dev8-env lifecycle             its create commands (once per home), then its start commands
     dev8-env health                per-service state from the supervisor (runit) as JSON
     dev8-env extensions            install the configured VS Code extensions that are missing
     dev8-env ports                 TCP ports listening inside the environment, as JSON
@@ -127,7 +129,9 @@ ENV_VARS_FILE = "env.sh"  # in the run dir; every kind of shell sources it (imag
 
 
 def _env_exports(config: dict) -> str:
-    return "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in sorted((config.get("env") or {}).items())
+    """The devcontainer.json's variables, then the environment's own (which win)."""
+    variables = {**((config.get("devcontainer") or {}).get("env") or {}), **(config.get("env") or {})}
+    return "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in sorted(variables.items())
                    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k))
 
 
@@ -362,6 +366,52 @@ def dotfiles() -> dict:
                       + (f"; kept the home's own {', '.join(kept)}" if kept else "")}
 
 
+DEVCONTAINER_FILES = (".devcontainer/devcontainer.json", ".devcontainer.json")
+CREATED_MARKER = os.path.expanduser("~/.local/share/dev8/devcontainer-created")  # ~/.dev8 is root's (host keys)
+
+
+def _repo_dir() -> str | None:
+    url = ((_load_config().get("repo") or {}).get("url"))
+    return os.path.join(WORKSPACE, clone_folder(url)) if url else None
+
+
+def devcontainer() -> dict:
+    """The cloned repository's devcontainer.json (the control plane parses it)."""
+    repo = _repo_dir()
+    for name in DEVCONTAINER_FILES if repo else ():
+        path = os.path.join(repo, name)  # type: ignore[arg-type]
+        if os.path.isfile(path):
+            if os.path.getsize(path) > 256 * 1024:
+                raise ValueError(f"{name} is larger than 256 KiB")
+            with open(path, encoding="utf-8") as f:
+                return {"path": name, "text": f.read()}
+    return {"path": None}
+
+
+def lifecycle() -> dict:
+    """devcontainer.json's create commands once per home (a marker file remembers),
+    then its start commands, each in the repository's folder; the first failure stops."""
+    plan = _load_config().get("devcontainer") or {}
+    commands = [] if os.path.exists(CREATED_MARKER) else list(plan.get("once") or [])
+    first_time = bool(commands)
+    commands += plan.get("on_start") or []
+    cwd = _repo_dir() or WORKSPACE
+    output = ""
+    for command in commands:
+        run = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        output += run.stdout + run.stderr
+        if run.returncode != 0:
+            raise ValueError(f"`{command}` failed (exit {run.returncode}): {_tail(run.stdout + run.stderr)}")
+    if first_time:
+        os.makedirs(os.path.dirname(CREATED_MARKER), exist_ok=True)
+        with open(CREATED_MARKER, "w", encoding="utf-8") as f:
+            f.write("\n".join(plan.get("once") or []) + "\n")
+    if not commands:
+        return {"reason": "nothing to run"}
+    return {"reason": f"ran {len(commands)} command(s)" + (f": {_tail(output)}" if output.strip() else "")}
+
+
 CODE_SERVER = "/opt/dev8/node/bin/code-server"
 CODE_SERVER_SERVICE = "/etc/dev8/service/code-server"
 CODE_SERVER_DATA = os.path.expanduser("~/.local/share/code-server")
@@ -378,9 +428,12 @@ def extensions() -> dict:
     """Install each configured extension (marketplace id or VSIX path) not yet installed;
     turn Copilot on in the user settings when a Copilot token was given and it is installed."""
     config = _load_config()
-    wanted = config.get("extensions") or []
+    devcontainer = config.get("devcontainer") or {}
+    wanted = list(dict.fromkeys((config.get("extensions") or []) + (devcontainer.get("extensions") or [])))
     if not os.path.exists(CODE_SERVER):
         return {"installed": [], "reason": "this image has no code-server"}
+    if devcontainer.get("settings"):  # the repository's settings, under the user's own
+        _write_json(os.path.join(CODE_SERVER_DATA, "Machine", "settings.json"), devcontainer["settings"])
     have = {e.lower() for e in _code_server("--list-extensions").stdout.split()}
     installed, failed = [], []
     for ext in wanted:
@@ -408,9 +461,13 @@ def _enable_copilot(installed: set[str]) -> None:
     except (FileNotFoundError, ValueError):
         settings = {}
     settings.setdefault("github.copilot.enable", {"*": True})
+    _write_json(path, settings)
+
+
+def _write_json(path: str, doc: object) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=2)
+        json.dump(doc, f, indent=2)
 
 
 def listening_ports(proc_net: str = "/proc/net") -> dict:
@@ -467,6 +524,10 @@ def main(argv: list[str]) -> int:
             result = clone()
         elif cmd == "dotfiles":
             result = dotfiles()
+        elif cmd == "devcontainer":
+            result = devcontainer()
+        elif cmd == "lifecycle":
+            result = lifecycle()
         elif cmd == "health":
             result = health()
         elif cmd == "extensions":

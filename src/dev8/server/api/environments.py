@@ -178,10 +178,15 @@ async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     def shares() -> dict[int, str]:
         with ctx.db.session() as s:
             return sharing.shares(s, envs.get_environment(s, user, name).id)
-    shared = await asyncio.to_thread(shares)
+    def labels() -> dict[str, str]:  # devcontainer.json's forwardPorts / portsAttributes
+        with ctx.db.session() as s:
+            env = envs.get_environment(s, user, name)
+            return ((env.options or {}).get("devcontainer") or {}).get("ports") or {}
+    shared, named = await asyncio.to_thread(shares), await asyncio.to_thread(labels)
     for p in result["ports"]:
         p["url"] = app_url(ctx.settings.base_url, ctx.settings.app_domain, p["port"], name, user.username)
         p["share"] = shared.get(p["port"], "private")
+        p["label"] = named.get(str(p["port"]), "")
     result["shares"] = {str(k): v for k, v in sorted(shared.items())}
     return result
 

@@ -84,7 +84,7 @@
       select.value = p.share;
       select.onchange = () => share(p.port, select.value);
       return el("tr", { dataset: { port: String(p.port) } },
-        el("td", { textContent: String(p.port) }), el("td", { textContent: p.bind === "loopback" ? "127.0.0.1" : "all addresses" }),
+        el("td", { textContent: p.label ? `${p.port} (${p.label})` : String(p.port) }), el("td", { textContent: p.bind === "loopback" ? "127.0.0.1" : "all addresses" }),
         el("td", {}, el("a", { href: p.url, target: "_blank", rel: "noopener", textContent: "Open preview",
                                dataset: { key: `preview/${p.port}` } })),
         el("td", {}, select));
