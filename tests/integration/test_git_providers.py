@@ -148,7 +148,7 @@ def test_dotfiles_are_cloned_with_the_environments_git_login_and_installed_once(
 
 DEVCONTAINER = """{
   // a repository's dev container, as VS Code writes them: comments and trailing commas
-  "image": "mcr.microsoft.com/devcontainers/python:3",
+  "features": {"ghcr.io/devcontainers/features/node:1": {}},
   "containerEnv": {"APP_ENV": "dev"},
   "forwardPorts": [8000],
   "portsAttributes": {"8000": {"label": "API"}},
@@ -172,7 +172,7 @@ def test_a_repositorys_devcontainer_json_sets_variables_commands_and_port_labels
     out = alice.cli("create", name, "--repo", f"https://{GIT_HOST}:8443/org/dc.git",
                     "--git", f"github@{GIT_HOST}:8443=CORP_TOKEN").stdout
     assert "✓ devcontainer (.devcontainer/devcontainer.json: 1 variables, 1 forwarded ports" in out, out
-    assert "! devcontainer: image is not used" in out  # reported, not silently ignored
+    assert "! devcontainer: features is not used" in out  # reported, not silently ignored
     assert "✓ lifecycle" in out and f"{name} is ready" in out, out
     assert alice.ssh(name, "echo $APP_ENV").stdout.strip() == "dev"
     alice.ssh(name, "nohup python3 -m http.server 8000 >/dev/null 2>&1 &")
@@ -182,3 +182,36 @@ def test_a_repositorys_devcontainer_json_sets_variables_commands_and_port_labels
     assert [p["label"] for p in ports if p["port"] == 8000] == ["API"]
     alice.cli("restart", name)  # created once per home; started at every start
     assert alice.ssh(name, "cat ~/created.log ~/started.log").stdout.split() == ["created", "dev", "dev"]
+
+
+def test_a_devcontainer_dockerfile_is_built_with_dev8s_layer_and_the_environment_moves_onto_it(
+        git_setup, tmp_path: Path, docker_client):  # type: ignore[no-untyped-def]
+    """The repository's Dockerfile (FROM a plain Debian image, as a team's would be) is built,
+    dev8's layer (sshd, the dev user, dev8-env) goes on top, and the environment restarts on
+    the result with its home (the clone) kept."""
+    from dev8.runtimes.docker_images import DEFAULT_BASE_IMAGE, FALLBACK_BASE_IMAGE
+    debian = next(n for n in (DEFAULT_BASE_IMAGE, FALLBACK_BASE_IMAGE) if docker_client.images.list(name=n))
+    server, git_server = git_setup
+    repo_container = git_server({"x-access-token": TOKEN})
+    files = {"devcontainer.json": '{"build": {"dockerfile": "Dockerfile", "args": {"FLAVOUR": "team"}}}',
+             "Dockerfile": f"FROM {debian}\nARG FLAVOUR\nRUN echo \"built for $FLAVOUR\" > /etc/from-the-dockerfile\n"}
+    for name, text in files.items():
+        (tmp_path / "tls" / name).write_text(text)  # the git container sees tls/ as /srv/tls
+    seed = ("set -e; d=/tmp/img; git init -q -b main $d; mkdir $d/.devcontainer; "
+            "cp /srv/tls/devcontainer.json /srv/tls/Dockerfile $d/.devcontainer/; cd $d; git add .; "
+            "git -c user.name=t -c user.email=t@t commit -qm img; git clone -q --bare $d /srv/git/org/img.git")
+    assert repo_container.exec_run(["sh", "-c", seed]).exit_code == 0
+    alice = User(server, "alice@example.com", tmp_path / "alice")
+    alice.cli("secrets", "set", "CORP_TOKEN", input=TOKEN)
+    name = unique("img")
+    out = alice.cli("create", name, "--repo", f"https://{GIT_HOST}:8443/org/img.git",
+                    "--git", f"github@{GIT_HOST}:8443=CORP_TOKEN", timeout=1200).stdout
+    assert "✓ devcontainer-image (restarting on dev8-dc/" in out and f"{name} is ready" in out, out
+    env = alice.http().get(f"/environments/{name}").json()
+    assert env["image"].startswith("dev8-dc/")
+    assert alice.ssh(name, "cat /etc/from-the-dockerfile").stdout.strip() == "built for team"
+    assert alice.ssh(name, "ls ~/workspace/img/.devcontainer").stdout.split() == ["Dockerfile", "devcontainer.json"]
+    alice.cli("restart", name)  # built once: a restart keeps the image
+    assert alice.http().get(f"/environments/{name}").json()["image"] == env["image"]
+    events = alice.http().get(f"/environments/{name}/events", params={"follow": "false", "last": 500}).json()
+    assert sum(1 for e in events if e["step"] == "devcontainer-image" and e["status"] == "ok") == 1

@@ -1,6 +1,8 @@
 """The devcontainer.json subset dev8 honours, and what it reports instead of ignoring."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dev8.core.devcontainer import DevcontainerError, parse
@@ -32,11 +34,31 @@ def test_the_honoured_subset_becomes_a_plan():
     assert plan.on_start == ["echo start", "echo watch"]
     assert plan.extensions == ["ms-python.python"] and plan.settings == {"editor.tabSize": 4}
     assert plan.to_options()["ports"] == {"8000": "API"}
+    assert plan.image == "mcr.microsoft.com/devcontainers/python:3.12" and plan.build is None
+
+
+@pytest.mark.parametrize("build, expected", [
+    ({"dockerfile": "Dockerfile"}, {"context": ".devcontainer", "dockerfile": "Dockerfile", "args": {}}),
+    ({"dockerfile": "Dockerfile", "context": "..", "args": {"V": "1"}},
+     {"context": ".", "dockerfile": ".devcontainer/Dockerfile", "args": {"V": "1"}}),
+])
+def test_a_dockerfile_is_built_from_its_context_inside_the_repository(build: dict, expected: dict):
+    plan = parse('{"image": "x", "build": %s}' % json.dumps(build), ".devcontainer/devcontainer.json")
+    assert plan.build == expected and plan.image is None
+    assert "image is not used: build is" in plan.warnings
+
+
+@pytest.mark.parametrize("build", [{"dockerfile": "../../etc/Dockerfile"}, {"dockerfile": "/Dockerfile"},
+                                   {"dockerfile": "Dockerfile", "context": "../.."},
+                                   {"dockerfile": "../Dockerfile", "context": "."}])
+def test_a_build_outside_the_repository_or_its_context_is_refused(build: dict):
+    plan = parse('{"build": %s}' % json.dumps(build), ".devcontainer/devcontainer.json")
+    assert plan.build is None and any(w.startswith("build:") for w in plan.warnings), plan.warnings
 
 
 def test_everything_else_is_a_warning_not_silence():
     warnings = "\n".join(parse(SAMPLE, "devcontainer.json").warnings)
-    for expected in ("image is not used", "features is not used", "containerEnv.PATH: dev8 sets",
+    for expected in ("features is not used", "containerEnv.PATH: dev8 sets",
                      "containerEnv.HOME_COPY: only plain text", "'db:5432' is not a port", "70000 is not a port",
                      "remoteUser 'vscode' is not used", "hostRequirements is not supported"):
         assert expected in warnings, expected

@@ -1,16 +1,18 @@
 """The subset of a repository's devcontainer.json (containers.dev) that fits dev8, as a
 plan the environment applies (pure: parsing and deciding, no I/O).
 
-Honoured: ``containerEnv``/``remoteEnv`` (variables in every shell), ``forwardPorts`` and
-``portsAttributes`` labels (shown in the ports list), ``onCreateCommand``,
-``updateContentCommand`` and ``postCreateCommand`` (once per home, in that order),
-``postStartCommand`` (every start), ``customizations.vscode.extensions`` and ``.settings``.
-Everything else is reported as a warning, never silently ignored: ``image`` and ``build``
-(the environment runs its dev8 image), ``features``, Docker Compose, mounts and run
-arguments, and a ``remoteUser`` other than dev8's ``dev``.
+Honoured: ``image`` or ``build`` (``dockerfile``, ``context``, ``args``: the environment
+moves to that image with dev8's layer on top, on runtimes that build), ``containerEnv``/
+``remoteEnv`` (variables in every shell), ``forwardPorts`` and ``portsAttributes`` labels
+(shown in the ports list), ``onCreateCommand``, ``updateContentCommand`` and
+``postCreateCommand`` (once per home, in that order), ``postStartCommand`` (every start),
+``customizations.vscode.extensions`` and ``.settings``. Everything else is reported as a
+warning, never silently ignored: ``features``, Docker Compose, mounts and run arguments,
+and a ``remoteUser`` other than dev8's ``dev``.
 """
 from __future__ import annotations
 
+import posixpath
 import shlex
 from dataclasses import asdict, dataclass, field
 
@@ -21,11 +23,9 @@ from dev8.core.environments import ENV_VAR_RE, RESERVED_VARS
 LOCATIONS = (".devcontainer/devcontainer.json", ".devcontainer.json")
 ONCE = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
 HONOURED = {"name", "containerEnv", "remoteEnv", "forwardPorts", "portsAttributes", *ONCE, "postStartCommand",
-            "customizations", "remoteUser", "containerUser", "$schema", "otherPortsAttributes", "workspaceFolder"}
+            "customizations", "remoteUser", "containerUser", "$schema", "otherPortsAttributes", "workspaceFolder",
+            "image", "build", "dockerFile", "context"}
 WHY_NOT = {
-    "image": "the environment runs its dev8 image (choose it with --image or a template)",
-    "build": "the environment runs its dev8 image; building a devcontainer Dockerfile is not supported yet",
-    "dockerFile": "the environment runs its dev8 image; building a devcontainer Dockerfile is not supported yet",
     "features": "dev container features come from OCI registries, which dev8 does not install",
     "dockerComposeFile": "Docker Compose is not supported", "service": "Docker Compose is not supported",
     "runServices": "Docker Compose is not supported", "mounts": "the home volume is the environment's storage",
@@ -49,6 +49,8 @@ class Plan:
     extensions: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    image: str | None = None     # an image to run (with dev8's layer added)
+    build: dict | None = None    # {"context": repo-relative folder, "dockerfile": path in it, "args": {…}}
 
     def to_options(self) -> dict:
         """What the environment's options keep (JSON: ports by string)."""
@@ -106,7 +108,44 @@ def parse(text: str, path: str) -> Plan:
     vscode = ((doc.get("customizations") or {}).get("vscode") or {})
     plan.extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and not e.startswith("-")]
     plan.settings = vscode.get("settings") if isinstance(vscode.get("settings"), dict) else {}
+    _image(doc, plan)
     for key in ("remoteUser", "containerUser"):
         if doc.get(key) not in (None, "dev"):
             warn(f"{key} {doc[key]!r} is not used: dev8 environments run as dev (with sudo)")
     return plan
+
+
+def _inside(base: str, relative: object) -> str | None:
+    """``relative`` (to ``base``, a folder of the repository) as a repository path, or None
+    when it is no string or leaves the repository."""
+    if not isinstance(relative, str) or posixpath.isabs(relative):
+        return None
+    joined = posixpath.normpath(posixpath.join(base, relative))
+    return None if joined == ".." or joined.startswith("../") else joined
+
+
+def _image(doc: dict, plan: Plan) -> None:
+    """``build`` (or the older top-level ``dockerFile``/``context``), else ``image``."""
+    build = doc.get("build") if isinstance(doc.get("build"), dict) else None
+    if build is None and "dockerFile" in doc:
+        build = {"dockerfile": doc["dockerFile"], "context": doc.get("context", ".")}
+    base = posixpath.dirname(plan.path)
+    if build is not None:
+        context = _inside(base, build.get("context", "."))
+        dockerfile = _inside(base, build.get("dockerfile", "Dockerfile"))
+        args = build.get("args") or {}
+        if context is None or dockerfile is None:
+            plan.warnings.append("build: the Dockerfile and its context must be inside the repository")
+        elif posixpath.relpath(dockerfile, context).startswith(".."):
+            plan.warnings.append("build: the Dockerfile must be inside its context")
+        elif not isinstance(args, dict) or not all(isinstance(v, str) for v in args.values()):
+            plan.warnings.append("build.args: expected an object of strings")
+        else:
+            plan.build = {"context": context, "dockerfile": posixpath.relpath(dockerfile, context), "args": args}
+            for key in ("target", "cacheFrom", "options"):
+                if key in build:
+                    plan.warnings.append(f"build.{key} is not supported by dev8 and is ignored")
+        if "image" in doc:
+            plan.warnings.append("image is not used: build is")
+    elif isinstance(doc.get("image"), str):
+        plan.image = doc["image"]

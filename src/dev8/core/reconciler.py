@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import math
+import posixpath
+import shlex
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import asyncssh
 from sqlalchemy import select
 
+from dev8 import __version__
 from dev8.core import devcontainer, envssh
 from dev8.core.connections import Endpoint, EnvConnections, Unreachable
 from dev8.core.crypto import Keyring
 from dev8.core.dotfiles import dotfiles_config
-from dev8.core.environments import EMPTY_HOME_OK, add_event, installation_id, spec_of
+from dev8.core.environments import EMPTY_HOME_OK, add_event, installation_id, spec_of, workspace_folder
 from dev8.core.faults import crash_point
 from dev8.core.notify import EventNotifier
 from dev8.core.runtime_health import RuntimeHealth
@@ -333,6 +339,9 @@ class Reconciler:
         if options.get("repo"):
             await self._optional_step(env.id, "clone", conn, "dev8-env clone")
             options = await self._devcontainer(env, conn)
+            if await self._devcontainer_image(env, conn):
+                self.schedule(env.id)  # restart on it (this reconcile ends here)
+                return
         if sent.get("dotfiles"):  # once per home: dev8-env skips a home that has them
             await self._optional_step(env.id, "dotfiles", conn, "dev8-env dotfiles")
         plan = options.get("devcontainer") or {}
@@ -433,6 +442,50 @@ class Reconciler:
                 await self._emit(env.id, "devcontainer", "warning", warning)
         await envssh.configure(conn, await asyncio.to_thread(self._configuration, env))
         return options
+
+    async def _devcontainer_image(self, env: Environment, conn) -> bool:  # type: ignore[no-untyped-def]
+        """When the devcontainer.json asks for an image (``image``, or a Dockerfile) not yet
+        built for this environment: build it with dev8's layer on top (each step an event)
+        and restart the environment on it. Whether a restart was asked for. A failed build
+        is a warning, tried again when the file or the Dockerfile's context changes."""
+        options = env.options or {}
+        plan = options.get("devcontainer") or {}
+        build, image = plan.get("build"), plan.get("image")
+        if not build and not image:
+            return False
+        context = None
+        digest = hashlib.sha256(json.dumps([build, image, __version__], sort_keys=True).encode())
+        if build:
+            folder = posixpath.join(workspace_folder(env), build["context"])
+            try:
+                result = await conn.run(f"tar -C {shlex.quote(folder)} --sort=name -cf - .", encoding=None,
+                                        check=True, timeout=300)
+            except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
+                await self._emit(env.id, "devcontainer-image", "warning", f"cannot read the build context: {exc}")
+                return False
+            context = bytes(result.stdout)
+            digest.update(context)
+        key = digest.hexdigest()
+        if (options.get("devcontainer_image") or {}).get("key") == key:
+            return False
+        tag = f"dev8-dc/{env.id[:12]}:{key[:12]}"
+        await self._emit(env.id, "devcontainer-image", "running", f"building {tag}")
+
+        def progress(line: str) -> None:
+            self._event(env.id, "devcontainer-image", "running", line)
+        try:
+            built = await self.runtime_call(self.runtime.build_image, tag, progress, image=image, context=context,
+                                            dockerfile=(build or {}).get("dockerfile", "Dockerfile"),
+                                            args=(build or {}).get("args"), timeout=IMAGE_TIMEOUT)
+        except (NeedsUserAction, asyncio.TimeoutError) as exc:
+            await asyncio.to_thread(self._update, env.id, options={**options, "devcontainer_image": {"key": key}})
+            await self._emit(env.id, "devcontainer-image", "warning", f"{exc or 'timed out'}; it keeps its image")
+            return False
+        await asyncio.to_thread(self._update, env.id, image=built, restart_requested=True,
+                                generation=env.generation + 1,
+                                options={**options, "devcontainer_image": {"key": key, "tag": built}})
+        await self._emit(env.id, "devcontainer-image", "ok", f"restarting on {built}")
+        return True
 
     def _configuration(self, env: Environment) -> dict:
         """The document ``dev8-env configure`` reads on stdin (the only way secrets travel)."""

@@ -130,6 +130,13 @@ class Runtime(Protocol):
         """The last ``tail`` lines its services printed; empty when it does not exist."""
         ...
 
+    def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
+                    dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
+        """An image for a devcontainer.json: its ``image``, or its Dockerfile built from
+        ``context`` (a gzipped tar), with dev8's layer on top (sshd, the dev user,
+        dev8-env), tagged ``tag``. NeedsUserAction where this runtime cannot build."""
+        ...
+
     def host_key(self, spec: EnvSpec) -> str:
         """The environment's SSH host public key (OpenSSH one-line form), read over an
         authenticated channel to the backend (never from the SSH connection it will pin).

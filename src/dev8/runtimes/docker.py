@@ -158,6 +158,20 @@ class DockerRuntime:
                                           f"({exc.explanation or exc}); choose another image") from None
                 raise
 
+    def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
+                    dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
+        with self._api(IMAGE_TIMEOUT) as c:
+            try:
+                if context is not None:
+                    image = docker_images.build_dockerfile(c, context, dockerfile, args or {}, tag + "-app", progress)
+                elif image is not None:
+                    self._ensure_image(image, progress)
+                else:
+                    raise NeedsUserAction("a devcontainer image needs an image or a Dockerfile")
+                return docker_images.build(c, "base", progress, base_image=image, tag=tag)
+            except docker_images.ImageBuildError as exc:
+                raise NeedsUserAction(str(exc)) from None
+
     def _ensure_volume(self, spec: EnvSpec) -> None:
         with self._api() as c:
             try:

@@ -115,18 +115,34 @@ def ensure_base_os(client: docker.DockerClient, progress: Progress) -> str:
     return _debootstrap_image(client, progress)
 
 
-def build(client: docker.DockerClient, target: str = "base", progress: Progress = print) -> str:
-    """Build ``target`` and tag it ``dev8/<target>:latest``; returns the tag."""
+def build(client: docker.DockerClient, target: str = "base", progress: Progress = print, *,
+          base_image: str | None = None, tag: str | None = None) -> str:
+    """Build ``target`` on ``base_image`` (default: Debian, pulled or made) and tag it
+    (default ``dev8/<target>:latest``); returns the tag. On another image (a devcontainer's),
+    ``base`` adds dev8's layer: sshd, runit, the dev user, dev8-env."""
     if target not in TARGETS:
         raise ImageBuildError(f"unknown image target {target!r} (choose from {', '.join(TARGETS)})")
-    base_image = ensure_base_os(client, progress)
-    tag = image_tag(target)
+    base_image = base_image or ensure_base_os(client, progress)
+    tag = tag or image_tag(target)
     progress(f"building {tag} from {base_image}")
+    _run_build(client, tag, progress, fileobj=io.BytesIO(build_context(build_ca_bundle())), custom_context=True,
+               target=target, buildargs={"BASE_IMAGE": base_image})
+    return tag
+
+
+def build_dockerfile(client: docker.DockerClient, context: bytes, dockerfile: str, args: dict[str, str], tag: str,
+                     progress: Progress) -> str:
+    """Build a repository's Dockerfile (``context``: a gzipped tar, ``dockerfile`` a path
+    in it) and tag it."""
+    progress(f"building {dockerfile} as {tag}")
+    _run_build(client, tag, progress, fileobj=io.BytesIO(context), custom_context=True, encoding="gzip",
+               dockerfile=dockerfile, buildargs=args)
+    return tag
+
+
+def _run_build(client: docker.DockerClient, tag: str, progress: Progress, **kw: object) -> None:
     last_lines: list[str] = []
-    for chunk in client.api.build(
-        fileobj=io.BytesIO(build_context(build_ca_bundle())), custom_context=True, tag=tag, target=target,
-        buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, decode=True,
-    ):
+    for chunk in client.api.build(tag=tag, rm=True, forcerm=True, decode=True, **kw):  # type: ignore[arg-type]
         if "error" in chunk:
             raise ImageBuildError(f"building {tag} failed: {chunk['error'].strip()}\n" + "".join(last_lines[-10:]))
         line = chunk.get("stream", "")
@@ -134,4 +150,3 @@ def build(client: docker.DockerClient, target: str = "base", progress: Progress 
             last_lines.append(line)
             if line.startswith("Step "):
                 progress(line.strip())
-    return tag

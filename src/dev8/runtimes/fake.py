@@ -166,6 +166,10 @@ class FakeRuntime:
         else:
             shutil.rmtree(d, ignore_errors=True)
 
+    def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
+                    dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
+        raise NeedsUserAction("the fake runtime cannot build images: its environments are local processes")
+
     def logs(self, spec: EnvSpec, tail: int) -> list[str]:
         self._check()
         if self._meta(spec).get("env_id") != spec.env_id:
