@@ -182,3 +182,21 @@ def test_environment_variables_reach_every_kind_of_shell(server: Dev8Server, ali
         assert r.stdout.strip().splitlines()[-1:] == ["hello world/dev"], (how, r.stdout, r.stderr)
     bad = alice.cli("create", unique("v"), "--env", "LD_PRELOAD=/tmp/x.so", check=False)
     assert bad.returncode == 1 and "invalid environment variable name 'LD_PRELOAD' (dev8 sets it)" in bad.stderr
+
+
+def test_an_idle_container_is_stopped_and_ssh_starts_it_again_with_its_work(tmp_path, base_image: str,  # type: ignore[no-untyped-def]
+                                                                           docker_client: docker.DockerClient):
+    srv = Dev8Server(tmp_path / "idle").start(DEV8_IDLE_TIMEOUT="8", DEV8_IDLE_CHECK_INTERVAL="0.5")
+    try:
+        alice = User(srv, "alice@example.com", tmp_path / "alice")
+        name = unique("i")
+        alice.cli("create", name)
+        assert alice.ssh(name, "echo kept > ~/workspace/note").returncode == 0
+        wait_until(lambda: alice.http().get(f"/environments/{name}").json()["state"] == "stopped", timeout=60,
+                   interval=0.5, what="the idle stop")
+        assert alice.http().get(f"/environments/{name}").json()["stop_reason"] == "stopped after 8 s idle"
+        assert all(c.status != "running" for c in env_containers(docker_client, srv))
+        back = alice.ssh(name, "cat ~/workspace/note", timeout=120)
+        assert back.stdout.strip() == "kept" and f"dev8: {name} is stopped: starting it" in back.stderr, back.stderr
+    finally:
+        srv.shutdown()
