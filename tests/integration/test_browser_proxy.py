@@ -295,3 +295,12 @@ def test_another_site_cannot_log_the_browser_into_its_own_account(server: Dev8Se
         assert [c for c in page.context.cookies(server.url) if c["name"] == "dev8_session"]
     finally:
         evil.shutdown()
+
+
+def test_static_files_are_sent_compressed_to_browsers_that_take_it(server: Dev8Server):
+    plain = httpx.get(server.url + "/static/xterm.js", headers={"accept-encoding": "identity"})
+    packed = httpx.get(server.url + "/static/xterm.js", headers={"accept-encoding": "gzip, br"})
+    assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"
+    assert packed.content == plain.content and packed.num_bytes_downloaded < len(plain.content) / 2
+    assert packed.headers["vary"] == "Accept-Encoding" and "javascript" in packed.headers["content-type"]
+    assert "content-encoding" not in httpx.get(server.url + "/static/nope.js").headers

@@ -110,11 +110,14 @@ def test_setup_login_key_create_clone_push_stop_start_delete(page, git_world, tm
     assert TOKEN not in page.content()
     page.wait_for_selector("#logs:has-text('Server listening on')")  # the services' output
     shot(page, "flow-7-environment")
-    # a listening port's sharing level, changed from the page
-    page.wait_for_selector("#ports tr[data-port='13337']", timeout=60_000)
-    page.select_option("#ports tr[data-port='13337'] select", "authenticated")
+    # a listening port's sharing level, changed from the page (code-server's own port is VS
+    # Code, not a preview: not listed)
+    ssh_with(key, server, name, "(nohup python3 -m http.server 8000 >/dev/null 2>&1 &); echo started")
+    page.wait_for_selector("#ports tr[data-port='8000']", timeout=60_000)
+    assert page.locator("#ports tr[data-port='13337']").count() == 0
+    page.select_option("#ports tr[data-port='8000'] select", "authenticated")
     api = server.api(server.cli("admin", "create-token", "admin@example.com").stdout.strip())
-    wait_until(lambda: api.get(f"/environments/{name}/ports").json()["shares"] == {"13337": "authenticated"},
+    wait_until(lambda: api.get(f"/environments/{name}/ports").json()["shares"] == {"8000": "authenticated"},
                timeout=20, what="the sharing level saved")
     assert "Traceback" not in steps_seen
 

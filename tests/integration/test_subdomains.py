@@ -110,7 +110,8 @@ def test_an_app_host_signs_in_through_dev8_with_a_one_time_ticket(sub_server: De
     assert main.get("/app-auth", params={"host": f"8100--{env}--alice.evil.example"}).status_code == 404
     assert app_get(sub_server, host(sub_server, "0x1F90", env, alice.username), "/").status_code == 404
     # nor does any other name under the app domain show dev8's own pages (its login form)
-    assert app_get(sub_server, f"login.dev8.localhost:{sub_server.http_port}", "/login").status_code == 404
+    not_an_app = app_get(sub_server, f"login.dev8.localhost:{sub_server.http_port}", "/login")
+    assert not_an_app.status_code == 404 and f'href="{sub_server.url}/"' in not_an_app.text  # a page, a way back
     # next after the ticket stays on the app host
     evil = main.get("/app-auth", params={"host": h, "next": "//evil.example/"}, follow_redirects=False)
     redeemed = app_get(sub_server, h, "/.dev8/auth?" + urlsplit(evil.headers["location"]).query)

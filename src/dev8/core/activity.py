@@ -40,7 +40,8 @@ def counts(size: int) -> bool:
 
 
 class Activity:
-    """When each environment was last used, noted in memory until the next flush."""
+    """When each environment was last used, noted in memory until the next flush. Used on
+    the event loop only (touch and take), so no lock."""
 
     def __init__(self) -> None:
         self._marks: dict[str, float] = {}
@@ -118,8 +119,9 @@ class IdleStopper:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            marks = self.activity.take()  # on the loop, where the marks are written
             try:
-                warnings, stops = await asyncio.to_thread(self.check)
+                warnings, stops = await asyncio.to_thread(self.check, marks)
             except Exception:  # the store may be briefly unavailable: again next time
                 log.exception("idle check failed")
                 continue
@@ -128,10 +130,9 @@ class IdleStopper:
             for env_id in stops:
                 self.stopped(env_id)
 
-    def check(self, now: datetime | None = None) -> tuple[list[tuple[str, str]], list[str]]:
-        """Write the activity noted since the last check, then warn and stop what is due
-        (blocking: a thread). Returns the warnings (env id, message) and the stopped ids."""
-        marks = self.activity.take()
+    def check(self, marks: dict[str, datetime], now: datetime | None = None) -> tuple[list[tuple[str, str]], list[str]]:
+        """Write ``marks`` (the activity noted since the last check), then warn and stop what
+        is due (blocking: a thread). Returns the warnings (env id, message) and the stopped ids."""
         warnings: list[tuple[str, str]] = []
         stops: list[str] = []
         with self.db.session() as s:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import asyncio
 import hashlib
 import hmac
+import html
 import time
 from urllib.parse import quote, urlsplit
 
@@ -158,9 +159,21 @@ def not_found() -> Response:
     return JSONResponse({"detail": "not found"}, status_code=404)
 
 
-def not_found_page() -> Response:
-    return HTMLResponse("<!doctype html><title>not found</title><h1>Not found</h1>", status_code=404,
-                        headers={"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"})
+def not_found_page(home: str = "/") -> Response:
+    """For a browser: nothing here (or not yours: the same answer), and the way back."""
+    page = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found · dev8</title></head>'
+            '<body style="font:16px system-ui,sans-serif;margin:4rem auto;max-width:36rem"><main><h1>Not found</h1>'
+            '<p>There is no such environment, app or page here, or it is not yours to open.</p>'
+            f'<p><a href="{html.escape(home, quote=True)}">Back to your environments</a></p></main></body></html>')
+    return HTMLResponse(page, status_code=404, headers={
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
+
+
+def not_found_for(conn: HTTPConnection, home: str = "/") -> Response:
+    """404: the page for a browser opening a page, JSON for everything else."""
+    if "text/html" in conn.headers.get("accept", ""):
+        return not_found_page(home)
+    return not_found()
 
 
 def safe_next(target: str | None) -> str:

@@ -32,7 +32,8 @@ from dev8.core.auth import hash_token
 from dev8.core import environments as envs
 from dev8.core.errors import Dev8Error, Unauthorized
 from dev8.core.states import State
-from dev8.server.browser_auth import DEV8_COOKIES, NotVisible, authorize_ws, not_found, request_token, resolve_env
+from dev8.server.browser_auth import (DEV8_COOKIES, NotVisible, authorize_ws, not_found, not_found_for, request_token,
+                                      resolve_env)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
 from dev8.store.models import Environment
@@ -87,7 +88,7 @@ def to_app_host(ctx: ServerContext, request: Request, owner: str, name: str, app
     or, without an app domain, a page saying why not and what works instead."""
     domain = ctx.settings.app_domain
     if not (NAME_RE.fullmatch(owner) and NAME_RE.fullmatch(name)):
-        return not_found()  # no such environment; and never a redirect to a host built from junk
+        return not_found_for(request)  # no such environment; and never a redirect to a host built from junk
     if domain is None:
         return no_app_domain(request, name, app)
     rest = quote(path, safe="/:@!$&'()*+,;=~") + (f"?{request.url.query}" if request.url.query else "")

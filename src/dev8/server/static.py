@@ -2,9 +2,12 @@
 (src/dev8/web/node_modules, installed by `npm ci`). Only the files listed are served."""
 from __future__ import annotations
 
+import functools
+import gzip
+import mimetypes
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 router = APIRouter(include_in_schema=False)
@@ -29,12 +32,22 @@ STATIC = {  # URL name → file under WEB_DIR; only these are served
 
 
 @router.get("/favicon.ico")
-def favicon() -> Response:
-    return static_file("favicon.svg")
+def favicon(request: Request) -> Response:
+    return static_file("favicon.svg", request)
+
+
+HEADERS = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding"}
+COMPRESSIBLE = (".js", ".css", ".svg")
+
+
+@functools.lru_cache(maxsize=len(STATIC))
+def _gzipped(path: Path, mtime: float) -> bytes:
+    """The file compressed once (per version of it: ``mtime``), not per request."""
+    return gzip.compress(path.read_bytes(), compresslevel=9, mtime=0)
 
 
 @router.get("/static/{name}")
-def static_file(name: str) -> Response:
+def static_file(name: str, request: Request) -> Response:
     rel = STATIC.get(name)
     if rel is None:
         return JSONResponse({"detail": "not found"}, status_code=404)
@@ -42,4 +55,8 @@ def static_file(name: str) -> Response:
     if not path.is_file():
         return JSONResponse({"detail": f"{name} is not installed: run `npm ci` in {WEB_DIR} "
                                        "(scripts/run.sh does)"}, status_code=503)
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+    if name.endswith(COMPRESSIBLE) and "gzip" in request.headers.get("accept-encoding", ""):
+        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return Response(_gzipped(path, path.stat().st_mtime), media_type=media,
+                        headers={**HEADERS, "Content-Encoding": "gzip"})
+    return FileResponse(path, headers=HEADERS)

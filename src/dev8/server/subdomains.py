@@ -29,7 +29,7 @@ from dev8.core.auth import hash_token
 from dev8.core.errors import Unauthorized
 from dev8.server.appsessions import SESSION_SECONDS
 from dev8.server.browser_auth import (APP_COOKIE, SAFE_METHODS, SESSION_COOKIE, NotVisible, from_own_page, login_required,
-                                      not_found_page, safe_next, session_user)
+                                      not_found_for, not_found_page, safe_next, session_user)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
 from dev8.server.proxy import METHODS, forward_http, forward_ws
@@ -85,7 +85,7 @@ async def app_http(request: Request) -> Response:
                 {"host": target.host, "next": back}), status_code=303)
         return JSONResponse({"detail": "login required"}, status_code=401)
     except NotVisible:
-        return JSONResponse({"detail": "not found"}, status_code=404)
+        return not_found_for(request, ctx.settings.base_url + "/")
     return await forward_http(ctx, request, env, target.port, request.url.path.lstrip("/"),
                               owner_opening=viewer is not None and viewer == env.owner_id)
 
@@ -141,7 +141,7 @@ class AppSubdomains:
             if target is not None:
                 return await self.apps({**scope, "dev8.app": target}, receive, send)
             if host.endswith("." + domain):  # under the app domain but no app: never dev8's own pages
-                return await (JSONResponse({"detail": "not found"}, status_code=404) if scope["type"] == "http"
+                return await (not_found_for(Request(scope), self.ctx.settings.base_url + "/") if scope["type"] == "http"
                               else WebSocketClose(code=1008))(scope, receive, send)
         await self.app(scope, receive, send)
 

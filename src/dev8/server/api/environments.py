@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 import asyncssh
 
-from dev8.apphosts import app_url
+from dev8.apphosts import APPS, app_url
 from dev8.core import environments as envs
 from dev8.core import sharing, templates
 from dev8.core import envssh
@@ -183,6 +183,9 @@ async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
             env = envs.get_environment(s, user, name)
             return ((env.options or {}).get("devcontainer") or {}).get("ports") or {}
     shared, named = await asyncio.to_thread(shares), await asyncio.to_thread(labels)
+    # dev8's own apps (code-server) are opened as apps, not shared as previews
+    result["ports"] = [p for p in result["ports"] if p["port"] not in APPS.values()]
+    result["previews"] = ctx.settings.app_domain is not None  # browsers open previews (app hosts)
     for p in result["ports"]:
         p["url"] = app_url(ctx.settings.base_url, ctx.settings.app_domain, p["port"], name, user.username)
         p["share"] = shared.get(p["port"], "private")

@@ -83,11 +83,14 @@
         ...["private", "authenticated", "public"].map((lvl) => el("option", { value: lvl, textContent: lvl })));
       select.value = p.share;
       select.onchange = () => share(p.port, select.value);
+      // without app addresses browsers open no previews: say how to reach the port instead
+      const none = el("span", { className: "muted", textContent: `dev8 port-forward ${name} ${p.port}:${p.port}` });
       return el("tr", { dataset: { port: String(p.port) } },
-        el("td", { textContent: p.label ? `${p.port} (${p.label})` : String(p.port) }), el("td", { textContent: p.bind === "loopback" ? "127.0.0.1" : "all addresses" }),
-        el("td", {}, el("a", { href: p.url, target: "_blank", rel: "noopener", textContent: "Open preview",
-                               dataset: { key: `preview/${p.port}` } })),
-        el("td", {}, select));
+        el("td", { dataset: { label: "Port" }, textContent: p.label ? `${p.port} (${p.label})` : String(p.port) }),
+        el("td", { dataset: { label: "Listening on" }, textContent: p.bind === "loopback" ? "127.0.0.1" : "all addresses" }),
+        el("td", { dataset: { label: "Preview" } }, ports.previews ? el("a", { href: p.url, target: "_blank", rel: "noopener",
+                 textContent: "Open preview", dataset: { key: `preview/${p.port}` } }) : none),
+        el("td", { dataset: { label: "Sharing" } }, ports.previews ? select : "—"));
     })));
     $("ports-empty").hidden = ports.ports.length !== 0;
   }
