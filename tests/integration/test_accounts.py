@@ -171,6 +171,25 @@ def test_admins_manage_users_see_every_environment_and_the_audit_log(ctx: Server
     assert "s3cret-value" not in str(log) and PASSWORD not in str(log)
     with ctx.db.session() as s:
         assert s.scalar(select(User.disabled).where(User.id == new_id)) is False
+    # looking again and again is one entry per list in ten minutes, not one per page view
+    for _ in range(3):
+        root.get("/api/v1/admin/users"), root.get("/api/v1/admin/environments"), root.get("/api/v1/admin/audit")
+    views = [e["target"] for e in root.get("/api/v1/admin/audit", params={"action": "admin.view", "limit": 500}).json()
+             if e["actor"] == "root@example.com"]
+    assert sorted(views) == ["audit log", "environments", "users"], views
+    only_env = root.get("/api/v1/admin/audit", params={"action": "env.", "limit": 500}).json()
+    assert only_env and all(e["action"].startswith("env.") for e in only_env)
+    assert root.get("/api/v1/admin/audit", params={"action": "%"}).json() == []  # no LIKE wildcards
+    # an admin resets a password: the old one stops working, the new one logs in
+    assert new.post(f"/api/v1/admin/users/{root_id}/password", json={"password": "x" * 12}).status_code == 200  # new is admin now
+    assert root.post(f"/api/v1/admin/users/{new_id}/password", json={"password": "short"}).status_code == 422
+    assert root.post(f"/api/v1/admin/users/{new_id}/password", json={"password": "another password 2"}).status_code == 200
+    assert anon.post("/api/v1/auth/login", json={"email": "new@example.com", "password": PASSWORD}).status_code == 401
+    assert anon.post("/api/v1/auth/login", json={"email": "new@example.com",
+                                                 "password": "another password 2"}).status_code == 200
+    assert root.post("/api/v1/admin/users/99999/password", json={"password": "x" * 12}).status_code == 404
+    # the token list marks the one in use
+    assert [t["current"] for t in new.get("/api/v1/tokens").json() if t["current"]] == [True]
 
 
 

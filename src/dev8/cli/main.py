@@ -719,6 +719,9 @@ def open_(
     """Print (and open, where a browser exists) the VS Code (or terminal) URL of an environment."""
     import webbrowser
     env = call(api().get, f"/environments/{name}")
+    if not terminal and env.get("apps") is not None and "vscode" not in env["apps"]:
+        fail(f"{name} runs {env['image']}, which has no VS Code: `dev8 open {name} --terminal`, `dev8 ssh {name}`, "
+             f"or VS Code Desktop over Remote-SSH (`dev8 config-ssh`)")
     url = env["terminal_url" if terminal else "vscode_url"]
     print(url)
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform == "darwin":

@@ -17,7 +17,7 @@ def require_admin(user: User) -> None:
 
 def list_users(s: Session, admin: User) -> list[User]:
     require_admin(admin)
-    audit.record(s, admin, "admin.view", "users")
+    audit.record_view(s, admin, "users")
     return list(s.scalars(select(User).order_by(User.id)))
 
 
@@ -31,10 +31,7 @@ def create_user(s: Session, admin: User, *, email: str, password: str, is_admin:
 def update_user(s: Session, admin: User, user_id: int, *, disabled: bool | None = None,
                 is_admin: bool | None = None) -> User:
     """Disable/enable a user or grant/revoke admin. Admins cannot lock themselves out."""
-    require_admin(admin)
-    user = s.get(User, user_id)
-    if user is None:
-        raise NotFound("no such user")
+    user = get_user(s, admin, user_id)
     if user.id == admin.id and (disabled or is_admin is False):
         raise Invalid("you cannot disable yourself or drop your own admin rights")
     if disabled is not None and disabled != user.disabled:
@@ -69,14 +66,23 @@ def get_user(s: Session, admin: User, user_id: int) -> User:
 
 def all_environments(s: Session, admin: User) -> list[tuple[Environment, User]]:
     require_admin(admin)
-    audit.record(s, admin, "admin.view", "environments")
+    audit.record_view(s, admin, "environments")
     rows = s.execute(select(Environment, User).join(User, User.id == Environment.owner_id)
                      .where(Environment.desired_state != "deleted").order_by(User.username, Environment.name))
     return [(env, owner) for env, owner in rows]
 
 
-def audit_log(s: Session, admin: User, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+def audit_log(s: Session, admin: User, *, limit: int = 100, before: int | None = None,
+              action: str | None = None) -> list[AuditEntry]:
     require_admin(admin)
-    entries = audit.entries(s, limit=limit, before=before)
-    audit.record(s, admin, "admin.view", "audit log")
+    entries = audit.entries(s, limit=limit, before=before, action=action)
+    audit.record_view(s, admin, "audit log")
     return entries
+
+
+def set_user_password(s: Session, admin: User, user_id: int, password: str) -> User:
+    """Reset a user's password from the admin page (their browser sessions end with it)."""
+    user = get_user(s, admin, user_id)
+    auth.set_password(s, user, password)
+    audit.record(s, admin, "admin.user.set_password", user.email)
+    return user

@@ -334,8 +334,12 @@ class Reconciler:
             # Inside the step: a secret that cannot be decrypted fails it, naming the secret.
             sent.update(await asyncio.to_thread(self._configuration, env))
             return await envssh.configure(conn, sent)
-        await self._step(env.id, "configure", configure, STEP_TIMEOUT)
+        configured = await self._step(env.id, "configure", configure, STEP_TIMEOUT)
         options = env.options or {}
+        if isinstance(configured.get("apps"), list) and configured["apps"] != options.get("apps"):
+            options = {**options, "apps": configured["apps"]}  # what its image offers (VS Code or not)
+            await asyncio.to_thread(self._update, env.id, options=options)
+            env.options = options
         if options.get("repo"):
             await self._optional_step(env.id, "clone", conn, "dev8-env clone")
             options = await self._devcontainer(env, conn)

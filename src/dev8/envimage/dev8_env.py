@@ -122,7 +122,13 @@ def _configure(doc: dict) -> dict:
     _write_ca_bundle(config)
     _write_env_vars(config)
     _write_code_server_env(config)
-    return {"configured": True, "secrets": sorted(secrets)}
+    return {"configured": True, "secrets": sorted(secrets), "apps": apps()}
+
+
+def apps() -> list[str]:
+    """What this image offers in the browser besides the terminal (the control plane shows
+    "Open VS Code" only where it is)."""
+    return ["vscode"] if os.path.exists(CODE_SERVER) else []
 
 
 ENV_VARS_FILE = "env.sh"  # in the run dir; every kind of shell sources it (images/base/env-hooks)

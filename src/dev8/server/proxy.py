@@ -122,6 +122,21 @@ APP_START_WAIT = 8.0
 APP_PORTS = frozenset(APPS.values())
 
 
+def no_such_app(request: Request, env: Environment) -> Response:
+    """VS Code asked of an environment whose image has none (dev8/base): say so, for good,
+    instead of a Starting page that never turns into VS Code."""
+    message = (f"{env.name} runs {env.image}, which has no VS Code: use its terminal, `dev8 ssh {env.name}`, "
+               f"or VS Code Desktop over Remote-SSH; an image with VS Code (dev8/fullstack) has it in the browser")
+    if "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"detail": message}, status_code=404)
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>No VS Code here</title></head>'
+            f'<body style="font:16px system-ui,sans-serif;margin:4rem auto;max-width:36rem"><main>'
+            f'<h1>No VS Code in {html.escape(env.name)}</h1><p>{html.escape(message)}.</p></main></body></html>')
+    return HTMLResponse(page, status_code=404, headers={
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
+
+
 def _start_on_open(ctx: ServerContext, env_id: str, how: str) -> bool:
     with ctx.db.session() as s:
         env = s.get(Environment, env_id)
@@ -150,6 +165,9 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
     """Relay ``request`` to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it).
     ``owner_opening``: its owner's browser opens a page, which starts it when stopped."""
     ctx.activity.touch(env.id)  # a page, a preview's request, VS Code's assets: use
+    offered = (env.options or {}).get("apps")
+    if port in APP_PORTS and offered is not None and not any(APPS[a] == port for a in offered if a in APPS):
+        return no_such_app(request, env)
     if env.observed_state != State.RUNNING:
         if owner_opening and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             try:

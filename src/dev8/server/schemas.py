@@ -109,6 +109,7 @@ class ApiTokenOut(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
+    current: bool = Field(default=False, description="the token (or browser session) of this very request")
 
 
 class NewApiTokenOut(ApiTokenOut):
@@ -128,6 +129,10 @@ class AdminUserIn(RequestBody):
     email: str = Field(max_length=254)
     password: str = Field(max_length=1024)
     is_admin: bool = False
+
+
+class PasswordIn(RequestBody):
+    password: str = Field(max_length=1024)
 
 
 class AdminUserPatch(RequestBody):
@@ -281,6 +286,8 @@ class EnvironmentOut(BaseModel):
                                           "server's default")
     stop_reason: str = Field(description="why dev8 stopped it by itself (idle, session limit); empty otherwise")
     template: str | None = Field(description="the template it was created from")
+    apps: list[str] | None = Field(description="what its image offers in the browser besides the terminal "
+                                               "(\"vscode\" or nothing); null until it has started once")
     env: dict[str, str] = Field(description="its environment variables (not secret)")
     ssh_command: str
     vscode_url: str

@@ -23,15 +23,18 @@ label,input,button{display:block;width:100%;margin:.4rem 0}input,button{padding:
 pre{white-space:pre-wrap;word-break:break-all;background:#f3f3f3;padding:.6rem}.err{color:#b00020}</style>"""
 
 
-def login_page(next_url: str, error: str = "") -> str:
+def login_page(next_url: str, error: str = "", email: str = "") -> str:
+    """The form; after a wrong password the email stays filled in and the password field
+    has the focus."""
     err = f'<p class="err" role="alert">{html.escape(error)}</p>' if error else ""
+    focus_email, focus_password = ("", " autofocus") if email else (" autofocus", "")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>dev8 · log in</title>{STYLE}</head>
-<body><h1>Log in to dev8</h1>{err}<form method="post" action="/login">
+<body><main><h1>Log in to dev8</h1>{err}<form method="post" action="/login">
 <input type="hidden" name="next" value="{html.escape(next_url)}">
-<label>Email <input name="email" type="email" required autocomplete="username" autofocus></label>
-<label>Password <input name="password" type="password" required autocomplete="current-password"></label>
-<button>Log in</button></form></body></html>"""
+<label>Email <input name="email" type="email" required autocomplete="username" value="{html.escape(email)}"{focus_email}></label>
+<label>Password <input name="password" type="password" required autocomplete="current-password"{focus_password}></label>
+<button>Log in</button></form></main></body></html>"""
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -58,9 +61,11 @@ async def login_submit(request: Request) -> Response:
     try:
         token = await asyncio.to_thread(check)
     except Unauthorized:
-        return HTMLResponse(login_page(target, "Wrong email or password."), status_code=401, headers=PAGE_HEADERS)
+        return HTMLResponse(login_page(target, "Wrong email or password.", email[:254]), status_code=401,
+                            headers=PAGE_HEADERS)
     except TooManyAttempts as exc:
-        return HTMLResponse(login_page(target, f"Too many failed logins. Try again in {exc.retry_after} seconds."),
+        return HTMLResponse(login_page(target, f"Too many failed logins. Try again in {exc.retry_after} seconds.",
+                                       email[:254]),
                             status_code=429, headers={**PAGE_HEADERS, "Retry-After": str(exc.retry_after)})
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()), httponly=True,
@@ -90,11 +95,11 @@ SETUP_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>dev8 · first admin</title>
 """ + STYLE + """</head>
-<body><h1>Create the first admin</h1>
+<body><main><h1>Create the first admin</h1>
 <form id="f"><label>Email <input name="email" type="email" required autocomplete="username"></label>
 <label>Password (8+ characters) <input name="password" type="password" minlength="8" required
  autocomplete="new-password"></label><button>Create admin</button></form>
-<p id="out" role="status"></p>
+<p id="out" role="status"></p></main>
 <script src="/static/setup.js"></script>
 </body></html>"""
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Request, status
 from sqlalchemy.orm import Session
 
 from dev8.core import auth, dotfiles, environments, quotas, secrets
+from dev8.server.browser_auth import request_token
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
 from dev8.server.schemas import (ERROR_RESPONSES, ApiTokenIn, ApiTokenOut, DotfilesIn, DotfilesOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
                                  NewApiTokenOut, QuotaOut, QuotaUsed, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut,
@@ -118,8 +119,10 @@ def delete_secret(name: str, user: CurrentUser, s: SessionDep) -> None:
 
 
 @router.get("/tokens", response_model=list[ApiTokenOut], summary="Your API tokens and browser sessions (never values)")
-def list_tokens(user: CurrentUser, s: SessionDep) -> list[ApiTokenOut]:
-    return [ApiTokenOut.model_validate(r, from_attributes=True) for r in auth.list_tokens(s, user)]
+def list_tokens(request: Request, user: CurrentUser, s: SessionDep) -> list[ApiTokenOut]:
+    mine = auth.hash_token(request_token(request)[0] or "")
+    return [ApiTokenOut.model_validate(r, from_attributes=True).model_copy(update={"current": r.token_hash == mine})
+            for r in auth.list_tokens(s, user)]
 
 
 @router.post("/tokens", response_model=NewApiTokenOut, status_code=status.HTTP_201_CREATED,

@@ -8,7 +8,7 @@ from dev8.server.api.environments import environment_out
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
 from dev8.server.api.account import quota_out
 from dev8.server.schemas import (ERROR_RESPONSES, MAX_ROW_ID, AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut,
-                                 EnvironmentOut, QuotaIn, QuotaOut)
+                                 EnvironmentOut, PasswordIn, QuotaIn, QuotaOut)
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=ERROR_RESPONSES, route_class=StoreRoute)
 
@@ -51,5 +51,14 @@ def all_environments(ctx: Ctx, user: CurrentUser, s: SessionDep) -> list[Environ
 
 @router.get("/audit", response_model=list[AuditOut], summary="Audit log, newest first")
 def audit_log(user: CurrentUser, s: SessionDep, limit: int = Query(100, ge=1, le=500),
-              before: int | None = Query(None, ge=1, le=MAX_ROW_ID)) -> list[AuditOut]:
-    return [AuditOut.model_validate(e, from_attributes=True) for e in admin.audit_log(s, user, limit=limit, before=before)]
+              before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
+              action: str | None = Query(None, max_length=48, description="actions starting with this, e.g. env.")
+              ) -> list[AuditOut]:
+    return [AuditOut.model_validate(e, from_attributes=True)
+            for e in admin.audit_log(s, user, limit=limit, before=before, action=action)]
+
+
+@router.post("/users/{user_id:int}/password", response_model=AdminUserOut,
+             summary="Set a user's password (their browser sessions end)")
+def set_password(user_id: RowId, body: PasswordIn, user: CurrentUser, s: SessionDep) -> AdminUserOut:
+    return AdminUserOut.model_validate(admin.set_user_password(s, user, user_id, body.password), from_attributes=True)

@@ -42,6 +42,7 @@ def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         idle_timeout=ctx.settings.idle_timeout if env.idle_timeout is None else env.idle_timeout,
         stop_reason=env.stop_reason or "",
         template=(env.options or {}).get("template"), env=(env.options or {}).get("env") or {},
+        apps=(env.options or {}).get("apps"),
         ssh_command=f"ssh -p {port} {env.name}@{host}",
         vscode_url=app_url(ctx.settings.base_url, ctx.settings.app_domain, "vscode", env.name, user.username)
         + "?" + urlencode({"folder": envs.workspace_folder(env)}),

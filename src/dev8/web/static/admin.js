@@ -16,7 +16,9 @@
           el("button", { type: "button", textContent: u.disabled ? "Enable" : "Disable",
                          className: u.disabled ? "" : "danger", onclick: () => update(u.id, { disabled: !u.disabled }) }),
           el("button", { type: "button", textContent: u.is_admin ? "Revoke admin" : "Make admin",
-                         onclick: () => update(u.id, { is_admin: !u.is_admin }) }));
+                         onclick: () => update(u.id, { is_admin: !u.is_admin }) }),
+          el("button", { type: "button", textContent: "Set password", ariaLabel: "Set the password of " + u.email,
+                         onclick: () => setPassword(u) }));
       }
       return el("tr", { dataset: { user: u.email } }, el("td", { textContent: u.email }), el("td", { textContent: u.username }),
         el("td", { textContent: u.is_admin ? "admin" : "user" }),
@@ -24,6 +26,15 @@
                                   textContent: u.disabled ? "disabled" : "active" })),
         el("td", { textContent: when(u.created_at) }), actions);
     }));
+  }
+  async function setPassword(u) {
+    const password = prompt(`New password for ${u.email} (8+ characters). Their browser sessions end.`);
+    if (!password) return;
+    try {
+      await api("POST", `/admin/users/${u.id}/password`, { password });
+      $("status").textContent = `Password set for ${u.email}.`;
+      await refreshAudit(true);
+    } catch (err) { $("status").textContent = err.message; }
   }
   async function update(id, change) {
     try { await api("PATCH", "/admin/users/" + id, change); $("status").textContent = ""; await Promise.all([refreshUsers(), refreshAudit(true)]); }
@@ -49,7 +60,8 @@
   }
 
   async function refreshAudit(reset) {
-    const query = reset || oldest === null ? "" : `&before=${oldest}`;
+    const filter = $("audit-filter").value.trim();
+    const query = (reset || oldest === null ? "" : `&before=${oldest}`) + (filter ? `&action=${encodeURIComponent(filter)}` : "");
     const entries = await api("GET", "/admin/audit?limit=50" + query);
     const rows = entries.map((a) => el("tr", { dataset: { action: a.action } }, el("td", { textContent: when(a.ts) }),
       el("td", { textContent: a.actor }), el("td", {}, el("code", { textContent: a.action })),
@@ -60,6 +72,11 @@
     $("audit-more").disabled = entries.length < 50;
   }
   $("audit-more").addEventListener("click", () => refreshAudit(false));
+  let filterTimer;
+  $("audit-filter").addEventListener("input", () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => { oldest = null; refreshAudit(true).catch((err) => { $("status").textContent = err.message; }); }, 300);
+  });
 
   Promise.all([refreshUsers(), refreshEnvs(), refreshAudit(true)]).catch((err) => { $("status").textContent = err.message; });
 })();

@@ -38,7 +38,17 @@ window.dev8 = (() => {
     e.append(...children);
     return e;
   };
-  const when = (iso) => iso ? new Date(iso).toLocaleString() : "—";
+  // Times as people say them ("2 minutes ago", "in 3 days"); a date beyond a month.
+  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const UNITS = [[60, "second"], [3600, "minute", 60], [86400, "hour", 3600], [2592000, "day", 86400]];
+  const when = (iso) => {
+    if (!iso) return "—";
+    const seconds = (new Date(iso) - Date.now()) / 1000;
+    for (const [below, unit, per = 1] of UNITS) {
+      if (Math.abs(seconds) < below) return relative.format(Math.round(seconds / per), unit);
+    }
+    return new Date(iso).toLocaleDateString();
+  };
   const cap = (s) => s[0].toUpperCase() + s.slice(1);
 
   // Errors go into <p class="field-error" data-error-for="FIELD"> next to the input.
@@ -98,5 +108,8 @@ window.dev8 = (() => {
     if (key !== undefined) root.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
   }
 
-  return { api, el, when, cap, clearErrors, showError, confirmDelete, download, latest, redraw, ApiError };
+  // An environment's image offers VS Code (`apps`, known once it has started; until then, say yes).
+  const hasVSCode = (env) => env.apps == null || env.apps.includes("vscode");
+
+  return { api, el, when, cap, clearErrors, showError, confirmDelete, download, latest, redraw, hasVSCode, ApiError };
 })();

@@ -2,7 +2,7 @@
 // are asked of the environment over SSH), recent events, logs, connection help.
 "use strict";
 (() => {
-  const { api, el, when, cap, confirmDelete, redraw } = window.dev8;
+  const { api, el, when, cap, confirmDelete, redraw, hasVSCode } = window.dev8;
   const name = document.getElementById("env").dataset.name;
   const path = "/environments/" + encodeURIComponent(name);
   const $ = (id) => document.getElementById(id);
@@ -13,16 +13,20 @@
   function renderEnv(env) {
     state = env.state;
     $("state").textContent = env.state;
+    // VS Code Desktop over Remote-SSH, on the same folder as VS Code in the browser
+    const folder = new URL(env.vscode_url).searchParams.get("folder") || "/home/dev/workspace";
+    $("open-desktop").href = `vscode://vscode-remote/ssh-remote+dev8.${name}${folder}`;
     $("state").className = "state " + env.state;
     $("state").title = env.status_message || "";
     document.body.dataset.state = env.state;
     const actions = $("actions");
-    redraw(actions, [env.state, env.vscode_url, env.terminal_url], () => {
+    redraw(actions, [env.state, env.vscode_url, env.terminal_url, env.apps], () => {
       actions.replaceChildren();
       if (env.state === "running") {
-        actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank", rel: "noopener",
-                                 textContent: "Open VS Code", id: "open-vscode", dataset: { key: "vscode" } }),
-                       el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
+        if (hasVSCode(env)) actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank",
+                                                     rel: "noopener", textContent: "Open VS Code", id: "open-vscode",
+                                                     dataset: { key: "vscode" } }));
+        actions.append(el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
                                  textContent: "Terminal", id: "open-terminal", dataset: { key: "terminal" } }));
       }
       for (const action of ACTIONS[env.state] ?? []) {

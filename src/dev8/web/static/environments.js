@@ -1,7 +1,7 @@
 // Environments list: rendered from the REST API, refreshed every 2 s.
 "use strict";
 (() => {
-  const { api, el, when, cap, confirmDelete, redraw } = window.dev8;
+  const { api, el, when, cap, confirmDelete, redraw, hasVSCode } = window.dev8;
   const tbody = document.querySelector("#envs tbody");
   const statusEl = document.getElementById("status");
   const ACTIONS = { running: ["stop", "restart"], stopped: ["start"], error: ["start", "stop"], unreachable: [] };
@@ -10,9 +10,9 @@
     const key = (what) => ({ key: `${env.name}/${what}` });
     const actions = el("td", { className: "actions" });
     if (env.state === "running") {
-      actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank", rel: "noopener",
-                               textContent: "VS Code", dataset: key("vscode") }),
-                     el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
+      if (hasVSCode(env)) actions.append(el("a", { href: env.vscode_url, className: "button primary", target: "_blank",
+                                                   rel: "noopener", textContent: "VS Code", dataset: key("vscode") }));
+      actions.append(el("a", { href: env.terminal_url, className: "button", target: "_blank", rel: "noopener",
                                textContent: "Terminal", dataset: key("terminal") }));
     }
     for (const action of ACTIONS[env.state] ?? []) {

@@ -33,7 +33,8 @@
 
   const refreshTokens = latest(() => api("GET", "/tokens"), (tokens) => {
     $("token-list").querySelector("tbody").replaceChildren(...tokens.map((t) => el("tr", { dataset: { token: t.name } },
-      el("td", { textContent: t.name }), el("td", { textContent: when(t.created_at) }),
+      el("td", {}, t.name, ...(t.current ? [" ", el("span", { className: "muted", textContent: "(this browser)" })] : [])),
+      el("td", { textContent: when(t.created_at) }),
       el("td", { textContent: t.expires_at ? when(t.expires_at) : "never" }), el("td", { textContent: when(t.last_used_at) }),
       el("td", { className: "actions" }, el("button", { type: "button", className: "danger", textContent: "Revoke",
                                                          ariaLabel: "Revoke " + t.name, onclick: () => revoke(t.id) })))));
