@@ -429,3 +429,25 @@ def test_disabling_a_user_or_ending_their_session_closes_what_they_have_open(ctl
     assert any("ssh" in e["detail"] and "disabled" in e["detail"] for e in audit), audit
     r = gus.ssh(name, "true")
     assert r.returncode != 0  # and no new ones
+
+
+def test_sigterm_stops_the_server_promptly_even_with_runtime_calls_stuck_in_threads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A runtime call can take minutes (an image build) or never return (a wedged backend):
+    SIGTERM must not wait for it."""
+    import signal
+    with fake_server(tmp_path) as srv:
+        erin = User(srv, "erin@example.com", tmp_path / "erin")
+        name = unique("t")
+        erin.cli("create", name)
+        (srv.runtime_root / "HUNG").touch()  # type: ignore[attr-defined]
+        try:
+            erin.http().post(f"/environments/{name}/restart", timeout=30)  # the runtime is pinged: it hangs
+            wait_until(lambda: "has not answered" in httpx.get(srv.url + "/healthz", timeout=15).json()["runtime"],
+                       timeout=30, what="a stuck runtime call")
+            assert srv.proc is not None
+            started = time.monotonic()
+            srv.proc.send_signal(signal.SIGTERM)
+            assert srv.wait_exit(20) == 0
+            print(f"\nSIGTERM → exit in {time.monotonic() - started:.1f} s with a runtime call stuck")
+        finally:
+            (srv.runtime_root / "HUNG").unlink()  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -168,4 +169,12 @@ def run(settings: Settings) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # two lines per start otherwise
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request otherwise
-    asyncio.run(serve(settings))
+    asyncio.new_event_loop().run_until_complete(serve(settings))
+    # Stopped cleanly (serve closed the gateway, connections and the database). Worker
+    # threads may still be inside a runtime call, e.g. a ten-minute image build; waiting
+    # for them (asyncio.run and the interpreter's exit both would) would make SIGTERM take
+    # as long. Nothing they hold outlives the process: a transaction not committed is not.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
