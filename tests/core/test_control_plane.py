@@ -292,13 +292,22 @@ def test_invalid_image_references_are_refused_before_anything_is_created(ctl: De
     assert dana.http().get(f"/environments/{name}").status_code == 404
 
 
-def test_an_image_that_does_not_exist_is_not_retried_until_the_user_acts(ctl: Dev8Server, dana: User) -> None:
+def test_an_image_that_does_not_exist_is_refused_at_create_with_the_reason(ctl: Dev8Server, dana: User) -> None:
     name = unique("m")
     r = dana.cli("create", name, "--image", "missing/nothing:1", check=False)
+    assert r.returncode == 1 and "missing/nothing:1 does not exist" in r.stderr, r.stderr
+    checked = dana.http().post("/environments/validate", json={"name": name, "image": "missing/nothing:1"}).json()
+    assert checked["valid"] is False and checked["field"] == "image"
+    assert dana.http().get(f"/environments/{name}").status_code == 404  # nothing created
+
+
+def test_an_image_gone_after_create_is_not_retried_until_the_user_acts(ctl: Dev8Server, dana: User) -> None:
+    name = unique("m")
+    r = dana.cli("create", name, "--image", "vanishing/nothing:1", check=False)
     assert r.returncode != 0 and "does not exist" in r.stdout + r.stderr
     wait_until(lambda: state(dana, name) == "error", timeout=30, what="error")
     shown = dana.http().get(f"/environments/{name}").json()["status_message"]
-    assert "missing/nothing:1 does not exist" in shown, shown
+    assert "vanishing/nothing:1 does not exist" in shown, shown
 
     def attempts() -> int:
         events = dana.http().get(f"/environments/{name}/events", params={"follow": "false"}).json()

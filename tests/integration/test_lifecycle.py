@@ -115,10 +115,12 @@ def test_restart_policy_and_supervisor_bring_sshd_back(server: Dev8Server, alice
     wait_until(answers, timeout=30, what="sshd restarted by the supervisor")
 
 
-def test_failed_create_reports_the_step_and_reason(server: Dev8Server, alice: User):
-    r = alice.cli("create", unique("f"), "--image", "dev8-test/does-not-exist:nope", check=False)
-    assert r.returncode == 1
-    assert "step 'image' failed" in r.stderr
+def test_a_mistyped_image_is_refused_at_create_with_the_reason(server: Dev8Server, alice: User):
+    name = unique("f")
+    r = alice.cli("create", name, "--image", "dev8-test/does-not-exist:nope", check=False)
+    assert r.returncode == 1 and "dev8-test/does-not-exist:nope is not on this machine" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "http+docker" not in r.stderr.split("(")[0]
+    assert alice.http().get(f"/environments/{name}").status_code == 404  # nothing created
 
 
 def test_first_start_prints_setup_link_and_setup_works(server: Dev8Server):

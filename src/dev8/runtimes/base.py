@@ -130,6 +130,12 @@ class Runtime(Protocol):
         """The last ``tail`` lines its services printed; empty when it does not exist."""
         ...
 
+    def image_status(self, image: str) -> str:
+        """Whether ``image`` can run here: "ready" (present), "buildable" (one of dev8's
+        own, built on first use), "pullable" (the registry has it). NeedsUserAction, saying
+        why, when it is none of these: a create with it would only fail later."""
+        ...
+
     def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
                     dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
         """An image for a devcontainer.json: its ``image``, or its Dockerfile built from

@@ -158,6 +158,25 @@ class DockerRuntime:
                                           f"({exc.explanation or exc}); choose another image") from None
                 raise
 
+    def image_status(self, image: str) -> str:
+        with self._api() as c:
+            try:
+                c.images.get(image)
+                return "ready"
+            except docker.errors.ImageNotFound:
+                pass
+            if any(image == layout.image_tag(t) for t in layout.IMAGE_TARGETS):
+                return "buildable"
+            try:
+                c.images.get_registry_data(image)
+                return "pullable"
+            except docker.errors.APIError as exc:
+                reason = (exc.explanation or str(exc)).strip().splitlines()[0][:200]
+                where = ("its registry does not have it" if exc.status_code in (401, 403, 404)
+                         else "its registry cannot be reached")
+                raise NeedsUserAction(f"image {image} is not on this machine and {where} ({reason}): check the "
+                                      f"name, or ask your admin to build or load it") from None
+
     def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
                     dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
         with self._api(IMAGE_TIMEOUT) as c:

@@ -78,7 +78,7 @@ class FakeRuntime:
 
     def prepare(self, spec: EnvSpec, progress: Progress) -> None:
         self.ping()
-        if spec.image.startswith("missing/"):
+        if spec.image.startswith(("missing/", "vanishing/")):  # vanishing/: gone after the create checked it
             raise NeedsUserAction(f"image {spec.image} does not exist; choose another image")
         d = self._dir(spec)
         if self._meta(spec).get("env_id") not in (None, spec.env_id):
@@ -165,6 +165,12 @@ class FakeRuntime:
                 (d / "meta").unlink()
         else:
             shutil.rmtree(d, ignore_errors=True)
+
+    def image_status(self, image: str) -> str:
+        self._check()
+        if image.startswith("missing/"):
+            raise NeedsUserAction(f"image {image} does not exist; choose another image")
+        return "ready"
 
     def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
                     dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:

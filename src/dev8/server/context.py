@@ -35,6 +35,8 @@ class ServerContext:
     # browser_auth.resolve_env's short memory: (token hash, owner, env) → (expires, user, env)
     recent_auth: dict = field(default_factory=dict)
     gateway_host_key: str = ""
+    # api.environments.image_status's short memory: image → (expires, status or the error)
+    image_checks: dict = field(default_factory=dict)
     live: LiveConnections | None = None  # set by the server (tests of handlers run without it)
 
     @property

@@ -189,13 +189,16 @@ class GatewayServer(asyncssh.SSHServer):
         def look(after: int) -> tuple[Environment | None, list[Event]]:
             with self.ctx.db.session() as s:
                 return s.get(Environment, env_id), envs.events_after(s, env_id, after)
+        told_ready = False
         while True:
             env, events = await asyncio.to_thread(look, seen)
             for ev in events:
                 self._progress(f"{ev.step} {ev.status}" + (f": {ev.message}" if ev.message else ""))
-                seen = ev.id
+                seen, told_ready = ev.id, told_ready or ev.step == "ready"
             problem = f"{name} was deleted" if env is None else envs.ready_or_failed(env)
             if problem == "":
+                if not told_ready:  # its `ready` event is written just after the state
+                    self._progress("ready ok")
                 return env  # type: ignore[return-value]
             if problem is not None or loop.time() > deadline:
                 raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, problem or (

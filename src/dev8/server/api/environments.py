@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from urllib.parse import urlencode
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
@@ -20,7 +21,7 @@ from dev8.core.connections import Endpoint, Unreachable
 from dev8.core.states import State
 from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
-from dev8.runtimes.base import EnvSpec
+from dev8.runtimes.base import EnvSpec, NeedsUserAction
 from dev8.server.deps import Ctx, CurrentUser, SessionDep, StoreRoute
 from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
 from dev8.settings import parse_addr
@@ -80,6 +81,8 @@ def _create(ctx: Ctx, user: User, body: EnvironmentIn, *, dry_run: bool) -> Envi
              summary="Create an environment; follow /events until the `ready` event")
 async def create_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
     await _require_runtime(ctx)
+    checked = await asyncio.to_thread(_create, ctx, user, body, dry_run=True)
+    await image_usable(ctx, checked.image)  # a mistyped image fails here, not minutes later
 
     def create() -> EnvironmentOut:
         out = _create(ctx, user, body, dry_run=False)
@@ -94,10 +97,39 @@ async def create_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -
              summary="Check a create request without creating anything (the dashboard, as you type)")
 async def validate_environment(body: EnvironmentIn, ctx: Ctx, user: CurrentUser) -> ValidationOut:
     try:
-        await asyncio.to_thread(_create, ctx, user, body, dry_run=True)
+        checked = await asyncio.to_thread(_create, ctx, user, body, dry_run=True)
+        await image_usable(ctx, checked.image)
     except (Invalid, Conflict) as exc:
         return ValidationOut(valid=False, detail=str(exc), field=exc.field)
     return ValidationOut(valid=True)
+
+
+IMAGE_CHECK_SECONDS = 30.0  # an answer about an image is reused this long (the form asks as you type)
+
+
+async def image_status(ctx: Ctx, image: str) -> str:
+    """The runtime's ``image_status`` (ready, buildable, pullable), remembered briefly;
+    NeedsUserAction when the image cannot run here."""
+    now = time.monotonic()
+    known = ctx.image_checks.get(image)
+    if known is None or known[0] < now:
+        try:
+            answer: str | Exception = await ctx.reconciler.runtime_call(ctx.runtime.image_status, image, timeout=20)
+        except NeedsUserAction as exc:
+            answer = exc
+        if len(ctx.image_checks) > 1000:
+            ctx.image_checks.clear()
+        known = ctx.image_checks[image] = (now + IMAGE_CHECK_SECONDS, answer)
+    if isinstance(known[1], Exception):
+        raise known[1]
+    return known[1]
+
+
+async def image_usable(ctx: Ctx, image: str) -> None:
+    try:
+        await image_status(ctx, image)
+    except NeedsUserAction as exc:
+        raise Invalid(str(exc), field="image") from None
 
 
 @router.get("/{name}", response_model=EnvironmentOut)
