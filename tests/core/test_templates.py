@@ -39,6 +39,9 @@ def test_environments_from_a_template_take_its_values_and_change_only_what_it_al
     assert root.put("/templates/Not_A_Name", json=spec).status_code == 422
     saved = root.put("/templates/python-api", json=spec)
     assert saved.status_code == 200 and saved.json()["editable"] == ["env", "memory"], saved.text
+    images = {i["name"]: i for i in fay.http().get("/images").json()}
+    assert images["dev8/base:latest"]["status"] == "ready" and images["dev8/base:latest"]["default"]
+    assert "VS Code in the browser" in images["dev8/fullstack:latest"]["description"]
     listed = fay.cli("templates", "list").stdout
     assert "python-api" in listed and "Python API service" in listed and "broken" not in listed
     # created from it: its values

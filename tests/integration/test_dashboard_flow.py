@@ -309,6 +309,9 @@ def test_creating_from_a_template_card_greys_out_what_it_fixes(page, server: Dev
         "env": {"TEAM": "platform"}, "editable": ["memory"]})
     assert saved.status_code == 200, saved.text
     log_in(page, server, lead, "/new")
+    # the default image says what it offers and that it is ready (the tests build it first)
+    page.wait_for_selector("#image-status[data-status=ready]")
+    assert "ready: starts in seconds" in page.inner_text("#image-status")
     page.wait_for_selector("#template-section:not([hidden])")
     page.click("label.template-card[data-template='small-box']")
     assert page.is_disabled("#f-image") and page.is_disabled("#f-cpus") and not page.is_disabled("#f-memory")

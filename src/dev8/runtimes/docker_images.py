@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -140,13 +141,29 @@ def build_dockerfile(client: docker.DockerClient, context: bytes, dockerfile: st
     return tag
 
 
+STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (\S+)")
+
+
+def step_progress(tag: str, line: str, seconds: float) -> str | None:
+    """Docker's ``Step 24/34 : RUN npm …`` as people read progress:
+    ``dev8/fullstack:latest: step 24 of 34 (RUN), 3 min 10 s so far``; None for other lines."""
+    m = STEP_RE.match(line)
+    if m is None:
+        return None
+    minutes, secs = divmod(int(seconds), 60)
+    took = f"{minutes} min {secs} s" if minutes else f"{secs} s"
+    return f"{tag}: step {m.group(1)} of {m.group(2)} ({m.group(3)}), {took} so far"
+
+
 def _run_build(client: docker.DockerClient, tag: str, progress: Progress, **kw: object) -> None:
     last_lines: list[str] = []
+    started = time.monotonic()
     for chunk in client.api.build(tag=tag, rm=True, forcerm=True, decode=True, **kw):  # type: ignore[arg-type]
         if "error" in chunk:
             raise ImageBuildError(f"building {tag} failed: {chunk['error'].strip()}\n" + "".join(last_lines[-10:]))
         line = chunk.get("stream", "")
         if line.strip():
             last_lines.append(line)
-            if line.startswith("Step "):
-                progress(line.strip())
+            step = step_progress(tag, line, time.monotonic() - started)
+            if step is not None:
+                progress(step)

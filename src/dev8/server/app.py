@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dev8 import __version__
 from dev8.core.errors import (Conflict, Dev8Error, Forbidden, Invalid, NotFound, RuntimeUnavailable, TooManyAttempts,
                               Unauthorized)
-from dev8.server.api import account, admin, environments, templates
+from dev8.server.api import account, admin, environments, images, templates
 from dev8.server import dashboard, proxy, static, subdomains, terminal, web
 from dev8.server.browser_auth import LoginRequired, login_required
 from dev8.server.forwarded import TrustedProxyHeaders
@@ -134,6 +134,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(environments.router)
     app.include_router(admin.router)
     app.include_router(templates.router)
+    app.include_router(images.router)
     # Outermost last: forwarded headers settle the Host, which picks app subdomain or dev8;
     # only dev8's own routes get the body limit.
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)

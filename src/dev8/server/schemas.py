@@ -225,6 +225,14 @@ class EnvironmentIn(RequestBody):
                                              "does not let users change may not be given")
 
 
+class ImageOut(BaseModel):
+    name: str
+    description: str
+    status: str = Field(description="ready, buildable (dev8's own, built on first use), pullable or unavailable")
+    note: str = Field(description="the status in a sentence")
+    default: bool
+
+
 class TemplateIn(RequestBody):
     description: str = Field(default="", max_length=500)
     image: str | None = Field(default=None, max_length=255)

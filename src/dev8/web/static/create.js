@@ -207,6 +207,7 @@
       $(id).disabled = locked;
       if (locked) $(id).value = "";
     }
+    showImage();
     if (t && t.git.length) notes.push("git logins for " + t.git.map((g) => g.host || g.kind).join(", "));
     if (t && t.extensions.length) notes.push("extensions " + t.extensions.join(", "));
     if (t && Object.keys(t.env).length) notes.push("variables " + Object.keys(t.env).join(", "));
@@ -225,6 +226,20 @@
     if (!list.length) return;
     $("template-cards").replaceChildren(templateCard(null), ...list.map(templateCard));
     $("template-section").hidden = false;
+  }).catch(() => {});
+
+  // --- images: what each known one offers, and whether it is ready or must be built first
+  let images = {};
+  function showImage() {
+    const chosen = val("f-image") || $("f-image").placeholder;
+    const image = images[chosen];
+    $("image-status").textContent = image ? [image.description, image.note].filter(Boolean).join(" — ") : "";
+    $("image-status").dataset.status = image ? image.status : "";
+  }
+  $("f-image").addEventListener("input", showImage);
+  api("GET", "/images").then((list) => {
+    images = Object.fromEntries(list.map((i) => [i.name, i]));
+    showImage();
   }).catch(() => {});
 
   // --- start -------------------------------------------------------------------------
