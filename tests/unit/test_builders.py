@@ -43,3 +43,11 @@ def test_apt_mirror_from_deb822_and_one_line_sources(tmp_path: Path):
     (other / "sources.list").write_text("deb http://security.debian.org/debian-security bookworm-security main\n"
                                          "deb [arch=amd64] https://m.example/debian bookworm main\n")
     assert images.apt_mirror(other) == "https://m.example/debian"
+
+
+def test_build_steps_read_as_progress():
+    from dev8.runtimes.docker_images import step_progress
+    assert step_progress("dev8/fullstack:latest", "Step 24/34 : RUN npm install -g x\n", 190.4) == \
+        "dev8/fullstack:latest: step 24 of 34 (RUN), 3 min 10 s so far"
+    assert step_progress("t", "Step 1/3 : FROM debian", 4.2) == "t: step 1 of 3 (FROM), 4 s so far"
+    assert step_progress("t", " ---> Running in 1234", 1) is None
