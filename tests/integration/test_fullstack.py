@@ -174,3 +174,13 @@ def test_extensions_come_from_the_configured_marketplace(tmp_path, test_network:
     finally:
         server.shutdown()
         gallery.remove(force=True)
+
+
+def test_vscode_opens_without_welcome_page_chat_panel_or_telemetry_unless_the_user_wants_them(
+        alice: User, fs_env: str):
+    machine = json.loads(alice.ssh(fs_env, "cat ~/.local/share/code-server/Machine/settings.json").stdout)
+    assert machine["workbench.startupEditor"] == "none" and machine["telemetry.telemetryLevel"] == "off"
+    assert machine["workbench.secondarySideBar.defaultVisibility"] == "hidden"
+    # the user's own settings are another file, theirs to change (VS Code reads them over these)
+    user = alice.ssh(fs_env, "cat ~/.local/share/code-server/User/settings.json 2>/dev/null || echo '{}'").stdout
+    assert "workbench.startupEditor" not in user

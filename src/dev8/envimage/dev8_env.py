@@ -122,7 +122,28 @@ def _configure(doc: dict) -> dict:
     _write_ca_bundle(config)
     _write_env_vars(config)
     _write_code_server_env(config)
+    _write_machine_settings(config)
     return {"configured": True, "secrets": sorted(secrets), "apps": apps()}
+
+
+# VS Code opens straight into the work, as Codespaces does: no welcome page or walkthroughs,
+# no chat panel taking half the screen, no telemetry. Machine settings: the user's own
+# (User/settings.json, theirs to edit) win over these, and a devcontainer.json's over dev8's.
+MACHINE_DEFAULTS = {
+    "workbench.startupEditor": "none",
+    "workbench.welcomePage.walkthroughs.openOnInstall": False,
+    "workbench.tips.enabled": False,
+    "telemetry.telemetryLevel": "off",
+    "chat.commandCenter.enabled": False,
+    "workbench.secondarySideBar.defaultVisibility": "hidden",
+}
+
+
+def _write_machine_settings(config: dict) -> None:
+    if not os.path.exists(CODE_SERVER):
+        return
+    settings = {**MACHINE_DEFAULTS, **((config.get("devcontainer") or {}).get("settings") or {})}
+    _write_json(os.path.join(CODE_SERVER_DATA, "Machine", "settings.json"), settings)
 
 
 def apps() -> list[str]:
@@ -438,8 +459,6 @@ def extensions() -> dict:
     wanted = list(dict.fromkeys((config.get("extensions") or []) + (devcontainer.get("extensions") or [])))
     if not os.path.exists(CODE_SERVER):
         return {"installed": [], "reason": "this image has no code-server"}
-    if devcontainer.get("settings"):  # the repository's settings, under the user's own
-        _write_json(os.path.join(CODE_SERVER_DATA, "Machine", "settings.json"), devcontainer["settings"])
     have = {e.lower() for e in _code_server("--list-extensions").stdout.split()}
     installed, failed = [], []
     for ext in wanted:
