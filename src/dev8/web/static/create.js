@@ -243,6 +243,9 @@
   }).catch(() => {});
 
   // --- start -------------------------------------------------------------------------
+  // What was typed before this script ran (a fast typist, a slow page) is checked too.
+  form.querySelectorAll("[data-field]").forEach((input) => { if (input.value) touched.add(input.dataset.field); });
+  if (touched.size) scheduleCheck();
   $("add-git").addEventListener("click", () => { addGitRow(); scheduleCheck(); });
   api("GET", "/secrets").then((secrets) => {
     saved = secrets.map((s) => s.name);

@@ -20,6 +20,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("environments") as batch:
-        batch.drop_column("stop_reason")
-        batch.drop_column("idle_timeout")
+    # Plain DROP COLUMN (SQLite 3.35+, PostgreSQL): a batch migration would re-create the
+    # table on SQLite, and dropping the old one deletes, through ON DELETE CASCADE, every
+    # row that refers to it.
+    op.execute("ALTER TABLE environments DROP COLUMN stop_reason")
+    op.execute("ALTER TABLE environments DROP COLUMN idle_timeout")

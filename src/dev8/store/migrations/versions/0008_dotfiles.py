@@ -19,6 +19,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("dotfiles_branch")
-        batch.drop_column("dotfiles_url")
+    # Plain DROP COLUMN (SQLite 3.35+, PostgreSQL): a batch migration would re-create the
+    # table on SQLite, and dropping the old one deletes, through ON DELETE CASCADE, every
+    # row that refers to it.
+    op.execute("ALTER TABLE users DROP COLUMN dotfiles_branch")
+    op.execute("ALTER TABLE users DROP COLUMN dotfiles_url")
