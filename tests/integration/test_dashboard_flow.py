@@ -317,6 +317,9 @@ def test_creating_from_a_template_card_greys_out_what_it_fixes(page, server: Dev
     assert page.is_disabled("#f-image") and page.is_disabled("#f-cpus") and not page.is_disabled("#f-memory")
     assert page.get_attribute("#f-image", "placeholder") == "dev8/base:latest"
     assert "variables TEAM" in page.inner_text("#template-note")
+    page.click("#create button[type=submit]")  # no name yet: said in the form's own words
+    page.wait_for_selector("[data-error-for=name]:has-text('Name is required')")
+    assert page.evaluate("document.activeElement.id") == "f-name"
     name = unique("c")
     page.fill("#f-name", name)
     page.fill("#f-memory", "768m")

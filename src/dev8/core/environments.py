@@ -286,6 +286,8 @@ def ready_or_failed(env: Environment) -> str | None:
         return ""
     if env.observed_state == "error":
         return f"{env.name} failed to start: {env.status_message}"
+    if env.observed_state == "unreachable":  # not starting: its backend is down (tried as it is)
+        return f"{env.name} is unreachable: {env.status_message}"
     return None
 
 

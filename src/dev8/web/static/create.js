@@ -141,6 +141,11 @@
     clearErrors(form);
     formError.hidden = true;
     const b = body();
+    if (!b.name) {  // the one rule worth saying in the form's own words before asking the API
+      showError(form, "name", "Name is required: 1–32 lowercase letters, digits and “-”.", formError);
+      $("f-name").focus();
+      return;
+    }
     const button = $("create-button");
     button.disabled = true;
     try {
