@@ -231,8 +231,12 @@ def test_cli_ports_open_and_port_forward(server: Dev8Server, alice: User, app_en
     listed = alice.cli("ports", app_env).stdout
     assert "8100" in listed and "8101" in listed and "loopback" in listed
     assert f"http://8100--{app_env}--{alice.username}.localhost:{server.http_port}/" in listed
-    url = alice.cli("open", app_env).stdout.strip()
+    url = alice.http().get(f"/environments/{app_env}").json()["vscode_url"]
     assert url == f"http://vscode--{app_env}--{alice.username}.localhost:{server.http_port}/?folder=%2Fhome%2Fdev%2Fworkspace"
+    # its image (dev8/base) has no VS Code: `dev8 open` says so instead of a URL that never turns into VS Code
+    no_vscode = alice.cli("open", app_env, check=False)
+    assert no_vscode.returncode == 1 and "has no VS Code" in no_vscode.stderr and "--terminal" in no_vscode.stderr
+    assert alice.cli("open", app_env, "--terminal").stdout.strip().endswith(f"/@{alice.username}/{app_env}/terminal/")
     bad = alice.cli("port-forward", app_env, "3000:0x50", check=False)
     assert bad.returncode == 1 and "invalid port mapping" in bad.stderr
     local = free_port()

@@ -279,3 +279,13 @@ def test_opening_a_stopped_environments_app_starts_it_for_its_owner_only(sub_ser
     assert app_get(sub_server, h, "/x", cookie).json()["path"] == "/x"
     events = alice.http().get(f"/environments/{env}/events", params={"follow": "false", "last": 50}).json()
     assert "started by a connection (a preview)" in [e["message"] for e in events]
+
+
+def test_vscode_of_an_image_without_it_is_a_page_saying_so(sub_server: Dev8Server, users, env: str):  # type: ignore[no-untyped-def]
+    alice, _ = users
+    h = host(sub_server, "vscode", env, alice.username)
+    cookie = sign_in(sub_server, web_login(sub_server, alice.email), h)
+    assert alice.http().get(f"/environments/{env}").json()["apps"] == []  # dev8/base reported none
+    page = app_get(sub_server, h, "/", cookie)
+    assert page.status_code == 404 and f"No VS Code in {env}" in page.text and "Remote-SSH" in page.text
+    assert "refresh" not in page.text  # not a Starting page that never turns into VS Code

@@ -10,11 +10,10 @@ from collections.abc import Callable
 import asyncio
 import hashlib
 import hmac
-import html
 import time
 from urllib.parse import quote, urlsplit
 
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
@@ -23,6 +22,7 @@ from starlette.websockets import WebSocket
 from dev8.core import auth
 from dev8.core.errors import Unauthorized
 from dev8.server.context import ServerContext
+from dev8.server.pages import message_page, wants_page
 from dev8.store.models import Environment, User, note_use
 
 SESSION_COOKIE = "dev8_session"
@@ -161,19 +161,13 @@ def not_found() -> Response:
 
 def not_found_page(home: str = "/") -> Response:
     """For a browser: nothing here (or not yours: the same answer), and the way back."""
-    page = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found · dev8</title></head>'
-            '<body style="font:16px system-ui,sans-serif;margin:4rem auto;max-width:36rem"><main><h1>Not found</h1>'
-            '<p>There is no such environment, app or page here, or it is not yours to open.</p>'
-            f'<p><a href="{html.escape(home, quote=True)}">Back to your environments</a></p></main></body></html>')
-    return HTMLResponse(page, status_code=404, headers={
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
+    return message_page(404, "Not found", ["There is no such environment, app or page here, or it is not yours "
+                                           "to open."], link=(home, "Back to your environments"))
 
 
 def not_found_for(conn: HTTPConnection, home: str = "/") -> Response:
     """404: the page for a browser opening a page, JSON for everything else."""
-    if "text/html" in conn.headers.get("accept", ""):
-        return not_found_page(home)
-    return not_found()
+    return not_found_page(home) if wants_page(conn) else not_found()
 
 
 def safe_next(target: str | None) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -22,7 +21,7 @@ import httpx
 import websockets
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from dev8.apphosts import APPS, NAME_RE, app_url, parse_port
@@ -36,6 +35,7 @@ from dev8.server.browser_auth import (DEV8_COOKIES, NotVisible, authorize_ws, no
                                       resolve_env)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
+from dev8.server.pages import message_page, page_or_json, wants_page
 from dev8.store.models import Environment
 
 router = APIRouter(include_in_schema=False)
@@ -103,15 +103,7 @@ def no_app_domain(request: Request, name: str, app: str | int) -> Response:
               f"sets DEV8_WILDCARD_DOMAIN (see the README, App addresses)")
     instead = (f"dev8 port-forward {name} {app}:{app}" if app != "vscode"
                else f"dev8 config-ssh, then VS Code Desktop's Remote-SSH to dev8.{name}")
-    if "text/html" not in request.headers.get("accept", ""):
-        return JSONResponse({"detail": f"{reason}; meanwhile: {instead}"}, status_code=403)
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>No app address</title></head>'
-            f'<body style="font:16px system-ui,sans-serif;margin:4rem auto;max-width:36rem"><main>'
-            f'<h1>{html.escape(what)} cannot open here</h1><p>{html.escape(reason)}.</p>'
-            f'<p>Meanwhile, from your computer: <code>{html.escape(instead)}</code>.</p></main></body></html>')
-    return HTMLResponse(page, status_code=403, headers={
-        "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                                               "frame-ancestors 'none'"})
+    return page_or_json(request, 403, f"{what} cannot open here", f"{reason}; meanwhile, from your computer: {instead}")
 
 
 RETRY_SECONDS = 1
@@ -127,14 +119,7 @@ def no_such_app(request: Request, env: Environment) -> Response:
     instead of a Starting page that never turns into VS Code."""
     message = (f"{env.name} runs {env.image}, which has no VS Code: use its terminal, `dev8 ssh {env.name}`, "
                f"or VS Code Desktop over Remote-SSH; an image with VS Code (dev8/fullstack) has it in the browser")
-    if "text/html" not in request.headers.get("accept", ""):
-        return JSONResponse({"detail": message}, status_code=404)
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>No VS Code here</title></head>'
-            f'<body style="font:16px system-ui,sans-serif;margin:4rem auto;max-width:36rem"><main>'
-            f'<h1>No VS Code in {html.escape(env.name)}</h1><p>{html.escape(message)}.</p></main></body></html>')
-    return HTMLResponse(page, status_code=404, headers={
-        "Cache-Control": "no-store",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
+    return page_or_json(request, 404, f"No VS Code in {env.name}", message)
 
 
 def _start_on_open(ctx: ServerContext, env_id: str, how: str) -> bool:
@@ -149,15 +134,10 @@ def unavailable(request: Request, status: int, message: str) -> Response:
     """The app is not there (yet): JSON for scripts; for a browser opening a page, one that
     says so and reloads itself, so "Open VS Code" right after `ready` (code-server still
     starting) or a preview of a server being started turns into the app by itself."""
-    if request.method != "GET" or "text/html" not in request.headers.get("accept", ""):
+    if request.method != "GET" or not wants_page(request):
         return JSONResponse({"detail": message}, status_code=status)
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" '
-            f'content="{RETRY_SECONDS}"><title>Starting…</title></head><body style="font:16px system-ui,sans-serif;'
-            f'margin:4rem auto;max-width:36rem"><h1>Starting…</h1><p>{html.escape(message)}.</p>'
-            f'<p>This page tries again every {RETRY_SECONDS} seconds.</p></body></html>')
-    return HTMLResponse(page, status_code=status, headers={
-        "Retry-After": str(RETRY_SECONDS), "Cache-Control": "no-store",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"})
+    return message_page(status, "Starting…", [f"{message}.", f"This page tries again every {RETRY_SECONDS} seconds."],
+                        refresh=RETRY_SECONDS, framed_by_self=True)
 
 
 async def forward_http(ctx: ServerContext, request: Request, env: Environment, port: int, path: str,
