@@ -330,3 +330,20 @@ def test_creating_from_a_template_card_greys_out_what_it_fixes(page, server: Dev
     env = server.api(token).get(f"/environments/{name}").json()
     assert (env["template"], env["cpus"], env["memory"], env["env"]) == ("small-box", 0.5, "768m", {"TEAM": "platform"})
     assert page.console_errors == [], page.console_errors
+
+
+def test_an_environment_in_error_offers_retry(page, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.support import fake_server, set_web_password
+    with fake_server(tmp_path / "fake") as srv:
+        gil = User(srv, "gil@example.com", tmp_path / "gil")
+        set_web_password(gil)
+        name = unique("r")
+        gil.cli("create", name, "--image", "vanishing/app:1", check=False)  # gone after the create checked it
+        wait_until(lambda: gil.http().get(f"/environments/{name}").json()["state"] == "error", timeout=30,
+                   what="the error")
+        log_in(page, srv, gil, f"/environments/{name}")
+        page.wait_for_selector("body[data-state=error]")
+        assert page.locator("#actions button:text('Start')").count() == 0
+        page.click("#actions button:text('Retry')")
+        page.wait_for_selector("#events li:has-text('restart requested')")
+        assert "does not exist" in page.inner_text("[data-detail=Status]")

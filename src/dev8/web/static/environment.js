@@ -7,7 +7,9 @@
   const path = "/environments/" + encodeURIComponent(name);
   const $ = (id) => document.getElementById(id);
   const statusEl = $("status");
-  const ACTIONS = { running: ["stop", "restart", "reconfigure"], stopped: ["start"], error: ["start", "stop"] };
+  // In error: Retry (a restart: every step again, now) rather than a Start that looks like it did nothing.
+  const ACTIONS = { running: ["stop", "restart", "reconfigure"], stopped: ["start"], error: ["retry", "stop"] };
+  const ENDPOINT = { retry: "restart" };
   let state = null;
 
   function renderEnv(env) {
@@ -115,7 +117,7 @@
 
   async function act(action) {
     statusEl.textContent = `${action}…`;
-    try { renderEnv(await api("POST", `${path}/${action}`)); statusEl.textContent = ""; refreshEvents(); }
+    try { renderEnv(await api("POST", `${path}/${ENDPOINT[action] || action}`)); statusEl.textContent = ""; refreshEvents(); }
     catch (err) { statusEl.textContent = `Could not ${action}: ${err.message}`; }
   }
   async function remove(keep) {
