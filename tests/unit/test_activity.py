@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from dev8.cli.main import parse_duration
-from dev8.core.activity import Activity, Policy, counts, due, human
+from dev8.core.activity import Activity, Policy, counts, due
+from dev8.durations import human, parse_duration
 from dev8.store.models import Environment
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)

@@ -18,6 +18,7 @@ from rich.table import Table
 from dev8.cli import sshconfig
 from dev8.cli.client import ApiError, Client
 from dev8.cli.config import ClientConfig, known_hosts_path
+from dev8.durations import human, parse_duration
 
 app = typer.Typer(help="dev8: cloud development environments you host yourself.", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,10 +190,10 @@ def set_quota(
             caps[k] = None if v == "default" else (v if k == "memory" else (float(v) if k == "cpus" else int(v)))
     except ValueError:
         fail(f"--{k} must be a number or default (got {given[k]!r})")
-    from dev8.core.quotas import Quota
+    from dev8.core.quotas import default_quota
     settings = _settings(data_dir=data_dir, database_url=database_url)
     db, _ = _store(data_dir, database_url)
-    default = Quota(settings.quota_running, settings.quota_environments, settings.quota_cpus, settings.quota_memory)
+    default = default_quota(settings)
     try:
         with db.session() as s:
             now = admin.set_quota(s, None, auth.get_user_by_email(s, email), caps, default, actor_label=CLI_ACTOR)
@@ -330,9 +331,9 @@ def _secret_name(name: str) -> str:
     return name
 
 
-def _read_small(path: Path, what: str = "a public key") -> str:
+def _read_small(path: Path, what: str = "a public key", limit: int = 16384) -> str:
     try:
-        if path.stat().st_size > 65536:
+        if path.stat().st_size > limit:
             fail(f"{path} is too large to be {what}")
         return path.read_text()
     except OSError as exc:
@@ -475,20 +476,6 @@ def create(
         out.print(f"[bold]{name} is ready[/bold]: dev8 ssh {name}   (or: {env['ssh_command']})", highlight=False)
 
 
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> int:
-    """``30m``, ``2h``, ``90s``, ``1d`` to seconds; ``0`` or ``never`` to 0."""
-    text = text.strip().lower()
-    if text in ("0", "never"):
-        return 0
-    number, unit = text[:-1], text[-1:]
-    if unit not in DURATION_UNITS or not number.isdigit():
-        raise ValueError(f"expected e.g. 30m, 2h or 0 (never), got {text!r}")
-    return int(number) * DURATION_UNITS[unit]
-
-
 def parse_git_option(text: str) -> dict:
     """``KIND[@HOST[:PORT]][=SECRET[,USERNAME]]`` to a provider dict (the server validates values)."""
     head, _, rest = text.partition("=")
@@ -561,7 +548,7 @@ def templates_set(name: str, file: Annotated[Path, typer.Argument(
         help="JSON: description, image, cpus, memory, idle_timeout, repo, branch, git, extensions, env, editable "
              "(- for stdin)")]) -> None:
     """Create or replace a template (admins)."""
-    text = sys.stdin.read() if str(file) == "-" else _read_small(file, "a template")
+    text = sys.stdin.read() if str(file) == "-" else _read_small(file, "a template", limit=65536)
     try:
         body = json.loads(text)
     except ValueError as exc:
@@ -625,9 +612,7 @@ def list_() -> None:
 
 
 def _idle_text(seconds: int) -> str:
-    if not seconds:
-        return "never"
-    return f"after {seconds // 60} min without use" if seconds % 60 == 0 else f"after {seconds} s without use"
+    return f"after {human(seconds)} without use" if seconds else "never"
 
 
 @app.command()

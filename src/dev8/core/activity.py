@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from dev8.core import audit
 from dev8.core.environments import add_event, request_stop
 from dev8.core.states import State
+from dev8.durations import human
 from dev8.store.db import Database
 from dev8.store.models import Environment, User, as_utc, utcnow
 
@@ -52,15 +53,6 @@ class Activity:
     def take(self) -> dict[str, datetime]:
         marks, self._marks = self._marks, {}
         return {env_id: datetime.fromtimestamp(ts, timezone.utc) for env_id, ts in marks.items()}
-
-
-def human(seconds: float) -> str:
-    """``45`` → ``45 s``, ``1800`` → ``30 min``, ``7200`` → ``2 h``, ``5400`` → ``1.5 h``."""
-    if seconds < 90:
-        return f"{round(seconds)} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f}".removesuffix(".0") + " h"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,16 +15,24 @@ from sqlalchemy.orm import Session
 from dev8.core.errors import Conflict, Invalid
 from dev8.store.models import Environment, User, UserQuota
 
+if TYPE_CHECKING:
+    from dev8.settings import Settings
+
 CAPS = ("running", "environments", "cpus", "memory")
 MEMORY_RE = re.compile(r"^(\d{1,6})([mg])$")
 
 
+def _size(text: str) -> int | None:
+    """``512m`` / ``4g`` to bytes; None when it is not that form."""
+    m = MEMORY_RE.fullmatch(text.strip().lower())
+    return None if m is None else int(m.group(1)) * (1 << 20 if m.group(2) == "m" else 1 << 30)
+
+
 def parse_memory(text: str) -> int:
     """``512m`` / ``4g`` to bytes; between 128 MiB and 256 GiB."""
-    m = MEMORY_RE.fullmatch(text.strip().lower())
-    if not m:
+    n = _size(text)
+    if n is None:
         raise Invalid(f"invalid memory {text!r}: use e.g. 512m or 4g", field="memory")
-    n = int(m.group(1)) * (1 << 20 if m.group(2) == "m" else 1 << 30)
     if not (128 << 20) <= n <= (256 << 30):
         raise Invalid("memory must be between 128m and 256g", field="memory")
     return n
@@ -37,6 +46,11 @@ class Quota:
     memory: str = ""        # memory of the running ones, together ("16g"); "" no cap
 
 
+def default_quota(settings: Settings) -> Quota:
+    """The server's caps for every user (its ``quota_*`` settings)."""
+    return Quota(settings.quota_running, settings.quota_environments, settings.quota_cpus, settings.quota_memory)
+
+
 def parse_caps(running: int | None = None, environments: int | None = None, cpus: float | None = None,
                memory: str | None = None) -> dict[str, object]:
     """Validated caps (None: leave to the default); Invalid names the one at fault."""
@@ -47,7 +61,7 @@ def parse_caps(running: int | None = None, environments: int | None = None, cpus
         raise Invalid("cpus must be 0 (no cap) or at least 0.1", field="cpus")
     if memory:
         memory = memory.strip().lower()
-        if memory != "0" and not MEMORY_RE.fullmatch(memory):
+        if memory != "0" and _size(memory) is None:
             raise Invalid(f"invalid memory cap {memory!r}: use e.g. 64g, or 0 for no cap", field="memory")
     return {"running": running, "environments": environments, "cpus": cpus, "memory": memory}
 
@@ -97,12 +111,6 @@ def usage(s: Session, user: User, *, leaving_out: str | None = None) -> Usage:
                  sum(parse_memory(e.memory) for e in running))
 
 
-def _bytes(text: str) -> int:
-    """A memory cap in bytes; 0: none."""
-    m = MEMORY_RE.fullmatch(text.strip().lower())
-    return int(m.group(1)) * (1 << 20 if m.group(2) == "m" else 1 << 30) if m else 0
-
-
 def check(s: Session, user: User, quota: Quota, *, name: str, cpus: float, memory: str, new: bool) -> None:
     """Conflict if running ``name`` (with ``cpus`` and ``memory``; ``new``: also created
     now) would pass one of ``quota``'s caps."""
@@ -116,7 +124,7 @@ def check(s: Session, user: User, quota: Quota, *, name: str, cpus: float, memor
     if quota.cpus and used.cpus + cpus > quota.cpus + 1e-9:
         raise Conflict(f"quota: at most {quota.cpus:g} CPUs in running environments for {user.email} "
                        f"({used.cpus:g} in use, {name} asks {cpus:g}); stop one or ask for fewer", field="cpus")
-    cap = _bytes(quota.memory)
+    cap = _size(quota.memory) or 0  # "" or "0": no cap
     if cap and used.memory_bytes + parse_memory(memory) > cap:
         raise Conflict(f"quota: at most {quota.memory} of memory in running environments for {user.email} "
                        f"({used.memory_bytes >> 20}m in use, {name} asks {memory}); stop one or ask for less",

@@ -19,6 +19,11 @@ FIELDS = ("image", "cpus", "memory", "idle_timeout", "repo", "branch", "git", "e
 EMPTY: dict[str, object] = {"git": [], "extensions": [], "env": {}}
 
 
+def _given(value: object) -> bool:
+    """A value set (not None, not empty)."""
+    return value not in (None, [], {}, "")
+
+
 def check_spec(spec: dict, editable: list[str]) -> dict:
     """The template's values, validated as a create request's would be (pure)."""
     unknown = sorted(set(spec) - set(FIELDS))
@@ -27,7 +32,7 @@ def check_spec(spec: dict, editable: list[str]) -> dict:
     bad = sorted(set(editable) - set(FIELDS))
     if bad:
         raise Invalid(f"{bad[0]!r} is not a field users could change ({', '.join(FIELDS)})", field="editable")
-    clean = {k: v for k, v in spec.items() if v not in (None, [], {}, "")}
+    clean = {k: v for k, v in spec.items() if _given(v)}
     if "image" in clean:
         check_image(str(clean["image"]).strip())
     if "cpus" in clean:
@@ -87,7 +92,7 @@ def resolve(s: Session, name: str, given: dict[str, object]) -> dict[str, object
     out: dict[str, object] = {}
     for field in FIELDS:
         value = given.get(field)
-        mine = value not in (None, [], {}, "")
+        mine = _given(value)
         if mine and field in template.spec and field not in template.editable and value != template.spec[field]:
             raise Invalid(f"template {name} sets {field} and does not let it be changed", field=field)
         out[field] = value if mine else template.spec.get(field, EMPTY.get(field))

@@ -321,21 +321,27 @@ def clone_folder(url: str) -> str:
 
 def clone() -> dict:
     """Clone the configured repository into the workspace, once; later starts skip it."""
-    repo = _load_config().get("repo") or {}
-    url = repo.get("url")
-    if not url:
+    config = _load_config()
+    repo = config.get("repo") or {}
+    url, target = repo.get("url"), _repo_dir(config)
+    if not url or target is None:
         return {"cloned": False, "reason": "no repository configured"}
-    target = os.path.join(WORKSPACE, clone_folder(url))
     if os.path.exists(target):
         return {"cloned": False, "path": target, "reason": "already present"}
-    cmd = ["git", "clone", "--quiet"]
-    if repo.get("branch"):
-        cmd += ["--branch", repo["branch"]]
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    proc = subprocess.run([*cmd, "--", url, target], capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode != 0:
-        raise ValueError(f"git clone failed: {proc.stderr.strip()[-500:]}")
+    _git_clone(url, target, repo.get("branch"), "git clone failed")
     return {"cloned": True, "path": target}
+
+
+def _no_prompt_env() -> dict[str, str]:
+    """Git asks nobody for a login: a missing or wrong token fails at once."""
+    return {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+
+def _git_clone(url: str, target: str, branch: str | None, failed: str, *options: str) -> None:
+    cmd = ["git", "clone", "--quiet", *options] + (["--branch", branch] if branch else [])
+    proc = subprocess.run([*cmd, "--", url, target], capture_output=True, text=True, env=_no_prompt_env(), timeout=600)
+    if proc.returncode != 0:
+        raise ValueError(f"{failed}: {proc.stderr.strip()[-500:]}")
 
 
 # What Codespaces looks for, in its order; without any, the repository's dotfiles are linked.
@@ -359,11 +365,7 @@ def dotfiles() -> dict:
     target = os.path.expanduser("~/.dotfiles")
     if os.path.exists(target):
         return {"reason": "already installed in ~/.dotfiles"}
-    cmd = ["git", "clone", "--quiet", "--depth", "1"] + (["--branch", spec["branch"]] if spec.get("branch") else [])
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    proc = subprocess.run([*cmd, "--", url, target], capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode != 0:
-        raise ValueError(f"git clone of {url} failed: {proc.stderr.strip()[-500:]}")
+    _git_clone(url, target, spec.get("branch"), f"git clone of {url} failed", "--depth", "1")
     for script in INSTALL_SCRIPTS:
         path = os.path.join(target, script)
         if not os.path.isfile(path):
@@ -372,7 +374,7 @@ def dotfiles() -> dict:
             shebang = f.read(2) == b"#!"
         # as a shell would: its own interpreter where it names one, else sh
         argv = [path] if shebang and os.access(path, os.X_OK) else ["sh", path]
-        run = subprocess.run(argv, cwd=target, capture_output=True, text=True, env=env, timeout=600)
+        run = subprocess.run(argv, cwd=target, capture_output=True, text=True, env=_no_prompt_env(), timeout=600)
         output = run.stdout + run.stderr
         with open(os.path.expanduser("~/.dotfiles.log"), "w", encoding="utf-8") as log:
             log.write(output)
@@ -397,14 +399,15 @@ DEVCONTAINER_FILES = (".devcontainer/devcontainer.json", ".devcontainer.json")
 CREATED_MARKER = os.path.expanduser("~/.local/share/dev8/devcontainer-created")  # ~/.dev8 is root's (host keys)
 
 
-def _repo_dir() -> str | None:
-    url = ((_load_config().get("repo") or {}).get("url"))
+def _repo_dir(config: dict) -> str | None:
+    """Where ``clone`` put the configured repository, if there is one."""
+    url = (config.get("repo") or {}).get("url")
     return os.path.join(WORKSPACE, clone_folder(url)) if url else None
 
 
 def devcontainer() -> dict:
     """The cloned repository's devcontainer.json (the control plane parses it)."""
-    repo = _repo_dir()
+    repo = _repo_dir(_load_config())
     for name in DEVCONTAINER_FILES if repo else ():
         path = os.path.join(repo, name)  # type: ignore[arg-type]
         if os.path.isfile(path):
@@ -418,15 +421,16 @@ def devcontainer() -> dict:
 def lifecycle() -> dict:
     """devcontainer.json's create commands once per home (a marker file remembers),
     then its start commands, each in the repository's folder; the first failure stops."""
-    plan = _load_config().get("devcontainer") or {}
+    config = _load_config()
+    plan = config.get("devcontainer") or {}
     commands = [] if os.path.exists(CREATED_MARKER) else list(plan.get("once") or [])
     first_time = bool(commands)
     commands += plan.get("on_start") or []
-    cwd = _repo_dir() or WORKSPACE
+    cwd = _repo_dir(config) or WORKSPACE
     output = ""
     for command in commands:
         run = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+                             env=_no_prompt_env())
         output += run.stdout + run.stderr
         if run.returncode != 0:
             raise ValueError(f"`{command}` failed (exit {run.returncode}): {_tail(run.stdout + run.stderr)}")
@@ -455,8 +459,8 @@ def extensions() -> dict:
     """Install each configured extension (marketplace id or VSIX path) not yet installed;
     turn Copilot on in the user settings when a Copilot token was given and it is installed."""
     config = _load_config()
-    devcontainer = config.get("devcontainer") or {}
-    wanted = list(dict.fromkeys((config.get("extensions") or []) + (devcontainer.get("extensions") or [])))
+    plan = config.get("devcontainer") or {}
+    wanted = list(dict.fromkeys((config.get("extensions") or []) + (plan.get("extensions") or [])))
     if not os.path.exists(CODE_SERVER):
         return {"installed": [], "reason": "this image has no code-server"}
     have = {e.lower() for e in _code_server("--list-extensions").stdout.split()}

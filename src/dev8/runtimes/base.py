@@ -139,7 +139,7 @@ class Runtime(Protocol):
     def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
                     dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
         """An image for a devcontainer.json: its ``image``, or its Dockerfile built from
-        ``context`` (a gzipped tar), with dev8's layer on top (sshd, the dev user,
+        ``context`` (a tar), with dev8's layer on top (sshd, the dev user,
         dev8-env), tagged ``tag``. NeedsUserAction where this runtime cannot build."""
         ...
 

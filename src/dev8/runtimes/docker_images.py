@@ -133,10 +133,10 @@ def build(client: docker.DockerClient, target: str = "base", progress: Progress 
 
 def build_dockerfile(client: docker.DockerClient, context: bytes, dockerfile: str, args: dict[str, str], tag: str,
                      progress: Progress) -> str:
-    """Build a repository's Dockerfile (``context``: a gzipped tar, ``dockerfile`` a path
-    in it) and tag it."""
+    """Build a repository's Dockerfile (``context``: a tar, ``dockerfile`` a path in it)
+    and tag it."""
     progress(f"building {dockerfile} as {tag}")
-    _run_build(client, tag, progress, fileobj=io.BytesIO(context), custom_context=True, encoding="gzip",
+    _run_build(client, tag, progress, fileobj=io.BytesIO(context), custom_context=True,
                dockerfile=dockerfile, buildargs=args)
     return tag
 

@@ -149,7 +149,7 @@ async def authorize_ws(websocket: WebSocket, owner: str, name: str) -> tuple[Use
 
 def login_required(conn: HTTPConnection) -> Response:
     """HTML clients go to the login page (and come back); others get 401."""
-    if "text/html" in conn.headers.get("accept", ""):
+    if wants_page(conn):
         target = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
         return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
     return JSONResponse({"detail": "login required"}, status_code=401)

@@ -7,7 +7,7 @@ from dev8.core.activity import Activity
 from dev8.core.connections import EnvConnections
 from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
-from dev8.core.quotas import Quota
+from dev8.core.quotas import default_quota
 from dev8.core.throttle import LoginThrottle
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.base import Runtime
@@ -44,4 +44,4 @@ class ServerContext:
         s = self.settings
         return Limits(default_image=s.default_image, default_cpus=s.default_cpus, default_memory=s.default_memory,
                       max_secret_bytes=s.max_secret_bytes,
-                      quota=Quota(s.quota_running, s.quota_environments, s.quota_cpus, s.quota_memory))
+                      quota=default_quota(s))

@@ -145,11 +145,12 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
     """Relay ``request`` to 127.0.0.1:``port`` inside ``env`` (the caller has authorized it).
     ``owner_opening``: its owner's browser opens a page, which starts it when stopped."""
     ctx.activity.touch(env.id)  # a page, a preview's request, VS Code's assets: use
+    opening_page = request.method == "GET" and wants_page(request)
     offered = (env.options or {}).get("apps")
     if port in APP_PORTS and offered is not None and not any(APPS[a] == port for a in offered if a in APPS):
         return no_such_app(request, env)
     if env.observed_state != State.RUNNING:
-        if owner_opening and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        if owner_opening and opening_page:
             try:
                 if await asyncio.to_thread(_start_on_open, ctx, env.id, "VS Code" if port in APP_PORTS else "a preview"):
                     ctx.reconciler.wake(env.id)
@@ -174,7 +175,7 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
     upstream_url = "http://localhost/" + path + (f"?{request.url.query}" if request.url.query else "")
     # Streamed both ways: an upload through VS Code or a preview is never held in memory.
     body = request.stream() if request.method not in {"GET", "HEAD", "OPTIONS"} else None
-    opening_app = port in APP_PORTS and request.method == "GET" and "text/html" in request.headers.get("accept", "")
+    opening_app = port in APP_PORTS and opening_page
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (APP_START_WAIT if opening_app else 0)
     while True:

@@ -32,6 +32,7 @@ from dev8.server.browser_auth import (APP_COOKIE, SAFE_METHODS, SESSION_COOKIE, 
                                       not_found_for, not_found_page, safe_next, session_user)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
+from dev8.server.pages import wants_page
 from dev8.server.proxy import METHODS, forward_http, forward_ws
 from dev8.store.models import Environment, User, note_use
 
@@ -79,7 +80,7 @@ async def app_http(request: Request) -> Response:
     try:
         env = await asyncio.to_thread(authorize, ctx, target, viewer)
     except Unauthorized:
-        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        if request.method == "GET" and wants_page(request):
             back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"{ctx.settings.base_url}/app-auth?" + urlencode(
                 {"host": target.host, "next": back}), status_code=303)

@@ -208,14 +208,11 @@ async def logs(name: str, ctx: Ctx, user: CurrentUser, tail: int = Query(200, ge
 async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     result = {"ports": [], **await _run_in_env(ctx, user, name, "dev8-env ports")}
 
-    def shares() -> dict[int, str]:
+    def shares_and_labels() -> tuple[dict[int, str], dict[str, str]]:
         with ctx.db.session() as s:
-            return sharing.shares(s, envs.get_environment(s, user, name).id)
-    def labels() -> dict[str, str]:  # devcontainer.json's forwardPorts / portsAttributes
-        with ctx.db.session() as s:
-            env = envs.get_environment(s, user, name)
-            return ((env.options or {}).get("devcontainer") or {}).get("ports") or {}
-    shared, named = await asyncio.to_thread(shares), await asyncio.to_thread(labels)
+            env = envs.get_environment(s, user, name)  # labels: devcontainer.json's portsAttributes
+            return sharing.shares(s, env.id), ((env.options or {}).get("devcontainer") or {}).get("ports") or {}
+    shared, named = await asyncio.to_thread(shares_and_labels)
     # dev8's own apps (code-server) are opened as apps, not shared as previews
     result["ports"] = [p for p in result["ports"] if p["port"] not in APPS.values()]
     result["previews"] = ctx.settings.app_domain is not None  # browsers open previews (app hosts)

@@ -1,0 +1,24 @@
+"""Durations as people type and read them (pure; light enough for the CLI to import)."""
+from __future__ import annotations
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """``30m``, ``2h``, ``90s``, ``1d`` to seconds; ``0`` or ``never`` to 0."""
+    text = text.strip().lower()
+    if text in ("0", "never"):
+        return 0
+    number, unit = text[:-1], text[-1:]
+    if unit not in UNITS or not number.isdigit():
+        raise ValueError(f"expected e.g. 30m, 2h or 0 (never), got {text!r}")
+    return int(number) * UNITS[unit]
+
+
+def human(seconds: float) -> str:
+    """``45`` → ``45 s``, ``1800`` → ``30 min``, ``7200`` → ``2 h``, ``5400`` → ``1.5 h``."""
+    if seconds < 90:
+        return f"{round(seconds)} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f}".removesuffix(".0") + " h"
