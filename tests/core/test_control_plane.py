@@ -319,6 +319,51 @@ def test_an_image_gone_after_create_is_not_retried_until_the_user_acts(ctl: Dev8
     wait_until(lambda: attempts() == 2, timeout=30, what="a second attempt")
 
 
+def test_an_environment_in_error_is_edited_onto_another_image_and_runs(ctl: Dev8Server, dana: User,
+                                                                       tmp_path) -> None:  # type: ignore[no-untyped-def]
+    name = unique("ed")
+    dana.cli("create", name, "--image", "vanishing/app:1", check=False)
+    wait_until(lambda: state(dana, name) == "error", timeout=30, what="error")
+    env = dana.http().get(f"/environments/{name}").json()
+    assert "does not exist" in env["status_message"] and env["status_detail"] == ""  # dev8's own words: no detail
+    # bad values: a clear error naming the field, nothing changed
+    for body, field in (({"image": "missing/app:1"}, "image"), ({"image": "Not An Image"}, "image"),
+                        ({"cpus": 500}, "cpus"), ({"memory": "lots"}, "memory")):
+        r = dana.http().patch(f"/environments/{name}", json=body)
+        assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+    assert dana.http().get(f"/environments/{name}").json()["image"] == "vanishing/app:1"
+    assert User(ctl, "eve@example.com", tmp_path / "eve").http().patch(
+        f"/environments/{name}", json={"cpus": 1}).status_code == 404  # someone else's: not found
+    # the CLI edits it and, being in error, it is tried again on the new image until ready
+    out = dana.cli("edit", name, "--image", "dev8/base:latest", "--memory", "768m").stdout
+    assert "image dev8/base:latest" in out and "memory 768m" in out, out
+    env = dana.http().get(f"/environments/{name}").json()
+    assert (env["state"], env["image"], env["memory"], env["status_message"]) == ("running", "dev8/base:latest",
+                                                                                 "768m", "")
+    events = [e["message"] for e in dana.http().get(f"/environments/{name}/events", params={"follow": "false"}).json()]
+    assert any(m.startswith("edited: image dev8/base:latest, memory 768m") for m in events), events
+    # running: the idle timeout changes now, what it runs on only once stopped
+    busy = dana.http().patch(f"/environments/{name}", json={"cpus": 1})
+    assert busy.status_code == 409 and "stop it first" in busy.json()["detail"], busy.text
+    assert dana.http().patch(f"/environments/{name}", json={"idle_timeout": 600}).json()["idle_timeout"] == 600
+    assert dana.cli("edit", name, check=False).returncode == 1  # nothing to change: says so
+    dana.cli("stop", name)
+    assert dana.http().patch(f"/environments/{name}", json={"cpus": 1.5}).json()["state"] == "stopped"
+    dana.cli("start", name)
+    assert dana.http().get(f"/environments/{name}").json()["cpus"] == 1.5
+
+
+def test_a_raw_runtime_failure_is_a_sentence_with_the_raw_detail_kept(ctl: Dev8Server, dana: User) -> None:
+    name = unique("ns")
+    dana.cli("create", name, "--image", "nospace/app:1", check=False)  # making its storage: disk full
+    wait_until(lambda: state(dana, name) == "error", timeout=30, what="error")
+    env = dana.http().get(f"/environments/{name}").json()
+    assert env["status_message"].startswith("image failed: the machine that runs environments is out of disk space")
+    assert "[Errno 28] No space left on device" in env["status_detail"], env
+    shown = dana.cli("show", name).stdout
+    assert "out of disk space" in shown and "[Errno 28]" in shown, shown  # brackets printed, not taken as markup
+
+
 def test_a_failed_configure_leaves_ssh_working_with_the_error_shown(ctl: Dev8Server, dana: User) -> None:
     name = unique("e")
     dana.cli("secrets", "set", "WILL_BREAK", input="fine\n")

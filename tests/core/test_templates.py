@@ -72,9 +72,15 @@ def test_environments_from_a_template_take_its_values_and_change_only_what_it_al
         {k: v for k, v in root.get("/templates/python-api").json().items() if k != "name"}
     refused = fay.cli("templates", "set", "mine", "-", input="{}", check=False)
     assert refused.returncode == 1 and "administrators only" in refused.stderr
-    # deleting one: environments created from it keep their values
+    # editing one made from it: what it locks stays locked, what it lets users change changes
+    fay.cli("stop", name)
+    locked = fay.http().patch(f"/environments/{name}", json={"cpus": 4})
+    assert locked.status_code == 422 and locked.json()["field"] == "cpus" and "python-api" in locked.text, locked.text
+    assert fay.http().patch(f"/environments/{name}", json={"memory": "1g"}).json()["memory"] == "1g"
+    # deleting one: environments created from it keep their values, and nothing is locked any more
     assert root.delete("/templates/python-api").status_code == 204
     assert fay.http().get(f"/environments/{name}").json()["template"] == "python-api"
+    assert fay.http().patch(f"/environments/{name}", json={"cpus": 2}).json()["cpus"] == 2
     assert [t["name"] for t in fay.http().get("/templates").json()] == ["python-copy"]
     audit = [e["action"] for e in root.get("/admin/audit").json()]
     assert "admin.template.save" in audit and "admin.template.delete" in audit

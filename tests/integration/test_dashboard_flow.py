@@ -332,7 +332,7 @@ def test_creating_from_a_template_card_greys_out_what_it_fixes(page, server: Dev
     assert page.console_errors == [], page.console_errors
 
 
-def test_an_environment_in_error_offers_retry(page, tmp_path: Path):  # type: ignore[no-untyped-def]
+def test_an_environment_in_error_offers_retry_edit_and_its_raw_detail(page, tmp_path: Path):  # type: ignore[no-untyped-def]
     from tests.support import fake_server, set_web_password
     with fake_server(tmp_path / "fake") as srv:
         gil = User(srv, "gil@example.com", tmp_path / "gil")
@@ -346,4 +346,32 @@ def test_an_environment_in_error_offers_retry(page, tmp_path: Path):  # type: ig
         assert page.locator("#actions button:text('Start')").count() == 0
         page.click("#actions button:text('Retry')")
         page.wait_for_selector("#events li:has-text('restart requested')")
-        assert "does not exist" in page.inner_text("[data-detail=Status]")
+        assert "does not exist" in page.inner_text("#failure-text")
+        assert not page.is_visible("#failure-detail")  # dev8's own sentence: nothing more to show
+        # Edit: a wrong image is refused next to its field, the right one starts it
+        page.click("#actions button:text('Edit')")
+        assert page.input_value("#e-image") == "vanishing/app:1"
+        page.fill("#e-image", "missing/app:1")
+        page.click("#edit-save")
+        page.wait_for_selector("#e-image-error:has-text('does not exist')")
+        assert page.evaluate("document.activeElement.id") == "e-image"
+        page.fill("#e-image", "dev8/base:latest")
+        page.fill("#e-memory", "768m")
+        shot(page, "environment-edit")
+        page.click("#edit-save")
+        page.wait_for_selector("body[data-state=running]", timeout=60_000)
+        assert page.is_hidden("#failure")
+        assert page.inner_text("[data-detail=Image]") == "dev8/base:latest"
+        assert page.inner_text("[data-detail=Memory]") == "768m"
+        # a raw failure: the sentence up top, the runtime's words behind "Show details"
+        other = unique("r")
+        gil.cli("create", other, "--image", "nospace/app:1", check=False)
+        page.goto(srv.url + f"/environments/{other}")
+        page.wait_for_selector("body[data-state=error]", timeout=30_000)
+        assert "out of disk space" in page.inner_text("#failure-text")
+        assert not page.is_visible("#failure-raw")
+        page.click("#failure-detail summary")
+        assert "No space left on device" in page.inner_text("#failure-raw")
+        shot(page, "environment-error-detail")
+        unexpected = [e for e in page.console_errors if "status of 422" not in e]  # the refused image: expected
+        assert unexpected == [], page.console_errors

@@ -91,6 +91,15 @@ def test_work_survives_stop_start_restart_recreate_and_newer_image(server: Dev8S
         check("newer image")
         assert alice.ssh(name, "cat /etc/dev8-image-version").stdout.strip() == "v2"
         assert env_containers(docker_client, server)[0].id != first_id
+        # edited while stopped: other CPUs, memory and image; the container is re-made with them
+        alice.cli("stop", name)
+        alice.cli("edit", name, "--cpus", "1.5", "--memory", "1536m", "--image", base_image)
+        alice.cli("start", name)
+        check("edit")
+        attrs = env_containers(docker_client, server)[0].attrs
+        assert (attrs["HostConfig"]["NanoCpus"], attrs["HostConfig"]["Memory"]) == (1_500_000_000, 1536 << 20)
+        assert attrs["Config"]["Image"] == base_image
+        assert alice.ssh(name, "cat /etc/dev8-image-version 2>/dev/null || echo none").stdout.strip() == "none"
         # delete the environment but keep the volume, then create it again
         alice.cli("delete", name, "--keep-volume")
         assert env_containers(docker_client, server) == []

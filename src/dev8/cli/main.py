@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dev8.cli import sshconfig
@@ -521,6 +522,37 @@ def delete(name: str, keep_volume: Annotated[bool, typer.Option("--keep-volume",
     _action(name, "delete", {"deleted"}, keep_volume=str(keep_volume).lower())
 
 
+@app.command()
+def edit(
+    name: str,
+    image: Annotated[Optional[str], typer.Option(help="Another image (from the next start)")] = None,
+    cpus: Annotated[Optional[float], typer.Option(help="CPU limit, e.g. 2 (from the next start)")] = None,
+    memory: Annotated[Optional[str], typer.Option(help="Memory limit, e.g. 4g (from the next start)")] = None,
+    idle_timeout: Annotated[Optional[str], typer.Option(
+        help="Stop it after this long without use, e.g. 30m; 0 never; 'default' for the server's")] = None,
+) -> None:
+    """Change an environment's image, CPUs or memory while it is stopped or in error (one in
+    error is retried on them at once, and this waits until it is ready), or its idle timeout
+    any time. Its home is kept."""
+    if cpus is not None and not math.isfinite(cpus):
+        fail(f"--cpus must be a number of CPUs, e.g. 2 (got {cpus})")
+    body: dict[str, object] = {k: v for k, v in (("image", image), ("cpus", cpus), ("memory", memory)) if v is not None}
+    if idle_timeout is not None:
+        try:
+            body["idle_timeout"] = None if idle_timeout == "default" else parse_duration(idle_timeout)
+        except ValueError as exc:
+            fail(f"--idle-timeout: {exc}")
+    if not body:
+        fail("nothing to change: give --image, --cpus, --memory or --idle-timeout")
+    client = api()
+    after = _last_event_id(client, name)
+    env = call(client.request, "PATCH", f"/environments/{name}", json=body)
+    out.print(f"{name}: image {env['image']}, {env['cpus']:g} CPUs, memory {env['memory']}, idle stop "
+              f"{_idle_text(env['idle_timeout'])}", highlight=False)
+    if env["desired_state"] == "running" and env["state"] != "running":
+        _follow(client, name, {"ready"}, after)
+
+
 @env_app.command("reconfigure")
 def env_reconfigure(name: str) -> None:
     """Push configuration and current secret values into a running environment (no restart)."""
@@ -630,6 +662,8 @@ def show(name: str) -> None:
         rows.insert(6, ("repo", e["repo"]))
     if e.get("template"):
         rows.insert(4, ("template", e["template"]))
+    if e.get("status_detail"):
+        rows.insert(2, ("detail", e["status_detail"]))
     if e.get("env"):
         rows.append(("env", " ".join(f"{k}={v}" for k, v in e["env"].items())))
     if e["state"] == "running":
@@ -637,7 +671,7 @@ def show(name: str) -> None:
         rows.append(("services", ", ".join(f"{k} {v}" for k, v in h.get("services", {}).items())
                      or h.get("error", "-")))
     for k, v in rows:
-        out.print(f"[bold]{k:>8}[/bold]  {v}", highlight=False)
+        out.print(f"[bold]{k:>8}[/bold]  {escape(v)}", highlight=False)
 
 
 def _ssh_argv(name: str, identity: Path | None, *options: str) -> list[str]:

@@ -23,7 +23,7 @@ from dev8.envimage import dev8_env as layout
 from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
 from dev8.names import check_env_name, check_image_reference, check_secret_name
 from dev8.runtimes.base import EnvSpec
-from dev8.store.models import Environment, Event, Meta, User, utcnow
+from dev8.store.models import Environment, Event, Meta, Template, User, utcnow
 
 PROVIDER_HOSTS = {"github": "github.com", "gitlab": "gitlab.com", "bitbucket": "bitbucket.org"}
 DEFAULT_PROVIDER_SECRETS = {"github": "GITHUB_TOKEN", "gitlab": "GITLAB_TOKEN", "bitbucket": "BITBUCKET_TOKEN"}
@@ -329,6 +329,68 @@ def request_restart(s: Session, env: Environment, *, limits: Limits) -> None:
     env.stop_reason = ""
     add_event(s, env.id, "request", "ok", "restart requested")
     _audit(s, env, "env.restart")
+
+
+# What an existing environment's owner may change (edit_environment), each as at create.
+EDITABLE = ("image", "cpus", "memory", "idle_timeout")
+KEEP = object()  # edit_environment: this field stays as it is
+
+
+def edit_environment(s: Session, env: Environment, *, limits: Limits, image: str | None = None,
+                     cpus: float | None = None, memory: str | None = None, idle_timeout: object = KEEP) -> list[str]:
+    """Change what ``env`` runs on; the names of the fields that changed. The image, CPUs
+    and memory change only while it is stopped or in error (they take effect when it
+    starts: one in error that should run is retried at once, as Retry would); the idle
+    timeout (None: the server's default) any time. A field its template does not let users
+    change stays as the template set it. Everything is checked before anything is written."""
+    wanted: dict[str, object] = {}
+    if image is not None:
+        wanted["image"] = check_image(image.strip())
+    if cpus is not None:
+        wanted["cpus"] = check_cpus(cpus)
+    if memory is not None:
+        parse_memory(memory.strip().lower())
+        wanted["memory"] = memory.strip().lower()
+    if idle_timeout is not KEEP:
+        wanted["idle_timeout"] = check_idle_timeout(idle_timeout)  # type: ignore[arg-type]
+    changed = {k: v for k, v in wanted.items() if getattr(env, k) != v}
+    template = _template_of(s, env)
+    for field in changed:
+        if template is not None and field in template.spec and field not in template.editable:
+            raise Invalid(f"template {template.name} sets {field} and does not let it be changed", field=field)
+    runs_on = set(changed) - {"idle_timeout"}
+    in_error = env.observed_state == "error"
+    if runs_on and env.desired_state != "stopped" and not in_error:
+        field = sorted(runs_on)[0]
+        raise Conflict(f"{env.name} is {env.observed_state}: stop it first ({', '.join(sorted(runs_on))} change when "
+                       "it starts)", field=field)
+    if runs_on and env.desired_state == "running":
+        owner = s.get(User, env.owner_id)
+        assert owner is not None
+        quotas.check(s, owner, quotas.quota_for(s, owner, limits.quota), name=env.name,
+                     cpus=float(changed.get("cpus", env.cpus)), memory=str(changed.get("memory", env.memory)), new=False)
+    if not changed:
+        return []
+    for field, value in changed.items():
+        setattr(env, field, value)
+    env.updated_at = utcnow()
+    summary = ", ".join(f"{k} {_shown(k, v)}" for k, v in changed.items())
+    add_event(s, env.id, "request", "ok", f"edited: {summary}")
+    _audit(s, env, "env.edit", summary)
+    if runs_on and env.desired_state == "running":  # in error: every step again, on what it runs on now
+        request_restart(s, env, limits=limits)
+    return list(changed)
+
+
+def _shown(field: str, value: object) -> str:
+    if field == "idle_timeout":
+        return "server default" if value is None else "never" if value == 0 else f"{value}s"
+    return str(value)
+
+
+def _template_of(s: Session, env: Environment) -> Template | None:
+    name = (env.options or {}).get("template")
+    return s.scalar(select(Template).where(Template.name == name)) if name else None
 
 
 def request_delete(s: Session, env: Environment, *, keep_volume: bool) -> None:

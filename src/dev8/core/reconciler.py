@@ -21,7 +21,7 @@ import asyncssh
 from sqlalchemy import select
 
 from dev8 import __version__
-from dev8.core import devcontainer, envssh
+from dev8.core import devcontainer, envssh, failures
 from dev8.core.connections import Endpoint, EnvConnections, Unreachable
 from dev8.core.crypto import Keyring
 from dev8.core.dotfiles import dotfiles_config
@@ -51,9 +51,16 @@ HEALTH_EVERY = 2.0
 
 
 class StepFailed(Exception):
-    def __init__(self, step: str, reason: str) -> None:
+    """Step ``step`` failed: ``reason`` in a sentence fit to show, ``detail`` the raw text
+    behind it (empty when the reason is all there is)."""
+
+    def __init__(self, step: str, reason: str, detail: str = "") -> None:
         super().__init__(f"{step}: {reason}")
-        self.step, self.reason = step, reason
+        self.step, self.reason, self.detail = step, reason, detail
+
+    @classmethod
+    def of(cls, step: str, raw: str) -> "StepFailed":
+        return cls(step, *failures.explain(raw))
 
 
 class Reconciler:
@@ -230,9 +237,11 @@ class Reconciler:
         except RuntimeUnavailable:
             raise
         except asyncio.TimeoutError:
-            raise StepFailed(step, f"timed out after {timeout:.0f}s") from None
+            raise StepFailed.of(step, f"timed out after {timeout:.0f}s") from None
+        except NeedsUserAction as exc:  # written to be shown
+            raise StepFailed(step, str(exc)) from exc
         except Exception as exc:
-            raise StepFailed(step, str(exc) or exc.__class__.__name__) from exc
+            raise StepFailed.of(step, str(exc) or exc.__class__.__name__) from exc
         await self._emit(env_id, step, "ok")
         return result
 
@@ -255,9 +264,9 @@ class Reconciler:
             await asyncio.to_thread(self._update, env_id, observed_state=State.UNREACHABLE, status_message=str(exc))
             raise
         except StepFailed as exc:
-            await self._emit(env_id, exc.step, "error", exc.reason)
+            await self._emit(env_id, exc.step, "error", exc.reason + (f" ({exc.detail})" if exc.detail else ""))
             await asyncio.to_thread(self._update, env_id, observed_state=State.ERROR,
-                                    status_message=f"{exc.step} failed: {exc.reason}")
+                                    status_message=f"{exc.step} failed: {exc.reason}", status_detail=exc.detail)
             raise
 
     async def runtime_call(self, fn: Callable[..., T], *args: object, timeout: float = STEP_TIMEOUT,
@@ -300,7 +309,7 @@ class Reconciler:
             await self._step(env.id, "stop", lambda: self.runtime_call(self.runtime.stop, spec), STEP_TIMEOUT)
         if env.observed_state != State.STOPPED:
             await asyncio.to_thread(self._update, env.id, observed_state=State.STOPPED, ssh_host=None, ssh_port=None,
-                                    instance_id=None, status_message="")
+                                    instance_id=None, status_message="", status_detail="")
             await self._emit(env.id, "stopped", "ok")
 
     async def _run(self, env: Environment, spec: EnvSpec) -> None:
@@ -318,7 +327,7 @@ class Reconciler:
             with contextlib.suppress(Unreachable, TimeoutError):
                 await self.connections.get(Endpoint.of(env))
             return
-        await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_message="")
+        await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_message="", status_detail="")
         if not same_instance:
             observed = await self._start_instance(env, spec)
             host_key = await self._pin_host_key(env, spec, observed)
@@ -355,7 +364,7 @@ class Reconciler:
         if plan.get("once") or plan.get("on_start"):
             await self._optional_step(env.id, "lifecycle", conn, "dev8-env lifecycle")
         await asyncio.to_thread(self._update, env.id, observed_state=State.RUNNING,
-                                configured_generation=env.generation, started_at=utcnow(), status_message="")
+                                configured_generation=env.generation, started_at=utcnow(), status_message="", status_detail="")
         await self._emit(env.id, "ready", "ok", f"ssh {endpoint.host}:{endpoint.port}")
 
     async def _start_instance(self, env: Environment, spec: EnvSpec) -> Observed:

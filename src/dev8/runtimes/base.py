@@ -109,7 +109,8 @@ class Runtime(Protocol):
 
     def ensure_running(self, spec: EnvSpec) -> Observed:
         """Create (or adopt) the environment and start it; where it is reached. A stopped
-        one whose image changed under its tag is re-created on the same storage."""
+        one whose image (or whose tag's image), CPUs or memory differ from ``spec`` is re-created on
+        the same storage."""
         ...
 
     def observe(self, spec: EnvSpec) -> Observed: ...

@@ -216,7 +216,7 @@ class DockerRuntime:
                 container.remove(force=True)
                 container = None
             if container is not None and container.status not in RUNNING_STATES and self._stale(c, container, spec):
-                # A newer image under the same tag: re-create; the home volume carries the work.
+                # A newer image under the same tag, or new limits: re-create; the home volume carries the work.
                 container.remove(force=True)
                 container = None
             if container is None:
@@ -250,6 +250,10 @@ class DockerRuntime:
 
     @staticmethod
     def _stale(c: docker.DockerClient, container, spec: EnvSpec) -> bool:  # type: ignore[no-untyped-def]
+        """Made for another image, or other CPU and memory limits (an edited environment)."""
+        host = container.attrs.get("HostConfig") or {}
+        if host.get("NanoCpus") != int(spec.cpus * 1e9) or host.get("Memory") != spec.memory_bytes:
+            return True
         try:
             return c.images.get(spec.image).id != container.attrs.get("Image")
         except docker.errors.ImageNotFound:

@@ -14,7 +14,8 @@ run as the server's own user on this host. ``DEV8_RUNTIME_ROOT`` chooses the fol
 (default: ``fake-runtime`` in the data dir); a file ``UNAVAILABLE`` in it makes every call
 raise RuntimeUnavailable, as a backend that is down would; a file ``HUNG`` makes every call
 wait, without an answer or a timeout of its own, until it is removed (a wedged backend).
-Images whose name starts with ``missing/`` do not exist (a mistyped image).
+Images whose name starts with ``missing/`` do not exist (a mistyped image); with
+``nospace/`` making its storage fails as a full disk does (errno 28, the raw OSError).
 """
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ class FakeRuntime:
             self._kill(spec)
         if spec.storage_expected and not (d / "home").is_dir():
             raise StorageGone(f"its home storage {d / 'home'} is gone")
+        if spec.image.startswith("nospace/"):
+            raise OSError(28, "No space left on device", str(d / "home"))
         (d / "home").mkdir(parents=True, exist_ok=True)
         meta = {"env_id": spec.env_id, "labels": spec.labels, "image": spec.image}
         (d / "meta").write_text(json.dumps(meta))

@@ -270,6 +270,16 @@ class ValidationOut(BaseModel):
     field: str | None = Field(default=None, description="the request field at fault, e.g. name or git.0.host")
 
 
+class EnvironmentEdit(RequestBody):
+    """Fields left out stay as they are."""
+    image: str | None = Field(default=None, max_length=255)
+    cpus: float | None = None
+    memory: str | None = Field(default=None, max_length=16)
+    idle_timeout: int | None = Field(default=None, ge=0, le=30 * 24 * 3600,
+                                     description="seconds without use before dev8 stops it: 0 never; null: the "
+                                                 "server's default")
+
+
 class ShareIn(RequestBody):
     level: str = Field(max_length=16, description="private, authenticated or public")
 
@@ -281,6 +291,8 @@ class EnvironmentOut(BaseModel):
     state: str
     desired_state: str
     status_message: str
+    status_detail: str = Field(description="the raw text behind a failure's status_message (the runtime's own "
+                                           "words); empty otherwise")
     image: str
     cpus: float
     memory: str

@@ -119,6 +119,8 @@ class Environment(Base):
     desired_state: Mapped[str] = mapped_column(String(16), default="running")
     observed_state: Mapped[str] = mapped_column(String(16), default="pending")
     status_message: Mapped[str] = mapped_column(Text, default="")
+    # The raw text behind a failure's status_message (core.failures), empty otherwise.
+    status_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
     keep_volume: Mapped[bool] = mapped_column(Boolean, default=False)
     restart_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Where its sshd is reached, the host key pinned for it, and the instance they belong

@@ -23,7 +23,7 @@ from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
 from dev8.runtimes.base import EnvSpec, NeedsUserAction
 from dev8.server.deps import Ctx, CurrentUser, SessionDep, StoreRoute
-from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
+from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, EnvironmentEdit, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
 from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
 
@@ -35,7 +35,8 @@ def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
     host, port = parse_addr(ctx.settings.ssh_addr)
     return EnvironmentOut(
         id=env.id, name=env.name, owner=user.username, state=env.observed_state,
-        desired_state=env.desired_state, status_message=env.status_message, image=env.image,
+        desired_state=env.desired_state, status_message=env.status_message,
+        status_detail=env.status_detail or "", image=env.image,
         cpus=env.cpus, memory=env.memory, secrets=list(env.secret_names or []),
         repo=((env.options or {}).get("repo") or {}).get("url"),
         git_hosts=[p["host"] for p in ((env.options or {}).get("git") or {}).get("providers", [])],
@@ -148,6 +149,17 @@ async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., Non
     out = await asyncio.to_thread(apply)
     ctx.reconciler.wake(out.id)
     return out
+
+
+@router.patch("/{name}", response_model=EnvironmentOut,
+              summary="Change its image, CPUs or memory (while stopped or in error; one in error is retried on "
+                      "them) or its idle timeout")
+async def edit(name: str, body: EnvironmentEdit, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
+    if body.image is not None:
+        await image_usable(ctx, envs.check_image(body.image.strip()))
+    idle = body.idle_timeout if "idle_timeout" in body.model_fields_set else envs.KEEP
+    return await _transition(ctx, user, name, envs.edit_environment, limits=ctx.limits, image=body.image,
+                             cpus=body.cpus, memory=body.memory, idle_timeout=idle)
 
 
 @router.post("/{name}/start", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED)

@@ -2,18 +2,22 @@
 // are asked of the environment over SSH), recent events, logs, connection help.
 "use strict";
 (() => {
-  const { api, el, when, cap, confirmDelete, redraw, hasVSCode } = window.dev8;
+  const { api, el, when, cap, confirmDelete, redraw, hasVSCode, clearErrors, showError } = window.dev8;
   const name = document.getElementById("env").dataset.name;
   const path = "/environments/" + encodeURIComponent(name);
   const $ = (id) => document.getElementById(id);
   const statusEl = $("status");
   // In error: Retry (a restart: every step again, now) rather than a Start that looks like it did nothing.
-  const ACTIONS = { running: ["stop", "restart", "reconfigure"], stopped: ["start"], error: ["retry", "stop"] };
+  // Edit: its image, CPUs and memory change only while it is stopped or in error.
+  const ACTIONS = { running: ["stop", "restart", "reconfigure"], stopped: ["start", "edit"],
+                    error: ["retry", "edit", "stop"] };
   const ENDPOINT = { retry: "restart" };
   let state = null;
+  let current = null;
 
   function renderEnv(env) {
     state = env.state;
+    current = env;
     $("state").textContent = env.state;
     // VS Code Desktop over Remote-SSH, on the same folder as VS Code in the browser
     const folder = new URL(env.vscode_url).searchParams.get("folder") || "/home/dev/workspace";
@@ -33,7 +37,7 @@
       }
       for (const action of ACTIONS[env.state] ?? []) {
         actions.append(el("button", { type: "button", textContent: cap(action), dataset: { key: action },
-                                      onclick: () => act(action) }));
+                                      onclick: () => (action === "edit" ? openEdit() : act(action)) }));
       }
       actions.append(el("button", { type: "button", className: "danger", textContent: "Delete", dataset: { key: "delete" },
                                     onclick: () => confirmDelete(name, remove) }));
@@ -44,8 +48,13 @@
                      ["Secrets", env.secrets.join(", ") || "none"], ["Created", when(env.created_at)],
                      ["Last started", when(env.started_at)], ["Last used", when(env.last_used_at)]];
     details.push(["Idle stop", env.idle_timeout ? `after ${Math.round(env.idle_timeout / 60)} min without use` : "never"]);
-    if (env.status_message && env.state !== "running") details.push(["Status", env.status_message]);
-    else if (env.stop_reason && env.state === "stopped") details.push(["Status", env.stop_reason]);
+    if (env.stop_reason && env.state === "stopped") details.push(["Status", env.stop_reason]);
+    // A failure in a sentence up top, the runtime's own words one click away.
+    const failed = env.state === "error" || env.state === "unreachable" ? env.status_message : "";
+    $("failure").hidden = !failed;
+    $("failure-text").textContent = failed;
+    $("failure-detail").hidden = !env.status_detail;
+    $("failure-raw").textContent = env.status_detail;
     redraw($("details"), details, () => $("details").replaceChildren(...details.flatMap(([k, v]) => [
       el("dt", { textContent: k }), el("dd", { textContent: v, dataset: { detail: k } })])));
   }
@@ -120,6 +129,34 @@
     try { renderEnv(await api("POST", `${path}/${ENDPOINT[action] || action}`)); statusEl.textContent = ""; refreshEvents(); }
     catch (err) { statusEl.textContent = `Could not ${action}: ${err.message}`; }
   }
+  const editDialog = $("edit-dialog");
+  const editForm = $("edit");
+  function openEdit() {
+    clearErrors(editForm);
+    $("e-image").value = current.image;
+    $("e-cpus").value = current.cpus;
+    $("e-memory").value = current.memory;
+    editDialog.showModal();
+  }
+  editForm.addEventListener("submit", async (ev) => {
+    if (ev.submitter?.value !== "save") return;  // Cancel closes it
+    ev.preventDefault();
+    clearErrors(editForm);
+    const body = {};
+    const image = $("e-image").value.trim(), cpus = parseFloat($("e-cpus").value), memory = $("e-memory").value.trim();
+    if (image !== current.image) body.image = image;
+    if (cpus !== current.cpus) body.cpus = cpus;
+    if (memory !== current.memory) body.memory = memory;
+    try {
+      renderEnv(await api("PATCH", path, body));
+      editDialog.close("saved");
+      statusEl.textContent = Object.keys(body).length ? "Saved." : "Nothing changed.";
+      refreshEvents();
+    } catch (err) {
+      showError(editForm, err.field, err.message, $("edit-error"));
+      document.getElementById(editForm.querySelector(`[data-error-for="${err.field}"]`)?.dataset.errorInput || "")?.focus();
+    }
+  });
   async function remove(keep) {
     try { await api("DELETE", `${path}?keep_volume=${keep}`); location.href = "/"; }
     catch (err) { statusEl.textContent = "Could not delete: " + err.message; }
