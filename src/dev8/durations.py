@@ -1,4 +1,4 @@
-"""Durations as people type and read them (pure; light enough for the CLI to import)."""
+"""Durations and sizes as people type and read them (pure; light enough for the CLI to import)."""
 from __future__ import annotations
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -22,3 +22,12 @@ def human(seconds: float) -> str:
     if seconds < 5400:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f}".removesuffix(".0") + " h"
+
+
+def human_size(n: float) -> str:
+    """``512 * 2**20`` → ``512 MiB``, ``1.5 * 2**30`` → ``1.5 GiB``."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n, i = n / 1024, i + 1
+    return f"{round(n) if n >= 10 or i == 0 else round(n, 1):g} {units[i]}"

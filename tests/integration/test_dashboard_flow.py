@@ -252,6 +252,9 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
     page.keyboard.press("Enter")
     page.wait_for_url(server.url + f"/environments/{name}", timeout=120_000)
     page.wait_for_selector("body[data-state=running]")
+    # what it uses, from inside it: memory against its limit, its home's size
+    page.wait_for_selector("[data-resource=Memory]:has-text(' of ')", timeout=30_000)
+    assert re.fullmatch(r"\d+(\.\d)? [KMG]iB, \d+(\.\d)? [KMGT]iB free", page.inner_text("[data-resource=Home]"))
     # every control is reachable with Tab: walk the page until the Delete button has focus
     reached = []
     for _ in range(40):
@@ -278,6 +281,14 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path} is {width}px wide on a 390px screen"
+        header = page.evaluate("document.querySelector('header.top').getBoundingClientRect().height")
+        assert header <= 90, f"{path}: the header takes {header}px of an 844px screen"
+        nav = page.evaluate("[...document.querySelectorAll('header nav a')].map(a => a.getBoundingClientRect().right)")
+        assert max(nav) <= 390, f"{path}: the menu runs off the screen ({nav})"
+        # tables become cards: every cell with something in it says which column it is
+        unlabelled = page.evaluate("""[...document.querySelectorAll('tbody td')].filter(td =>
+            !td.dataset.label && !td.querySelector('button, a, select') && td.textContent.trim()).map(td => td.textContent)""")
+        assert unlabelled == [], f"{path}: cells without a label: {unlabelled}"
         shot(page, "narrow" + (path.replace("/", "-") if path != "/" else "-environments"))
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(server.url + "/admin")

@@ -47,9 +47,18 @@ def test_create_shows_progress_and_ssh_runs_commands_with_exit_codes(server: Dev
                            "/tmp", "/var"], capture_output=True, text=True)
     assert grep.stdout == ""
     assert "tok-1234567890-secret" not in server.log()
+    # what it uses, as its own cgroup says: a busy loop shows, a 20 MiB file counts in its home
+    alice.ssh(name, "head -c 20971520 /dev/zero > ~/big; "
+                    "setsid -f timeout 5 sh -c 'while :; do :; done' >/dev/null 2>&1 </dev/null")
     shown = alice.cli("show", name).stdout
     assert "running" in shown and f"ssh -p {server.ssh_port} {name}@127.0.0.1" in shown
+    assert "memory" in shown and "of 1 GiB" in shown and "home 20 MiB" in shown, shown
     assert name in alice.cli("list").stdout
+    stats = alice.http().get(f"/environments/{name}/stats").json()
+    assert (stats["cpu_limit"], stats["memory_limit_bytes"]) == (1.0, 1 << 30), stats
+    assert stats["cpu_percent"] > 50 and 0 < stats["memory_bytes"] < 1 << 30, stats
+    assert 0 <= stats["uptime_seconds"] < 600 and stats["home_bytes"] >= 20 << 20, stats
+    assert stats["disk_total_bytes"] >= stats["disk_free_bytes"] > 0
 
 
 def test_work_survives_stop_start_restart_recreate_and_newer_image(server: Dev8Server, alice: User,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from dev8.core.activity import Activity, Policy, counts, due
-from dev8.durations import human, parse_duration
+from dev8.durations import human, human_size, parse_duration
 from dev8.store.models import Environment
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -70,3 +70,5 @@ def test_durations():
             continue
         raise AssertionError(bad)
     assert [human(s) for s in (45, 1800, 7200, 5400, 28800)] == ["45 s", "30 min", "2 h", "1.5 h", "8 h"]
+    assert [human_size(n) for n in (0, 1000, 1536, 512 << 20, 3 << 29, 12 << 30)] == \
+        ["0 B", "1000 B", "1.5 KiB", "512 MiB", "1.5 GiB", "12 GiB"]

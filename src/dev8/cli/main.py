@@ -19,7 +19,7 @@ from rich.table import Table
 from dev8.cli import sshconfig
 from dev8.cli.client import ApiError, Client
 from dev8.cli.config import ClientConfig, known_hosts_path
-from dev8.durations import human, parse_duration
+from dev8.durations import human, human_size, parse_duration
 
 app = typer.Typer(help="dev8: cloud development environments you host yourself.", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -670,8 +670,22 @@ def show(name: str) -> None:
         h = call(api().get, f"/environments/{name}/health")
         rows.append(("services", ", ".join(f"{k} {v}" for k, v in h.get("services", {}).items())
                      or h.get("error", "-")))
+        rows.append(("uses", stats_text(call(api().get, f"/environments/{name}/stats"))))
     for k, v in rows:
         out.print(f"[bold]{k:>8}[/bold]  {escape(v)}", highlight=False)
+
+
+def stats_text(st: dict) -> str:
+    """``dev8-env stats`` in one line: "up 2 h · CPU 3% · memory 512 MiB of 4 GiB · home 1.2 GiB (30 GiB free)"."""
+    if st.get("error"):
+        return st["error"]
+
+    def known(key: str, show) -> str:  # type: ignore[no-untyped-def]
+        return "unknown" if st.get(key) is None else show(st[key])
+    memory = known("memory_bytes", human_size) + (f" of {human_size(st['memory_limit_bytes'])}"
+                                                  if st.get("memory_limit_bytes") else "")
+    return (f"up {known('uptime_seconds', human)} · CPU {known('cpu_percent', lambda p: f'{p:g}%')} · memory {memory}"
+            f" · home {known('home_bytes', human_size)} ({known('disk_free_bytes', human_size)} free)")
 
 
 def _ssh_argv(name: str, identity: Path | None, *options: str) -> list[str]:

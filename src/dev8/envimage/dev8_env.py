@@ -13,6 +13,7 @@ The control plane runs it over SSH as user ``dev``:
     dev8-env health                per-service state from the supervisor (runit) as JSON
     dev8-env extensions            install the configured VS Code extensions that are missing
     dev8-env ports                 TCP ports listening inside the environment, as JSON
+    dev8-env stats                 uptime, CPU and memory use (its cgroup), home size and free disk
     dev8-env git-credential get    git credential helper for the configured hosts only
     dev8-env version
 
@@ -22,6 +23,7 @@ out of ``docker inspect``, image layers and the persistent volume.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -31,6 +33,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 
 VERSION = "1"
 # The environment images' layout. The control plane imports these (dev8.envimage.dev8_env)
@@ -528,6 +531,115 @@ def health() -> dict:
     return {"services": services}
 
 
+CGROUP = "/sys/fs/cgroup"
+HOME_SIZE_EVERY = 60.0  # seconds a measured home size is reused: du walks every file
+HOME_SIZE_TIMEOUT = 10.0
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def _cpu_usage_usec() -> int | None:
+    """CPU time the environment's cgroup has used (cgroup v2, else v1)."""
+    for line in (_read(f"{CGROUP}/cpu.stat") or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return _number(value)
+    ns = _number(_read(f"{CGROUP}/cpuacct/cpuacct.usage"))
+    return None if ns is None else ns // 1000
+
+
+def _cpu_limit() -> float | None:
+    quota, _, period = (_read(f"{CGROUP}/cpu.max") or "").partition(" ")
+    if quota.isdigit() and period.isdigit():
+        return int(quota) / int(period)
+    quota_us, period_us = _read(f"{CGROUP}/cpu/cpu.cfs_quota_us"), _number(_read(f"{CGROUP}/cpu/cpu.cfs_period_us"))
+    if quota_us and quota_us.isdigit() and period_us:
+        return int(quota_us) / period_us
+    return None
+
+
+def _memory() -> tuple[int | None, int | None]:
+    """Memory in use (without the page cache the kernel can drop, as `docker stats` counts
+    it) and the limit, or None where unknown or unlimited."""
+    current, limit = _number(_read(f"{CGROUP}/memory.current")), _number(_read(f"{CGROUP}/memory.max"))
+    stat_file = f"{CGROUP}/memory.stat"
+    if current is None:  # cgroup v1
+        current = _number(_read(f"{CGROUP}/memory/memory.usage_in_bytes"))
+        limit = _number(_read(f"{CGROUP}/memory/memory.limit_in_bytes"))
+        stat_file = f"{CGROUP}/memory/memory.stat"
+        if limit is not None and limit >= 1 << 60:  # v1 says "unlimited" with a huge number
+            limit = None
+    if current is not None:
+        for line in (_read(stat_file) or "").splitlines():
+            key, _, value = line.partition(" ")
+            if key in ("inactive_file", "total_inactive_file") and value.isdigit():
+                current = max(0, current - int(value))
+                break
+    return current, limit
+
+
+def _uptime() -> int | None:
+    """Seconds since the environment's first process (PID 1 of its namespace) started."""
+    since_boot, stat = _read("/proc/uptime"), _read("/proc/1/stat")
+    if not since_boot or not stat:
+        return None
+    start_ticks = int(stat.rpartition(")")[2].split()[19])  # field 22: starttime, after the command's name
+    return max(0, round(float(since_boot.split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")))
+
+
+def _home_size() -> int | None:
+    """Bytes under the home (du, at most every HOME_SIZE_EVERY s; None if it took too long)."""
+    cache = os.path.join(RUN_DIR, "home-size.json")
+    try:
+        with open(cache, encoding="utf-8") as f:
+            known = json.load(f)
+        if time.time() - known["at"] < HOME_SIZE_EVERY:
+            return known["bytes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        out = subprocess.run(["nice", "du", "-sxb", os.path.expanduser("~")], capture_output=True, text=True,
+                             timeout=HOME_SIZE_TIMEOUT).stdout
+    except subprocess.TimeoutExpired:
+        return None
+    size = _number(out.split("\t")[0]) if out else None
+    if size is not None:
+        with contextlib.suppress(OSError):
+            with open(cache, "w", encoding="utf-8") as f:
+                json.dump({"at": time.time(), "bytes": size}, f)
+    return size
+
+
+def stats(sample: float = 0.5) -> dict:
+    """What the environment uses: CPU over ``sample`` seconds (100 = one CPU busy), memory,
+    home size and the free space where the home lives; None where this machine cannot say."""
+    before, started = _cpu_usage_usec(), time.monotonic()
+    time.sleep(sample)
+    after, elapsed = _cpu_usage_usec(), time.monotonic() - started
+    disk = os.statvfs(os.path.expanduser("~"))
+    memory, memory_limit = _memory()
+    return {
+        "uptime_seconds": _uptime(),
+        "cpu_percent": None if before is None or after is None else round((after - before) / 1e4 / elapsed, 1),
+        "cpu_limit": _cpu_limit(),
+        "memory_bytes": memory,
+        "memory_limit_bytes": memory_limit,
+        "home_bytes": _home_size(),
+        "disk_free_bytes": disk.f_bavail * disk.f_frsize,
+        "disk_total_bytes": disk.f_blocks * disk.f_frsize,
+    }
+
+
 def status() -> dict:
     try:
         with open(os.path.join(RUN_DIR, "config.json"), encoding="utf-8") as f:
@@ -563,6 +675,8 @@ def main(argv: list[str]) -> int:
             result = extensions()
         elif cmd == "ports":
             result = listening_ports()
+        elif cmd == "stats":
+            result = stats()
         elif cmd == "git-credential":
             sys.stdout.write(git_credential(argv[1] if len(argv) > 1 else "", sys.stdin.read()))
             return 0

@@ -205,6 +205,12 @@ async def health(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     return {"services": {}, **await _run_in_env(ctx, user, name, "dev8-env health")}
 
 
+@router.get("/{name}/stats", summary="What it uses: uptime, CPU (100 = one CPU busy), memory, home size and free "
+                                     "disk (checked over SSH; null where unknown)")
+async def stats(name: str, ctx: Ctx, user: CurrentUser) -> dict:
+    return await _run_in_env(ctx, user, name, "dev8-env stats")
+
+
 @router.get("/{name}/logs", summary="The last lines the environment's services printed (sshd, code-server)")
 async def logs(name: str, ctx: Ctx, user: CurrentUser, tail: int = Query(200, ge=1, le=2000)) -> dict:
     def spec() -> EnvSpec:

@@ -50,6 +50,17 @@ window.dev8 = (() => {
     return new Date(iso).toLocaleDateString();
   };
   const cap = (s) => s[0].toUpperCase() + s.slice(1);
+  // "3 h 20 min", "45 s"; sizes as "512 MiB", "1.5 GiB".
+  const duration = (seconds) => {
+    const d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600), m = Math.floor(seconds % 3600 / 60);
+    return d ? `${d} d ${h} h` : h ? `${h} h ${m} min` : m ? `${m} min` : `${Math.round(seconds)} s`;
+  };
+  const size = (n) => {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return `${n >= 10 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
+  };
 
   // Errors go into <p class="field-error" data-error-for="FIELD"> next to the input.
   function clearErrors(root = document) {
@@ -108,8 +119,22 @@ window.dev8 = (() => {
     if (key !== undefined) root.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
   }
 
+  // On a phone a table's rows become cards (dashboard.css): each cell is labelled with its
+  // column's heading, kept up as scripts redraw the rows. A heading only screen readers
+  // see (the actions column) labels nothing.
+  function labelCells(table) {
+    const heads = [...table.querySelectorAll("thead th")].map((th) => (th.querySelector(".sr-only") ? "" : th.textContent.trim()));
+    for (const row of table.tBodies[0]?.rows ?? []) {
+      [...row.cells].forEach((td, i) => { if (heads[i] && td.dataset.label !== heads[i]) td.dataset.label = heads[i]; });
+    }
+  }
+  document.querySelectorAll("table").forEach((table) => {
+    labelCells(table);
+    new MutationObserver(() => labelCells(table)).observe(table, { childList: true, subtree: true });
+  });
+
   // An environment's image offers VS Code (`apps`, known once it has started; until then, say yes).
   const hasVSCode = (env) => env.apps == null || env.apps.includes("vscode");
 
-  return { api, el, when, cap, clearErrors, showError, confirmDelete, download, latest, redraw, hasVSCode, ApiError };
+  return { api, el, when, cap, duration, size, clearErrors, showError, confirmDelete, download, latest, redraw, hasVSCode, ApiError };
 })();

@@ -2,7 +2,7 @@
 // are asked of the environment over SSH), recent events, logs, connection help.
 "use strict";
 (() => {
-  const { api, el, when, cap, confirmDelete, redraw, hasVSCode, clearErrors, showError } = window.dev8;
+  const { api, el, when, cap, duration, size, confirmDelete, redraw, hasVSCode, clearErrors, showError } = window.dev8;
   const name = document.getElementById("env").dataset.name;
   const path = "/environments/" + encodeURIComponent(name);
   const $ = (id) => document.getElementById(id);
@@ -84,9 +84,12 @@
         el("li", { className: "muted", textContent: `Not running (${state}).` })));
       redraw(tbody, [], () => tbody.replaceChildren());
       $("ports-empty").hidden = false;
+      renderStats({ error: `Not running (${state}).` });
       return;
     }
-    const [health, ports] = await Promise.all([api("GET", path + "/health"), api("GET", path + "/ports")]);
+    const [health, ports, stats] = await Promise.all([api("GET", path + "/health"), api("GET", path + "/ports"),
+                                                      api("GET", path + "/stats")]);
+    renderStats(stats);
     const services = Object.entries(health.services || {});
     redraw($("services"), [services, health.error], () => $("services").replaceChildren(...(services.length ? services.map(([svc, info]) => {
       const up = typeof info === "string" ? info : (info.state || info.status || JSON.stringify(info));
@@ -101,13 +104,25 @@
       // without app addresses browsers open no previews: say how to reach the port instead
       const none = el("span", { className: "muted", textContent: `dev8 port-forward ${name} ${p.port}:${p.port}` });
       return el("tr", { dataset: { port: String(p.port) } },
-        el("td", { dataset: { label: "Port" }, textContent: p.label ? `${p.port} (${p.label})` : String(p.port) }),
-        el("td", { dataset: { label: "Listening on" }, textContent: p.bind === "loopback" ? "127.0.0.1" : "all addresses" }),
-        el("td", { dataset: { label: "Preview" } }, ports.previews ? el("a", { href: p.url, target: "_blank", rel: "noopener",
+        el("td", { textContent: p.label ? `${p.port} (${p.label})` : String(p.port) }),
+        el("td", { textContent: p.bind === "loopback" ? "127.0.0.1" : "all addresses" }),
+        el("td", {}, ports.previews ? el("a", { href: p.url, target: "_blank", rel: "noopener",
                  textContent: "Open preview", dataset: { key: `preview/${p.port}` } }) : none),
-        el("td", { dataset: { label: "Sharing" } }, ports.previews ? select : "—"));
+        el("td", {}, ports.previews ? select : "—"));
     })));
     $("ports-empty").hidden = ports.ports.length !== 0;
+  }
+
+  // Uptime, CPU, memory and the home's size, as the environment itself reports them.
+  function renderStats(stats) {
+    const known = (v, show) => (v == null ? "unknown" : show(v));
+    const rows = stats.error ? [["Uptime", stats.error]] : [
+      ["Uptime", known(stats.uptime_seconds, duration)],
+      ["CPU", known(stats.cpu_percent, (p) => `${p}% of one CPU` + (stats.cpu_limit ? ` (limit ${stats.cpu_limit} CPUs)` : ""))],
+      ["Memory", known(stats.memory_bytes, (b) => size(b) + (stats.memory_limit_bytes ? ` of ${size(stats.memory_limit_bytes)}` : ""))],
+      ["Home", known(stats.home_bytes, size) + `, ${size(stats.disk_free_bytes)} free`]];
+    redraw($("resources"), rows, () => $("resources").replaceChildren(...rows.flatMap(([k, v]) => [
+      el("dt", { textContent: k }), el("dd", { textContent: v, dataset: { resource: k } })])));
   }
 
   async function refreshEvents() {

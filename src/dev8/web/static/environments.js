@@ -23,17 +23,17 @@
     actions.append(el("button", { type: "button", className: "danger", textContent: "Delete", dataset: key("delete"),
                                   onclick: () => confirmDelete(env.name, (keep) => act(env.name, "delete", keep)) }));
     const tr = el("tr", {},
-      el("td", { dataset: { label: "Name" } },
+      el("td", {},
          el("a", { href: "/environments/" + encodeURIComponent(env.name), className: "env-name", dataset: key("page") },
             el("strong", { textContent: env.name }))),
-      el("td", { dataset: { label: "State" } }, el("span", { className: "state " + env.state, textContent: env.state,
+      el("td", {}, el("span", { className: "state " + env.state, textContent: env.state,
                                                           title: env.status_message || "" }),
          ...(env.state === "stopped" && env.stop_reason
            ? [el("span", { className: "muted stop-reason", textContent: " " + env.stop_reason })] : [])),
-      el("td", { dataset: { label: "Image" }, textContent: env.image }),
-      el("td", { className: "repo", dataset: { label: "Repository" }, textContent: env.repo || "—", title: env.repo || "" }),
-      el("td", { dataset: { label: "Created" }, textContent: when(env.created_at) }),
-      el("td", { dataset: { label: "Last used" }, textContent: when(env.last_used_at) }),
+      el("td", { textContent: env.image }),
+      el("td", { className: "repo", textContent: env.repo || "—", title: env.repo || "" }),
+      el("td", { textContent: when(env.created_at) }),
+      el("td", { textContent: when(env.last_used_at) }),
       actions);
     tr.dataset.env = env.name;
     tr.dataset.state = env.state;
