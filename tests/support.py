@@ -426,6 +426,15 @@ def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
+def accessibility_problems(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """axe-core's serious and critical findings on the page as it is now, one line each
+    (rule, what it found, where)."""
+    from axe_playwright_python.sync_playwright import Axe
+    found = Axe().run(page).response["violations"]
+    return [f"{v['impact']} {v['id']}: {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in found if v["impact"] in ("serious", "critical")]
+
+
 def trust_workspace_when_asked(page) -> None:  # type: ignore[no-untyped-def]
     """VS Code asks whether to trust the folder, at a moment of its choosing (seconds after
     the workbench shows on a busy machine): answer yes whenever the dialog turns up."""

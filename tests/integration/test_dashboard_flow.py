@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (GIT_HOST, GITLAB_HOST, PASSWORD, Dev8Server, User, log_in, make_tls_certs,
-                           set_web_password, shot, start_git_server, trust_workspace_when_asked, unique,
+from tests.support import (GIT_HOST, GITLAB_HOST, PASSWORD, Dev8Server, User, accessibility_problems, log_in,
+                           make_tls_certs, set_web_password, shot, start_git_server, trust_workspace_when_asked, unique,
                            wait_until, web_login)
 
 TOKEN = "tok-" + "9f8e7d6c5b4a" * 3
@@ -55,6 +55,7 @@ def test_setup_login_key_create_clone_push_stop_start_delete(page, git_world, tm
     setup_link = re.search(r"(http://\S+/setup\?token=\S+)", server.log()).group(1)  # type: ignore[union-attr]
     page.goto(setup_link)
     shot(page, "flow-1-setup")
+    assert accessibility_problems(page) == []
     page.fill("input[name=email]", "admin@example.com")
     page.fill("input[name=password]", PASSWORD)
     page.click("button")
@@ -71,6 +72,10 @@ def test_setup_login_key_create_clone_push_stop_start_delete(page, git_world, tm
     assert page.input_value("input[name=email]") == "admin@example.com"
     assert page.evaluate("document.activeElement.name") == "password"
     shot(page, "flow-2-login")
+    assert accessibility_problems(page) == []
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert accessibility_problems(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.console_errors.clear()  # Chromium logs that 401 page; from here on the flow must log nothing
     page.fill("input[name=password]", PASSWORD)
     page.click("button")
@@ -289,6 +294,11 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
         unlabelled = page.evaluate("""[...document.querySelectorAll('tbody td')].filter(td =>
             !td.dataset.label && !td.querySelector('button, a, select') && td.textContent.trim()).map(td => td.textContent)""")
         assert unlabelled == [], f"{path}: cells without a label: {unlabelled}"
+        problems = accessibility_problems(page)
+        page.set_viewport_size({"width": 1280, "height": 800})  # axe-core at both widths
+        problems += accessibility_problems(page)
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert problems == [], f"{path}: {problems}"
         shot(page, "narrow" + (path.replace("/", "-") if path != "/" else "-environments"))
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(server.url + "/admin")

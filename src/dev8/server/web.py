@@ -18,7 +18,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'unsafe-inline'; "
                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-STYLE = """<style>body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
+STYLE = """<style>*{box-sizing:border-box}body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
 label,input,button{display:block;width:100%;margin:.4rem 0}input,button{padding:.5rem;font:inherit}
 pre{white-space:pre-wrap;word-break:break-all;background:#f3f3f3;padding:.6rem}.err{color:#b00020}</style>"""
 
