@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import Dev8Server, User, unique
+from tests.support import Dev8Server, User, unique, wait_until
 from tests.support import fake_server as support_fake_server
 
 
@@ -84,3 +84,28 @@ def test_environments_from_a_template_take_its_values_and_change_only_what_it_al
     assert [t["name"] for t in fay.http().get("/templates").json()] == ["python-copy"]
     audit = [e["action"] for e in root.get("/admin/audit").json()]
     assert "admin.template.save" in audit and "admin.template.delete" in audit
+
+
+def test_admins_fetch_images_ahead_and_see_each_jobs_outcome(server: Dev8Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server.cli("admin", "create-user", "ops@example.com", "--admin", input="")
+    token = server.cli("admin", "create-token", "ops@example.com").stdout.strip()
+    ops = httpx.Client(base_url=server.url + "/api/v1", timeout=30, headers={"authorization": "Bearer " + token})
+    gus = User(server, "gus@example.com", tmp_path / "gus")
+    refused = gus.http().post("/images/fetch", json={"image": "dev8/base:latest"})
+    assert refused.status_code == 403  # admins only
+    assert ops.post("/images/fetch", json={"image": "Not An Image"}).status_code == 422
+
+    def job(image: str) -> dict | None:
+        return next((i["job"] for i in ops.get("/images").json() if i["name"] == image), None)
+    started = ops.post("/images/fetch", json={"image": "dev8/base:latest"})
+    assert started.status_code == 202 and started.json()["state"] in ("running", "done"), started.text
+    wait_until(lambda: (job("dev8/base:latest") or {}).get("state") == "done", timeout=30, what="the job done")
+    assert "nothing to fetch" in job("dev8/base:latest")["progress"]  # type: ignore[index]
+    # one no registry has: the job fails with the reason; a template names it so it is listed
+    assert ops.put("/templates/ghost", json={"image": "missing/ghost:1"}).status_code == 200
+    ops.post("/images/fetch", json={"image": "missing/ghost:1"})
+    wait_until(lambda: (job("missing/ghost:1") or {}).get("state") == "failed", timeout=30, what="the job failed")
+    assert "does not exist" in job("missing/ghost:1")["error"]  # type: ignore[index]
+    actions = [(e["action"], e["target"]) for e in ops.get("/admin/audit").json()]
+    assert {("admin.image.fetch", "dev8/base:latest"), ("admin.image.done", "dev8/base:latest"),
+            ("admin.image.failed", "missing/ghost:1")} <= set(actions), actions

@@ -317,6 +317,12 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
     assert intern.get("/api/v1/me").status_code == 401
     for action in ("admin.user.create", "admin.user.disable", "login"):
         page.wait_for_selector(f"#audit tr[data-action='{action}']")
+    # an image built again from the page (its steps come from the cache here): progress, then done
+    image = "#images tr[data-image='dev8/base:latest']"
+    assert page.inner_text(f"{image} button") == "Rebuild"
+    page.click(f"{image} button")
+    page.wait_for_selector(f"{image}[data-job=done]", timeout=600_000)
+    assert page.inner_text(f"{image} td.progress").startswith("done")
     shot(page, "admin")
     assert page.console_errors == [], page.console_errors
 

@@ -137,6 +137,12 @@ class Runtime(Protocol):
         why, when it is none of these: a create with it would only fail later."""
         ...
 
+    def fetch_image(self, image: str, progress: Progress) -> None:
+        """Make ``image`` present now, ahead of the environments that will use it: dev8's own
+        built (again: a newer dev8's changes are picked up, unchanged steps come from the
+        cache), any other pulled. NeedsUserAction, saying why, where it cannot be."""
+        ...
+
     def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
                     dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
         """An image for a devcontainer.json: its ``image``, or its Dockerfile built from

@@ -144,19 +144,23 @@ class DockerRuntime:
                 return
             except docker.errors.ImageNotFound:
                 pass
-            target = next((t for t in layout.IMAGE_TARGETS if image == layout.image_tag(t)), None)
+            target = _own_target(image)
             if target is not None:
                 progress(f"image {image} not present: building it")
                 docker_images.build(c, target, progress)
                 return
-            progress(f"pulling {image}")
-            try:
-                c.images.pull(image)
-            except docker.errors.APIError as exc:
-                if exc.status_code is not None and 400 <= exc.status_code < 500 or "not found" in str(exc).lower():
-                    raise NeedsUserAction(f"image {image} is not on this machine and cannot be pulled "
-                                          f"({exc.explanation or exc}); choose another image") from None
-                raise
+            self._pull(c, image, progress)
+
+    @staticmethod
+    def _pull(c: docker.DockerClient, image: str, progress: Progress) -> None:
+        progress(f"pulling {image}")
+        try:
+            c.images.pull(image)
+        except docker.errors.APIError as exc:
+            if exc.status_code is not None and 400 <= exc.status_code < 500 or "not found" in str(exc).lower():
+                raise NeedsUserAction(f"image {image} is not on this machine and cannot be pulled "
+                                      f"({exc.explanation or exc}); choose another image") from None
+            raise
 
     def image_status(self, image: str) -> str:
         with self._api() as c:
@@ -165,7 +169,7 @@ class DockerRuntime:
                 return "ready"
             except docker.errors.ImageNotFound:
                 pass
-            if any(image == layout.image_tag(t) for t in layout.IMAGE_TARGETS):
+            if _own_target(image) is not None:
                 return "buildable"
             try:
                 c.images.get_registry_data(image)
@@ -176,6 +180,17 @@ class DockerRuntime:
                          else "its registry cannot be reached")
                 raise NeedsUserAction(f"image {image} is not on this machine and {where} ({reason}): check the "
                                       f"name, or ask your admin to build or load it") from None
+
+    def fetch_image(self, image: str, progress: Progress) -> None:
+        target = _own_target(image)
+        with self._api(IMAGE_TIMEOUT) as c:
+            try:
+                if target is not None:
+                    docker_images.build(c, target, progress)
+                else:
+                    self._pull(c, image, progress)
+            except docker_images.ImageBuildError as exc:
+                raise NeedsUserAction(str(exc)) from None
 
     def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
                     dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
@@ -303,6 +318,11 @@ class DockerRuntime:
             if not keep_storage:
                 with contextlib.suppress(docker.errors.NotFound):
                     c.volumes.get(spec.volume_name).remove(force=True)
+
+
+def _own_target(image: str) -> str | None:
+    """The images/Dockerfile target ``image`` is built from when it is one of dev8's own."""
+    return next((t for t in layout.IMAGE_TARGETS if image == layout.image_tag(t)), None)
 
 
 def _reason(exc: BaseException) -> str:

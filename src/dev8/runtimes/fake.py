@@ -175,6 +175,10 @@ class FakeRuntime:
             raise NeedsUserAction(f"image {image} does not exist; choose another image")
         return "ready"
 
+    def fetch_image(self, image: str, progress: Progress) -> None:
+        self.image_status(image)  # missing/ images: NeedsUserAction, as a registry without them
+        progress(f"{image}: nothing to fetch (the fake runtime's environments are local processes)")
+
     def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
                     dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
         raise NeedsUserAction("the fake runtime cannot build images: its environments are local processes")

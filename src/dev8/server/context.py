@@ -7,6 +7,7 @@ from dev8.core.activity import Activity
 from dev8.core.connections import EnvConnections
 from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
+from dev8.core.image_jobs import ImageJobs
 from dev8.core.quotas import default_quota
 from dev8.core.throttle import LoginThrottle
 from dev8.core.reconciler import Reconciler
@@ -37,6 +38,7 @@ class ServerContext:
     gateway_host_key: str = ""
     # api.environments.image_status's short memory: image → (expires, status or the error)
     image_checks: dict = field(default_factory=dict)
+    image_jobs: ImageJobs = field(default_factory=ImageJobs)  # builds and pulls admins started
     live: LiveConnections | None = None  # set by the server (tests of handlers run without it)
 
     @property

@@ -225,12 +225,26 @@ class EnvironmentIn(RequestBody):
                                              "does not let users change may not be given")
 
 
+class ImageJobOut(BaseModel):
+    state: str = Field(description="running, done or failed")
+    progress: str = Field(description="the latest progress line, e.g. 'step 24 of 34 (RUN), 3 min 10 s so far'")
+    error: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
 class ImageOut(BaseModel):
     name: str
     description: str
     status: str = Field(description="ready, buildable (dev8's own, built on first use), pullable or unavailable")
     note: str = Field(description="the status in a sentence")
     default: bool
+    built_here: bool = Field(description="one of dev8's own images, built from images/Dockerfile (others are pulled)")
+    job: ImageJobOut | None = Field(default=None, description="the latest build or pull an admin started here")
+
+
+class ImageFetchIn(RequestBody):
+    image: str = Field(max_length=255, description="dev8's own image (built) or any other (pulled)")
 
 
 class TemplateIn(RequestBody):

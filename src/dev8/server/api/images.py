@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
 
-from dev8.core import templates
+from dev8.core import audit, templates
+from dev8.core.admin import require_admin
+from dev8.core.environments import check_image
+from dev8.core.image_jobs import ImageJob
+from dev8.core.reconciler import IMAGE_TIMEOUT
 from dev8.envimage.dev8_env import IMAGE_TARGETS, image_tag
-from dev8.runtimes.base import NeedsUserAction
+from dev8.runtimes.base import NeedsUserAction, Progress
 from dev8.server.api.environments import image_status
 from dev8.server.deps import Ctx, CurrentUser, StoreRoute
-from dev8.server.schemas import ERROR_RESPONSES, ImageOut
+from dev8.server.schemas import ERROR_RESPONSES, ImageFetchIn, ImageJobOut, ImageOut
+from dev8.store.models import User
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"], responses=ERROR_RESPONSES, route_class=StoreRoute)
 DESCRIPTIONS = {
@@ -19,6 +24,7 @@ DESCRIPTIONS = {
     image_tag("fullstack"): "VS Code in the browser, Node.js and Bun, Python, Go, Rust, gh and glab, "
                             "Claude, Gemini and Copilot CLIs",
 }
+OWN = {image_tag(t) for t in IMAGE_TARGETS}
 BUILD_MINUTES = {image_tag("base"): 2, image_tag("fullstack"): 12}  # what a first build took here
 
 
@@ -27,7 +33,7 @@ async def list_images(ctx: Ctx, _user: CurrentUser) -> list[ImageOut]:
     def names() -> list[str]:
         with ctx.db.session() as s:
             used = [t.spec.get("image") for t in templates.list_templates(s)]
-        known = [ctx.settings.default_image, *(image_tag(t) for t in IMAGE_TARGETS), *used]
+        known = [ctx.settings.default_image, *sorted(OWN), *used]
         return list(dict.fromkeys(n for n in known if n))
     out = []
     for name in await asyncio.to_thread(names):
@@ -35,10 +41,40 @@ async def list_images(ctx: Ctx, _user: CurrentUser) -> list[ImageOut]:
             status = await image_status(ctx, name)
             note = {"ready": "ready: starts in seconds",
                     "buildable": f"not built yet: the first environment builds it (about {BUILD_MINUTES.get(name, 10)} "
-                                 "min), or an admin runs `dev8 image build` ahead",
+                                 "min), or an admin builds it ahead (Admin page, or `dev8 image build`)",
                     "pullable": "not on this machine yet: pulled on first use"}.get(status, status)
         except NeedsUserAction as exc:
             status, note = "unavailable", str(exc)
         out.append(ImageOut(name=name, description=DESCRIPTIONS.get(name, ""), status=status, note=note,
-                            default=name == ctx.settings.default_image))
+                            default=name == ctx.settings.default_image, built_here=name in OWN,
+                            job=_job_out(ctx.image_jobs.get(name))))
     return out
+
+
+def _job_out(job: ImageJob | None) -> ImageJobOut | None:
+    return None if job is None else ImageJobOut(state=job.state, progress=job.progress, error=job.error,
+                                                started_at=job.started_at, finished_at=job.finished_at)
+
+
+@router.post("/fetch", response_model=ImageJobOut, status_code=status.HTTP_202_ACCEPTED,
+             summary="Admins: build dev8's own image (again) or pull another now, ahead of the environments that "
+                     "use it; follow its job in GET /images")
+async def fetch_image(body: ImageFetchIn, ctx: Ctx, user: CurrentUser) -> ImageJobOut:
+    require_admin(user)
+    image = check_image(body.image.strip())
+    await ctx.reconciler.health.check(reuse=False)  # a backend that is down: 503 now, not a failed job
+
+    async def work(progress: Progress) -> None:
+        await ctx.reconciler.runtime_call(ctx.runtime.fetch_image, image, progress, timeout=IMAGE_TIMEOUT)
+
+    async def finished(job: ImageJob) -> None:
+        ctx.image_checks.pop(image, None)  # its status changed: ask the runtime again
+        await asyncio.to_thread(_audit, ctx, user.id, f"admin.image.{job.state}", image, job.error)
+    job = ctx.image_jobs.start(image, work, finished)
+    await asyncio.to_thread(_audit, ctx, user.id, "admin.image.fetch", image, "")
+    return _job_out(job)  # type: ignore[return-value]
+
+
+def _audit(ctx: Ctx, user_id: int, action: str, image: str, detail: str) -> None:
+    with ctx.db.session() as s:
+        audit.record(s, s.get(User, user_id), action, image, detail)

@@ -2,7 +2,7 @@
 // audit log (newest first, paged back with "Older entries").
 "use strict";
 (() => {
-  const { api, el, when } = window.dev8;
+  const { api, el, when, redraw } = window.dev8;
   const $ = (id) => document.getElementById(id);
   const me = document.querySelector(".who span").textContent;
   let oldest = null;
@@ -27,6 +27,37 @@
         el("td", { textContent: when(u.created_at) }), actions);
     }));
   }
+  // Images: build or pull ahead of time; while a job runs its progress is polled.
+  let imagesTimer = null;
+  async function refreshImages() {
+    const images = await api("GET", "/images");
+    const tbody = $("images").querySelector("tbody");
+    redraw(tbody, images, () => tbody.replaceChildren(...images.map((i) => {
+      const job = i.job;
+      const running = job?.state === "running";
+      const verb = i.built_here ? (i.status === "ready" ? "Rebuild" : "Build") : "Pull";
+      const progress = running ? job.progress || "starting…"
+        : job?.state === "failed" ? `failed: ${job.error}` : job?.state === "done" ? `done ${when(job.finished_at)}` : i.note;
+      return el("tr", { dataset: { image: i.name, job: job?.state || "" } },
+        el("td", {}, el("code", { textContent: i.name })),
+        el("td", {}, el("span", { className: "state " + (running ? "starting" : i.status === "ready" ? "running"
+                                                         : i.status === "unavailable" ? "error" : "stopped"),
+                                  textContent: running ? (i.built_here ? "building" : "pulling") : i.status })),
+        el("td", { className: "progress", textContent: progress }),
+        el("td", { className: "actions" }, el("button", { type: "button", textContent: verb, disabled: running,
+          ariaLabel: `${verb} ${i.name}`, dataset: { key: `fetch/${i.name}` }, onclick: () => fetchImage(i.name) })));
+    })));
+    const busy = images.some((i) => i.job?.state === "running");
+    if (busy && !imagesTimer) imagesTimer = setInterval(() => refreshImages().catch(() => {}), 2000);
+    if (!busy && imagesTimer) { clearInterval(imagesTimer); imagesTimer = null; }
+    if (!busy && $("status").textContent.startsWith("Fetching")) $("status").textContent = "";
+  }
+  async function fetchImage(image) {
+    try { await api("POST", "/images/fetch", { image }); $("status").textContent = `Fetching ${image}…`; }
+    catch (err) { $("status").textContent = `Could not fetch ${image}: ${err.message}`; }
+    refreshImages();
+  }
+
   async function setPassword(u) {
     const password = prompt(`New password for ${u.email} (8+ characters). Their browser sessions end.`);
     if (!password) return;
@@ -78,5 +109,5 @@
     filterTimer = setTimeout(() => { oldest = null; refreshAudit(true).catch((err) => { $("status").textContent = err.message; }); }, 300);
   });
 
-  Promise.all([refreshUsers(), refreshEnvs(), refreshAudit(true)]).catch((err) => { $("status").textContent = err.message; });
+  Promise.all([refreshUsers(), refreshImages(), refreshEnvs(), refreshAudit(true)]).catch((err) => { $("status").textContent = err.message; });
 })();
