@@ -435,11 +435,23 @@ def accessibility_problems(page) -> list[str]:  # type: ignore[no-untyped-def]
             for v in found if v["impact"] in ("serious", "critical")]
 
 
-def trust_workspace_when_asked(page) -> None:  # type: ignore[no-untyped-def]
-    """VS Code asks whether to trust the folder, at a moment of its choosing (seconds after
-    the workbench shows on a busy machine): answer yes whenever the dialog turns up."""
+def trust_questions(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every time VS Code asks in ``page`` whether to trust the folder (at a moment of its
+    choosing: seconds after the workbench shows on a busy machine), noted and answered so
+    the test goes on; the test then says whether it was asked at all."""
+    asked: list[str] = []
     button = page.locator("a.monaco-button:has-text('Yes, I trust the authors')")
-    page.add_locator_handler(button, lambda b: b.click())
+
+    def answer(found) -> None:  # type: ignore[no-untyped-def]
+        asked.append(page.url)
+        found.click()
+    page.add_locator_handler(button, answer)
+    return asked
+
+
+def restricted_mode_shown(page) -> bool:  # type: ignore[no-untyped-def]
+    """VS Code's status bar says Restricted Mode (an untrusted folder), or a trust question is open."""
+    return page.locator(".statusbar-item:has-text('Restricted Mode'), .monaco-dialog-box:has-text('trust')").count() > 0
 
 
 def log_in(page, server: Dev8Server, user: User, target: str) -> None:  # type: ignore[no-untyped-def]

@@ -7,8 +7,8 @@ import json
 import re
 from urllib.parse import quote
 
-from tests.support import (Dev8Server, User, log_in, set_web_password, shot, trust_workspace_when_asked, unique,
-                           wait_until)
+from tests.support import (Dev8Server, User, log_in, restricted_mode_shown, set_web_password, shot, trust_questions,
+                           unique, wait_until)
 
 def terminal_text(page) -> str:  # type: ignore[no-untyped-def]
     return page.inner_text(".xterm-rows")
@@ -62,12 +62,10 @@ def test_vscode_opens_edits_saves_and_runs_its_terminal(page, server: Dev8Server
     name = unique("v")
     alice.cli("create", name, "--image", fullstack_image)
     alice.ssh(name, "mkdir -p ~/workspace/proj && echo 'first line' > ~/workspace/proj/notes.txt")
-    # Not what this test is about: VS Code's workspace-trust question, which on a busy machine
-    # came late, as a modal over the terminal (twice in CI), in a form the handler below did
-    # not match. The user settings switch it off for this environment.
-    alice.ssh(name, "mkdir -p ~/.local/share/code-server/User && "
-                    "echo '{\"security.workspace.trust.enabled\": false}' > ~/.local/share/code-server/User/settings.json")
-    trust_workspace_when_asked(page)
+    # the user's own VS Code settings, seeded once: no trust question in their own environment
+    seeded = alice.ssh(name, "cat ~/.local/share/code-server/User/settings.json").stdout
+    assert json.loads(seeded) == {"security.workspace.trust.enabled": False}, seeded
+    asked = trust_questions(page)
     log_in(page, server, alice, "/login?next=/healthz")
     # the path form of VS Code's URL: the browser is sent to VS Code's own host, signed in there
     page.goto(f"{server.url}/@{alice.username}/{name}/apps/vscode/?folder=/home/dev/workspace/proj")
@@ -92,6 +90,7 @@ def test_vscode_opens_edits_saves_and_runs_its_terminal(page, server: Dev8Server
     wait_until(lambda: alice.ssh(name, "cat /tmp/vscode-terminal.txt 2>/dev/null").stdout.strip() == "from-vscode-42",
                timeout=30, what="a command run in VS Code's terminal")
     shot(page, "vscode-terminal")
+    assert asked == [] and not restricted_mode_shown(page)  # straight into the work, as in Codespaces
 
 
 def test_vscode_on_its_own_subdomain(page, tmp_path, base_image: str, fullstack_image: str):  # type: ignore[no-untyped-def]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import (GIT_HOST, GITLAB_HOST, PASSWORD, Dev8Server, User, accessibility_problems, log_in,
-                           make_tls_certs, set_web_password, shot, start_git_server, trust_workspace_when_asked, unique,
-                           wait_until, web_login)
+                           make_tls_certs, restricted_mode_shown, set_web_password, shot, start_git_server,
+                           trust_questions, unique, wait_until, web_login)
 
 TOKEN = "tok-" + "9f8e7d6c5b4a" * 3
 
@@ -135,10 +135,13 @@ def test_setup_login_key_create_clone_push_stop_start_delete(page, git_world, tm
     with page.context.expect_page() as opened:
         page.click("#open-vscode")
     vscode = opened.value
-    trust_workspace_when_asked(vscode)
+    asked = trust_questions(vscode)
     vscode.wait_for_selector(".monaco-workbench", timeout=120_000)
     vscode.wait_for_selector(".explorer-folders-view :text('README.md')", timeout=60_000)
+    vscode.click(".explorer-folders-view :text('README.md')")  # the repository it cloned: trusted, no question
+    vscode.wait_for_selector(".monaco-editor .view-lines", timeout=60_000)
     shot(vscode, "flow-8-vscode")
+    assert asked == [] and not restricted_mode_shown(vscode)
     vscode.close()
 
     # the browser terminal: commit and push with the token from the form, no prompt

@@ -178,9 +178,16 @@ def test_extensions_come_from_the_configured_marketplace(tmp_path, test_network:
 
 def test_vscode_opens_without_welcome_page_chat_panel_or_telemetry_unless_the_user_wants_them(
         alice: User, fs_env: str):
-    machine = json.loads(alice.ssh(fs_env, "cat ~/.local/share/code-server/Machine/settings.json").stdout)
-    assert machine["workbench.startupEditor"] == "none" and machine["telemetry.telemetryLevel"] == "off"
-    assert machine["workbench.secondarySideBar.defaultVisibility"] == "hidden"
-    # the user's own settings are another file, theirs to change (VS Code reads them over these)
-    user = alice.ssh(fs_env, "cat ~/.local/share/code-server/User/settings.json 2>/dev/null || echo '{}'").stdout
-    assert "workbench.startupEditor" not in user
+    settings = "~/.local/share/code-server/User/settings.json"
+    user = json.loads(alice.ssh(fs_env, f"cat {settings}").stdout)
+    assert user["workbench.startupEditor"] == "none" and user["telemetry.telemetryLevel"] == "off"
+    assert user["workbench.secondarySideBar.defaultVisibility"] == "hidden"
+    assert user["security.workspace.trust.enabled"] is False
+    # nothing of it in the machine settings, which would override the user's own
+    assert json.loads(alice.ssh(fs_env, "cat ~/.local/share/code-server/Machine/settings.json").stdout) == {}
+    # the user's settings are theirs: what they change stays through a reconfigure and a restart
+    alice.ssh(fs_env, f"sed -i 's/\"workbench.startupEditor\": \"none\"/\"workbench.startupEditor\": \"welcomePage\"/' "
+                      f"{settings}")
+    alice.cli("env", "reconfigure", fs_env)
+    alice.cli("restart", fs_env)
+    assert json.loads(alice.ssh(fs_env, f"cat {settings}").stdout)["workbench.startupEditor"] == "welcomePage"

@@ -142,3 +142,14 @@ def test_a_failing_install_script_is_an_error_with_its_output(tmp_path):
     assert r.returncode == 1 and "bootstrap.sh failed (exit 3): missing-tool" in r.stderr, r.stderr
     bad = dotfiles(tmp_path / "other", "file:///nonexistent/dotfiles.git")
     assert bad.returncode == 1 and "git clone of file:///nonexistent/dotfiles.git failed" in bad.stderr
+
+
+def test_vscode_user_settings_are_seeded_once_and_then_the_users(tmp_path, monkeypatch):
+    monkeypatch.setattr(helper, "CODE_SERVER_DATA", str(tmp_path))
+    settings = tmp_path / "User" / "settings.json"
+    helper._seed_user_settings()
+    assert json.loads(settings.read_text()) == {"security.workspace.trust.enabled": False}
+    settings.write_text('// mine\n{"security.workspace.trust.enabled": true,}\n')  # the user turns trust back on
+    helper._seed_user_settings()
+    helper._enable_copilot({"github.copilot"})  # a file json cannot read is left alone, not replaced
+    assert settings.read_text() == '// mine\n{"security.workspace.trust.enabled": true,}\n'

@@ -130,23 +130,38 @@ def _configure(doc: dict) -> dict:
 
 
 # VS Code opens straight into the work, as Codespaces does: no welcome page or walkthroughs,
-# no chat panel taking half the screen, no telemetry. Machine settings: the user's own
-# (User/settings.json, theirs to edit) win over these, and a devcontainer.json's over dev8's.
-MACHINE_DEFAULTS = {
+# no chat panel taking half the screen, no telemetry, and no trust question. Written into
+# the user's own settings (User/settings.json) once, when they have none: theirs to change
+# after (machine settings would override theirs). Workspace trust is off because everything
+# in the environment's home is its owner's (the repository they asked for, their dotfiles,
+# what they clone) and a repository's devcontainer commands have already run in it, so
+# Restricted Mode would guard nothing here; Codespaces trusts a codespace the same way.
+# Trust is a user setting (application scope) and per-folder trust lives in the browser's
+# storage, out of dev8's reach: it is the whole environment or nothing.
+USER_DEFAULTS = {
     "workbench.startupEditor": "none",
     "workbench.welcomePage.walkthroughs.openOnInstall": False,
     "workbench.tips.enabled": False,
     "telemetry.telemetryLevel": "off",
     "chat.commandCenter.enabled": False,
     "workbench.secondarySideBar.defaultVisibility": "hidden",
+    "security.workspace.trust.enabled": False,
 }
 
 
 def _write_machine_settings(config: dict) -> None:
+    """A devcontainer.json's VS Code settings, as Codespaces applies them (machine settings)."""
     if not os.path.exists(CODE_SERVER):
         return
-    settings = {**MACHINE_DEFAULTS, **((config.get("devcontainer") or {}).get("settings") or {})}
-    _write_json(os.path.join(CODE_SERVER_DATA, "Machine", "settings.json"), settings)
+    _write_json(os.path.join(CODE_SERVER_DATA, "Machine", "settings.json"),
+                (config.get("devcontainer") or {}).get("settings") or {})
+    _seed_user_settings()
+
+
+def _seed_user_settings() -> None:
+    path = os.path.join(CODE_SERVER_DATA, "User", "settings.json")
+    if not os.path.exists(path):
+        _write_json(path, USER_DEFAULTS)
 
 
 def apps() -> list[str]:
@@ -490,8 +505,10 @@ def _enable_copilot(installed: set[str]) -> None:
     try:
         with open(path, encoding="utf-8") as f:
             settings = json.load(f)
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
         settings = {}
+    except ValueError:  # comments or trailing commas (VS Code allows them): the user's file stays as it is
+        return
     settings.setdefault("github.copilot.enable", {"*": True})
     _write_json(path, settings)
 
