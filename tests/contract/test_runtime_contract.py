@@ -193,7 +193,8 @@ def test_unreachable_backend_raises_runtime_unavailable_on_every_call(case: Case
     calls: list[Callable[[], object]] = [
         rt.ping, lambda: rt.prepare(spec, lambda _m: None), lambda: rt.ensure_running(spec),
         lambda: rt.observe(spec), lambda: rt.observe_all(spec.installation), lambda: rt.stop(spec), lambda: rt.remove(spec, keep_storage=True),
-        lambda: rt.logs(spec, 10), lambda: rt.host_key(spec)]
+        lambda: rt.logs(spec, 10), lambda: rt.host_key(spec), lambda: rt.image_status(spec.image),
+        lambda: rt.fetch_image(spec.image, lambda _m: None)]
     for call in calls:
         with pytest.raises(RuntimeUnavailable) as info:
             call()
