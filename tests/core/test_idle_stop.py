@@ -1,17 +1,24 @@
 """Idle auto-stop, the session limit and auto-start on connect, on a real server (fake
 runtime) with OpenSSH clients through the gateway: use is traffic, not an open
 connection; a warning comes first, in the events and in open terminals; the reason shows
-in the API, CLI and audit; `ssh` to a stopped environment starts it and shows how far."""
+in the API, CLI and audit; `ssh` to a stopped environment starts it and shows how far;
+replicas checking at once stop an environment once."""
 from __future__ import annotations
 
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from dev8.core.activity import IdleStopper, Policy
+from dev8.store.db import Database
+from dev8.store.models import AuditEntry, Environment, Event, User as UserRow, utcnow
 from tests.support import Dev8Server, User, unique, wait_until
 from tests.support import fake_server as support_fake_server
 
@@ -137,3 +144,37 @@ def test_browser_terminals_keystrokes_are_use_and_an_idle_one_gets_the_warning(s
     notices = asyncio.run(go())
     assert env(dana, watching)["state"] == "stopped" and env(dana, typing)["state"] == "running"
     assert any(n.startswith(f"{watching} stops in") for n in notices), notices
+
+
+def test_two_replicas_checking_at_once_stop_an_idle_environment_once(db_url: str) -> None:
+    """Every replica runs the idle check on the one database: the stop (its event and audit
+    entry) is written by whichever claims it first, never twice."""
+    db = Database(db_url)
+    db.upgrade()
+    with db.session() as s:
+        owner = UserRow(email="ida@example.com", username="ida", is_admin=False, disabled=False)
+        s.add(owner)
+        s.flush()
+        long_ago = utcnow() - timedelta(hours=2)
+        s.add(Environment(owner_id=owner.id, name="idle", image="dev8/base:latest", cpus=1, memory="1g",
+                          secret_names=[], options={}, desired_state="running", observed_state="running",
+                          control_public_key="ssh-ed25519 AAAA", started_at=long_ago, last_used_at=long_ago))
+    replicas = [IdleStopper(db, None, Policy(idle_timeout=60, max_session=0), interval=1,  # type: ignore[arg-type]
+                            warn=lambda *_: None, stopped=lambda _id: None) for _ in range(4)]
+    barrier = threading.Barrier(len(replicas))
+    stopped: list[list[str]] = []
+
+    def check(replica: IdleStopper) -> None:
+        barrier.wait()
+        stopped.append(replica.check({})[1])
+    threads = [threading.Thread(target=check, args=(r,)) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(stopped) == len(replicas) and sum(len(ids) for ids in stopped) == 1, stopped
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "env.auto_stop")) == 1
+        assert s.scalar(select(func.count()).select_from(Event).where(Event.message.like("stopped after%"))) == 1
+        assert s.scalar(select(Environment.desired_state)) == "stopped"
+    db.dispose()

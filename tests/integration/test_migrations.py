@@ -1,20 +1,17 @@
 """Existing databases migrate: an environment running before the endpoint model (revision
 0004: a Docker container on loopback, known by container id and port) keeps its data and
-gets an address the connection pool can use (SQLite and PostgreSQL, for real)."""
+gets an address the connection pool can use, and nothing that refers to it is lost on the
+way up or down (SQLite and PostgreSQL, for real)."""
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import text
 
-from dev8.store.db import Database, alembic_config
+from dev8.store.db import Database
 
 
 def test_0004_database_with_a_running_environment_migrates_to_the_endpoint_model(db_url: str) -> None:
     db = Database(db_url)
-    with db.engine.begin() as conn:
-        cfg = alembic_config(db_url)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0004")
+    db.migrate("0004")
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, email, username, password_hash, is_admin, disabled, created_at) "
                           "VALUES (1, 'a@example.com', 'a', NULL, false, false, CURRENT_TIMESTAMP)"))
@@ -27,7 +24,19 @@ def test_0004_database_with_a_running_environment_migrates_to_the_endpoint_model
                 "false, :port, :container, 'ssh-ed25519 AAAA', 2, 2, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
                 {"id": env_id, "name": name, "port": port, "container": container,
                  "state": "running" if port else "stopped"})
+        # what hangs off an environment (ON DELETE CASCADE): its sealed control key, its events
+        conn.execute(text("INSERT INTO environment_keys (env_id, key_id, wrapped_key, nonce, ciphertext) "
+                          "VALUES ('e1', 'k1', :b, :b, :b)"), {"b": b"sealed"})
+        conn.execute(text("INSERT INTO events (env_id, ts, step, status, message) "
+                          "VALUES ('e1', CURRENT_TIMESTAMP, 'ready', 'ok', 'kept')"))
+
+    def hanging_off() -> tuple[int, int]:
+        with db.engine.connect() as conn:
+            return (conn.execute(text("SELECT count(*) FROM environment_keys")).scalar(),
+                    conn.execute(text("SELECT count(*) FROM events")).scalar())
     db.upgrade()
+    # SQLite re-creates a table to alter a column: nothing that refers to it may go with it
+    assert hanging_off() == (1, 1)
     with db.engine.connect() as conn:
         rows = {r.id: r for r in conn.execute(text(
             "SELECT id, ssh_host, ssh_port, host_key, instance_id, runtime_state, configured_generation "
@@ -37,10 +46,8 @@ def test_0004_database_with_a_running_environment_migrates_to_the_endpoint_model
     assert rows["e1"].host_key is None and rows["e1"].runtime_state is None  # pinned at that configure
     assert rows["e2"].ssh_host is None and rows["e2"].instance_id is None
     # and back down, for an operator who rolls back
-    with db.engine.begin() as conn:
-        cfg = alembic_config(db_url)
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0004")
+    db.migrate("0004", down=True)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT container_id FROM environments WHERE id = 'e1'")).scalar() == "c0ffee" * 10
+    assert hanging_off() == (1, 1)
     db.dispose()

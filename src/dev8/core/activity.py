@@ -140,6 +140,13 @@ class IdleStopper:
                 if d is None:
                     continue
                 if d.stop:
+                    # Every replica runs this check: the one whose update still finds it
+                    # running stops it (another's waits for that commit, then finds nothing).
+                    claimed = s.execute(update(Environment).where(Environment.id == env.id,
+                                                                  Environment.desired_state == "running")
+                                        .values(desired_state="stopped")).rowcount
+                    if not claimed:
+                        continue
                     request_stop(s, env, reason=d.reason)
                     owner = s.get(User, env.owner_id)
                     audit.record(s, None, "env.auto_stop", f"{owner.email if owner else env.owner_id}/{env.name}",

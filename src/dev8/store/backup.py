@@ -25,11 +25,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from alembic import command
 from sqlalchemy import Integer, MetaData, Table, create_engine, func, insert, select, text
 from sqlalchemy.engine import Connection
 
-from dev8.store.db import Database, alembic_config
+from dev8.store.db import Database
 
 FORMAT = 1
 DATA_FILES = ("keyring.json", "ssh_host_ed25519_key")
@@ -168,10 +167,7 @@ def restore_backup(db: Database, data_dir: Path, source: Path, *, replace: bool 
                 raise BackupError("the target database already holds users: restore into an empty database, "
                                   "or pass --replace to drop everything in it first")
         existing.drop_all(bind=conn)
-    cfg = alembic_config(db.url)
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, manifest["revision"])
+    db.migrate(manifest["revision"])
     with db.engine.begin() as conn:
         tables = {t.name: t for t in _tables(conn)}
         for table in tables.values():

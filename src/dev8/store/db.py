@@ -75,10 +75,32 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def upgrade(self) -> None:
-        with self.engine.begin() as conn:
-            cfg = alembic_config(self.url)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        self.migrate("head")
+
+    def migrate(self, revision: str, *, down: bool = False) -> None:
+        """Upgrade (or, ``down``, downgrade) the schema to ``revision`` in one transaction.
+        On SQLite, altering a column re-creates its table, and dropping the old one would
+        delete through ON DELETE CASCADE every row that refers to it (an environment's
+        sealed key, its events): foreign keys are off while the migration runs, then checked."""
+        sqlite = self.url.startswith("sqlite")
+        with self.engine.connect() as conn:
+            if sqlite:  # a no-op inside a transaction: before it begins
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            try:
+                with conn.begin():
+                    cfg = alembic_config(self.url)
+                    cfg.attributes["connection"] = conn
+                    (command.downgrade if down else command.upgrade)(cfg, revision)
+                    if sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise RuntimeError(f"the migration to {revision} left rows that refer to nothing: "
+                                               f"{broken[:5]}")
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
