@@ -331,8 +331,6 @@ def request_restart(s: Session, env: Environment, *, limits: Limits) -> None:
     _audit(s, env, "env.restart")
 
 
-# What an existing environment's owner may change (edit_environment), each as at create.
-EDITABLE = ("image", "cpus", "memory", "idle_timeout")
 KEEP = object()  # edit_environment: this field stays as it is
 
 
