@@ -332,7 +332,7 @@ def test_an_environment_in_error_is_edited_onto_another_image_and_runs(ctl: Dev8
         r = dana.http().patch(f"/environments/{name}", json=body)
         assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
     assert dana.http().get(f"/environments/{name}").json()["image"] == "vanishing/app:1"
-    assert User(ctl, "eve@example.com", tmp_path / "eve").http().patch(
+    assert User(ctl, f"{unique('other')}@example.com", tmp_path / "other").http().patch(
         f"/environments/{name}", json={"cpus": 1}).status_code == 404  # someone else's: not found
     # the CLI edits it and, being in error, it is tried again on the new image until ready
     out = dana.cli("edit", name, "--image", "dev8/base:latest", "--memory", "768m").stdout

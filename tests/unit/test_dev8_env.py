@@ -148,7 +148,8 @@ def test_vscode_user_settings_are_seeded_once_and_then_the_users(tmp_path, monke
     monkeypatch.setattr(helper, "CODE_SERVER_DATA", str(tmp_path))
     settings = tmp_path / "User" / "settings.json"
     helper._seed_user_settings()
-    assert json.loads(settings.read_text()) == {"security.workspace.trust.enabled": False}
+    assert json.loads(settings.read_text()) == helper.USER_DEFAULTS
+    assert helper.USER_DEFAULTS["security.workspace.trust.enabled"] is False
     settings.write_text('// mine\n{"security.workspace.trust.enabled": true,}\n')  # the user turns trust back on
     helper._seed_user_settings()
     helper._enable_copilot({"github.copilot"})  # a file json cannot read is left alone, not replaced
