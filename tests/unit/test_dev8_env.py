@@ -150,7 +150,30 @@ def test_vscode_user_settings_are_seeded_once_and_then_the_users(tmp_path, monke
     helper._seed_user_settings()
     assert json.loads(settings.read_text()) == helper.USER_DEFAULTS
     assert helper.USER_DEFAULTS["security.workspace.trust.enabled"] is False
-    settings.write_text('// mine\n{"security.workspace.trust.enabled": true,}\n')  # the user turns trust back on
+    # the user turns trust back on and drops a default: neither comes back
+    mine = {k: v for k, v in helper.USER_DEFAULTS.items() if k != "workbench.tips.enabled"}
+    settings.write_text(json.dumps({**mine, "security.workspace.trust.enabled": True}))
     helper._seed_user_settings()
-    helper._enable_copilot({"github.copilot"})  # a file json cannot read is left alone, not replaced
-    assert settings.read_text() == '// mine\n{"security.workspace.trust.enabled": true,}\n'
+    assert json.loads(settings.read_text()) == {**mine, "security.workspace.trust.enabled": True}
+
+
+def test_an_older_homes_settings_get_the_defaults_under_the_users_own_values(tmp_path, monkeypatch):
+    monkeypatch.setattr(helper, "CODE_SERVER_DATA", str(tmp_path))
+    settings = tmp_path / "User" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"github.copilot.enable": {"*": True}, "telemetry.telemetryLevel": "all"}))
+    helper._seed_user_settings()
+    got = json.loads(settings.read_text())
+    assert got["github.copilot.enable"] == {"*": True} and got["telemetry.telemetryLevel"] == "all"  # theirs
+    assert got["security.workspace.trust.enabled"] is False and got["workbench.startupEditor"] == "none"
+
+
+def test_a_settings_file_with_comments_is_left_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(helper, "CODE_SERVER_DATA", str(tmp_path))
+    settings = tmp_path / "User" / "settings.json"
+    settings.parent.mkdir()
+    text = '// mine\n{"security.workspace.trust.enabled": true,}\n'
+    settings.write_text(text)
+    helper._seed_user_settings()
+    helper._enable_copilot({"github.copilot"})  # json cannot read it: not replaced
+    assert settings.read_text() == text

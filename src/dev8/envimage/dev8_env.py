@@ -131,8 +131,8 @@ def _configure(doc: dict) -> dict:
 
 # VS Code opens straight into the work, as Codespaces does: no welcome page or walkthroughs,
 # no chat panel taking half the screen, no telemetry, and no trust question. Written into
-# the user's own settings (User/settings.json) once, when they have none: theirs to change
-# after (machine settings would override theirs). Workspace trust is off because everything
+# the user's own settings (User/settings.json) once per home, under what they set already:
+# theirs to change after (machine settings would override theirs). Workspace trust is off because everything
 # in the environment's home is its owner's (the repository they asked for, their dotfiles,
 # what they clone) and a repository's devcontainer commands have already run in it, so
 # Restricted Mode would guard nothing here; Codespaces trusts a codespace the same way.
@@ -159,9 +159,24 @@ def _write_machine_settings(config: dict) -> None:
 
 
 def _seed_user_settings() -> None:
+    """USER_DEFAULTS into the user's settings, once per home (a marker file says it was
+    done, so a default the user removes later stays removed). What the user already set
+    wins; a file json cannot read (VS Code allows comments) is left as it is."""
+    marker = os.path.join(CODE_SERVER_DATA, "User", ".dev8-defaults")
+    if os.path.exists(marker):
+        return
     path = os.path.join(CODE_SERVER_DATA, "User", "settings.json")
-    if not os.path.exists(path):
-        _write_json(path, USER_DEFAULTS)
+    try:
+        with open(path, encoding="utf-8") as f:
+            settings = json.load(f)
+    except FileNotFoundError:
+        settings = {}
+    except ValueError:
+        settings = None
+    if isinstance(settings, dict):
+        _write_json(path, {**USER_DEFAULTS, **settings})
+    with open(marker, "w", encoding="utf-8") as f:
+        f.write("VS Code's defaults from dev8 were written into settings.json once; they are yours to change.\n")
 
 
 def apps() -> list[str]:
