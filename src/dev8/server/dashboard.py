@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from dev8.core import environments as envs
 from dev8.core.errors import NotFound, Unauthorized
-from dev8.envimage.dev8_env import IMAGE_TARGETS, image_tag
+from dev8.server.api.images import builtin_images
 from dev8.server.browser_auth import SESSION_COOKIE, LoginRequired, csrf_token, session_user
 from dev8.server.static import WEB_DIR
 from dev8.store.models import User
@@ -54,8 +54,7 @@ async def environments_page(request: Request, user: PageUser) -> Response:
 @router.get("/new")
 async def create_page(request: Request, user: PageUser) -> Response:
     settings = request.app.state.ctx.settings
-    images = list(dict.fromkeys([settings.default_image, *(image_tag(t) for t in IMAGE_TARGETS)]))
-    return _render(request, user, "create.html", images=images, default_image=settings.default_image,
+    return _render(request, user, "create.html", images=builtin_images(settings), default_image=settings.default_image,
                    default_cpus=settings.default_cpus, default_memory=settings.default_memory,
                    default_idle_minutes=settings.idle_timeout // 60)
 
@@ -71,7 +70,7 @@ async def environment_page(name: str, request: Request, user: PageUser) -> Respo
             return True
     if not await asyncio.to_thread(exists):
         return _not_found(request, user)
-    return _render(request, user, "environment.html", name=name)
+    return _render(request, user, "environment.html", name=name, images=builtin_images(request.app.state.ctx.settings))
 
 
 @router.get("/settings")

@@ -16,6 +16,7 @@ from dev8.runtimes.base import NeedsUserAction, Progress
 from dev8.server.api.environments import image_status
 from dev8.server.deps import Ctx, CurrentUser, StoreRoute
 from dev8.server.schemas import ERROR_RESPONSES, ImageFetchIn, ImageJobOut, ImageOut
+from dev8.settings import Settings
 from dev8.store.models import User
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"], responses=ERROR_RESPONSES, route_class=StoreRoute)
@@ -28,12 +29,17 @@ OWN = {image_tag(t) for t in IMAGE_TARGETS}
 BUILD_MINUTES = {image_tag("base"): 2, image_tag("fullstack"): 12}  # what a first build took here
 
 
+def builtin_images(settings: Settings) -> list[str]:
+    """The server's default image, then dev8's own."""
+    return list(dict.fromkeys([settings.default_image, *sorted(OWN)]))
+
+
 @router.get("", response_model=list[ImageOut], summary="Images to create from, and whether each is ready")
 async def list_images(ctx: Ctx, _user: CurrentUser) -> list[ImageOut]:
     def names() -> list[str]:
         with ctx.db.session() as s:
             used = [t.spec.get("image") for t in templates.list_templates(s)]
-        known = [ctx.settings.default_image, *sorted(OWN), *used]
+        known = [*builtin_images(ctx.settings), *used]
         return list(dict.fromkeys(n for n in known if n))
     out = []
     for name in await asyncio.to_thread(names):

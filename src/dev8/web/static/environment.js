@@ -153,6 +153,7 @@
     $("e-memory").value = current.memory;
     editDialog.showModal();
   }
+  editForm.addEventListener("input", () => clearErrors(editForm));  // an error is about what was typed before
   editForm.addEventListener("submit", async (ev) => {
     if (ev.submitter?.value !== "save") return;  // Cancel closes it
     ev.preventDefault();
