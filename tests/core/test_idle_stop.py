@@ -2,7 +2,7 @@
 runtime) with OpenSSH clients through the gateway: use is traffic, not an open
 connection; a warning comes first, in the events and in open terminals; the reason shows
 in the API, CLI and audit; `ssh` to a stopped environment starts it and shows how far;
-replicas checking at once stop an environment once."""
+replicas checking at once warn and stop an environment once."""
 from __future__ import annotations
 
 import sqlite3
@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -146,35 +146,47 @@ def test_browser_terminals_keystrokes_are_use_and_an_idle_one_gets_the_warning(s
     assert any(n.startswith(f"{watching} stops in") for n in notices), notices
 
 
-def test_two_replicas_checking_at_once_stop_an_idle_environment_once(db_url: str) -> None:
-    """Every replica runs the idle check on the one database: the stop (its event and audit
-    entry) is written by whichever claims it first, never twice."""
+def test_replicas_checking_at_once_warn_and_stop_an_idle_environment_once(db_url: str) -> None:
+    """Every replica runs the idle check on the one database: the warning event and the stop
+    (its event and audit entry) are written once, whichever replica gets there first; each
+    replica still tells its own open terminals."""
     db = Database(db_url)
     db.upgrade()
     with db.session() as s:
         owner = UserRow(email="ida@example.com", username="ida", is_admin=False, disabled=False)
         s.add(owner)
         s.flush()
-        long_ago = utcnow() - timedelta(hours=2)
+        used = utcnow() - timedelta(seconds=3400)  # 200 s before the hour's idle timeout: warned
         s.add(Environment(owner_id=owner.id, name="idle", image="dev8/base:latest", cpus=1, memory="1g",
                           secret_names=[], options={}, desired_state="running", observed_state="running",
-                          control_public_key="ssh-ed25519 AAAA", started_at=long_ago, last_used_at=long_ago))
-    replicas = [IdleStopper(db, None, Policy(idle_timeout=60, max_session=0), interval=1,  # type: ignore[arg-type]
+                          control_public_key="ssh-ed25519 AAAA", started_at=used, last_used_at=used))
+    replicas = [IdleStopper(db, None, Policy(idle_timeout=3600, max_session=0), interval=1,  # type: ignore[arg-type]
                             warn=lambda *_: None, stopped=lambda _id: None) for _ in range(4)]
-    barrier = threading.Barrier(len(replicas))
-    stopped: list[list[str]] = []
 
-    def check(replica: IdleStopper) -> None:
-        barrier.wait()
-        stopped.append(replica.check({})[1])
-    threads = [threading.Thread(target=check, args=(r,)) for r in replicas]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert len(stopped) == len(replicas) and sum(len(ids) for ids in stopped) == 1, stopped
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "env.auto_stop")) == 1
-        assert s.scalar(select(func.count()).select_from(Event).where(Event.message.like("stopped after%"))) == 1
-        assert s.scalar(select(Environment.desired_state)) == "stopped"
+    def all_at_once(now: datetime) -> list[tuple[list, list]]:
+        barrier = threading.Barrier(len(replicas))
+        results: list[tuple[list, list]] = []
+
+        def check(replica: IdleStopper) -> None:
+            barrier.wait()
+            results.append(replica.check({}, now))
+        threads = [threading.Thread(target=check, args=(r,)) for r in replicas]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(results) == len(replicas), results  # none failed
+        return results
+
+    def count(model, *where) -> int:  # type: ignore[no-untyped-def]
+        with db.session() as s:
+            return s.scalar(select(func.count()).select_from(model).where(*where))
+    warned = all_at_once(utcnow())
+    assert all(len(w) == 1 and not stops for w, stops in warned), warned  # every replica's terminals hear it
+    assert count(Event, Event.step == "idle", Event.status == "warning") == 1
+    stopped = all_at_once(utcnow() + timedelta(seconds=400))
+    assert sum(len(stops) for _w, stops in stopped) == 1, stopped
+    assert count(AuditEntry, AuditEntry.action == "env.auto_stop") == 1
+    assert count(Event, Event.message.like("stopped after%")) == 1
+    assert count(Environment, Environment.desired_state == "stopped") == 1
     db.dispose()

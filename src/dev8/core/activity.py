@@ -25,7 +25,7 @@ from dev8.core.environments import add_event, request_stop
 from dev8.core.states import State
 from dev8.durations import human
 from dev8.store.db import Database
-from dev8.store.models import Environment, User, as_utc, utcnow
+from dev8.store.models import Environment, Event, User, as_utc, utcnow
 
 log = logging.getLogger("dev8.activity")
 
@@ -155,7 +155,16 @@ class IdleStopper:
                     self._warned.pop(env.id, None)
                 elif self._warned.get(env.id) != d.basis:
                     self._warned[env.id] = d.basis
-                    add_event(s, env.id, "idle", "warning", d.warning)
-                    warnings.append((env.id, d.warning))
+                    warnings.append((env.id, d.warning))  # this replica's open terminals hear it
+                    # the event once, whichever replica gets there first: this no-op update
+                    # locks the row (PostgreSQL) or the database (SQLite), so another waits
+                    # for this commit, then finds the event
+                    s.execute(update(Environment).where(Environment.id == env.id)
+                              .values(updated_at=Environment.updated_at))
+                    why = d.warning.partition(": ")[2]  # the same deadline's warning, whatever time it said was left
+                    if not s.scalar(select(Event.id).where(Event.env_id == env.id, Event.step == "idle",
+                                                           Event.status == "warning", Event.ts >= d.basis,
+                                                           Event.message.endswith(why, autoescape=True))):
+                        add_event(s, env.id, "idle", "warning", d.warning)
             s.commit()
         return warnings, stops
