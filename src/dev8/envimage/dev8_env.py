@@ -165,15 +165,8 @@ def _seed_user_settings() -> None:
     marker = os.path.join(CODE_SERVER_DATA, "User", ".dev8-defaults")
     if os.path.exists(marker):
         return
-    path = os.path.join(CODE_SERVER_DATA, "User", "settings.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            settings = json.load(f)
-    except FileNotFoundError:
-        settings = {}
-    except ValueError:
-        settings = None
-    if isinstance(settings, dict):
+    path, settings = _user_settings()
+    if settings is not None:
         _write_json(path, {**USER_DEFAULTS, **settings})
     with open(marker, "w", encoding="utf-8") as f:
         f.write("VS Code's defaults from dev8 were written into settings.json once; they are yours to change.\n")
@@ -516,16 +509,24 @@ def extensions() -> dict:
 def _enable_copilot(installed: set[str]) -> None:
     if "github.copilot" not in installed:
         return
+    path, settings = _user_settings()
+    if settings is not None:
+        settings.setdefault("github.copilot.enable", {"*": True})
+        _write_json(path, settings)
+
+
+def _user_settings() -> tuple[str, dict | None]:
+    """The user's VS Code settings file and what it holds: {} when there is none, None when
+    json cannot read it (VS Code allows comments and trailing commas): then it stays as it is."""
     path = os.path.join(CODE_SERVER_DATA, "User", "settings.json")
     try:
         with open(path, encoding="utf-8") as f:
             settings = json.load(f)
     except FileNotFoundError:
-        settings = {}
-    except ValueError:  # comments or trailing commas (VS Code allows them): the user's file stays as it is
-        return
-    settings.setdefault("github.copilot.enable", {"*": True})
-    _write_json(path, settings)
+        return path, {}
+    except ValueError:
+        return path, None
+    return path, settings if isinstance(settings, dict) else None
 
 
 def _write_json(path: str, doc: object) -> None:
