@@ -648,8 +648,7 @@ def _home_size() -> int | None:
     size = _number(out.split("\t")[0]) if out else None
     if size is not None:
         with contextlib.suppress(OSError):
-            with open(cache, "w", encoding="utf-8") as f:
-                json.dump({"at": time.time(), "bytes": size}, f)
+            _write_json(cache, {"at": time.time(), "bytes": size})
     return size
 
 
