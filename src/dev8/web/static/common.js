@@ -133,8 +133,12 @@ window.dev8 = (() => {
     new MutationObserver(() => labelCells(table)).observe(table, { childList: true, subtree: true });
   });
 
+  // A lifecycle button's API action: Retry (on an environment in error) is a restart, every step again, now.
+  const endpoint = (action) => ({ retry: "restart" })[action] || action;
+
   // An environment's image offers VS Code (`apps`, known once it has started; until then, say yes).
   const hasVSCode = (env) => env.apps == null || env.apps.includes("vscode");
 
-  return { api, el, when, cap, duration, size, clearErrors, showError, confirmDelete, download, latest, redraw, hasVSCode, ApiError };
+  return { api, el, when, cap, duration, size, clearErrors, showError, confirmDelete, download, latest, redraw, hasVSCode,
+           endpoint, ApiError };
 })();

@@ -2,7 +2,8 @@
 // are asked of the environment over SSH), recent events, logs, connection help.
 "use strict";
 (() => {
-  const { api, el, when, cap, duration, size, confirmDelete, redraw, hasVSCode, clearErrors, showError } = window.dev8;
+  const { api, el, when, cap, duration, size, confirmDelete, redraw, hasVSCode, clearErrors, showError,
+          endpoint } = window.dev8;
   const name = document.getElementById("env").dataset.name;
   const path = "/environments/" + encodeURIComponent(name);
   const $ = (id) => document.getElementById(id);
@@ -11,7 +12,6 @@
   // Edit: its image, CPUs and memory change only while it is stopped or in error.
   const ACTIONS = { running: ["stop", "restart", "reconfigure"], stopped: ["start", "edit"],
                     error: ["retry", "edit", "stop"] };
-  const ENDPOINT = { retry: "restart" };
   let state = null;
   let current = null;
 
@@ -141,7 +141,7 @@
 
   async function act(action) {
     statusEl.textContent = `${action}…`;
-    try { renderEnv(await api("POST", `${path}/${ENDPOINT[action] || action}`)); statusEl.textContent = ""; refreshEvents(); }
+    try { renderEnv(await api("POST", `${path}/${endpoint(action)}`)); statusEl.textContent = ""; refreshEvents(); }
     catch (err) { statusEl.textContent = `Could not ${action}: ${err.message}`; }
   }
   const editDialog = $("edit-dialog");

@@ -1,11 +1,10 @@
 // Environments list: rendered from the REST API, refreshed every 2 s.
 "use strict";
 (() => {
-  const { api, el, when, cap, confirmDelete, redraw, hasVSCode } = window.dev8;
+  const { api, el, when, cap, confirmDelete, redraw, hasVSCode, endpoint } = window.dev8;
   const tbody = document.querySelector("#envs tbody");
   const statusEl = document.getElementById("status");
   const ACTIONS = { running: ["stop", "restart"], stopped: ["start"], error: ["retry", "stop"], unreachable: [] };
-  const ENDPOINT = { retry: "restart" };  // Retry: every step again, now
 
   function row(env) {
     const key = (what) => ({ key: `${env.name}/${what}` });
@@ -57,7 +56,7 @@
     const path = `/environments/${encodeURIComponent(name)}`;
     try {
       if (action === "delete") await api("DELETE", `${path}?keep_volume=${keepVolume}`);
-      else await api("POST", `${path}/${ENDPOINT[action] || action}`);
+      else await api("POST", `${path}/${endpoint(action)}`);
       await refresh();
     } catch (err) {
       statusEl.textContent = `Could not ${action} ${name}: ${err.message}`;
