@@ -82,7 +82,7 @@ def loopback_app_domain(base_url: str) -> str | None:
 def app_url(base_url: str, app_domain: str | None, app: str | int, env: str, user: str) -> str:
     """Where a browser opens ``app`` (``vscode`` or a port): its subdomain when dev8 has an
     app domain, else the path under dev8's own URL (which only scripts with a bearer token
-    may use: see server/proxy.py)."""
+    may use: see server/apps/proxy.py)."""
     if app_domain:
         scheme = base_url.split("://", 1)[0]
         return f"{scheme}://{app_host(app_domain, app, env, user)}/"

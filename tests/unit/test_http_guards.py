@@ -7,7 +7,7 @@ import ipaddress
 
 from dev8.core.sharing import may_open
 from dev8.server.app import BodyLimit
-from dev8.server.forwarded import TrustedProxyHeaders
+from dev8.server.apps.forwarded import TrustedProxyHeaders
 from dev8.store.models import User
 
 

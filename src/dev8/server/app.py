@@ -18,9 +18,10 @@ from dev8 import __version__
 from dev8.core.errors import (Conflict, Dev8Error, Forbidden, Invalid, NotFound, RuntimeUnavailable, TooManyAttempts,
                               Unauthorized)
 from dev8.server.api import account, admin, environments, images, templates
-from dev8.server import dashboard, proxy, static, subdomains, terminal, web
-from dev8.server.browser_auth import LoginRequired, login_required
-from dev8.server.forwarded import TrustedProxyHeaders
+from dev8.server import dashboard, static, web
+from dev8.server.apps import hosts, proxy, terminal
+from dev8.server.apps.auth import LoginRequired, login_required
+from dev8.server.apps.forwarded import TrustedProxyHeaders
 from dev8.server.context import ServerContext
 
 STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401,
@@ -127,7 +128,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(web.router)
     app.include_router(static.router)
     app.include_router(dashboard.router)
-    app.include_router(subdomains.router)
+    app.include_router(hosts.router)
     app.include_router(terminal.router)  # before the proxy's /@user/env/{kind}/… routes
     app.include_router(proxy.router)
     app.include_router(account.router)
@@ -138,6 +139,6 @@ def create_app(ctx: ServerContext) -> FastAPI:
     # Outermost last: forwarded headers settle the Host, which picks app subdomain or dev8;
     # only dev8's own routes get the body limit.
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
-    app.add_middleware(subdomains.AppSubdomains, ctx=ctx)
+    app.add_middleware(hosts.AppSubdomains, ctx=ctx)
     app.add_middleware(TrustedProxyHeaders, trusted=ctx.settings.trusted_networks)
     return app

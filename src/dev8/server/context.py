@@ -12,10 +12,10 @@ from dev8.core.quotas import default_quota
 from dev8.core.throttle import LoginThrottle
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.base import Runtime
-from dev8.server.appsessions import AppSessions
+from dev8.server.apps.sessions import AppSessions
 from dev8.server.live import LiveConnections
-from dev8.server.ptysessions import PtySessions
-from dev8.server.tunnels import Tunnels
+from dev8.server.apps.ptysessions import PtySessions
+from dev8.server.apps.tunnels import Tunnels
 from dev8.settings import Settings
 from dev8.store.db import Database
 

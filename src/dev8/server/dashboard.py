@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from dev8.core import environments as envs
 from dev8.core.errors import NotFound, Unauthorized
 from dev8.server.api.images import builtin_images
-from dev8.server.browser_auth import SESSION_COOKIE, LoginRequired, csrf_token, session_user
+from dev8.server.apps.auth import SESSION_COOKIE, LoginRequired, csrf_token, session_user
 from dev8.server.static import WEB_DIR
 from dev8.store.models import User
 

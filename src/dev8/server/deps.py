@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from dev8.core import auth
 from dev8.core.errors import Forbidden, Unauthorized
-from dev8.server.browser_auth import SAFE_METHODS, SESSION_COOKIE, csrf_ok
+from dev8.server.apps.auth import SAFE_METHODS, SESSION_COOKIE, csrf_ok
 from dev8.server.context import ServerContext
 from dev8.server.schemas import MAX_ROW_ID
 from dev8.store.models import User

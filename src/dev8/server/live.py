@@ -17,7 +17,7 @@ from sqlalchemy import select
 from starlette.websockets import WebSocket
 
 from dev8.core import audit
-from dev8.server.appsessions import AppSessions
+from dev8.server.apps.sessions import AppSessions
 from dev8.store.db import Database
 from dev8.store.models import ApiToken, User, as_utc, utcnow
 

@@ -27,8 +27,8 @@ from dev8.server.app import create_app
 from dev8.server.context import ServerContext
 from dev8.server.live import LiveConnections
 from dev8.server.sshgateway import start_gateway
-from dev8.server.ptysessions import PtySessions
-from dev8.server.tunnels import Tunnels
+from dev8.server.apps.ptysessions import PtySessions
+from dev8.server.apps.tunnels import Tunnels
 from dev8.server.watchdog import LoopWatchdog
 from dev8.settings import Settings, parse_addr
 from dev8.store.db import Database

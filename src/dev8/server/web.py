@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dev8.core import auth
 from dev8.core.errors import TooManyAttempts, Unauthorized
-from dev8.server.browser_auth import SESSION_COOKIE, csrf_ok, from_dev8_page, safe_next
+from dev8.server.apps.auth import SESSION_COOKIE, csrf_ok, from_dev8_page, safe_next
 
 router = APIRouter(include_in_schema=False)
 SESSION_LIFETIME = timedelta(days=7)

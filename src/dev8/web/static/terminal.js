@@ -1,6 +1,6 @@
 // dev8 browser terminal: xterm.js over a WebSocket to a shell on an SSH PTY.
 // Reconnects (same shell, recent output repainted) and acknowledges rendered bytes so the
-// server can hold back output the page has not drawn yet (see server/terminal.py).
+// server can hold back output the page has not drawn yet (see server/apps/terminal.py).
 "use strict";
 (() => {
   const statusEl = document.getElementById("status");

@@ -26,7 +26,7 @@ from dev8.server.pages import message_page, wants_page
 from dev8.store.models import Environment, User, note_use
 
 SESSION_COOKIE = "dev8_session"
-APP_COOKIE = "dev8_app"  # host-only, on an app subdomain (subdomains.py)
+APP_COOKIE = "dev8_app"  # host-only, on an app subdomain (hosts.py)
 DEV8_COOKIES = {SESSION_COOKIE, APP_COOKIE}
 
 

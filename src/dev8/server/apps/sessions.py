@@ -1,7 +1,7 @@
 """One-time tickets (dev8's host → an app host) and the app-host sessions they become.
 
 In memory: after a restart the next visit to an app just takes the redirect through
-/app-auth again (subdomains.py). Each ticket and session remembers the dev8 session that
+/app-auth again (hosts.py). Each ticket and session remembers the dev8 session that
 minted it (a hash of its token) and dies with it: logging out of dev8 logs out of its apps.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ own origin, for scripts and tools with a bearer token: only the owner gets throu
 everyone else gets 404 on every path. A browser never gets an app here: a page served on
 dev8's origin could read dev8's pages and act as the user (create tokens, read secrets),
 and a preview or a VS Code extension is code from a repository or a dependency. Browsers
-(the session cookie, or no credentials at all) are sent to the app's own host (subdomains.py)
+(the session cookie, or no credentials at all) are sent to the app's own host (hosts.py)
 with the same path, or, where dev8 has no app domain, told why not. forward_http and
 forward_ws serve both. dev8's cookies and the Authorization header never reach an environment.
 """
@@ -31,7 +31,7 @@ from dev8.core.auth import hash_token
 from dev8.core import environments as envs
 from dev8.core.errors import Dev8Error, Unauthorized
 from dev8.core.states import State
-from dev8.server.browser_auth import (DEV8_COOKIES, NotVisible, authorize_ws, not_found, not_found_for, request_token,
+from dev8.server.apps.auth import (DEV8_COOKIES, NotVisible, authorize_ws, not_found, not_found_for, request_token,
                                       resolve_env)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching

@@ -7,7 +7,7 @@ reaches these hosts; instead, the first visit goes to ``/app-auth`` on dev8's ho
 and the app host trades it for a host-only ``dev8_app`` cookie. Ports shared as
 ``authenticated`` open for any dev8 user that way, ``public`` ones for anyone.
 
-Tickets and app sessions: appsessions.py.
+Tickets and app sessions: sessions.py.
 """
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ from dev8.apphosts import AppHost, parse_app_host
 from dev8.core import sharing
 from dev8.core.auth import hash_token
 from dev8.core.errors import Unauthorized
-from dev8.server.appsessions import SESSION_SECONDS
-from dev8.server.browser_auth import (APP_COOKIE, SAFE_METHODS, SESSION_COOKIE, NotVisible, from_own_page, login_required,
+from dev8.server.apps.sessions import SESSION_SECONDS
+from dev8.server.apps.auth import (APP_COOKIE, SAFE_METHODS, SESSION_COOKIE, NotVisible, from_own_page, login_required,
                                       not_found_for, not_found_page, safe_next, session_user)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
 from dev8.server.pages import wants_page
-from dev8.server.proxy import METHODS, forward_http, forward_ws
+from dev8.server.apps.proxy import METHODS, forward_http, forward_ws
 from dev8.store.models import Environment, User, note_use
 
 AUTH_PATH = "/.dev8/auth"  # on every app host; shadows that path of the app

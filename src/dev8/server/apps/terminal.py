@@ -22,11 +22,11 @@ from dev8.core.auth import hash_token
 from dev8.core.connections import Endpoint
 from dev8.core.errors import Unauthorized
 from dev8.core.states import State
-from dev8.server.browser_auth import (NotVisible, authorize_ws, login_required, not_found_page, request_token,
+from dev8.server.apps.auth import (NotVisible, authorize_ws, login_required, not_found_page, request_token,
                                       resolve_env)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
-from dev8.server.ptysessions import PtySession
+from dev8.server.apps.ptysessions import PtySession
 
 router = APIRouter(include_in_schema=False)
 # xterm.js sizes its rows with inline styles; scripts only from dev8 itself.
