@@ -30,7 +30,8 @@ def main() -> None:
         wait_ready(client, "web")
         env = server.env(DEV8_CONFIG_DIR=str(user.config_dir))
         dev8 = [str(Path(sys.executable).with_name("dev8"))]  # the installed command users run
-        rows: list[tuple[str, float, str]] = []
+        rows: list[tuple[str, float, str]] = [
+            ("dev8 --help (wall)", median([wall([*dev8, "--help"], env) for _ in range(args.runs)]), "s")]
         # show asks for the environment and, running, its services' health (over SSH)
         for label, argv, paths in (("list", ["list"], ["/environments"]),
                                    ("show", ["show", "web"], ["/environments/web", "/environments/web/health"])):

@@ -14,12 +14,11 @@ every second. (3) Page weight of each dashboard page: bytes transferred on a fir
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
-
-import tempfile
-from pathlib import Path
 
 from bench.common import control_key_file, dev8_server, median, published_ssh_port, report, wait_ready
 from bench.proxy import VSCODE, tunnel

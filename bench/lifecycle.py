@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import asyncssh
@@ -20,8 +19,8 @@ import docker
 import httpx
 
 from bench.common import dev8_server, median, report, wait_ready
-from tests.support import GIT_HOST, make_tls_certs, start_git_server
 from dev8.core import envssh
+from tests.support import GIT_HOST, make_tls_certs, start_git_server
 
 
 def last_event(client: httpx.Client, name: str) -> int:
@@ -55,7 +54,7 @@ async def _wait(port: int, pem: bytes) -> None:
                 known_hosts=None, agent_path=None, config=[], encryption_algs=envssh.CIPHERS), 10)
             conn.close()
             return
-        except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncssh.Error):
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.05)

@@ -105,7 +105,7 @@ async def ssh_session(port: int, key: asyncssh.SSHKey, tally: Tally, until: floa
                     arrived = True
                 while time.monotonic() < until:
                     await tally.timed(kind, lambda: conn.run("true", check=True, timeout=30), "ssh")
-        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:  # a lost session: counted, reconnected
+        except (TimeoutError, OSError, asyncssh.Error) as exc:  # a lost session: counted, reconnected
             tally.errors[f"{kind}: connect"].append(f"{exc.__class__.__name__}: {exc}"[:160])
             await asyncio.sleep(1)
 
@@ -122,7 +122,7 @@ async def vscode_client(base: str, owner: str, token: str, tally: Tally, until: 
         await tally.arrive("vscode")
         while time.monotonic() < until:
             for path in scripts:
-                await tally.timed("VS Code script", lambda: _get(c, "/" + path))
+                await tally.timed("VS Code script", lambda path=path: _get(c, "/" + path))
             await tally.timed("VS Code page", lambda: _get(c, "/?folder=/home/dev/workspace"), "vscode")
 
 
@@ -150,14 +150,16 @@ def table(title: str, tally: Tally, seconds: float) -> None:
         xs = tally.latencies.get(kind, [])
         p50 = pctl(xs, 50) * 1000 if xs else float("nan")
         p99 = pctl(xs, 99) * 1000 if xs else float("nan")
-        print(f"  {kind:<34} {len(xs):>7} {len(xs) / seconds:>8.1f} {p50:>8.1f} {p99:>9.1f} {len(tally.errors[kind]):>7}")
+        print(f"  {kind:<34} {len(xs):>7} {len(xs) / seconds:>8.1f} {p50:>8.1f} {p99:>9.1f} "
+              f"{len(tally.errors[kind]):>7}")
     for kind, errs in tally.errors.items():
         if errs:
             print(f"  first error of {kind}: {errs[0]}")
 
 
 async def main(args: argparse.Namespace) -> None:
-    with dev8_server({"DEV8_DEFAULT_IMAGE": "dev8/fullstack:latest", **dict(e.split("=", 1) for e in args.env)}) as (server, user):
+    extra_env = dict(e.split("=", 1) for e in args.env)
+    with dev8_server({"DEV8_DEFAULT_IMAGE": "dev8/fullstack:latest", **extra_env}) as (server, user):
         user.cli("create", ENV)
         key = asyncssh.import_private_key(Path(user.key).read_bytes())
         direct_key = asyncssh.import_private_key(control_key(server, ENV))

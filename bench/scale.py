@@ -41,7 +41,7 @@ def idle_cpu(pids: list[int], seconds: float = 10) -> list[float]:
     before, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
     time.sleep(seconds)
     dt = time.monotonic() - t0
-    return [(cpu_seconds(p) - b) / dt for p, b in zip(pids, before)]
+    return [(cpu_seconds(p) - b) / dt for p, b in zip(pids, before, strict=True)]
 
 
 def floor(dc: docker.DockerClient, n: int, image: str) -> float:

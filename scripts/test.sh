@@ -5,6 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 apt_install ca-certificates git openssh-client debootstrap iptables postgresql chromium fonts-dejavu-core
 ensure_docker
 ensure_python "[test]"
+echo "==> lint (ruff) and types (mypy): a finding fails the run"
+(cd "$REPO" && "$VENV/bin/ruff" check --quiet . && "$VENV/bin/mypy" --no-error-summary)
 ensure_web_assets
 echo "==> building the environment images (cached after the first run)"
 "$VENV/bin/dev8" image build base

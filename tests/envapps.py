@@ -47,7 +47,8 @@ def ws_client(conn: socket.socket) -> None:
     data = b""
     while b"\r\n\r\n" not in data:
         data += conn.recv(4096)
-    key = next(l.split(b":", 1)[1].strip() for l in data.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key"))
+    key = next(line.split(b":", 1)[1].strip() for line in data.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key"))
     accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
     conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")

@@ -113,7 +113,7 @@ class Dev8Server:
         env.update(extra)
         return env
 
-    def start(self, **extra_env: str) -> "Dev8Server":
+    def start(self, **extra_env: str) -> Dev8Server:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "dev8.cli.main", "server"], env=self.env(**extra_env),
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -259,7 +259,7 @@ class SocketRelay:
     def unwedge(self) -> None:
         self.flowing.set()
 
-    def start(self) -> "SocketRelay":
+    def start(self) -> SocketRelay:
         import threading
         if self.path.exists():
             self.path.unlink()
@@ -322,7 +322,7 @@ def make_tls_certs(directory: Path, hostname: str, *more_names: str) -> Path:
     from cryptography.x509.oid import NameOID
 
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev8 test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())

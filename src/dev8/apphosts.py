@@ -63,7 +63,8 @@ def app_host(app_domain: str, app: str | int, env: str, user: str) -> str:
 def loopback_app_domain(base_url: str) -> str | None:
     """Where app hosts live when no wildcard domain is configured: dev8 reached on this
     machine (``localhost``, ``127.0.0.1``, ``[::1]``, ``dev8.localhost``) puts them under
-    that name (``localhost`` for an address) with dev8's port, since browsers resolve every ``*.localhost`` name to loopback without DNS.
+    that name (``localhost`` for an address) with dev8's port, since browsers resolve every
+    ``*.localhost`` name to loopback without DNS.
     None for any other address: there, only a wildcard DNS name gives apps their own."""
     url = urlsplit(base_url)
     host = (url.hostname or "").lower()

@@ -100,7 +100,7 @@ def ssh_ready(spec_of, spec, observed, host_key) -> str:  # type: ignore[no-unty
     while True:
         try:
             return run(spec_of, spec, observed, host_key, "echo ready")
-        except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncssh.Error):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

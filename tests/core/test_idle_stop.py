@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from dev8.core.activity import IdleStopper, Policy
 from dev8.store.db import Database
-from dev8.store.models import AuditEntry, Environment, Event, User as UserRow, utcnow
+from dev8.store.models import AuditEntry, Environment, Event, utcnow
+from dev8.store.models import User as UserRow
 from tests.support import Dev8Server, User, unique, wait_until
 from tests.support import fake_server as support_fake_server
 

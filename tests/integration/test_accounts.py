@@ -3,7 +3,7 @@ named API tokens, generated SSH key pairs, create-form validation and tokens typ
 it, administration and the audit log."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import asyncssh
@@ -38,8 +38,8 @@ def test_api_tokens_have_a_name_and_expiry_are_shown_once_and_revocable(ctx: Ser
     assert r.status_code == 201, r.text
     created = r.json()
     token = created["token"]
-    expires = datetime.fromisoformat(created["expires_at"]).replace(tzinfo=timezone.utc)
-    assert timedelta(days=6, hours=23) < expires - datetime.now(timezone.utc) <= timedelta(days=7)
+    expires = datetime.fromisoformat(created["expires_at"]).replace(tzinfo=UTC)
+    assert timedelta(days=6, hours=23) < expires - datetime.now(UTC) <= timedelta(days=7)
     fresh = TestClient(create_app(ctx), headers={"Authorization": f"Bearer {token}"})
     assert fresh.get("/api/v1/me").json()["email"] == "a@example.com"
     listed = a.get("/api/v1/tokens").json()

@@ -13,8 +13,8 @@ from dev8.core.crypto import Keyring
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes.docker import DockerRuntime
 from dev8.server.app import create_app
-from dev8.server.context import ServerContext
 from dev8.server.apps.tunnels import Tunnels
+from dev8.server.context import ServerContext
 from dev8.settings import Settings
 from dev8.store.db import MIGRATIONS, Database
 from dev8.store.models import ApiToken, Environment, EnvironmentKey, Secret

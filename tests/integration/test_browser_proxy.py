@@ -14,6 +14,7 @@ import websockets
 
 from tests.support import PASSWORD, Dev8Server, User, set_web_password, start_envapps, unique, wait_until, web_login
 
+
 @pytest.fixture
 def app_env(server: Dev8Server, alice: User) -> str:
     server.cli("admin", "set-password", alice.email, "--password-stdin", input=PASSWORD + "\n")

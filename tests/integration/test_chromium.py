@@ -7,8 +7,18 @@ import json
 import re
 from urllib.parse import quote
 
-from tests.support import (Dev8Server, User, log_in, restricted_mode_shown, set_web_password, shot, trust_questions,
-                           unique, wait_until)
+from tests.support import (
+    Dev8Server,
+    User,
+    log_in,
+    restricted_mode_shown,
+    set_web_password,
+    shot,
+    trust_questions,
+    unique,
+    wait_until,
+)
+
 
 def terminal_text(page) -> str:  # type: ignore[no-untyped-def]
     return page.inner_text(".xterm-rows")

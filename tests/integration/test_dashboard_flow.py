@@ -11,9 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (GIT_HOST, GITLAB_HOST, PASSWORD, Dev8Server, User, accessibility_problems, log_in,
-                           make_tls_certs, restricted_mode_shown, set_web_password, shot, start_git_server,
-                           trust_questions, unique, wait_until, web_login)
+from tests.support import (
+    GIT_HOST,
+    GITLAB_HOST,
+    PASSWORD,
+    Dev8Server,
+    User,
+    accessibility_problems,
+    log_in,
+    make_tls_certs,
+    restricted_mode_shown,
+    set_web_password,
+    shot,
+    start_git_server,
+    trust_questions,
+    unique,
+    wait_until,
+    web_login,
+)
 
 TOKEN = "tok-" + "9f8e7d6c5b4a" * 3
 

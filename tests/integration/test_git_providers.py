@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (GIT_HOST, GITLAB_HOST, Dev8Server, User, make_tls_certs, start_git_server, unique,
-                           wait_until)
+from tests.support import GIT_HOST, GITLAB_HOST, Dev8Server, User, make_tls_certs, start_git_server, unique, wait_until
 
 TOKEN = "tok-" + "a1b2c3d4e5f6" * 3
 

@@ -142,7 +142,7 @@ def test_a_mistyped_image_is_refused_at_create_with_the_reason(server: Dev8Serve
 
 
 def test_first_start_prints_setup_link_and_setup_works(server: Dev8Server):
-    line = next(l for l in server.log().splitlines() if "setup?token=" in l)
+    line = next(x for x in server.log().splitlines() if "setup?token=" in x)
     token = line.split("setup?token=")[1].split()[0]
     import httpx
     page = httpx.get(line.split()[-1] if line.split()[-1].startswith("http") else server.url + "/setup")

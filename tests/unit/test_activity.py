@@ -1,13 +1,13 @@
 """Idle auto-stop decisions (pure) and what counts as use."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dev8.core.activity import Activity, Policy, counts, due
 from dev8.durations import human, human_size, parse_duration
 from dev8.store.models import Environment
 
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 def running(started_ago: float, used_ago: float | None = None, idle_timeout: int | None = None) -> Environment:

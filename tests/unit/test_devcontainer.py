@@ -43,7 +43,7 @@ def test_the_honoured_subset_becomes_a_plan():
      {"context": ".", "dockerfile": ".devcontainer/Dockerfile", "args": {"V": "1"}}),
 ])
 def test_a_dockerfile_is_built_from_its_context_inside_the_repository(build: dict, expected: dict):
-    plan = parse('{"image": "x", "build": %s}' % json.dumps(build), ".devcontainer/devcontainer.json")
+    plan = parse(f'{{"image": "x", "build": {json.dumps(build)}}}', ".devcontainer/devcontainer.json")
     assert plan.build == expected and plan.image is None
     assert "image is not used: build is" in plan.warnings
 
@@ -52,7 +52,7 @@ def test_a_dockerfile_is_built_from_its_context_inside_the_repository(build: dic
                                    {"dockerfile": "Dockerfile", "context": "../.."},
                                    {"dockerfile": "../Dockerfile", "context": "."}])
 def test_a_build_outside_the_repository_or_its_context_is_refused(build: dict):
-    plan = parse('{"build": %s}' % json.dumps(build), ".devcontainer/devcontainer.json")
+    plan = parse(f'{{"build": {json.dumps(build)}}}', ".devcontainer/devcontainer.json")
     assert plan.build is None and any(w.startswith("build:") for w in plan.warnings), plan.warnings
 
 

@@ -53,7 +53,7 @@ def test_ssh_config_refuses_injection_in_host_and_path(host):
 
 
 def test_git_option_parsing():
-    from dev8.cli.main import parse_git_option
+    from dev8.cli.environments import parse_git_option
     assert parse_git_option("github") == {"kind": "github", "host": None, "secret": None, "username": None}
     assert parse_git_option("bitbucket@bb.corp:7990=BB_TOKEN,alice") == {
         "kind": "bitbucket", "host": "bb.corp:7990", "secret": "BB_TOKEN", "username": "alice"}

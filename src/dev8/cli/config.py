@@ -17,7 +17,7 @@ class ClientConfig:
     token: str
 
     @classmethod
-    def load(cls) -> "ClientConfig | None":
+    def load(cls) -> ClientConfig | None:
         path = config_dir() / "config.json"
         if not path.exists():
             return None

@@ -16,9 +16,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from dev8.core import audit
 from dev8.core.environments import add_event, request_stop
@@ -52,7 +53,7 @@ class Activity:
 
     def take(self) -> dict[str, datetime]:
         marks, self._marks = self._marks, {}
-        return {env_id: datetime.fromtimestamp(ts, timezone.utc) for env_id, ts in marks.items()}
+        return {env_id: datetime.fromtimestamp(ts, UTC) for env_id, ts in marks.items()}
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,17 @@ def due(env: Environment, policy: Policy, now: datetime) -> Due | None:
     if env.desired_state != "running" or env.observed_state != State.RUNNING or env.started_at is None:
         return None
     started = as_utc(env.started_at)
-    deadlines = []
+    deadlines: list[tuple[float, int, datetime, str, str]] = []
     timeout = policy.idle_timeout if env.idle_timeout is None else env.idle_timeout
     if timeout > 0:
         last = max(started, as_utc(env.last_used_at)) if env.last_used_at else started
         deadlines.append((timeout - (now - last).total_seconds(), timeout, last,
                           f"stopped after {human(timeout)} idle", f"{human(timeout)} idle, unless it is used"))
     if policy.max_session > 0:
-        limit = human(policy.max_session)
+        shown = human(policy.max_session)
         deadlines.append((policy.max_session - (now - started).total_seconds(), policy.max_session, started,
-                          f"stopped after {limit} running (this dev8's session limit)",
-                          f"{limit} running is this dev8's session limit"))
+                          f"stopped after {shown} running (this dev8's session limit)",
+                          f"{shown} running is this dev8's session limit"))
     if not deadlines:
         return None
     left, limit, basis, reason, why = min(deadlines, key=lambda d: d[0])
@@ -142,9 +143,10 @@ class IdleStopper:
                 if d.stop:
                     # Every replica runs this check: the one whose update still finds it
                     # running stops it (another's waits for that commit, then finds nothing).
-                    claimed = s.execute(update(Environment).where(Environment.id == env.id,
-                                                                  Environment.desired_state == "running")
-                                        .values(desired_state="stopped")).rowcount
+                    result = s.execute(update(Environment).where(Environment.id == env.id,
+                                                                 Environment.desired_state == "running")
+                                       .values(desired_state="stopped"))
+                    claimed = cast(CursorResult, result).rowcount  # an UPDATE's result has one
                     if not claimed:
                         continue
                     request_stop(s, env, reason=d.reason)

@@ -10,6 +10,7 @@ from datetime import timedelta
 import asyncssh
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -240,7 +241,7 @@ def parse_public_key(text: str) -> tuple[asyncssh.SSHKey, str]:
         key = asyncssh.import_public_key(text)
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise Invalid(f"not a valid SSH public key: {exc}") from None
-    if key.algorithm.startswith(b"ssh-rsa") and key.pyca_key.key_size < 2048:
+    if isinstance(key.pyca_key, rsa.RSAPublicKey) and key.pyca_key.key_size < 2048:
         raise Invalid("RSA keys must have at least 2048 bits")
     return key, (key.get_comment() or "")
 

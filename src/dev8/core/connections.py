@@ -46,7 +46,7 @@ class Endpoint:
     instance_id: str
 
     @classmethod
-    def of(cls, env: Environment) -> "Endpoint":
+    def of(cls, env: Environment) -> Endpoint:
         """The endpoint the store records for ``env`` while its instance may run; Unreachable
         otherwise. An environment whose configure failed, that is being reconfigured, or
         whose runtime does not answer stays reachable at its recorded endpoint (its owner can
@@ -90,7 +90,7 @@ class EnvConnections:
             except asyncssh.HostKeyNotVerifiable as exc:
                 log.warning("environment %s presented a host key other than the pinned one: %s", endpoint.env_id, exc)
                 raise HostKeyMismatch("the environment's SSH host key does not match the pinned one; refused") from None
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise Unreachable(f"its sshd at {endpoint.host}:{endpoint.port} did not answer in time") from None
             except (OSError, asyncssh.Error) as exc:
                 raise Unreachable(f"cannot connect to its sshd at {endpoint.host}:{endpoint.port}: {exc}") from None

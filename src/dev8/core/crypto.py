@@ -55,7 +55,7 @@ class Keyring:
         self._stamp = _stamp(path)
 
     @classmethod
-    def load(cls, data_dir: Path) -> "Keyring | None":
+    def load(cls, data_dir: Path) -> Keyring | None:
         """From ``DEV8_KEYRING`` if set, else ``<data_dir>/keyring.json``; None when there
         is no keyring file. Raises KeyringError for one that is unreadable or invalid."""
         if os.environ.get(KEYRING_ENV):
@@ -69,19 +69,19 @@ class Keyring:
         return cls._from_json(path.read_text(), path)
 
     @classmethod
-    def load_or_create(cls, data_dir: Path) -> "Keyring":
+    def load_or_create(cls, data_dir: Path) -> Keyring:
         """For a new data dir (and tests); the server checks the database first (open_store)."""
         return cls.load(data_dir) or cls.create(data_dir)
 
     @classmethod
-    def create(cls, data_dir: Path) -> "Keyring":
+    def create(cls, data_dir: Path) -> Keyring:
         kid = _new_key_id()
         ring = cls({kid: AESGCM.generate_key(256)}, kid, data_dir / "keyring.json")
         ring.save()
         return ring
 
     @classmethod
-    def _from_json(cls, text: str, path: Path | None) -> "Keyring":
+    def _from_json(cls, text: str, path: Path | None) -> Keyring:
         where = str(path) if path else f"${KEYRING_ENV}"
         try:
             doc = json.loads(text)

@@ -107,7 +107,8 @@ def parse(text: str, path: str) -> Plan:
         plan.on_start = _commands(doc["postStartCommand"], "postStartCommand", plan.warnings)
     vscode = ((doc.get("customizations") or {}).get("vscode") or {})
     plan.extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and not e.startswith("-")]
-    plan.settings = vscode.get("settings") if isinstance(vscode.get("settings"), dict) else {}
+    settings = vscode.get("settings")
+    plan.settings = settings if isinstance(settings, dict) else {}
     _image(doc, plan)
     for key in ("remoteUser", "containerUser"):
         if doc.get(key) not in (None, "dev"):

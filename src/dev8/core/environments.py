@@ -8,19 +8,19 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import asyncssh
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dev8.core import audit
+from dev8.core import audit, quotas
 from dev8.core.crypto import Keyring
-from dev8.core import quotas
-from dev8.core.quotas import Quota, parse_memory
 from dev8.core.errors import Conflict, Invalid, NotFound
-from dev8.envimage import dev8_env as layout
+from dev8.core.quotas import Quota, parse_memory
 from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
+from dev8.envimage import dev8_env as layout
 from dev8.names import check_env_name, check_image_reference, check_secret_name
 from dev8.runtimes.base import EnvSpec
 from dev8.store.models import Environment, Event, Meta, Template, User, utcnow
@@ -33,7 +33,8 @@ BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
 REPO_RE = re.compile(r"^https?://[^\s@/]+(:\d+)?/[^\s]+$")
 GIT_USERNAME_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 # A marketplace id (publisher.name[@version]) or a .vsix path inside the environment.
-EXTENSION_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*(@[0-9A-Za-z.+-]+)?|[~/A-Za-z0-9._-]{1,300}\.vsix)$")
+EXTENSION_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*(@[0-9A-Za-z.+-]+)?"  # publisher.name
+                          r"|[~/A-Za-z0-9._-]{1,300}\.vsix)$")  # or a .vsix path
 MAX_EVENTS_PER_ENV = 500
 MAX_IDLE_TIMEOUT = 30 * 24 * 3600
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -125,7 +126,7 @@ def build_options(
         options["repo"] = {"url": repo, "branch": branch}
     elif branch:
         raise Invalid("a branch needs a repository", field="branch")
-    providers = []
+    providers: list[dict[str, object]] = []
     for i, p in enumerate(git or []):
         kind = str(p.get("kind", "")).lower()
         if kind not in PROVIDER_HOSTS:
@@ -216,19 +217,19 @@ def create_environment(
         raise Conflict(f"environment {name!r} already exists", field="name")
     quotas.check(s, user, quotas.quota_for(s, user, limits.quota), name=name, cpus=cpus, memory=memory, new=True)
     key = asyncssh.generate_private_key("ssh-ed25519", comment=f"dev8-control-{name}")
-    env = Environment(owner_id=user.id, name=name, image=image, cpus=cpus, memory=memory,
-                      secret_names=secret_names, options=options, desired_state="running",
-                      observed_state="pending", idle_timeout=idle_timeout,
-                      control_public_key=key.export_public_key("openssh").decode().strip())
-    s.add(env)
+    created = Environment(owner_id=user.id, name=name, image=image, cpus=cpus, memory=memory,
+                          secret_names=secret_names, options=options, desired_state="running",
+                          observed_state="pending", idle_timeout=idle_timeout,
+                          control_public_key=key.export_public_key("openssh").decode().strip())
+    s.add(created)
     try:
         s.flush()
     except IntegrityError:  # created by a concurrent request since the check above
         raise Conflict(f"environment {name!r} already exists", field="name") from None
-    s.add(seal_env_key(keyring, env.id, key.export_private_key("openssh")))
-    add_event(s, env.id, "request", "ok", "environment requested")
+    s.add(seal_env_key(keyring, created.id, key.export_private_key("openssh")))
+    add_event(s, created.id, "request", "ok", "environment requested")
     audit.record(s, user, "env.create", name, image)
-    return env
+    return created
 
 
 def list_environments(s: Session, user: User) -> list[Environment]:
@@ -341,7 +342,7 @@ def edit_environment(s: Session, env: Environment, *, limits: Limits, image: str
     starts: one in error that should run is retried at once, as Retry would); the idle
     timeout (None: the server's default) any time. A field its template does not let users
     change stays as the template set it. Everything is checked before anything is written."""
-    wanted: dict[str, object] = {}
+    wanted: dict[str, Any] = {}
     if image is not None:
         wanted["image"] = check_image(image.strip())
     if cpus is not None:
@@ -366,7 +367,8 @@ def edit_environment(s: Session, env: Environment, *, limits: Limits, image: str
         owner = s.get(User, env.owner_id)
         assert owner is not None
         quotas.check(s, owner, quotas.quota_for(s, owner, limits.quota), name=env.name,
-                     cpus=float(changed.get("cpus", env.cpus)), memory=str(changed.get("memory", env.memory)), new=False)
+                     cpus=float(changed.get("cpus", env.cpus)), memory=str(changed.get("memory", env.memory)),
+                     new=False)
     if not changed:
         return []
     for field, value in changed.items():

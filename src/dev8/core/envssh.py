@@ -7,6 +7,7 @@ import json
 import asyncssh
 
 from dev8.envimage.dev8_env import USER as ENV_USER
+
 # Cheapest for asyncssh (one OpenSSL AEAD call per packet); every OpenSSH has them.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr"]
 

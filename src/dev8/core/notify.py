@@ -28,5 +28,5 @@ class EventNotifier:
         event = self._events.setdefault(env_id, asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

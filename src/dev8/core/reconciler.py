@@ -59,7 +59,7 @@ class StepFailed(Exception):
         self.step, self.reason, self.detail = step, reason, detail
 
     @classmethod
-    def of(cls, step: str, raw: str) -> "StepFailed":
+    def of(cls, step: str, raw: str) -> StepFailed:
         return cls(step, *failures.explain(raw))
 
 
@@ -118,7 +118,7 @@ class Reconciler:
                 log.exception("reconcile pass failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 
@@ -236,7 +236,7 @@ class Reconciler:
             result = await asyncio.wait_for(fn(), timeout)
         except RuntimeUnavailable:
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StepFailed.of(step, f"timed out after {timeout:.0f}s") from None
         except NeedsUserAction as exc:  # written to be shown
             raise StepFailed(step, str(exc)) from exc
@@ -327,13 +327,15 @@ class Reconciler:
             with contextlib.suppress(Unreachable, TimeoutError):
                 await self.connections.get(Endpoint.of(env))
             return
-        await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_message="", status_detail="")
+        await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_message="",
+                                status_detail="")
         if not same_instance:
             observed = await self._start_instance(env, spec)
             host_key = await self._pin_host_key(env, spec, observed)
             endpoint = Endpoint(env.id, observed.host or "", observed.port or 0, host_key, observed.instance_id or "")
         else:
-            endpoint = Endpoint(env.id, env.ssh_host or "", env.ssh_port or 0, env.host_key or "", env.instance_id or "")
+            endpoint = Endpoint(env.id, env.ssh_host or "", env.ssh_port or 0, env.host_key or "",
+                                env.instance_id or "")
         loop = asyncio.get_running_loop()
         conn = await self._step(env.id, "sshd", lambda: self.connections.wait(
             endpoint, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
@@ -364,7 +366,8 @@ class Reconciler:
         if plan.get("once") or plan.get("on_start"):
             await self._optional_step(env.id, "lifecycle", conn, "dev8-env lifecycle")
         await asyncio.to_thread(self._update, env.id, observed_state=State.RUNNING,
-                                configured_generation=env.generation, started_at=utcnow(), status_message="", status_detail="")
+                                configured_generation=env.generation, started_at=utcnow(), status_message="",
+                                 status_detail="")
         await self._emit(env.id, "ready", "ok", f"ssh {endpoint.host}:{endpoint.port}")
 
     async def _start_instance(self, env: Environment, spec: EnvSpec) -> Observed:
@@ -423,7 +426,7 @@ class Reconciler:
         await self._emit(env_id, step, "running")
         try:
             result = await envssh.run_json(conn, command, timeout=OPTIONAL_STEP_TIMEOUT)
-        except (RuntimeError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, RuntimeError, OSError) as exc:
             await self._emit(env_id, step, "warning", str(exc) or "timed out")
             return
         detail = result.get("path") if result.get("cloned") else result.get("reason", "")
@@ -439,12 +442,13 @@ class Reconciler:
         try:
             found = await envssh.run_json(conn, "dev8-env devcontainer", timeout=60)
             plan = devcontainer.parse(found["text"], found["path"]).to_options() if found.get("path") else None
-        except (RuntimeError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (TimeoutError, RuntimeError, OSError, ValueError) as exc:
             await self._emit(env.id, "devcontainer", "warning", str(exc) or "timed out")
             return options
         if plan == options.get("devcontainer"):
             return options
-        options = {**options, "devcontainer": plan} if plan else {k: v for k, v in options.items() if k != "devcontainer"}
+        options = ({**options, "devcontainer": plan} if plan
+                   else {k: v for k, v in options.items() if k != "devcontainer"})
         await asyncio.to_thread(self._update, env.id, options=options)
         env.options = options
         if plan:
@@ -473,7 +477,7 @@ class Reconciler:
             try:
                 result = await conn.run(f"tar -C {shlex.quote(folder)} --sort=name -cf - .", encoding=None,
                                         check=True, timeout=300)
-            except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, asyncssh.Error, OSError) as exc:
                 await self._emit(env.id, "devcontainer-image", "warning", f"cannot read the build context: {exc}")
                 return False
             context = bytes(result.stdout)
@@ -490,7 +494,7 @@ class Reconciler:
             built = await self.runtime_call(self.runtime.build_image, tag, progress, image=image, context=context,
                                             dockerfile=(build or {}).get("dockerfile", "Dockerfile"),
                                             args=(build or {}).get("args"), timeout=IMAGE_TIMEOUT)
-        except (NeedsUserAction, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NeedsUserAction) as exc:
             await asyncio.to_thread(self._update, env.id, options={**options, "devcontainer_image": {"key": key}})
             await self._emit(env.id, "devcontainer-image", "warning", f"{exc or 'timed out'}; it keeps its image")
             return False

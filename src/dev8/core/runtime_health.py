@@ -45,7 +45,7 @@ class RuntimeHealth:
         try:
             await asyncio.wait_for(asyncio.shield(inflight), max(0.0, self._started + self.timeout - loop.time()))
             self._error = None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._error = RuntimeUnavailable(f"the {self.runtime.name} runtime has not answered for "
                                              f"{loop.time() - self._started:.0f}s")
         except RuntimeUnavailable as exc:

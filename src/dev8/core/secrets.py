@@ -121,8 +121,9 @@ def rotate_keys(db: Database, keyring: Keyring) -> int:
     count = 0
     while True:
         with db.session() as s:
-            rows = [row for model in (Secret, EnvironmentKey)
-                    for row in s.scalars(select(model).where(model.key_id != keyring.active))]
+            rows: list[Secret | EnvironmentKey] = [
+                *s.scalars(select(Secret).where(Secret.key_id != keyring.active)),
+                *s.scalars(select(EnvironmentKey).where(EnvironmentKey.key_id != keyring.active))]
             for row in rows:
                 store_sealed(row, keyring.rewrap(sealed_of(row)))
         if not rows:

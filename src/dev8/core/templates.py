@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dev8.core import audit
-from dev8.core.environments import (build_options, check_cpus, check_idle_timeout, check_image, parse_memory)
-from dev8.core.errors import Invalid, NotFound
 from dev8.core.admin import require_admin
+from dev8.core.environments import build_options, check_cpus, check_idle_timeout, check_image, parse_memory
+from dev8.core.errors import Invalid, NotFound
 from dev8.names import check_env_name
 from dev8.store.models import Template, User, utcnow
 
@@ -36,13 +36,13 @@ def check_spec(spec: dict, editable: list[str]) -> dict:
     if "image" in clean:
         check_image(str(clean["image"]).strip())
     if "cpus" in clean:
-        check_cpus(float(clean["cpus"]))  # type: ignore[arg-type]
+        check_cpus(float(clean["cpus"]))
     if "memory" in clean:
         parse_memory(str(clean["memory"]))
     if "idle_timeout" in clean:
-        check_idle_timeout(int(clean["idle_timeout"]))  # type: ignore[arg-type]
-    build_options(repo=clean.get("repo"), branch=clean.get("branch"), git=clean.get("git"),  # type: ignore[arg-type]
-                  extensions=clean.get("extensions"), env=clean.get("env"))  # type: ignore[arg-type]
+        check_idle_timeout(int(clean["idle_timeout"]))
+    build_options(repo=clean.get("repo"), branch=clean.get("branch"), git=clean.get("git"),
+                  extensions=clean.get("extensions"), env=clean.get("env"))
     return clean
 
 

@@ -336,7 +336,8 @@ def git_credential(action: str, stdin: str) -> str:
         if p["host"] == host:
             token = _read_secret(p["secret"])
             if token:
-                return f"protocol={request['protocol']}\nhost={request['host']}\nusername={p['username']}\npassword={token}\n"
+                return (f"protocol={request['protocol']}\nhost={request['host']}\n"
+                        f"username={p['username']}\npassword={token}\n")
     return ""
 
 
@@ -490,7 +491,8 @@ def extensions() -> dict:
     if not os.path.exists(CODE_SERVER):
         return {"installed": [], "reason": "this image has no code-server"}
     have = {e.lower() for e in _code_server("--list-extensions").stdout.split()}
-    installed, failed = [], []
+    installed: list[str] = []
+    failed: list[str] = []
     for ext in wanted:
         path = os.path.expanduser(ext) if ext.endswith(".vsix") else None
         if path and not os.path.isabs(path):

@@ -19,8 +19,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dev8.envimage import dev8_env as layout
 from dev8.runtimes import docker_images
-from dev8.runtimes.base import (LABEL_ENV_ID, LABEL_INSTALLATION, LABEL_MANAGED, EnvSpec, NeedsUserAction, Observed,
-                                Progress, RuntimeUnavailable, StorageGone)
+from dev8.runtimes.base import (
+    LABEL_ENV_ID,
+    LABEL_INSTALLATION,
+    LABEL_MANAGED,
+    EnvSpec,
+    NeedsUserAction,
+    Observed,
+    Progress,
+    RuntimeUnavailable,
+    StorageGone,
+)
 
 API_VERSION = "1.41"
 # Environments join this bridge unless the operator names a network: inter-container
@@ -43,7 +52,8 @@ class DockerOptions(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEV8_RUNTIME_", extra="ignore")
 
     base_url: str | None = None
-    network: str | None = Field(None, validation_alias=AliasChoices("DEV8_RUNTIME_NETWORK", "DEV8_DOCKER_NETWORK"))
+    network: str | None = Field(default=None,
+                                validation_alias=AliasChoices("DEV8_RUNTIME_NETWORK", "DEV8_DOCKER_NETWORK"))
 
 
 def container_kwargs(spec: EnvSpec, network: str | None = None) -> dict:
@@ -105,7 +115,7 @@ class DockerRuntime:
         self._clients: dict[int, docker.DockerClient] = {}  # by timeout
 
     @classmethod
-    def from_settings(cls, data_dir: Path) -> "DockerRuntime":
+    def from_settings(cls, data_dir: Path) -> DockerRuntime:
         opts = DockerOptions()
         return cls(base_url=opts.base_url, network=opts.network)
 
@@ -284,7 +294,8 @@ class DockerRuntime:
     def observe_all(self, installation: str) -> dict[str, Observed]:
         with self._api() as c:
             listed = c.api.containers(all=True, filters={"label": f"{LABEL_INSTALLATION}={installation}"})
-        return {row["Labels"][LABEL_ENV_ID]: listed_of(row) for row in listed if LABEL_ENV_ID in (row.get("Labels") or {})}
+        return {row["Labels"][LABEL_ENV_ID]: listed_of(row) for row in listed
+                if LABEL_ENV_ID in (row.get("Labels") or {})}
 
     def stop(self, spec: EnvSpec) -> None:
         with self._api() as c:

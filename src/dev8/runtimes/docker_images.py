@@ -22,7 +22,9 @@ import docker
 import docker.errors
 
 from dev8 import envimage
-from dev8.envimage.dev8_env import IMAGE_TARGETS as TARGETS, image_tag
+from dev8.envimage.dev8_env import IMAGE_TARGETS as TARGETS
+from dev8.envimage.dev8_env import image_tag
+
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 FALLBACK_BASE_IMAGE = "dev8/debian:bookworm-minbase"
@@ -158,7 +160,7 @@ def step_progress(tag: str, line: str, seconds: float) -> str | None:
 def _run_build(client: docker.DockerClient, tag: str, progress: Progress, **kw: object) -> None:
     last_lines: list[str] = []
     started = time.monotonic()
-    for chunk in client.api.build(tag=tag, rm=True, forcerm=True, decode=True, **kw):  # type: ignore[arg-type]
+    for chunk in client.api.build(tag=tag, rm=True, forcerm=True, decode=True, **kw):
         if "error" in chunk:
             raise ImageBuildError(f"building {tag} failed: {chunk['error'].strip()}\n" + "".join(last_lines[-10:]))
         line = chunk.get("stream", "")

@@ -33,8 +33,15 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dev8.runtimes.base import (LABEL_INSTALLATION, EnvSpec, NeedsUserAction, Observed, Progress, RuntimeUnavailable,
-                                StorageGone)
+from dev8.runtimes.base import (
+    LABEL_INSTALLATION,
+    EnvSpec,
+    NeedsUserAction,
+    Observed,
+    Progress,
+    RuntimeUnavailable,
+    StorageGone,
+)
 
 START_TIMEOUT = 10.0
 
@@ -52,7 +59,7 @@ class FakeRuntime:
         self.root = root
 
     @classmethod
-    def from_settings(cls, data_dir: Path) -> "FakeRuntime":
+    def from_settings(cls, data_dir: Path) -> FakeRuntime:
         return cls(FakeOptions().root or data_dir / "fake-runtime")
 
     def _check(self) -> None:

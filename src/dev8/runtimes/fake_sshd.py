@@ -44,6 +44,7 @@ async def _run(process: asyncssh.SSHServerProcess, root: Path) -> None:
         "/bin/sh", "-c", command, cwd=root / "home", env=_environment(root),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdin and proc.stdout and proc.stderr
+    stdin = proc.stdin
 
     async def feed() -> None:
         try:
@@ -54,12 +55,12 @@ async def _run(process: asyncssh.SSHServerProcess, root: Path) -> None:
                     continue  # asyncssh raises these from read(); the shell's input goes on
                 if not data:
                     break
-                proc.stdin.write(data)
-                await proc.stdin.drain()
+                stdin.write(data)
+                await stdin.drain()
         except (asyncssh.Error, OSError):
             pass
         finally:
-            proc.stdin.close()
+            stdin.close()
 
     async def pump(source: asyncio.StreamReader, sink: asyncssh.SSHWriter) -> None:
         while data := await source.read(65536):

@@ -7,18 +7,26 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dev8 import __version__
-from dev8.core.errors import (Conflict, Dev8Error, Forbidden, Invalid, NotFound, RuntimeUnavailable, TooManyAttempts,
-                              Unauthorized)
-from dev8.server.api import account, admin, environments, images, templates
+from dev8.core.errors import (
+    Conflict,
+    Dev8Error,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RuntimeUnavailable,
+    TooManyAttempts,
+    Unauthorized,
+)
 from dev8.server import dashboard, static, web
+from dev8.server.api import account, admin, environments, images, templates
 from dev8.server.apps import hosts, proxy, terminal
 from dev8.server.apps.auth import LoginRequired, login_required
 from dev8.server.apps.forwarded import TrustedProxyHeaders

@@ -9,13 +9,13 @@ from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
 from dev8.core.image_jobs import ImageJobs
 from dev8.core.quotas import default_quota
-from dev8.core.throttle import LoginThrottle
 from dev8.core.reconciler import Reconciler
+from dev8.core.throttle import LoginThrottle
 from dev8.runtimes.base import Runtime
-from dev8.server.apps.sessions import AppSessions
-from dev8.server.live import LiveConnections
 from dev8.server.apps.ptysessions import PtySessions
+from dev8.server.apps.sessions import AppSessions
 from dev8.server.apps.tunnels import Tunnels
+from dev8.server.live import LiveConnections
 from dev8.settings import Settings
 from dev8.store.db import Database
 

@@ -16,19 +16,19 @@ from starlette.types import ASGIApp
 
 from dev8.core import auth
 from dev8.core.activity import IdleStopper, Policy
-from dev8.core.crypto import Keyring, KeyringError
-from dev8.core.secrets import sealed_key_ids
 from dev8.core.connections import EnvConnections
+from dev8.core.crypto import Keyring, KeyringError
 from dev8.core.notify import EventNotifier
 from dev8.core.reconciler import Reconciler
+from dev8.core.secrets import sealed_key_ids
 from dev8.runtimes import load_runtime
 from dev8.runtimes.base import RuntimeUnavailable
 from dev8.server.app import create_app
+from dev8.server.apps.ptysessions import PtySessions
+from dev8.server.apps.tunnels import Tunnels
 from dev8.server.context import ServerContext
 from dev8.server.live import LiveConnections
 from dev8.server.sshgateway import start_gateway
-from dev8.server.apps.ptysessions import PtySessions
-from dev8.server.apps.tunnels import Tunnels
 from dev8.server.watchdog import LoopWatchdog
 from dev8.settings import Settings, parse_addr
 from dev8.store.db import Database
@@ -136,7 +136,8 @@ async def serve(settings: Settings) -> None:
                             lifespan="off", proxy_headers=False)  # forwarded.py decides whom to believe
     config.load()  # imports its protocol modules now, not on the loop once serving
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # uvicorn records SIGINT/SIGTERM with signal.signal while it serves; the loop's handlers
+    # below still run (the signal wakes the loop through its wakeup fd) and stop everything.
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

@@ -196,8 +196,10 @@ class SecretOut(BaseModel):
 class GitProviderIn(RequestBody):
     kind: str = Field(max_length=16, description="github, gitlab or bitbucket")
     host: str | None = Field(default=None, max_length=260, description="self-hosted host; default: the public one")
-    secret: str | None = Field(default=None, max_length=64, description="secret holding the token; default GITHUB_TOKEN…")
-    username: str | None = Field(default=None, max_length=100, description="e.g. a Bitbucket username for app passwords")
+    secret: str | None = Field(default=None, max_length=64,
+                               description="secret holding the token; default GITHUB_TOKEN…")
+    username: str | None = Field(default=None, max_length=100,
+                                 description="e.g. a Bitbucket username for app passwords")
 
 
 class EnvironmentIn(RequestBody):

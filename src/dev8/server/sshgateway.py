@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import asyncssh
 from asyncssh.forward import SSHForwarder
@@ -142,8 +143,8 @@ class GatewayServer(asyncssh.SSHServer):
         connection, again after a failure or once that connection closed (a new instance)."""
         task = self._upstream
         if task is None or (task.done() and (task.exception() is not None or task.result().is_closed())):
-            self._upstream = asyncio.ensure_future(self._connect_upstream())
-        return self._upstream
+            task = self._upstream = asyncio.ensure_future(self._connect_upstream())
+        return task
 
     async def _connect_upstream(self) -> asyncssh.SSHClientConnection:
         assert self.target is not None
@@ -212,17 +213,19 @@ class GatewayServer(asyncssh.SSHServer):
         for session in list(self.sessions):
             session.progress(line)
 
-    def session_requested(self):  # type: ignore[no-untyped-def]
+    def session_requested(self) -> tuple[asyncssh.SSHServerChannel, ProxySession]:
         assert self.conn is not None
         return self.conn.create_server_channel(encoding=None), ProxySession(self)
 
-    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):  # type: ignore[no-untyped-def]
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> Awaitable[asyncssh.SSHTCPSession]:
         return self._tunnel(dest_host, dest_port)
 
-    async def _tunnel(self, dest_host: str, dest_port: int) -> SSHForwarder:
+    async def _tunnel(self, dest_host: str, dest_port: int) -> asyncssh.SSHTCPSession:
         upstream = await self.upstream()
-        _, peer = await upstream.create_connection(SSHForwarder, dest_host, dest_port)
-        return _UsersForwarder(peer, self.touch)
+        # asyncssh's own forwarder is a TCP session in all but its declared type
+        _, peer = await upstream.create_connection(SSHForwarder, dest_host, dest_port)  # type: ignore[arg-type]
+        return cast(asyncssh.SSHTCPSession, _UsersForwarder(cast(SSHForwarder, peer), self.touch))
 
 
 class _UsersForwarder(SSHForwarder):
@@ -240,7 +243,7 @@ class _UsersForwarder(SSHForwarder):
 class _UpstreamSession(asyncssh.SSHClientSession[bytes]):
     """The environment side of a relayed session."""
 
-    def __init__(self, down: "ProxySession") -> None:
+    def __init__(self, down: ProxySession) -> None:
         self.down = down
         self.exit_status: int | None = None
         self.exit_signal: tuple | None = None
@@ -295,7 +298,7 @@ class ProxySession(asyncssh.SSHServerSession[bytes]):
                 and not self.chan.is_closing():
             self.chan.write_stderr(f"dev8: {line}\r\n".encode())
 
-    def pty_requested(self, term_type: str, term_size: tuple, term_modes: dict) -> bool:
+    def pty_requested(self, term_type: str, term_size: tuple, term_modes: Mapping[int, int]) -> bool:
         self.request.update(term_type=term_type, term_size=term_size, term_modes=term_modes)
         return True
 
@@ -319,7 +322,7 @@ class ProxySession(asyncssh.SSHServerSession[bytes]):
 
     async def _open_upstream(self) -> None:
         assert self.chan is not None
-        env = {k: v for k, v in (self.chan.get_environment() or {}).items()
+        env: dict[str | bytes, str | bytes] = {k: v for k, v in (self.chan.get_environment() or {}).items()
                if k in {"LANG", "TERM", "COLORTERM"} or k.startswith("LC_")}
         try:
             upstream = await self.gateway.upstream()

@@ -35,7 +35,7 @@ class LoopWatchdog:
         self._thread = threading.Thread(target=self._watch, name="dev8-loop-watchdog", daemon=True)
         self.stalls = 0
 
-    def start(self) -> "LoopWatchdog":
+    def start(self) -> LoopWatchdog:
         self._thread.start()
         return self
 

@@ -18,7 +18,8 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'unsafe-inline'; "
                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-STYLE = """<style>*{box-sizing:border-box}body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
+STYLE = """<style>*{box-sizing:border-box}
+body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
 label,input,button{display:block;width:100%;margin:.4rem 0}input,button{padding:.5rem;font:inherit}
 pre{white-space:pre-wrap;word-break:break-all;background:#f3f3f3;padding:.6rem}.err{color:#b00020}</style>"""
 
@@ -32,7 +33,8 @@ def login_page(next_url: str, error: str = "", email: str = "") -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>dev8 · log in</title>{STYLE}</head>
 <body><main><h1>Log in to dev8</h1>{err}<form method="post" action="/login">
 <input type="hidden" name="next" value="{html.escape(next_url)}">
-<label>Email <input name="email" type="email" required autocomplete="username" value="{html.escape(email)}"{focus_email}></label>
+<label>Email <input name="email" type="email" required autocomplete="username"
+ value="{html.escape(email)}"{focus_email}></label>
 <label>Password <input name="password" type="password" required autocomplete="current-password"{focus_password}></label>
 <button>Log in</button></form></main></body></html>"""
 

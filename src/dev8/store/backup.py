@@ -43,7 +43,7 @@ def _encode(value: object) -> object:
     if isinstance(value, (bytes, memoryview)):
         return {"$b64": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, datetime.datetime):  # dev8 stores UTC; SQLite hands it back without a zone
-        return {"$dt": value.replace(tzinfo=value.tzinfo or datetime.timezone.utc).isoformat()}
+        return {"$dt": value.replace(tzinfo=value.tzinfo or datetime.UTC).isoformat()}
     return value
 
 
@@ -128,7 +128,7 @@ def write_backup(db: Database, data_dir: Path, target: Path) -> dict:
             for name in files:
                 _add(tar, f"files/{name}", (data_dir / name).read_bytes())
             manifest = {"format": FORMAT, "revision": revision, "created_at": datetime.datetime.now(
-                datetime.timezone.utc).isoformat(), "database": db.engine.dialect.name, "rows": counts,
+                datetime.UTC).isoformat(), "database": db.engine.dialect.name, "rows": counts,
                 "files": files}
             _add(tar, "manifest.json", json.dumps(manifest, indent=2).encode())
         os.replace(tmp, target)
@@ -162,7 +162,8 @@ def restore_backup(db: Database, data_dir: Path, source: Path, *, replace: bool 
     with db.engine.begin() as conn:
         existing = MetaData()
         existing.reflect(bind=conn)
-        if "users" in existing.tables and conn.execute(select(func.count()).select_from(existing.tables["users"])).scalar():
+        users = existing.tables.get("users")
+        if users is not None and conn.execute(select(func.count()).select_from(users)).scalar():
             if not replace:
                 raise BackupError("the target database already holds users: restore into an empty database, "
                                   "or pass --replace to drop everything in it first")

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -24,7 +25,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: Any, _record: object) -> None:
     """Per connection (cheap, no lock). WAL mode belongs to the file and is set once
     (_private_sqlite_file): asking for it on every new connection takes a lock each time.
     In WAL mode, synchronous=NORMAL is durable across crashes of dev8 (a power cut may

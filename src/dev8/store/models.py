@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text,
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -13,12 +21,12 @@ from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(ts: datetime) -> datetime:
     """SQLite hands datetimes back without a zone; they are UTC."""
-    return ts.replace(tzinfo=ts.tzinfo or timezone.utc)
+    return ts.replace(tzinfo=ts.tzinfo or UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -34,7 +42,7 @@ class UTCDateTime(TypeDecorator):
 USE_PRECISION = timedelta(minutes=1)
 
 
-def note_use(row: "ApiToken | Environment") -> None:
+def note_use(row: ApiToken | Environment) -> None:
     """Set ``row.last_used_at`` to now, with a minute's precision: a burst of requests (a page
     load, a proxied app) writes to the database once, not once each."""
     now = utcnow()

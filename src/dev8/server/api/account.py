@@ -4,15 +4,32 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Body, Request, status
-
 from sqlalchemy.orm import Session
 
 from dev8.core import auth, dotfiles, environments, quotas, secrets
 from dev8.server.apps.auth import request_token
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
-from dev8.server.schemas import (ERROR_RESPONSES, ApiTokenIn, ApiTokenOut, DotfilesIn, DotfilesOut, GeneratedKeyIn, GeneratedKeyOut, KeyIn, KeyOut, LoginIn,
-                                 NewApiTokenOut, QuotaOut, QuotaUsed, SecretIn, SecretOut, SetupIn, SshInfo, TokenOut,
-                                 UserOut)
+from dev8.server.schemas import (
+    ERROR_RESPONSES,
+    ApiTokenIn,
+    ApiTokenOut,
+    DotfilesIn,
+    DotfilesOut,
+    GeneratedKeyIn,
+    GeneratedKeyOut,
+    KeyIn,
+    KeyOut,
+    LoginIn,
+    NewApiTokenOut,
+    QuotaOut,
+    QuotaUsed,
+    SecretIn,
+    SecretOut,
+    SetupIn,
+    SshInfo,
+    TokenOut,
+    UserOut,
+)
 from dev8.settings import parse_addr
 from dev8.store.models import User
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, status
 
 from dev8.core import admin, quotas
+from dev8.server.api.account import quota_out
 from dev8.server.api.environments import environment_out
 from dev8.server.deps import Ctx, CurrentUser, RowId, SessionDep, StoreRoute
-from dev8.server.api.account import quota_out
-from dev8.server.schemas import (ERROR_RESPONSES, MAX_ROW_ID, AdminUserIn, AdminUserOut, AdminUserPatch, AuditOut,
-                                 EnvironmentOut, PasswordIn, QuotaIn, QuotaOut)
+from dev8.server.schemas import (
+    ERROR_RESPONSES,
+    MAX_ROW_ID,
+    AdminUserIn,
+    AdminUserOut,
+    AdminUserPatch,
+    AuditOut,
+    EnvironmentOut,
+    PasswordIn,
+    QuotaIn,
+    QuotaOut,
+)
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=ERROR_RESPONSES, route_class=StoreRoute)
 

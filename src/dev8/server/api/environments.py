@@ -4,30 +4,38 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from urllib.parse import urlencode
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
+from urllib.parse import urlencode
 
+import asyncssh
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-import asyncssh
-
 from dev8.apphosts import APPS, app_url
 from dev8.core import environments as envs
-from dev8.core import sharing, templates
-from dev8.core import envssh
+from dev8.core import envssh, sharing, templates
 from dev8.core.connections import Endpoint, Unreachable
-from dev8.core.states import State
 from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
+from dev8.core.states import State
 from dev8.runtimes.base import EnvSpec, NeedsUserAction
 from dev8.server.deps import Ctx, CurrentUser, SessionDep, StoreRoute
-from dev8.server.schemas import ERROR_RESPONSES, MAX_ROW_ID, EnvironmentEdit, EnvironmentIn, EnvironmentOut, EventOut, ShareIn, ValidationOut
+from dev8.server.schemas import (
+    ERROR_RESPONSES,
+    MAX_ROW_ID,
+    EnvironmentEdit,
+    EnvironmentIn,
+    EnvironmentOut,
+    EventOut,
+    ShareIn,
+    ValidationOut,
+)
 from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
 
-router = APIRouter(prefix="/api/v1/environments", tags=["environments"], responses=ERROR_RESPONSES, route_class=StoreRoute)
+router = APIRouter(prefix="/api/v1/environments", tags=["environments"], responses=ERROR_RESPONSES,
+                   route_class=StoreRoute)
 
 
 def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
@@ -138,7 +146,7 @@ def get_environment(name: str, ctx: Ctx, user: CurrentUser, s: SessionDep) -> En
     return environment_out(ctx, envs.get_environment(s, user, name), user)
 
 
-async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., None], **kw: object) -> EnvironmentOut:
+async def _transition(ctx: Ctx, user: User, name: str, change: Callable[..., object], **kw: object) -> EnvironmentOut:
     await _require_runtime(ctx)
 
     def apply() -> EnvironmentOut:
@@ -195,7 +203,7 @@ async def _run_in_env(ctx: Ctx, user: User, name: str, command: str) -> dict:
     try:
         conn = await ctx.connections.get(Endpoint.of(env))  # pooled: no handshake per request
         result = await envssh.run_json(conn, command, timeout=20)
-    except (Unreachable, OSError, RuntimeError, asyncio.TimeoutError, asyncssh.Error) as exc:
+    except (TimeoutError, Unreachable, OSError, RuntimeError, asyncssh.Error) as exc:
         return {"state": env.observed_state, "error": f"{command} failed: {exc}"}
     return {"state": env.observed_state, **result}
 
@@ -244,7 +252,8 @@ async def ports(name: str, ctx: Ctx, user: CurrentUser) -> dict:
 
 @router.put("/{name}/ports/{port:int}/share", summary="Share a port's preview: private, authenticated (any dev8 "
             "user) or public (anyone); honoured on app subdomains only")
-def share_port(name: str, port: Annotated[int, Path(ge=1, le=65535)], body: ShareIn, ctx: Ctx, user: CurrentUser, s: SessionDep) -> dict:
+def share_port(name: str, port: Annotated[int, Path(ge=1, le=65535)], body: ShareIn, ctx: Ctx, user: CurrentUser,
+               s: SessionDep) -> dict:
     env = envs.get_environment(s, user, name)
     sharing.set_share(s, env, port, body.level)
     s.commit()
@@ -268,7 +277,8 @@ STREAM_POLL = 1.0
                 "`event: deleted` when the environment is gone; `: keep-alive` comments in between"}}}}})
 async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
                  after: int = Query(0, ge=0, le=MAX_ROW_ID), follow: bool = True,
-                 last: int | None = Query(None, ge=1, le=500, description="only the last N (with follow=false)")):  # type: ignore[no-untyped-def]
+                 last: int | None = Query(None, ge=1, le=500, description="only the last N (with follow=false)"),
+                 ) -> list[EventOut] | StreamingResponse:
     def first_batch() -> tuple[str, list[EventOut]]:
         with ctx.db.session() as s:
             env_id = envs.get_environment(s, user, name, include_deleting=True).id

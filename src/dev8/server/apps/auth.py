@@ -5,12 +5,11 @@ Everyone but the owner gets the same answer as for an environment that does not 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import asyncio
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from fastapi.responses import JSONResponse, RedirectResponse, Response

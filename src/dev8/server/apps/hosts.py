@@ -27,13 +27,23 @@ from dev8.apphosts import AppHost, parse_app_host
 from dev8.core import sharing
 from dev8.core.auth import hash_token
 from dev8.core.errors import Unauthorized
+from dev8.server.apps.auth import (
+    APP_COOKIE,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    NotVisible,
+    from_own_page,
+    login_required,
+    not_found_for,
+    not_found_page,
+    safe_next,
+    session_user,
+)
+from dev8.server.apps.proxy import METHODS, forward_http, forward_ws
 from dev8.server.apps.sessions import SESSION_SECONDS
-from dev8.server.apps.auth import (APP_COOKIE, SAFE_METHODS, SESSION_COOKIE, NotVisible, from_own_page, login_required,
-                                      not_found_for, not_found_page, safe_next, session_user)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
 from dev8.server.pages import wants_page
-from dev8.server.apps.proxy import METHODS, forward_http, forward_ws
 from dev8.store.models import Environment, User, note_use
 
 AUTH_PATH = "/.dev8/auth"  # on every app host; shadows that path of the app
@@ -46,12 +56,13 @@ def authorize(ctx: ServerContext, target: AppHost, viewer_id: int | None) -> Env
     with ctx.db.session() as s:
         viewer = s.get(User, viewer_id) if viewer_id is not None else None
         viewer = None if viewer is None or viewer.disabled else viewer
-        found = []
+        found: list[Environment] = []
         for env_name, username in target.candidates:
             owner = s.scalar(select(User).where(User.username == username))
             env = owner and s.scalar(select(Environment).where(Environment.owner_id == owner.id,
                                                                Environment.name == env_name))
-            if env is not None and owner is not None and not owner.disabled and env.desired_state != "deleted":
+            if isinstance(env, Environment) and owner is not None and not owner.disabled \
+                    and env.desired_state != "deleted":
                 found.append(env)
         if len(found) == 1:
             env = found[0]
@@ -111,7 +122,8 @@ async def app_ws(websocket: WebSocket) -> None:
     target: AppHost = websocket.scope["dev8.app"]
     # The app cookie counts only on upgrades from the app's own origin; a sibling app (same
     # site, so the cookie is sent) or any other page is treated as anonymous.
-    from_self = websocket.headers.get("origin") == _app_origin(websocket.url.scheme, target.host)  # browsers always send it
+    # browsers always send an Origin on a WebSocket upgrade
+    from_self = websocket.headers.get("origin") == _app_origin(websocket.url.scheme, target.host)
     session = websocket.cookies.get(APP_COOKIE)
     viewer = ctx.app_sessions.user_for(session, target.host) if from_self else None
     try:
@@ -170,5 +182,6 @@ async def app_auth(request: Request, host: str = "", next: str = "/") -> Respons
         return not_found_page()
     ticket = ctx.app_sessions.issue_ticket(user_id, target.host, hash_token(request.cookies.get(SESSION_COOKIE, "")))
     scheme = urlsplit(ctx.settings.base_url).scheme if ctx.settings.public_url else request.url.scheme
-    return RedirectResponse(f"{_app_origin(scheme, target.host)}{AUTH_PATH}?ticket={ticket}&next={quote(next, safe='')}",
-                            status_code=303, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+    url = f"{_app_origin(scheme, target.host)}{AUTH_PATH}?ticket={ticket}&next={quote(next, safe='')}"
+    return RedirectResponse(url, status_code=303,
+                            headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})

@@ -20,19 +20,26 @@ from urllib.parse import quote
 import httpx
 import websockets
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
+from starlette.websockets import WebSocketState
 
 from dev8.apphosts import APPS, NAME_RE, app_url, parse_port
-from dev8.core.activity import counts
-from dev8.core.connections import Unreachable
-from dev8.core.auth import hash_token
 from dev8.core import environments as envs
+from dev8.core.activity import counts
+from dev8.core.auth import hash_token
+from dev8.core.connections import Unreachable
 from dev8.core.errors import Dev8Error, Unauthorized
 from dev8.core.states import State
-from dev8.server.apps.auth import (DEV8_COOKIES, NotVisible, authorize_ws, not_found, not_found_for, request_token,
-                                      resolve_env)
+from dev8.server.apps.auth import (
+    DEV8_COOKIES,
+    NotVisible,
+    authorize_ws,
+    not_found,
+    not_found_for,
+    request_token,
+    resolve_env,
+)
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
 from dev8.server.pages import message_page, page_or_json, wants_page
@@ -152,7 +159,8 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
     if env.observed_state != State.RUNNING:
         if owner_opening and opening_page:
             try:
-                if await asyncio.to_thread(_start_on_open, ctx, env.id, "VS Code" if port in APP_PORTS else "a preview"):
+                what = "VS Code" if port in APP_PORTS else "a preview"
+                if await asyncio.to_thread(_start_on_open, ctx, env.id, what):
                     ctx.reconciler.wake(env.id)
                     return unavailable(request, 503, f"starting {env.name}")
             except Dev8Error as exc:  # a start refused (a quota): say why, no retrying
@@ -189,7 +197,8 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
                 continue
             return unavailable(request, 502, f"nothing answers on port {port} in {env.name} yet "
                                              f"({exc.__class__.__name__})")
-    out_headers = [(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in HOP_BY_HOP - {"content-length"}]
+    out_headers = [(k, v) for k, v in upstream.headers.multi_items()
+                   if k.lower() not in HOP_BY_HOP - {"content-length"}]
     # Added to whatever the app sends (policies intersect): only its own origin may frame it
     # (VS Code frames its webviews), no other site.
     out_headers.append(("content-security-policy", "frame-ancestors 'self'"))

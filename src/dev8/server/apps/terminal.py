@@ -22,11 +22,10 @@ from dev8.core.auth import hash_token
 from dev8.core.connections import Endpoint
 from dev8.core.errors import Unauthorized
 from dev8.core.states import State
-from dev8.server.apps.auth import (NotVisible, authorize_ws, login_required, not_found_page, request_token,
-                                      resolve_env)
+from dev8.server.apps.auth import NotVisible, authorize_ws, login_required, not_found_page, request_token, resolve_env
+from dev8.server.apps.ptysessions import PtySession
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
-from dev8.server.apps.ptysessions import PtySession
 
 router = APIRouter(include_in_schema=False)
 # xterm.js sizes its rows with inline styles; scripts only from dev8 itself.
@@ -40,7 +39,8 @@ def terminal_page(owner: str, name: str) -> str:
     ws = html.escape(f"/@{owner}/{name}/terminal/ws", quote=True)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
-<link rel="icon" href="/static/favicon.svg"><link rel="stylesheet" href="/static/xterm.css"><link rel="stylesheet" href="/static/terminal.css"></head>
+<link rel="icon" href="/static/favicon.svg"><link rel="stylesheet" href="/static/xterm.css">
+<link rel="stylesheet" href="/static/terminal.css"></head>
 <body data-ws="{ws}"><header><strong>{html.escape(name)}</strong> <span id="status" role="status">connecting…</span>
 </header><main id="terminal" aria-label="terminal"></main>
 <script src="/static/xterm.js"></script><script src="/static/addon-fit.js"></script>

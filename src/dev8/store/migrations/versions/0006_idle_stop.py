@@ -4,8 +4,8 @@ and why dev8 last stopped them by itself (idle, session limit)
 Revision ID: 0006
 Revises: 0005
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0006"
 down_revision = "0005"

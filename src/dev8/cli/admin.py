@@ -1,0 +1,213 @@
+"""Server-side commands: `dev8 server` runs dev8, `dev8 admin …` works on its data dir and
+database directly (no API, no login), on the server's host."""
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dev8.cli.common import DataDir, DbUrl, fail, load_settings, open_data, out
+
+app = typer.Typer()
+admin_app = typer.Typer(help="Server-side administration (works on the data dir / database directly).",
+                        no_args_is_help=True)
+
+
+@app.command()
+def server(
+    data_dir: DataDir = None, database_url: DbUrl = None,
+    http_addr: Annotated[str | None, typer.Option(
+        help="HTTP listen address [env DEV8_HTTP_ADDR, default 127.0.0.1:7080]")] = None,
+    ssh_addr: Annotated[str | None, typer.Option(
+        help="SSH gateway address [env DEV8_SSH_ADDR, default 127.0.0.1:2222]")] = None,
+) -> None:
+    """Run the dev8 server: REST API, SSH gateway and reconciler (SQLite + local Docker by default)."""
+    from dev8.server.main import StartupError, run
+    settings = load_settings(data_dir=data_dir, database_url=database_url, http_addr=http_addr, ssh_addr=ssh_addr)
+    try:
+        run(settings)
+    except StartupError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot start: {exc}")
+
+
+CLI_ACTOR = "dev8 admin (server host)"  # the audit log's actor for the commands below
+
+
+@admin_app.command("create-user")
+def create_user(
+    email: str, admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Create a user. Without a TTY and without --password-stdin the user logs in with tokens only."""
+    from dev8.core import audit, auth
+    from dev8.core.errors import Dev8Error
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password (empty for token-only): ") or None
+    if password is not None:
+        try:
+            auth.check_password(password)  # before the store is opened
+        except Dev8Error as exc:
+            fail(str(exc))
+    db, _ = open_data(data_dir, database_url)
+    try:
+        with db.session() as s:
+            user = auth.create_user(s, email=email, password=password, is_admin=admin)
+            audit.record(s, None, "admin.user.create", user.email, "admin" if admin else "", actor_label=CLI_ACTOR)
+            out.print(f"created user {user.email} ({user.username}){' [admin]' if admin else ''}")
+    except Dev8Error as exc:
+        fail(str(exc))
+
+
+@admin_app.command("set-password")
+def set_password(
+    email: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Set (or reset) a user's password for the browser login."""
+    from dev8.core import audit, auth
+    from dev8.core.errors import Dev8Error
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("New password: ")
+    else:
+        fail("no TTY: pass --password-stdin")
+    db, _ = open_data(data_dir, database_url)
+    try:
+        with db.session() as s:
+            auth.set_password(s, auth.get_user_by_email(s, email), password)
+            audit.record(s, None, "admin.user.set_password", email.strip().lower(), actor_label=CLI_ACTOR)
+    except Dev8Error as exc:
+        fail(str(exc))
+    out.print(f"password set for {email}")
+
+
+@admin_app.command("set-quota")
+def set_quota(
+    email: str,
+    running: Annotated[str | None, typer.Option(help="Environments running at once (0: no cap; default: the "
+                                                        "server's DEV8_QUOTA_RUNNING)")] = None,
+    environments: Annotated[str | None, typer.Option(help="Environments in all (0: no cap; default)")] = None,
+    cpus: Annotated[str | None, typer.Option(help="CPUs of the running ones together (0: no cap; default)")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory of the running ones together, e.g. 64g "
+                                                       "(0: no cap; default)")] = None,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Set a user's own caps; the ones not given stay as they are."""
+    from dev8.core import admin, auth
+    from dev8.core.errors import Dev8Error
+    from dev8.core.quotas import describe
+    given = {k: v for k, v in (("running", running), ("environments", environments), ("cpus", cpus),
+                               ("memory", memory)) if v is not None}
+    if not given:
+        fail("give at least one of --running, --environments, --cpus, --memory (a number, or default)")
+    try:
+        caps: dict[str, object] = {}
+        for k, v in given.items():
+            caps[k] = None if v == "default" else (v if k == "memory" else (float(v) if k == "cpus" else int(v)))
+    except ValueError:
+        fail(f"--{k} must be a number or default (got {given[k]!r})")
+    from dev8.core.quotas import default_quota
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    db, _ = open_data(data_dir, database_url)
+    default = default_quota(settings)
+    try:
+        with db.session() as s:
+            now = admin.set_quota(s, None, auth.get_user_by_email(s, email), caps, default, actor_label=CLI_ACTOR)
+            s.commit()
+    except Dev8Error as exc:
+        fail(str(exc))
+    out.print(f"{email}: {describe(now)}")
+
+
+@admin_app.command("create-token")
+def create_token(
+    email: str, name: Annotated[str, typer.Option(help="A name to recognise the token by")] = "cli",
+    expires: Annotated[str | None, typer.Option(help="Lifetime, e.g. 12h, 30d (default: no expiry)")] = None,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Create an API token for a user and print only the token."""
+    from dev8.core import audit, auth
+    from dev8.core.errors import Dev8Error
+    db, _ = open_data(data_dir, database_url)
+    try:
+        lifetime = auth.parse_duration(expires) if expires else None
+        with db.session() as s:
+            token = auth.create_token(s, auth.get_user_by_email(s, email), name=name, expires_in=lifetime)
+            audit.record(s, None, "admin.token.create", email.strip().lower(), name, actor_label=CLI_ACTOR)
+    except Dev8Error as exc:
+        fail(str(exc))
+    print(token)
+
+
+@admin_app.command("rotate-keys")
+def rotate_keys(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Add a new key-encryption key and rewrap every secret's data key with it."""
+    from dev8.core.secrets import rotate_keys as rotate
+    db, keyring = open_data(data_dir, database_url)
+    if keyring.path is None:
+        fail("the keyring comes from $DEV8_KEYRING: rotate by adding a key to that variable's JSON on every replica")
+    from dev8.core.crypto import DecryptionError
+    try:
+        count = rotate(db, keyring)
+    except DecryptionError as exc:
+        fail(f"a stored value cannot be rewrapped ({exc}); the new key is saved and active, the rest is "
+             "unchanged: restore the keyring that value was sealed with and run rotate-keys again")
+    out.print(f"rewrapped {count} data key(s); active key is now {keyring.active}")
+
+
+@admin_app.command("backup")
+def backup(
+    target: Annotated[Path, typer.Argument(help="The backup file to write, e.g. dev8-$(date +%F).tar.gz")],
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Back up the database (a consistent copy, also while the server runs), the keyring
+    and the gateway's host key into one file (0600). It holds the keys to every secret:
+    keep it as safe as the server itself."""
+    from dev8.store.backup import BackupError, write_backup
+    db, _ = open_data(data_dir, database_url)
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    try:
+        manifest = write_backup(db, settings.data_dir, target)
+    except (BackupError, OSError) as exc:
+        fail(f"backup failed: {exc}")
+    rows = sum(manifest["rows"].values())
+    out.print(f"wrote {target}: {rows} rows of {len(manifest['rows'])} tables ({manifest['database']}, "
+              f"schema {manifest['revision']}), {', '.join(manifest['files']) or 'no files'}")
+
+
+@admin_app.command("restore")
+def restore(
+    source: Annotated[Path, typer.Argument(help="A file written by `dev8 admin backup`")],
+    replace: Annotated[bool, typer.Option("--replace", help="Drop whatever the target database holds first")] = False,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Restore a backup into the data dir and database (SQLite or PostgreSQL, either way
+    round). Stop every dev8 server on that database first."""
+    from dev8.store.backup import BackupError, restore_backup
+    from dev8.store.db import Database
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.db_url)
+    try:
+        manifest = restore_backup(db, settings.data_dir, source, replace=replace)
+    except BackupError as exc:
+        fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a half-loaded database must be said plainly
+        fail(f"restore failed part way ({exc.__class__.__name__}: {str(exc)[:300]}); the target database is "
+             "incomplete: run the restore again with --replace")
+    finally:
+        db.dispose()
+    out.print(f"restored {sum(manifest['rows'].values())} rows from {manifest['created_at']} "
+              f"({manifest['database']} → {db.engine.dialect.name}) and {', '.join(manifest['files']) or 'no files'}"
+              f" into {settings.data_dir}")
