@@ -2,7 +2,7 @@
 # Install and start everything the tests need (Docker engine, base image, PostgreSQL,
 # OpenSSH client), then run the whole test suite. Extra arguments go to pytest.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-apt_install ca-certificates git openssh-client debootstrap iptables postgresql chromium fonts-dejavu-core
+apt_install ca-certificates git openssh-client debootstrap iptables postgresql chromium fonts-dejavu-core docker-registry bindfs
 ensure_docker
 ensure_python "[test]"
 echo "==> lint (ruff) and types (mypy): a finding fails the run"

@@ -7,7 +7,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import CHROMIUM, CHROMIUM_ARGS, FULLSTACK, Dev8Server, Postgres, User, unique
+from tests.support import CHROMIUM, CHROMIUM_ARGS, FULLSTACK, Dev8Server, Postgres, Registry, User, unique
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +49,15 @@ def postgres() -> Iterator[Postgres]:
     pg.start()
     yield pg
     pg.stop()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    if shutil.which("docker-registry") is None:
+        pytest.fail("these tests need Debian's docker-registry (the README's test command installs it)")
+    reg = Registry().start()
+    yield reg
+    reg.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

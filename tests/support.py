@@ -84,6 +84,46 @@ class Postgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class Registry:
+    """A real OCI registry on loopback: Debian's ``docker-registry`` (distribution 2.8)
+    with its storage in a temporary folder. The Docker engine pushes to and pulls from a
+    registry on 127.0.0.0/8 over plain HTTP without any daemon setting."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="dev8-registry-"))
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Registry:
+        config = self.root / "config.yml"
+        config.write_text(f"""version: 0.1
+log: {{level: warn}}
+storage: {{filesystem: {{rootdirectory: {self.root / 'data'}}}, delete: {{enabled: true}}}}
+http: {{addr: {self.host}}}
+""")
+        binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+        self.proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.root / "registry.log", "wb"))
+        wait_until(lambda: self._answers(), timeout=30, what=f"the registry on {self.host}")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"docker-registry exited: {(self.root / 'registry.log').read_text()[-2000:]}")
+        try:
+            return httpx.get(f"http://{self.host}/v2/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 class Dev8Server:
     """A real `dev8 server` process with its own data dir, ports and CLI config dir."""
 

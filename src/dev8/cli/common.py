@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dev8.cli.client import ApiError, Client
 from dev8.cli.config import ClientConfig, known_hosts_path
@@ -29,7 +30,8 @@ DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy UR
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    # The message is text, not markup: names, URLs and usage such as HOST[/PREFIX] print as given.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,54 @@
+"""dev8's images into a real OCI registry (Debian's docker-registry on loopback) with
+`dev8 image push`, and the distribution API's manifest HEAD that ACI and Kubernetes
+runtimes ask before a create."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import docker
+import pytest
+
+from dev8.runtimes.registry import RegistryError, has_manifest, parse_ref
+from tests.support import Registry, free_port
+
+
+def dev8(*args: str, input: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dev8.cli.main", *args], capture_output=True, text=True,
+                          input=input, timeout=600)
+
+
+def test_push_shows_each_layer_and_the_registry_then_has_the_image(registry: Registry, base_image: str,
+                                                                   docker_client: docker.DockerClient) -> None:
+    r = dev8("image", "push", base_image, "--registry", f"{registry.host}/team")
+    assert r.returncode == 0, r.stderr
+    pushed = f"{registry.host}/team/dev8/base:latest"
+    assert f"pushed {pushed}" in r.stdout
+    layers = {line.split(":")[0].strip() for line in r.stdout.splitlines() if line.startswith("  ")}
+    assert len(layers) >= 3, r.stdout  # one line per layer state, each named by its layer
+    assert any("Pushed" in line or "already exists" in line for line in r.stdout.splitlines()), r.stdout
+
+    assert has_manifest(parse_ref(pushed))
+    assert not has_manifest(parse_ref(f"{registry.host}/team/dev8/base:no-such-tag"))
+    assert not has_manifest(parse_ref(f"{registry.host}/team/dev8/nothing:latest"))
+    # what the registry holds is the image itself: pulled back under its pushed name
+    local = docker_client.images.get(base_image)
+    docker_client.images.remove(pushed)
+    assert docker_client.images.pull(pushed).id == local.id
+
+    again = dev8("image", "push", base_image, "--registry", f"{registry.host}/team")
+    assert again.returncode == 0 and "already exists" in again.stdout, again.stdout
+
+
+def test_push_refuses_what_it_cannot_do_in_a_sentence(registry: Registry) -> None:
+    r = dev8("image", "push", "dev8/no-such-image:latest", "--registry", registry.host)
+    assert r.returncode == 1 and "is not on this machine" in r.stderr, r.stderr
+    r = dev8("image", "push", "dev8/base:latest", "--registry", "https://example.test")
+    assert r.returncode == 1 and "invalid registry" in r.stderr, r.stderr
+    r = dev8("image", "push", "dev8/base:latest", "--registry", registry.host, "--password-stdin")
+    assert r.returncode == 1 and "--password-stdin needs --username" in r.stderr, r.stderr
+
+
+def test_a_registry_that_does_not_answer_is_said_so() -> None:
+    with pytest.raises(RegistryError, match="cannot be reached"):
+        has_manifest(parse_ref(f"127.0.0.1:{free_port()}/dev8/base:latest"))
