@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from dev8.names import IMAGE_REF_RE, check_image_reference
+
 DEFAULT_REGISTRY = "registry-1.docker.io"
 # What a manifest HEAD accepts: OCI index and manifest, Docker's v2 list and manifest.
 MANIFEST_TYPES = ", ".join((
@@ -24,8 +26,6 @@ MANIFEST_TYPES = ", ".join((
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json"))
 TIMEOUT = 10.0
-_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
-_REPOSITORY = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -50,22 +50,21 @@ class ImageRef:
 
 
 def parse_ref(image: str) -> ImageRef:
-    """``[host[:port]/]path[:tag|@digest]`` as Docker reads it: the first component is a
-    registry host when it has a dot or a port, or is ``localhost``; no host means Docker Hub."""
-    name, digest = (image.split("@", 1) + [""])[:2]
-    tag = ""
-    if not digest:
-        head, sep, last = name.rpartition(":")
-        if sep and "/" not in last:
-            name, tag = head, last
+    """A reference (the grammar of ``names.check_image_reference``) split as Docker splits
+    it: the first component is a registry host when it has a dot or a port, or is
+    ``localhost``; no host means Docker Hub. ValueError for an invalid reference."""
+    check_image_reference(image)
+    match = IMAGE_REF_RE.fullmatch(image)
+    assert match is not None
+    name = match["name"]
     first, sep, rest = name.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
         registry, repository = first, rest
     else:
         registry, repository = DEFAULT_REGISTRY, name if "/" in name else f"library/{name}"
-    if not _HOST.fullmatch(registry) or not _REPOSITORY.fullmatch(repository):
-        raise ValueError(f"invalid image name {image!r}")
-    return ImageRef(registry, repository, digest or tag or "latest")
+    if repository != repository.lower():  # what looked like a host is the path's first part
+        raise ValueError(f"invalid image reference {image!r}: the repository name must be lowercase")
+    return ImageRef(registry, repository, match["digest"] or match["tag"] or "latest")
 
 
 def is_loopback(host_port: str) -> bool:
