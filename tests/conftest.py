@@ -60,6 +60,25 @@ def registry() -> Iterator[Registry]:
     reg.stop()
 
 
+@pytest.fixture(scope="session")
+def arm_stub(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient) -> Iterator:  # type: ignore[type-arg]
+    """The Azure stand-in (tests/azure/arm_stub.py), its environments on this Docker engine."""
+    from tests.azure.arm_stub import ArmStub
+    from tests.support import make_tls_certs
+    root = tmp_path_factory.mktemp("azure")
+    make_tls_certs(root / "certs", "127.0.0.1")
+    stub = ArmStub(root / "stub", docker_client, root / "certs").start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_base_image(registry: Registry, base_image: str, docker_client: docker.DockerClient) -> str:
+    """dev8/base as ACI would pull it: pushed to the (real, local) registry."""
+    from dev8.runtimes.image_push import push
+    return push(docker_client, base_image, registry.host, lambda _m: None)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

@@ -351,6 +351,16 @@ class SocketRelay:
             self.path.unlink()
 
 
+def _san(name: str):  # type: ignore[no-untyped-def]
+    import ipaddress
+
+    from cryptography import x509
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def make_tls_certs(directory: Path, hostname: str, *more_names: str) -> Path:
     """A test CA and a server certificate for ``hostname`` and ``more_names`` (cert.pem,
     key.pem, ca.pem)."""
@@ -377,7 +387,7 @@ def make_tls_certs(directory: Path, hostname: str, *more_names: str) -> Path:
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in (hostname, *more_names)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([_san(n) for n in (hostname, *more_names)]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

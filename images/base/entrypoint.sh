@@ -1,8 +1,8 @@
 #!/bin/sh
 # Container entrypoint: install the control-plane public key, keep the SSH host key in
-# the persistent home volume (so it survives container re-creation), hand over to
-# runsvdir (runit), which starts every service in /etc/dev8/service and restarts any that
-# exits (not Debian's /etc/service, where packages drop services of their own).
+# the persistent home (so it survives container re-creation), hand over to runsvdir
+# (runit), which starts every service in /etc/dev8/service and restarts any that exits
+# (not Debian's /etc/service, where packages drop services of their own).
 # runit starts services at once (supervisord waits a one-second tick) and needs ~1 MB.
 set -eu
 if [ -z "${DEV8_CONTROL_KEY:-}" ]; then
@@ -12,14 +12,38 @@ fi
 printf '%s\n' "$DEV8_CONTROL_KEY" > /etc/dev8/authorized_keys
 chmod 0644 /etc/dev8/authorized_keys
 unset DEV8_CONTROL_KEY
+# A home kept as an archive on storage that is no POSIX file system (ACI's Azure Files
+# share: no modes, owners or symlinks): restored onto the container's own disk before
+# anything reads it, saved back by the home-save service, `dev8-env save-home` and a stop.
+if [ -n "${DEV8_HOME_ARCHIVE:-}" ] && [ -s "$DEV8_HOME_ARCHIVE" ]; then
+  tar --numeric-owner -xpzf "$DEV8_HOME_ARCHIVE" -C /home/dev
+fi
 hostkeys=/home/dev/.dev8/hostkeys
 install -d -m 0700 -o root -g root "$hostkeys"
 [ -s "$hostkeys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$hostkeys/ssh_host_ed25519_key"
+# Printed for runtimes that read it from the container's log (an authenticated API call).
+echo "dev8-host-key: $(cat "$hostkeys/ssh_host_ed25519_key.pub")"
 install -d -o dev -g dev /home/dev/workspace
+# Secrets and configuration live in /run/dev8, which must be memory-backed: the runtime's
+# tmpfs (Docker), else a folder in /dev/shm (ACI gives containers no tmpfs of their own).
+if [ "$(stat -f -c %T /run/dev8 2>/dev/null)" != tmpfs ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+  install -d -m 0700 -o dev -g dev /dev/shm/dev8
+  rm -rf /run/dev8 && ln -s /dev/shm/dev8 /run/dev8
+fi
 install -d -m 0700 -o dev -g dev /run/dev8
 # The CA bundle TLS clients use (SSL_CERT_FILE & co. name /etc/dev8/ca-bundle.crt): the
 # system's until `dev8-env configure` adds the operator's extra CAs (sent over SSH).
 install -m 0644 -o dev -g dev /etc/ssl/certs/ca-certificates.crt /run/dev8/ca-bundle.crt
 ln -sf /run/dev8/ca-bundle.crt /etc/dev8/ca-bundle.crt
 mkdir -p /run/sshd
-exec runsvdir -P /etc/dev8/service
+if [ -z "${DEV8_HOME_ARCHIVE:-}" ]; then
+  exec runsvdir -P /etc/dev8/service
+fi
+printf '%s\n' "$DEV8_HOME_ARCHIVE" > /etc/dev8/home-archive  # for dev8-env save-home over SSH
+[ -s "$DEV8_HOME_ARCHIVE" ] || dev8-env save-home >/dev/null  # the new host key is kept at once
+ln -sfn /etc/dev8/optional/home-save /etc/dev8/service/home-save
+runsvdir -P /etc/dev8/service &
+runsvdir=$!
+# Stopped (SIGTERM): save the home, then stop every service.
+trap 'dev8-env save-home >/dev/null || true; kill -HUP "$runsvdir"; wait "$runsvdir"; exit 0' TERM INT
+wait "$runsvdir"

@@ -28,7 +28,7 @@ class Case:
     image: str
 
 
-@pytest.fixture(params=["fake", "docker"])
+@pytest.fixture(params=["fake", "docker", "aci"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     if request.param == "fake":
         from dev8.runtimes.fake import FakeRuntime
@@ -40,6 +40,19 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
             return FakeRuntime(tmp_path / "down")
         yield Case(FakeRuntime(root), lambda: FakeRuntime(root), down, "dev8/base:latest")
         kill_fake_environments(root)  # whatever a failed test left running
+    elif request.param == "aci":
+        from dev8.runtimes.aci import AciRuntime
+        from dev8.runtimes.aci.options import AciOptions
+        from tests.support import free_port
+        stub = request.getfixturevalue("arm_stub")
+        image = request.getfixturevalue("registry_base_image")
+        mp = request.getfixturevalue("monkeypatch")
+        for k, v in stub.env().items():
+            mp.setenv(k, v)
+
+        def aci(**kw: object) -> Runtime:
+            return AciRuntime(AciOptions(**kw))  # type: ignore[arg-type]
+        yield Case(aci(), aci, lambda: aci(arm_endpoint=f"https://127.0.0.1:{free_port()}"), image)
     else:
         from dev8.runtimes.docker import DockerRuntime
         image = request.getfixturevalue("base_image")
@@ -82,9 +95,16 @@ def run(spec_of: Callable[..., EnvSpec], spec: EnvSpec, observed: Observed, host
     return asyncio.run(go())
 
 
+def stop(rt: Runtime, spec_of: Callable[..., EnvSpec], spec: EnvSpec, observed: Observed, host_key: str) -> None:
+    """As the core stops an environment: the runtime's command before a stop first."""
+    if rt.before_stop:
+        run(spec_of, spec, observed, host_key, rt.before_stop)
+    rt.stop(spec)
+
+
 def wait_host_key(runtime: Runtime, spec: EnvSpec) -> str:
     import time
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
             return runtime.host_key(spec)
@@ -129,7 +149,7 @@ def test_lifecycle_endpoint_configure_stop_keeps_storage_new_instance_remove(cas
     assert listed.running and (listed.host, listed.port) == (first.host, first.port)
     assert listed.instance_id in (None, first.instance_id)
 
-    rt.stop(spec)
+    stop(rt, spec_of, spec, first, key)
     stopped = rt.observe(spec)
     assert stopped.exists and not stopped.running and not stopped.reachable
     assert not rt.observe_all(spec.installation)[spec.env_id].running

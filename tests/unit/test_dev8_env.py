@@ -1,13 +1,26 @@
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import dev8.envimage.dev8_env as helper
 
 HELPER = Path(helper.__file__)
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """An instance's run dir as the images give it: memory-backed (configure refuses a disk)."""
+    path = Path(tempfile.mkdtemp(prefix="dev8-test-run-", dir="/dev/shm"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def run(run_dir: Path, *args: str, input: str = "") -> subprocess.CompletedProcess:
@@ -15,27 +28,27 @@ def run(run_dir: Path, *args: str, input: str = "") -> subprocess.CompletedProce
     return subprocess.run([sys.executable, str(HELPER), *args], input=input, capture_output=True, text=True, env=env)
 
 
-def test_configure_writes_private_files_and_removes_stale_ones(tmp_path):
-    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"A": "one", "B": "two"}, "environment": "web"}))
+def test_configure_writes_private_files_and_removes_stale_ones(run_dir):
+    r = run(run_dir, "configure", input=json.dumps({"secrets": {"A": "one", "B": "two"}, "environment": "web"}))
     assert r.returncode == 0, r.stderr
-    sdir = tmp_path / "secrets"
+    sdir = run_dir / "secrets"
     assert (sdir / "A").read_text() == "one"
     assert stat.S_IMODE((sdir / "A").stat().st_mode) == 0o600
     assert stat.S_IMODE(sdir.stat().st_mode) == 0o700
-    config = json.loads((tmp_path / "config.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
     assert config == {"environment": "web", "secret_names": ["A", "B"]}
-    assert "one" not in (tmp_path / "config.json").read_text()
-    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"B": "new"}}))
+    assert "one" not in (run_dir / "config.json").read_text()
+    r = run(run_dir, "configure", input=json.dumps({"secrets": {"B": "new"}}))
     assert r.returncode == 0
     assert sorted(os.listdir(sdir)) == ["B"] and (sdir / "B").read_text() == "new"
-    assert json.loads(run(tmp_path, "status").stdout) == {"configured": True, "secret_names": ["B"]}
+    assert json.loads(run(run_dir, "status").stdout) == {"configured": True, "secret_names": ["B"]}
 
 
-def test_configure_rejects_bad_names_without_writing(tmp_path):
-    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"../evil": "x"}}))
+def test_configure_rejects_bad_names_without_writing(run_dir):
+    r = run(run_dir, "configure", input=json.dumps({"secrets": {"../evil": "x"}}))
     assert r.returncode == 1 and "invalid secret entry" in r.stderr
-    assert not (tmp_path / "secrets").exists() or not os.listdir(tmp_path / "secrets")
-    assert run(tmp_path, "nope").returncode == 2
+    assert not (run_dir / "secrets").exists() or not os.listdir(run_dir / "secrets")
+    assert run(run_dir, "nope").returncode == 2
 
 
 def test_listening_ports_from_proc_net(tmp_path):
@@ -53,23 +66,28 @@ def test_listening_ports_from_proc_net(tmp_path):
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
 
 
-def test_extra_ca_certificates_arrive_with_the_configuration_and_join_the_system_bundle(tmp_path):
-    r = run(tmp_path, "configure", input=json.dumps({"secrets": {}, "ca_certificates": PEM}))
+def test_extra_ca_certificates_arrive_with_the_configuration_and_join_the_system_bundle(run_dir):
+    r = run(run_dir, "configure", input=json.dumps({"secrets": {}, "ca_certificates": PEM}))
     assert r.returncode == 0, r.stderr
-    bundle = (tmp_path / "ca-bundle.crt").read_text()
+    bundle = (run_dir / "ca-bundle.crt").read_text()
     assert bundle.endswith(PEM) and len(bundle) > len(PEM)  # the system's CAs first
-    assert run(tmp_path, "configure", input=json.dumps({"secrets": {}})).returncode == 0
-    assert PEM not in (tmp_path / "ca-bundle.crt").read_text()  # taken away again
+    assert run(run_dir, "configure", input=json.dumps({"secrets": {}})).returncode == 0
+    assert PEM not in (run_dir / "ca-bundle.crt").read_text()  # taken away again
 
 
-def test_ca_certificates_that_are_not_pem_change_nothing(tmp_path):
-    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"A": "x"}, "ca_certificates": "not a cert"}))
+def test_ca_certificates_that_are_not_pem_change_nothing(run_dir):
+    r = run(run_dir, "configure", input=json.dumps({"secrets": {"A": "x"}, "ca_certificates": "not a cert"}))
     assert r.returncode == 1 and "PEM" in r.stderr
-    assert not (tmp_path / "secrets").exists() and not (tmp_path / "ca-bundle.crt").exists()
+    assert not (run_dir / "secrets").exists() and not (run_dir / "ca-bundle.crt").exists()
+
+
+def test_secrets_are_refused_where_memory_does_not_hold_them(tmp_path):
+    r = run(tmp_path, "configure", input=json.dumps({"secrets": {"TOKEN": "s3cr3t"}}))
+    assert r.returncode == 1 and "is not memory-backed" in r.stderr and "s3cr3t" not in r.stderr, r.stderr
+    assert not (tmp_path / "secrets").exists() and not (tmp_path / "config.json").exists()
 
 
 def test_a_full_tmpfs_is_an_error_naming_the_secret_sizes_never_values(tmp_path):
-    import pytest
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(run_dir)], capture_output=True)

@@ -61,5 +61,5 @@ def test_runtime_options_come_from_dev8_runtime_variables(monkeypatch: pytest.Mo
     monkeypatch.setenv("DEV8_RUNTIME_ROOT", str(tmp_path / "r"))
     assert FakeOptions().root == tmp_path / "r"
     assert load_runtime("fake", tmp_path).root == tmp_path / "r"  # type: ignore[attr-defined]
-    with pytest.raises(ValueError, match=r"unknown runtime 'nope' \(installed: docker, fake"):
+    with pytest.raises(ValueError, match=r"unknown runtime 'nope' \(installed: aci, docker, fake"):
         load_runtime("nope", tmp_path)

@@ -42,6 +42,7 @@ IMAGE_TIMEOUT = 1800.0
 STEP_TIMEOUT = 120.0
 SSHD_TIMEOUT = 60.0
 OPTIONAL_STEP_TIMEOUT = 900.0
+BEFORE_STOP_TIMEOUT = 300.0  # e.g. archiving a large home to a network share
 MAX_BACKOFF = 60.0
 # The backend being down is not this environment's fault: keep checking often, so
 # everything converges soon after it is back.
@@ -288,6 +289,8 @@ class Reconciler:
             await self.health.check()
 
     async def _delete(self, env: Environment, spec: EnvSpec) -> None:
+        if env.keep_volume:
+            await self._before_stop(env)
         self.connections.drop(env.id)
         await self._step(env.id, "remove", lambda: self.runtime_call(
             self.runtime.remove, spec, keep_storage=env.keep_volume), STEP_TIMEOUT)
@@ -303,6 +306,8 @@ class Reconciler:
 
     async def _stop(self, env: Environment, spec: EnvSpec) -> None:
         observed = await self.runtime_call(self.runtime.observe, spec)
+        if observed.running:
+            await self._before_stop(env)
         self.connections.drop(env.id)
         if observed.running:
             await asyncio.to_thread(self._update, env.id, observed_state=State.STOPPING)
@@ -315,6 +320,8 @@ class Reconciler:
     async def _run(self, env: Environment, spec: EnvSpec) -> None:
         observed = await self.runtime_call(self.runtime.observe, spec)
         if env.restart_requested:
+            if observed.running:
+                await self._before_stop(env)
             self.connections.drop(env.id)
             if observed.running:
                 await self._step(env.id, "stop", lambda: self.runtime_call(self.runtime.stop, spec), STEP_TIMEOUT)
@@ -392,8 +399,9 @@ class Reconciler:
                     if row is not None:
                         row.options = {k: v for k, v in (row.options or {}).items() if k != EMPTY_HOME_OK}
             await asyncio.to_thread(agreed)
-        observed = await self._step(env.id, "start", lambda: self.runtime_call(self.runtime.ensure_running, spec),
-                                    STEP_TIMEOUT)
+        timeout = self.runtime.start_timeout
+        observed = await self._step(env.id, "start", lambda: self.runtime_call(
+            self.runtime.ensure_running, spec, timeout=timeout), timeout + 5)
         crash_point("start")
         if not observed.reachable:
             raise StepFailed("start", f"it is {observed.detail or 'not running'}")
@@ -419,6 +427,25 @@ class Reconciler:
         await asyncio.to_thread(self._update, env.id, ssh_host=observed.host, ssh_port=observed.port,
                                 host_key=key, instance_id=observed.instance_id, runtime_state=observed.state)
         return key
+
+    async def _before_stop(self, env: Environment) -> None:
+        """The runtime's command before a stop (saving a home kept elsewhere), on the
+        running instance dev8 last configured. A failure is a warning: the stop goes on,
+        and what the runtime saved before is what the next start finds."""
+        command = self.runtime.before_stop
+        if not command or not env.ssh_host or not env.host_key or not env.instance_id:
+            return
+        await self._emit(env.id, "save", "running")
+        try:
+            conn = await asyncio.wait_for(self.connections.get(Endpoint.of(env)), SSHD_TIMEOUT)
+            result = await conn.run(command, timeout=BEFORE_STOP_TIMEOUT, check=False)
+        except (TimeoutError, Unreachable, OSError, asyncssh.Error) as exc:
+            await self._emit(env.id, "save", "warning", f"{command}: {exc or 'timed out'}")
+            return
+        if result.exit_status != 0:
+            await self._emit(env.id, "save", "warning", f"{command}: {str(result.stderr).strip()[-300:]}")
+            return
+        await self._emit(env.id, "save", "ok")
 
     async def _optional_step(self, env_id: str, step: str, conn, command: str) -> None:  # type: ignore[no-untyped-def]
         """Clone, dotfiles, extensions: a failure is reported as a warning event, but the

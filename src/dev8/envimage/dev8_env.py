@@ -15,16 +15,22 @@ The control plane runs it over SSH as user ``dev``:
     dev8-env ports                 TCP ports listening inside the environment, as JSON
     dev8-env stats                 uptime, CPU and memory use (its cgroup), home size and free disk
     dev8-env git-credential get    git credential helper for the configured hosts only
+    dev8-env save-home             (as root) archive the home to $DEV8_HOME_ARCHIVE, where the home
+                                   is kept on storage that is no POSIX file system (ACI's share)
     dev8-env version
 
 Secrets arrive on stdin, never on a command line or in the container's environment,
 and are written to ``$DEV8_RUN_DIR/secrets/<name>`` (a tmpfs, mode 0600), so they stay
-out of ``docker inspect``, image layers and the persistent volume.
+out of ``docker inspect``, image layers and the persistent volume. ``configure`` refuses
+to write them unless that folder is memory-backed (tmpfs or ramfs, asked with statfs).
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -79,6 +85,29 @@ def _write_private(path: str, data: bytes) -> None:
         raise
 
 
+HOME_ARCHIVE_FILE = "/etc/dev8/home-archive"  # written by the entrypoint from DEV8_HOME_ARCHIVE
+# statfs(2) f_type of the file systems that keep their files in memory only.
+MEMORY_FILESYSTEMS = {0x01021994: "tmpfs", 0x858458F6: "ramfs"}
+
+
+def filesystem_type(path: str) -> int:
+    """``statfs(path).f_type`` (the first field of struct statfs on Linux)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    buf = ctypes.create_string_buffer(256)  # larger than struct statfs on every Linux ABI
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def require_memory_backed(path: str) -> None:
+    """Secrets never reach a disk: refuse unless ``path`` is on tmpfs or ramfs."""
+    kind = filesystem_type(path)
+    if kind not in MEMORY_FILESYSTEMS:
+        raise ValueError(f"{path} is not memory-backed (file system type {kind:#x}, not tmpfs): refusing to "
+                         "write secrets to a disk")
+
+
 def configure(doc: dict) -> dict:
     try:
         return _configure(doc)
@@ -108,6 +137,7 @@ def _configure(doc: dict) -> dict:
     extra_ca = doc.get("ca_certificates") or ""
     if not isinstance(extra_ca, str) or (extra_ca and "-----BEGIN CERTIFICATE-----" not in extra_ca):
         raise ValueError("ca_certificates must be PEM certificates")
+    require_memory_backed(RUN_DIR)
     secrets_dir = os.path.join(RUN_DIR, "secrets")
     os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
     os.chmod(secrets_dir, 0o700)
@@ -683,6 +713,34 @@ def status() -> dict:
     return {"configured": True, "secret_names": config.get("secret_names", [])}
 
 
+def save_home() -> dict:
+    """Archive the home to ``$DEV8_HOME_ARCHIVE`` (gzip, owners and modes kept): written
+    beside it and renamed over it, so the archive is always a whole one, the last save or
+    this. One save at a time (a lock in the run dir)."""
+    archive = os.environ.get("DEV8_HOME_ARCHIVE", "")
+    if not archive and os.path.exists(HOME_ARCHIVE_FILE):  # over SSH: as the entrypoint found it
+        with open(HOME_ARCHIVE_FILE, encoding="utf-8") as f:
+            archive = f.read().strip()
+    if not archive:
+        raise ValueError("this environment's home is not kept as an archive (no DEV8_HOME_ARCHIVE)")
+    started = time.monotonic()
+    with open(os.path.join(RUN_DIR, "home-save.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tmp = f"{archive}.tmp-{os.getpid()}"
+        try:
+            # gzip -1: the save's time is mostly compression; exit 1 is "a file changed as we
+            # read it" (someone is working), which still makes a whole archive
+            proc = subprocess.run(["tar", "--numeric-owner", "-I", "gzip -1", "-cpf", tmp, "-C", HOME, "."],
+                                  capture_output=True, text=True)
+            if proc.returncode not in (0, 1):
+                raise OSError(f"tar failed: {proc.stderr.strip()[-500:]}")
+            os.replace(tmp, archive)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return {"saved": archive, "bytes": os.path.getsize(archive), "seconds": round(time.monotonic() - started, 2)}
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__)
@@ -711,6 +769,8 @@ def main(argv: list[str]) -> int:
             result = listening_ports()
         elif cmd == "stats":
             result = stats()
+        elif cmd == "save-home":
+            result = save_home()
         elif cmd == "git-credential":
             sys.stdout.write(git_credential(argv[1] if len(argv) > 1 else "", sys.stdin.read()))
             return 0

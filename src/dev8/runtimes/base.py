@@ -94,8 +94,17 @@ class Observed:
         return self.running and bool(self.host) and bool(self.port) and bool(self.instance_id)
 
 
+DEFAULT_START_TIMEOUT = 120.0
+
+
 class Runtime(Protocol):
     name: str
+    # A command the core runs in the environment over SSH before it stops, restarts or
+    # removes it keeping its storage (a runtime whose storage is not the live home saves
+    # it there); None where the storage is the home itself.
+    before_stop: str | None
+    # Seconds ``ensure_running`` may take (a cloud deployment takes longer than a container).
+    start_timeout: float
 
     def ping(self) -> None:
         """Raise :class:`RuntimeUnavailable` unless the backend answers."""

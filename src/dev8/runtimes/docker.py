@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dev8.envimage import dev8_env as layout
 from dev8.runtimes import docker_images
 from dev8.runtimes.base import (
+    DEFAULT_START_TIMEOUT,
     LABEL_ENV_ID,
     LABEL_INSTALLATION,
     LABEL_MANAGED,
@@ -108,6 +109,8 @@ def listed_of(row: dict) -> Observed:
 
 class DockerRuntime:
     name = "docker"
+    before_stop: str | None = None  # its storage is the live home
+    start_timeout = DEFAULT_START_TIMEOUT
 
     def __init__(self, base_url: str | None = None, network: str | None = None) -> None:
         self._base_url = base_url

@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dev8.runtimes.base import (
+    DEFAULT_START_TIMEOUT,
     LABEL_INSTALLATION,
     EnvSpec,
     NeedsUserAction,
@@ -44,6 +46,16 @@ from dev8.runtimes.base import (
 )
 
 START_TIMEOUT = 10.0
+MEMORY_DIR = "/dev/shm"  # a tmpfs on Linux: each instance's run dir is made in it
+
+
+def _clear_run_dir(d: Path) -> None:
+    run = d / "run"
+    if run.is_symlink():
+        shutil.rmtree(run.resolve(), ignore_errors=True)
+        run.unlink()
+    else:
+        shutil.rmtree(run, ignore_errors=True)
 
 
 class FakeOptions(BaseSettings):
@@ -54,6 +66,8 @@ class FakeOptions(BaseSettings):
 
 class FakeRuntime:
     name = "fake"
+    before_stop: str | None = None  # its storage is the live home
+    start_timeout = DEFAULT_START_TIMEOUT
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -112,7 +126,9 @@ class FakeRuntime:
 
     def _start(self, spec: EnvSpec) -> None:
         d = self._dir(spec)
-        shutil.rmtree(d / "run", ignore_errors=True)  # a new instance starts with an empty tmpfs
+        _clear_run_dir(d)  # a new instance starts with an empty tmpfs
+        memory = Path(tempfile.mkdtemp(prefix=f"dev8-fake-{spec.object_name}-", dir=MEMORY_DIR))
+        (d / "run").symlink_to(memory)  # dev8-env writes secrets only where memory holds them
         with contextlib.suppress(FileNotFoundError):
             (d / "port").unlink()
         log = open(d / "log", "ab")
@@ -162,7 +178,7 @@ class FakeRuntime:
         for name in ("pid", "port"):
             with contextlib.suppress(FileNotFoundError):
                 (self._dir(spec) / name).unlink()
-        shutil.rmtree(self._dir(spec) / "run", ignore_errors=True)
+        _clear_run_dir(self._dir(spec))
 
     def remove(self, spec: EnvSpec, *, keep_storage: bool) -> None:
         self._check()

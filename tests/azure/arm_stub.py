@@ -1,0 +1,524 @@
+"""A local stand-in for the Azure endpoints the ``aci`` runtime calls, and the environment
+behind it run for real on the local Docker engine.
+
+What it speaks, over HTTPS with a test CA: Microsoft Entra's token endpoint (an OpenID
+configuration and client-credential tokens, so azure-identity and the SDKs' bearer-token
+policy run for real), ARM's Microsoft.ContainerInstance container groups (api-version
+2023-05-01: PUT, GET, list, start, stop, restart, DELETE, container logs) and the
+Microsoft.Storage calls for the homes' file shares (PUT, GET, DELETE a share; listKeys).
+
+How it behaves as Azure does: every request needs a token it issued (401 otherwise), every
+body is validated strictly against the published specification (400 with the violation),
+PUT, start, restart and DELETE are long-running operations polled through
+``Azure-AsyncOperation`` (absolute URLs back to the stub), stop answers at once and
+deallocates (the container is gone, the IP with it; the next start gets a new one), a
+group goes Pending → Running with the instance-view events Pulling, Pulled, Started,
+unknown resources answer 404 with ARM's error body, an image the registry does not have is
+refused at PUT with ``InaccessibleImage``. Failures are injected on request
+(:meth:`ArmStub.inject`): throttling with or without ``Retry-After``, conflicts, server
+errors, quota or capacity refusals, a deployment stuck in Pending.
+
+The environment: when a group reaches Running the stub pulls its image from the registry
+named in it (a real local registry) and runs it on Docker with the group's environment
+variables, CPU and memory, no memory-backed run dir (ACI gives none) and the file share
+mounted where the group mounts it. A share is emulated with the semantics of ACI's SMB
+mount that break a home: bindfs shows it root-owned with mode 0777 and ignores chmod and
+chown. (bindfs cannot refuse symlinks, which SMB does: the home design never makes one on
+the share, and nothing here proves what a symlink there would do.) The group's IP is the
+container's address on a bridge of its own, with inter-container traffic off.
+"""
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import re
+import secrets
+import shutil
+import ssl
+import subprocess
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import docker
+import docker.errors
+import docker.types
+
+from dev8.runtimes.registry import has_manifest, parse_ref
+from tests.azure.swagger import SpecViolation, validate
+
+ACI_SPEC = "containerInstance-2023-05-01.json"
+ACI_API = "2023-05-01"
+STORAGE_API = "2026-09-01"
+NETWORK = "dev8-aci-stub"
+LABEL = "dev8-aci-stub"
+RG = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+GROUPS = RG + r"/providers/Microsoft\.ContainerInstance/containerGroups"
+SHARES = RG + r"/providers/Microsoft\.Storage/storageAccounts/(?P<account>[^/]+)"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Injection:
+    method: str
+    path: re.Pattern
+    status: int
+    body: dict | None
+    headers: dict[str, str]
+    times: int
+
+
+@dataclass
+class Group:
+    name: str
+    id: str
+    body: dict                      # as PUT, without read-only parts
+    state: str = "Pending"          # instance view: Pending, Running, Stopped, Failed
+    provisioning: str = "Creating"
+    events: list[dict] = field(default_factory=list)
+    container_id: str | None = None
+    ip: str | None = None
+    stuck: bool = False             # an injected deployment that never leaves Pending
+
+
+class ArmStub:
+    def __init__(self, root: Path, docker_client: docker.DockerClient, cert_dir: Path) -> None:
+        self.root = root
+        self.docker = docker_client
+        self.cert_dir = cert_dir
+        self.tenant = "00000000-0000-0000-0000-00000000dev8"
+        self.tokens: set[str] = set()
+        self.groups: dict[str, Group] = {}
+        self.shares: dict[str, Path] = {}
+        self.operations: dict[str, dict] = {}
+        self.injections: list[Injection] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every ARM request, for tests
+        self.bodies: list[tuple[str, dict]] = []     # (path, body) of every validated body
+        self.storage_key = secrets.token_urlsafe(32)
+        self.lock = threading.RLock()
+        self.server: ThreadingHTTPServer | None = None
+        self.stuck_images: set[str] = set()
+        (root / "shares").mkdir(parents=True, exist_ok=True)
+        (root / "mounts").mkdir(parents=True, exist_ok=True)
+
+    # --- the process -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"https://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def ca(self) -> Path:
+        return self.cert_dir / "ca.pem"
+
+    def start(self) -> ArmStub:
+        stub = self
+
+        class Handler(_Handler):
+            arm = stub
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert_dir / "cert.pem", self.cert_dir / "key.pem")
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._network()
+        return self
+
+    def _network(self) -> None:
+        """A bridge with a subnet of its own (so each start can be given a new address, as
+        ACI gives a new IP), inter-container traffic off. The engine picks a free subnet."""
+        for old in self.docker.networks.list(names=[NETWORK]):  # an earlier run's: made anew
+            for c in self.docker.containers.list(all=True, filters={"network": NETWORK}):
+                c.remove(force=True)
+            old.remove()
+        probe = self.docker.networks.create(NETWORK, driver="bridge")
+        probe.reload()
+        subnet = probe.attrs["IPAM"]["Config"][0]["Subnet"]
+        probe.remove()
+        pool = docker.types.IPAMPool(subnet=subnet)
+        self.docker.networks.create(NETWORK, driver="bridge", labels={LABEL: "true"},
+                                    ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                                    options={"com.docker.network.bridge.enable_icc": "false"})
+        self.addresses = itertools.cycle(list(ipaddress.ip_network(subnet).hosts())[10:250])
+
+    def next_ip(self) -> str:
+        used = {c.attrs["NetworkSettings"]["Networks"].get(NETWORK, {}).get("IPAddress")
+                for c in self.docker.containers.list(filters={"network": NETWORK})}
+        while True:
+            ip = str(next(self.addresses))
+            if ip not in used:
+                return ip
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+        for c in self.docker.containers.list(all=True, filters={"label": LABEL}):
+            c.remove(force=True)
+        for mount in (self.root / "mounts").iterdir():
+            subprocess.run(["fusermount", "-u", str(mount)], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def env(self) -> dict[str, str]:
+        """The settings of a dev8 server (or runtime) that uses this stub."""
+        return {"DEV8_RUNTIME_SUBSCRIPTION_ID": "sub-dev8", "DEV8_RUNTIME_RESOURCE_GROUP": "rg-dev8",
+                "DEV8_RUNTIME_LOCATION": "westeurope", "DEV8_RUNTIME_STORAGE_ACCOUNT": "dev8homes",
+                "DEV8_RUNTIME_ARM_ENDPOINT": self.url, "DEV8_RUNTIME_CA_BUNDLE": str(self.ca),
+                "DEV8_RUNTIME_INSTANCE_DISCOVERY": "false", "DEV8_RUNTIME_SAVE_EVERY": "30",
+                "AZURE_TENANT_ID": self.tenant, "AZURE_CLIENT_ID": "dev8-test-client",
+                "AZURE_CLIENT_SECRET": "dev8-test-secret", "AZURE_AUTHORITY_HOST": self.url}
+
+    def inject(self, method: str, path: str, status: int, body: dict | None = None,
+               headers: dict[str, str] | None = None, times: int = 1) -> None:
+        """Answer the next ``times`` ``method`` requests whose path matches ``path`` (a regex)
+        with ``status``, ``body`` and ``headers`` instead of serving them."""
+        with self.lock:
+            self.injections.append(Injection(method, re.compile(path), status, body, headers or {}, times))
+
+    def injected(self, method: str, path: str) -> Injection | None:
+        with self.lock:
+            for inj in self.injections:
+                if inj.method == method and inj.path.search(path) and inj.times > 0:
+                    inj.times -= 1
+                    return inj
+        return None
+
+    # --- container groups ----------------------------------------------------------------------
+
+    def group_json(self, g: Group) -> dict:
+        body = json.loads(json.dumps(g.body))
+        props = body["properties"]
+        props["provisioningState"] = g.provisioning
+        props["instanceView"] = {"state": g.state, "events": g.events}
+        if g.ip:
+            props["ipAddress"]["ip"] = g.ip
+            if props["ipAddress"].get("dnsNameLabel"):
+                props["ipAddress"]["fqdn"] = f"{props['ipAddress']['dnsNameLabel']}.westeurope.azurecontainer.io"
+        for c in props["containers"]:
+            c["properties"]["environmentVariables"] = [
+                {k: v for k, v in e.items() if k != "secureValue"} for e in c["properties"].get("environmentVariables", [])]
+            c["properties"]["instanceView"] = self._container_view(g)
+        for v in props.get("volumes", []):
+            if "azureFile" in v:
+                v["azureFile"].pop("storageAccountKey", None)  # ARM never returns it
+        for cred in props.get("imageRegistryCredentials") or []:
+            cred.pop("password", None)
+        body.update(id=g.id, name=g.name, type="Microsoft.ContainerInstance/containerGroups")
+        return body
+
+    def _container_view(self, g: Group) -> dict:
+        if g.container_id is None:
+            return {"restartCount": 0, "currentState": {"state": "Waiting", "detailStatus": g.state},
+                    "events": g.events}
+        try:
+            attrs = self.docker.api.inspect_container(g.container_id)
+        except docker.errors.NotFound:
+            return {"restartCount": 0, "currentState": {"state": "Terminated"}}
+        st = attrs["State"]
+        state = "Running" if st.get("Running") else "Terminated"
+        current: dict[str, Any] = {"state": state, "startTime": st["StartedAt"], "detailStatus": ""}
+        if state == "Terminated":
+            current["exitCode"] = st.get("ExitCode", 0)
+        return {"restartCount": attrs.get("RestartCount", 0), "currentState": current, "events": g.events}
+
+    def deploy(self, g: Group, op: str) -> None:
+        """Pending → Running: pull the image from its registry, start it on Docker."""
+        def event(name: str, message: str) -> None:
+            g.events.append({"count": 1, "firstTimestamp": _now(), "lastTimestamp": _now(), "name": name,
+                             "message": message, "type": "Normal"})
+        try:
+            container = g.body["properties"]["containers"][0]["properties"]
+            image = container["image"]
+            if g.stuck or image in self.stuck_images:
+                g.stuck = True
+                event("Pulling", f'pulling image "{image}"')
+                return  # stays Pending until deleted: the caller's timeout decides
+            event("Pulling", f'pulling image "{image}"')
+            self.docker.images.pull(image)
+            event("Pulled", f'Successfully pulled image "{image}"')
+            c = self.docker.containers.create(image, labels={LABEL: "true", "group": g.id},
+                                              name=f"aci-{g.name}-{uuid.uuid4().hex[:6]}", **self._run_kwargs(g))
+            network = self.docker.networks.get(NETWORK)
+            network.disconnect(c)
+            ip = self.next_ip()  # a new address at every start, as ACI's
+            network.connect(c, ipv4_address=ip)
+            c.start()
+            g.container_id, g.ip = c.id, ip
+            event("Started", "Started container")
+            g.state, g.provisioning = "Running", "Succeeded"
+            self.finish(op, "Succeeded")
+        except Exception as exc:  # noqa: BLE001 — what ACI would report as a failed deployment
+            g.state, g.provisioning = "Failed", "Failed"
+            event("Failed", str(exc)[:300])
+            self.finish(op, "Failed", {"code": "DeploymentFailed", "message": str(exc)[:300]})
+
+    def _run_kwargs(self, g: Group) -> dict:
+        props = g.body["properties"]
+        container = props["containers"][0]["properties"]
+        requests = container["resources"]["requests"]
+        volumes = {}
+        for mount in container.get("volumeMounts", []):
+            volume = next(v for v in props.get("volumes", []) if v["name"] == mount["name"])
+            share = volume["azureFile"]["shareName"]
+            volumes[str(self.mount_share(share))] = {"bind": mount["mountPath"], "mode": "rw"}
+        return {"environment": {e["name"]: e.get("value", e.get("secureValue", ""))
+                                for e in container.get("environmentVariables", [])},
+                "nano_cpus": int(requests["cpu"] * 1e9), "mem_limit": int(requests["memoryInGB"] * (1 << 30)),
+                "network": NETWORK, "volumes": volumes,
+                "restart_policy": {"Name": {"Always": "always", "OnFailure": "on-failure"}.get(
+                    props.get("restartPolicy", "Always"), "no")}}
+
+    def mount_share(self, share: str) -> Path:
+        """The share as ACI's SMB mount shows it: root-owned, 0777, chmod/chown ignored."""
+        mount = self.root / "mounts" / share
+        mount.mkdir(exist_ok=True)
+        if subprocess.run(["mountpoint", "-q", str(mount)]).returncode != 0:
+            subprocess.run(["bindfs", "-o", "allow_other", "--force-user=root", "--force-group=root",
+                            "--perms=0777", "--chmod-ignore", "--chown-ignore", str(self.shares[share]), str(mount)],
+                           check=True, capture_output=True)
+        return mount
+
+    def deallocate(self, g: Group) -> None:
+        """Gone at once, without a signal it could act on: the worst a stop can do (what ACI
+        itself sends on stop is for the live test to show)."""
+        if g.container_id:
+            try:
+                self.docker.containers.get(g.container_id).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        g.container_id, g.ip = None, None
+
+    # --- long-running operations ------------------------------------------------------------
+
+    def operation(self) -> str:
+        op = uuid.uuid4().hex
+        self.operations[op] = {"id": op, "status": "InProgress", "startTime": _now()}
+        return op
+
+    def finish(self, op: str, status: str, error: dict | None = None) -> None:
+        self.operations[op].update(status=status, endTime=_now(), **({"error": error} if error else {}))
+
+    def op_url(self, op: str, sub: str) -> str:
+        return (f"{self.url}/subscriptions/{sub}/providers/Microsoft.ContainerInstance/locations/westeurope/"
+                f"operations/{op}?api-version={ACI_API}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    arm: ArmStub
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 — the base class's name
+        pass
+
+    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"error": {"code": code, "message": message}}, headers)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw or "json" not in (self.headers.get("Content-Type") or ""):
+            return raw or None  # the token endpoint's form, or nothing
+        return json.loads(raw)
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_PUT(self) -> None:
+        self._route("PUT")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    def _route(self, method: str) -> None:
+        url = urlsplit(self.path)
+        path, query = url.path, parse_qs(url.query)
+        arm = self.arm
+        try:
+            body = self._body()
+        except ValueError:
+            return self._error(400, "InvalidRequestContent", "the body is not JSON")
+        if path.endswith("/.well-known/openid-configuration"):
+            return self._openid(path)
+        if path.endswith("/oauth2/v2.0/token") and method == "POST":
+            form = parse_qs((body or b"").decode())
+            if form.get("client_secret") != ["dev8-test-secret"] or form.get("grant_type") != ["client_credentials"]:
+                return self._send(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid "
+                                        "client secret provided."})
+            token = secrets.token_urlsafe(24)
+            arm.tokens.add(token)
+            return self._send(200, {"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
+                                    "access_token": token})
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in arm.tokens:
+            return self._error(401, "AuthenticationFailed", "missing or invalid bearer token",
+                               {"WWW-Authenticate": f'Bearer authorization_uri="{arm.url}/{arm.tenant}"'})
+        with arm.lock:
+            arm.requests.append((method, path))
+        injected = arm.injected(method, path)
+        if injected is not None:
+            if injected.body and injected.body.get("_stuck"):
+                arm.stuck_images.add(injected.body["_stuck"])
+            else:
+                return self._send(injected.status, injected.body, injected.headers)
+        api = (query.get("api-version") or [""])[0]
+        if "/operations/" in path:
+            op = arm.operations.get(path.rsplit("/", 1)[1])
+            return self._send(200, op) if op else self._error(404, "NotFound", "no such operation")
+        if re.fullmatch(SHARES + r"(/.*)?", path):
+            if api != STORAGE_API:
+                return self._error(400, "InvalidApiVersionParameter", f"api-version {api!r} is not {STORAGE_API}")
+            return self._storage(method, path, body)
+        m = re.fullmatch(GROUPS + r"(?:/(?P<name>[^/]+)(?P<rest>/.*)?)?", path)
+        if m is None:
+            return self._error(404, "InvalidResourceType", f"no such resource type: {path}")
+        if api != ACI_API:
+            return self._error(400, "InvalidApiVersionParameter", f"api-version {api!r} is not {ACI_API}")
+        with arm.lock:
+            return self._groups(method, m, body, query)
+
+    def _openid(self, path: str) -> None:
+        base = f"{self.arm.url}/{self.arm.tenant}"
+        self._send(200, {"token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
+                         "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                         "token_endpoint_auth_methods_supported": ["client_secret_post"],
+                         "response_types_supported": ["code", "token"], "tenant_region_scope": "EU"})
+
+    def _storage(self, method: str, path: str, body: Any) -> None:
+        arm = self.arm
+        if method == "POST" and path.endswith("/listKeys"):
+            return self._send(200, {"keys": [{"keyName": "key1", "value": arm.storage_key, "permissions": "FULL"}]})
+        m = re.fullmatch(SHARES + r"/fileServices/default/shares/(?P<share>[^/]+)", path)
+        if m is None:
+            return self._error(404, "ResourceNotFound", path)
+        share = m["share"]
+        answer = {"id": path, "name": share, "type": "Microsoft.Storage/storageAccounts/fileServices/shares",
+                  "properties": {"shareQuota": 100}}
+        if method == "PUT":
+            if not isinstance(body, dict) or set(body) - {"properties"} or \
+                    set(body.get("properties") or {}) - {"shareQuota", "enabledProtocols", "accessTier", "metadata"}:
+                return self._error(400, "InvalidRequestContent", f"unexpected file share body {body}")
+            arm.bodies.append((path, body))
+            folder = arm.root / "shares" / share
+            folder.mkdir(exist_ok=True)
+            arm.shares[share] = folder
+            answer["properties"].update(body.get("properties") or {})
+            return self._send(201, answer)
+        if share not in arm.shares:
+            if method == "DELETE":
+                return self._send(204)  # the spec's answer for a share that is not there
+            return self._error(404, "ShareNotFound", f"The specified share {share} does not exist.")
+        if method == "GET":
+            return self._send(200, answer)
+        if method == "DELETE":
+            mount = arm.root / "mounts" / share
+            subprocess.run(["fusermount", "-u", str(mount)], capture_output=True)
+            shutil.rmtree(arm.shares.pop(share), ignore_errors=True)
+            return self._send(200)
+        return self._error(405, "MethodNotAllowed", method)
+
+    def _groups(self, method: str, m: re.Match, body: Any, query: dict) -> None:
+        arm = self.arm
+        name, rest, sub = m["name"], m["rest"] or "", m["sub"]
+        if name is None:
+            if method != "GET":
+                return self._error(405, "MethodNotAllowed", method)
+            return self._send(200, {"value": [arm.group_json(g) for g in arm.groups.values()
+                                              if g.id.startswith(f"/subscriptions/{sub}/resourceGroups/{m['rg']}/")]})
+        gid = (f"/subscriptions/{sub}/resourceGroups/{m['rg']}/providers/Microsoft.ContainerInstance/"
+               f"containerGroups/{name}")
+        g = arm.groups.get(name)
+        if method == "PUT" and not rest:
+            return self._put_group(name, gid, sub, body, g)
+        if g is None:
+            return self._error(404, "ResourceNotFound",
+                               f"The Resource 'Microsoft.ContainerInstance/containerGroups/{name}' under resource "
+                               f"group '{m['rg']}' was not found.")
+        if method == "GET" and not rest:
+            return self._send(200, arm.group_json(g))
+        if method == "GET" and rest == "/containers/env/logs":
+            if g.container_id is None:
+                return self._send(200, {"content": ""})
+            tail = int((query.get("tail") or ["0"])[0]) or "all"
+            logs = arm.docker.api.logs(g.container_id, tail=tail).decode(errors="replace")
+            return self._send(200, {"content": logs})
+        if method == "POST" and rest == "/stop":
+            arm.deallocate(g)
+            g.state, g.events = "Stopped", []
+            return self._send(204)
+        if method == "POST" and rest in ("/start", "/restart"):
+            if rest == "/start" and g.state == "Running":
+                return self._send(204)
+            arm.deallocate(g)
+            g.state, g.events = "Pending", []
+            op = arm.operation()
+            threading.Thread(target=arm.deploy, args=(g, op), daemon=True).start()
+            return self._send(202, None, {"Azure-AsyncOperation": arm.op_url(op, sub), "Retry-After": "1"})
+        if method == "DELETE" and not rest:
+            arm.deallocate(g)
+            del arm.groups[name]
+            op = arm.operation()
+            arm.finish(op, "Succeeded")
+            return self._send(202, None, {"Azure-AsyncOperation": arm.op_url(op, sub), "Retry-After": "1",
+                                          "Location": arm.op_url(op, sub)})
+        return self._error(404, "NotFound", f"{method} {rest}")
+
+    def _put_group(self, name: str, gid: str, sub: str, body: Any, existing: Group | None) -> None:
+        arm = self.arm
+        try:
+            validate(ACI_SPEC, "ContainerGroup", body)
+        except SpecViolation as exc:
+            return self._error(400, "InvalidRequestContent", f"The request content was invalid: {exc}")
+        arm.bodies.append((gid, body))
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-)){0,61}[a-z0-9]", name):
+            return self._error(400, "ContainerGroupNameInvalid", f"The container group name '{name}' is invalid.")
+        props = body["properties"]
+        for volume in props.get("volumes", []):
+            share = (volume.get("azureFile") or {}).get("shareName")
+            if share and share not in arm.shares:
+                return self._error(400, "AzureFileShareNotFound", f"Azure file share '{share}' not found.")
+            if share and volume["azureFile"].get("storageAccountKey") != arm.storage_key:
+                return self._error(400, "InvalidStorageAccountKey", "The storage account key is invalid.")
+        image = props["containers"][0]["properties"]["image"]
+        try:
+            present = has_manifest(parse_ref(image))
+        except Exception:  # noqa: BLE001 — an unreachable registry is an inaccessible image to ACI
+            present = False
+        if not present:
+            return self._error(400, "InaccessibleImage",
+                               f"The image '{image}' in container group '{name}' is not accessible. Please check "
+                               "the image and registry credential.")
+        if existing is not None:
+            if existing.state == "Running" and existing.body["properties"]["containers"] != props["containers"]:
+                return self._error(409, "ContainerGroupUpdateNotAllowed",
+                                   "The updates on container group are not allowed: stop it first.")
+            arm.deallocate(existing)
+        g = Group(name=name, id=gid, body=body)
+        arm.groups[name] = g
+        op = arm.operation()
+        threading.Thread(target=arm.deploy, args=(g, op), daemon=True).start()
+        self._send(200 if existing else 201, arm.group_json(g),
+                   {"Azure-AsyncOperation": arm.op_url(op, sub), "Retry-After": "1"})
