@@ -106,7 +106,7 @@ class ArmStub:
         self.storage_key = secrets.token_urlsafe(32)
         self.lock = threading.RLock()
         self.server: ThreadingHTTPServer | None = None
-        self.stuck_images: set[str] = set()
+        self.stuck_images: set[str] = set()  # deployments of these images stay Pending (a stuck pull)
         (root / "shares").mkdir(parents=True, exist_ok=True)
         (root / "mounts").mkdir(parents=True, exist_ok=True)
 
@@ -380,10 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
             arm.requests.append((method, path))
         injected = arm.injected(method, path)
         if injected is not None:
-            if injected.body and injected.body.get("_stuck"):
-                arm.stuck_images.add(injected.body["_stuck"])
-            else:
-                return self._send(injected.status, injected.body, injected.headers)
+            return self._send(injected.status, injected.body, injected.headers)
         api = (query.get("api-version") or [""])[0]
         if "/operations/" in path:
             op = arm.operations.get(path.rsplit("/", 1)[1])

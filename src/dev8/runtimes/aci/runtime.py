@@ -23,6 +23,7 @@ from azure.mgmt.containerinstance import models as m
 from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage import models as sm
 
+from dev8.envimage import dev8_env as layout
 from dev8.runtimes.aci import builders
 from dev8.runtimes.aci.options import AciOptions
 from dev8.runtimes.base import (
@@ -127,13 +128,13 @@ class AciRuntime:
             code = exc.error.code if exc.error else ""
             if exc.status_code in (401, 403):
                 raise RuntimeUnavailable(f"Azure refused dev8's credentials: {code} {_first_line(exc)}") from None
+            if exc.status_code is not None and exc.status_code >= 500:  # still so after azure-core's retries
+                raise RuntimeUnavailable(f"Azure answered {exc.status_code} ({_first_line(exc)})") from None
             template = USER_ACTION.get(code or "")
             if template is not None:
                 names = {"image": spec.image if spec else "", "location": self.opts.location,
                          "group": builders.group_name(spec) if spec else ""}
                 raise NeedsUserAction(f"{template.format(**names)} ({_first_line(exc)})") from None
-            if exc.status_code is not None and exc.status_code >= 500:
-                raise RuntimeUnavailable(f"Azure answered {exc.status_code} ({_first_line(exc)})") from None
             raise RuntimeError(f"Azure answered {exc.status_code} {code}: {_first_line(exc)}") from None
         except AzureError as exc:  # credential chains that found nothing, timeouts of token calls
             raise RuntimeUnavailable(f"Azure cannot be used: {_first_line(exc)}") from None
@@ -265,6 +266,10 @@ class AciRuntime:
 
     def image_status(self, image: str) -> str:
         self.ping()  # ACI pulls for itself: a create while Azure is down should say so
+        if image in {layout.image_tag(t) for t in layout.IMAGE_TARGETS}:
+            raise NeedsUserAction(f"{image} is built on a machine with Docker, and ACI pulls from a registry: push it "
+                                  f"(dev8 image push {image} --registry HOST) and name the pushed image, or set "
+                                  "DEV8_DEFAULT_IMAGE to it")
         try:
             ref = parse_ref(image)
         except ValueError as exc:

@@ -1,0 +1,168 @@
+"""DEV8_RUNTIME=aci end to end against the Azure stand-in (tests/azure/arm_stub.py): the real
+SDKs and azure-identity over HTTPS, every body validated against the published spec, and
+each environment run for real on Docker from the local registry with its home's share
+mounted as ACI mounts Azure Files. What only a real subscription shows is in the README."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from dev8.runtimes.aci import AciRuntime
+from dev8.runtimes.aci import builders as b
+from dev8.runtimes.aci.options import AciOptions
+from dev8.runtimes.base import EnvSpec, NeedsUserAction, RuntimeUnavailable
+from tests.support import Dev8Server, User, unique, wait_until
+
+
+@pytest.fixture(scope="module")
+def aci_server(tmp_path_factory: pytest.TempPathFactory, arm_stub, registry_base_image: str  # type: ignore[no-untyped-def]
+               ) -> Iterator[Dev8Server]:
+    root = tmp_path_factory.mktemp("aci-server")
+    server = Dev8Server(root, extra_env={"DEV8_RUNTIME": "aci", "DEV8_DEFAULT_IMAGE": registry_base_image,
+                                         **arm_stub.env()}).start()
+    yield server
+    server.kill()
+
+
+def group_of(arm_stub, name: str, user: User):  # type: ignore[no-untyped-def]
+    env_id = user.http().get(f"/environments/{name}").json()["id"]
+    return next(g for g in arm_stub.groups.values() if g.body["tags"]["dev8.env-id"] == env_id)
+
+
+def test_an_environment_on_aci_keeps_its_home_across_stop_start_and_a_group_deleted_behind_dev8s_back(
+        aci_server: Dev8Server, arm_stub, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    alice = User(aci_server, f"{unique('alice')}@example.com", tmp_path / "alice")
+    alice.cli("secrets", "set", "TOKEN", input="s3cr3t-value\n")
+    name = unique("w")
+    created = alice.cli("create", name, "--secret", "TOKEN", "--env", "GREETING=hello")
+    assert "✓ start" in created.stdout and f"{name} is ready" in created.stdout, created.stdout
+    group = group_of(arm_stub, name, alice)
+    first_ip = group.ip
+    # the secret reached memory-backed storage, never the container group's spec
+    r = alice.ssh(name, "cat /run/dev8/secrets/TOKEN; echo; stat -f -c %T /run/dev8/; echo $GREETING")
+    assert r.returncode == 0 and r.stdout.split() == ["s3cr3t-value", "tmpfs", "hello"], (r.stdout, r.stderr)
+    assert not any("s3cr3t" in json.dumps(body) for _, body in arm_stub.bodies)
+    # what breaks on a home that is the SMB share itself: modes, owners, symlinks, ~/.ssh
+    work = ("cd ~/workspace && echo kept > a.txt && chmod 600 a.txt && ln -s a.txt link && "
+            "mkdir -p ~/.ssh && chmod 700 ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519 && "
+            "mkdir -p ~/.local/bin && printf '#!/bin/sh\\necho my tool\\n' > ~/.local/bin/mytool && "
+            "chmod +x ~/.local/bin/mytool && mkdir -p node_modules/.bin && ln -s ../pkg/cli.js node_modules/.bin/cli")
+    r = alice.ssh(name, work)
+    assert r.returncode == 0, r.stderr
+
+    alice.cli("stop", name)
+    assert group.container_id is None and group.state == "Stopped"  # deallocated: no container, no IP
+    started = alice.cli("start", name)
+    assert "✓ save" not in started.stdout  # the save happened at stop, not at start
+    assert group.ip and group.ip != first_ip  # a new deployment, a new address
+    check = ("cd ~/workspace && cat a.txt && stat -c %a:%U a.txt && readlink link && stat -c %a:%U ~/.ssh "
+             "~/.ssh/id_ed25519 && mytool && readlink node_modules/.bin/cli && cat /run/dev8/secrets/TOKEN")
+    r = alice.ssh(name, check)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["kept", "600:dev", "a.txt", "700:dev", "600:dev", "my", "tool", "../pkg/cli.js",
+                                "s3cr3t-value"], r.stdout  # configured again on the new instance
+    events = [(e["step"], e["status"]) for e in alice.http().get(
+        f"/environments/{name}/events", params={"follow": "false", "last": 200}).json()]
+    assert ("save", "ok") in events  # the core saved the home over SSH before the stop
+
+    # someone deletes the container group in the portal: made again on the kept home
+    alice.ssh(name, "echo second > ~/workspace/b.txt && sudo -n dev8-env save-home")
+    with arm_stub.lock:
+        arm_stub.deallocate(group)
+        del arm_stub.groups[group.name]
+    wait_until(lambda: alice.ssh(name, "cat ~/workspace/b.txt", timeout=20).stdout.strip() == "second",
+               timeout=120, what="the group made again on the kept home")
+
+    alice.cli("delete", name)
+    assert group.name not in arm_stub.groups
+    assert b.azure_name(f"{group.name}-home") not in arm_stub.shares
+
+
+def test_an_image_the_registry_does_not_have_is_refused_before_anything_is_made(
+        aci_server: Dev8Server, arm_stub, registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bob = User(aci_server, f"{unique('bob')}@example.com", tmp_path / "bob")
+    before = len(arm_stub.requests)
+    r = bob.http().post("/environments", json={"name": "x", "image": f"{registry.host}/dev8/nothing:latest"})
+    assert r.status_code == 422 and "is not in its registry" in r.text, r.text
+    assert not [p for m, p in arm_stub.requests[before:] if m == "PUT"]
+    r = bob.http().post("/environments", json={"name": "y", "image": "dev8/fullstack:latest"})
+    assert r.status_code == 422 and "dev8 image push" in r.text, r.text
+
+
+# --- the runtime against the failures Azure answers with --------------------------------------
+
+@pytest.fixture
+def runtime(arm_stub, monkeypatch: pytest.MonkeyPatch) -> AciRuntime:  # type: ignore[no-untyped-def]
+    for k, v in arm_stub.env().items():
+        monkeypatch.setenv(k, v)
+    return AciRuntime(AciOptions(operation_timeout=15))  # type: ignore[call-arg]
+
+
+def spec_for(image: str) -> EnvSpec:
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode().strip()
+    return EnvSpec(env_id=unique("id"), owner_id=3, name=unique("f"), image=image, cpus=0.5,
+                   memory_bytes=256 << 20, control_public_key=key, installation="faults1")
+
+
+def test_throttling_and_server_errors_are_retried_as_azure_core_does(runtime: AciRuntime, arm_stub,  # type: ignore[no-untyped-def]
+                                                                   registry_base_image: str) -> None:
+    spec = spec_for(registry_base_image)
+    path = f"containerGroups/{b.group_name(spec)}$"
+    arm_stub.inject("GET", path, 429, {"error": {"code": "TooManyRequests", "message": "slow down"}},
+                    {"Retry-After": "1"})
+    arm_stub.inject("GET", path, 429, {"error": {"code": "TooManyRequests", "message": "slow down"}})
+    arm_stub.inject("GET", path, 500, {"error": {"code": "InternalServerError", "message": "oops"}})
+    before = len(arm_stub.requests)
+    assert runtime.observe(spec).exists is False  # the fourth answer, a 404: no such group
+    assert [m for m, p in arm_stub.requests[before:] if p.endswith(b.group_name(spec))] == ["GET"] * 4
+    arm_stub.inject("GET", path, 503, {"error": {"code": "ServiceUnavailable", "message": "down"}}, times=10)
+    with pytest.raises(RuntimeUnavailable, match="503"):
+        runtime.observe(spec)
+    arm_stub.injections.clear()
+
+
+@pytest.mark.parametrize("code, says", [
+    ("InaccessibleImage", "cannot pull its image"), ("ContainerGroupQuotaReached", "quota"),
+    ("ServiceUnavailable", "no capacity"), ("ContainerGroupNameInvalid", "refused the name")])
+def test_what_a_retry_cannot_heal_is_said_in_a_sentence(runtime: AciRuntime, arm_stub, registry_base_image: str,  # type: ignore[no-untyped-def]
+                                                        code: str, says: str) -> None:
+    spec = spec_for(registry_base_image)
+    runtime.prepare(spec, lambda _m: None)
+    arm_stub.inject("PUT", f"containerGroups/{b.group_name(spec)}$", 409 if code in ("ContainerGroupQuotaReached",
+                                                                                     "ServiceUnavailable") else 400,
+                    {"error": {"code": code, "message": f"Azure's own words for {code}"}})
+    try:
+        with pytest.raises(NeedsUserAction, match=says) as info:
+            runtime.ensure_running(spec)
+        assert f"Azure's own words for {code}" in str(info.value)
+        assert runtime.observe(spec).exists is False
+    finally:
+        runtime.remove(spec, keep_storage=False)
+
+
+def test_a_deployment_stuck_in_pending_fails_with_acis_events(runtime: AciRuntime, arm_stub, registry,  # type: ignore[no-untyped-def]
+                                                              registry_base_image: str, docker_client) -> None:
+    from dev8.runtimes.image_push import push
+    stuck = push(docker_client, "dev8/base:latest", f"{registry.host}/stuck", lambda _m: None)
+    arm_stub.stuck_images.add(stuck)
+    spec = spec_for(stuck)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match=r"not running after 15 s \(ACI says: Pulling: pulling image"):
+            runtime.ensure_running(spec)
+        assert time.monotonic() - started < 60
+    finally:
+        runtime.remove(spec, keep_storage=False)
+
+
+def test_credentials_azure_refuses_make_the_runtime_unavailable(arm_stub, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    for k, v in arm_stub.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "wrong")
+    with pytest.raises(RuntimeUnavailable, match="credentials"):
+        AciRuntime(AciOptions()).ping()  # type: ignore[call-arg]
