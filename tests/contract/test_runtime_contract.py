@@ -1,7 +1,9 @@
 """The contract every runtime passes (runtimes/base.py), run against each one we ship.
 
 Real backends: ``fake`` runs environments as local SSH server processes; ``docker`` as
-containers on the test machine's engine with the dev8/base image. The checks go through
+containers on the test machine's engine with the dev8/base image; ``aci`` through the
+Azure SDKs against the local Azure stand-in (tests/azure), which runs each container group
+on Docker from a local registry; ``aci-live`` against a real subscription (opt-in). The checks go through
 the environment's own sshd with the control key and the host key the runtime reported.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Case:
     image: str
 
 
-@pytest.fixture(params=["fake", "docker", "aci"])
+@pytest.fixture(params=["fake", "docker", "aci", "aci-live"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     if request.param == "fake":
         from dev8.runtimes.fake import FakeRuntime
@@ -40,6 +42,16 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
             return FakeRuntime(tmp_path / "down")
         yield Case(FakeRuntime(root), lambda: FakeRuntime(root), down, "dev8/base:latest")
         kill_fake_environments(root)  # whatever a failed test left running
+    elif request.param == "aci-live":  # a real subscription: the README's live test
+        import os
+        if os.environ.get("DEV8_TEST_AZURE") != "1":
+            pytest.skip("live Azure: set DEV8_TEST_AZURE=1, DEV8_TEST_AZURE_IMAGE, DEV8_RUNTIME_* and AZURE_*")
+        from dev8.runtimes.aci import AciRuntime
+        from dev8.runtimes.aci.options import AciOptions
+
+        def live(**kw: object) -> Runtime:
+            return AciRuntime(AciOptions(**kw))  # type: ignore[arg-type]
+        yield Case(live(), live, lambda: live(arm_endpoint="https://127.0.0.1:9"), os.environ["DEV8_TEST_AZURE_IMAGE"])
     elif request.param == "aci":
         from dev8.runtimes.aci import AciRuntime
         from dev8.runtimes.aci.options import AciOptions

@@ -55,6 +55,12 @@ def test_an_environment_on_aci_keeps_its_home_across_stop_start_and_a_group_dele
     r = alice.ssh(name, work)
     assert r.returncode == 0, r.stderr
 
+    # a preview through dev8's proxy, over the same SSH connection as on Docker
+    alice.ssh(name, "cd ~/workspace && (setsid python3 -m http.server 8123 --bind 127.0.0.1 >/dev/null 2>&1 &)")
+    wait_until(lambda: alice.script().get(f"/@{alice.username}/{name}/ports/8123/a.txt").status_code == 200,
+               timeout=30, what="the preview")
+    assert alice.script().get(f"/@{alice.username}/{name}/ports/8123/a.txt").text == "kept\n"
+
     alice.cli("stop", name)
     assert group.container_id is None and group.state == "Stopped"  # deallocated: no container, no IP
     started = alice.cli("start", name)

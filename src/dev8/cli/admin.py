@@ -24,7 +24,14 @@ def server(
     ssh_addr: Annotated[str | None, typer.Option(
         help="SSH gateway address [env DEV8_SSH_ADDR, default 127.0.0.1:2222]")] = None,
 ) -> None:
-    """Run the dev8 server: REST API, SSH gateway and reconciler (SQLite + local Docker by default)."""
+    """Run the dev8 server: REST API, SSH gateway and reconciler (SQLite + local Docker by default).
+
+    Where environments run is DEV8_RUNTIME: docker (default; DEV8_RUNTIME_BASE_URL,
+    DEV8_RUNTIME_NETWORK), aci (Azure Container Instances: DEV8_RUNTIME_SUBSCRIPTION_ID,
+    _RESOURCE_GROUP, _LOCATION, _STORAGE_ACCOUNT, optional _NETWORK=private with _SUBNET_ID,
+    _DNS_LABEL, _REGISTRY_SERVER with _REGISTRY_USERNAME/_PASSWORD or _REGISTRY_IDENTITY,
+    _SHARE_QUOTA_GB, _SAVE_EVERY; Azure credentials from azure-identity: AZURE_* variables,
+    managed identity or `az login`) or fake (tests). Every setting: the README's table."""
     from dev8.server.main import StartupError, run
     settings = load_settings(data_dir=data_dir, database_url=database_url, http_addr=http_addr, ssh_addr=ssh_addr)
     try:
