@@ -17,6 +17,8 @@ unset DEV8_CONTROL_KEY
 # anything reads it, saved back by the home-save service, `dev8-env save-home` and a stop.
 if [ -n "${DEV8_HOME_ARCHIVE:-}" ] && [ -s "$DEV8_HOME_ARCHIVE" ]; then
   tar --numeric-owner -xpzf "$DEV8_HOME_ARCHIVE" -C /home/dev
+elif [ -n "${DEV8_HOME_ARCHIVE:-}" ]; then  # a first start on an empty disk: a new user's home
+  cp -an /etc/skel/. /home/dev/ && chown -R dev:dev /home/dev
 fi
 hostkeys=/home/dev/.dev8/hostkeys
 install -d -m 0700 -o root -g root "$hostkeys"

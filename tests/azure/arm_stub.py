@@ -29,6 +29,7 @@ container's address on a bridge of its own, with inter-container traffic off.
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import json
@@ -38,6 +39,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,8 +58,7 @@ from tests.azure.swagger import SpecViolation, validate
 ACI_SPEC = "containerInstance-2023-05-01.json"
 ACI_API = "2023-05-01"
 STORAGE_API = "2026-09-01"
-NETWORK = "dev8-aci-stub"
-LABEL = "dev8-aci-stub"
+LABEL = "dev8-aci-stub"  # on everything a stand-in makes, its value the stand-in's own id
 RG = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
 GROUPS = RG + r"/providers/Microsoft\.ContainerInstance/containerGroups"
 SHARES = RG + r"/providers/Microsoft\.Storage/storageAccounts/(?P<account>[^/]+)"
@@ -88,6 +89,9 @@ class Group:
     container_id: str | None = None
     ip: str | None = None
     stuck: bool = False             # an injected deployment that never leaves Pending
+    accepted_at: float = 0.0        # monotonic: the PUT or start answered (for bench/aci.py)
+    running_at: float = 0.0         # monotonic: its container started
+    scratch: list[str] = field(default_factory=list)  # its emptyDir volumes (this deployment's)
 
 
 class ArmStub:
@@ -104,6 +108,8 @@ class ArmStub:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every ARM request, for tests
         self.bodies: list[tuple[str, dict]] = []     # (path, body) of every validated body
         self.storage_key = secrets.token_urlsafe(32)
+        self.id = uuid.uuid4().hex[:8]  # several stand-ins (test runs) may share one Docker engine
+        self.network = f"dev8-aci-stub-{self.id}"
         self.lock = threading.RLock()
         self.server: ThreadingHTTPServer | None = None
         self.stuck_images: set[str] = set()  # deployments of these images stay Pending (a stuck pull)
@@ -138,23 +144,19 @@ class ArmStub:
     def _network(self) -> None:
         """A bridge with a subnet of its own (so each start can be given a new address, as
         ACI gives a new IP), inter-container traffic off. The engine picks a free subnet."""
-        for old in self.docker.networks.list(names=[NETWORK]):  # an earlier run's: made anew
-            for c in self.docker.containers.list(all=True, filters={"network": NETWORK}):
-                c.remove(force=True)
-            old.remove()
-        probe = self.docker.networks.create(NETWORK, driver="bridge")
+        probe = self.docker.networks.create(self.network, driver="bridge")
         probe.reload()
         subnet = probe.attrs["IPAM"]["Config"][0]["Subnet"]
         probe.remove()
         pool = docker.types.IPAMPool(subnet=subnet)
-        self.docker.networks.create(NETWORK, driver="bridge", labels={LABEL: "true"},
+        self.docker.networks.create(self.network, driver="bridge", labels={LABEL: self.id},
                                     ipam=docker.types.IPAMConfig(pool_configs=[pool]),
                                     options={"com.docker.network.bridge.enable_icc": "false"})
         self.addresses = itertools.cycle(list(ipaddress.ip_network(subnet).hosts())[10:250])
 
     def next_ip(self) -> str:
-        used = {c.attrs["NetworkSettings"]["Networks"].get(NETWORK, {}).get("IPAddress")
-                for c in self.docker.containers.list(filters={"network": NETWORK})}
+        used = {c.attrs["NetworkSettings"]["Networks"].get(self.network, {}).get("IPAddress")
+                for c in self.docker.containers.list(filters={"network": self.network})}
         while True:
             ip = str(next(self.addresses))
             if ip not in used:
@@ -163,8 +165,12 @@ class ArmStub:
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
-        for c in self.docker.containers.list(all=True, filters={"label": LABEL}):
+        for c in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.id}"}):
             c.remove(force=True)
+        for v in self.docker.volumes.list(filters={"label": f"{LABEL}={self.id}"}):
+            v.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.docker.networks.get(self.network).remove()
         for mount in (self.root / "mounts").iterdir():
             subprocess.run(["fusermount", "-u", str(mount)], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -246,14 +252,14 @@ class ArmStub:
             event("Pulling", f'pulling image "{image}"')
             self.docker.images.pull(image)
             event("Pulled", f'Successfully pulled image "{image}"')
-            c = self.docker.containers.create(image, labels={LABEL: "true", "group": g.id},
+            c = self.docker.containers.create(image, labels={LABEL: self.id, "group": g.id},
                                               name=f"aci-{g.name}-{uuid.uuid4().hex[:6]}", **self._run_kwargs(g))
-            network = self.docker.networks.get(NETWORK)
+            network = self.docker.networks.get(self.network)
             network.disconnect(c)
             ip = self.next_ip()  # a new address at every start, as ACI's
             network.connect(c, ipv4_address=ip)
             c.start()
-            g.container_id, g.ip = c.id, ip
+            g.container_id, g.ip, g.running_at = c.id, ip, time.monotonic()
             event("Started", "Started container")
             g.state, g.provisioning = "Running", "Succeeded"
             self.finish(op, "Succeeded")
@@ -269,12 +275,19 @@ class ArmStub:
         volumes = {}
         for mount in container.get("volumeMounts", []):
             volume = next(v for v in props.get("volumes", []) if v["name"] == mount["name"])
-            share = volume["azureFile"]["shareName"]
-            volumes[str(self.mount_share(share))] = {"bind": mount["mountPath"], "mode": "rw"}
+            if "azureFile" in volume:
+                source = str(self.mount_share(volume["azureFile"]["shareName"]))
+            elif "emptyDir" in volume:  # the host's disk, empty at each deployment
+                source = self.docker.volumes.create(f"aci-{g.name}-{uuid.uuid4().hex[:8]}",
+                                                    labels={LABEL: self.id}).name
+                g.scratch.append(source)
+            else:
+                raise ValueError(f"the stand-in mounts no {sorted(volume)} volume")
+            volumes[source] = {"bind": mount["mountPath"], "mode": "rw"}
         return {"environment": {e["name"]: e.get("value", e.get("secureValue", ""))
                                 for e in container.get("environmentVariables", [])},
                 "nano_cpus": int(requests["cpu"] * 1e9), "mem_limit": int(requests["memoryInGB"] * (1 << 30)),
-                "network": NETWORK, "volumes": volumes,
+                "network": self.network, "volumes": volumes,
                 "restart_policy": {"Name": {"Always": "always", "OnFailure": "on-failure"}.get(
                     props.get("restartPolicy", "Always"), "no")}}
 
@@ -296,7 +309,10 @@ class ArmStub:
                 self.docker.containers.get(g.container_id).remove(force=True)
             except docker.errors.NotFound:
                 pass
-        g.container_id, g.ip = None, None
+        for volume in g.scratch:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.docker.volumes.get(volume).remove(force=True)
+        g.container_id, g.ip, g.scratch = None, None, []
 
     # --- long-running operations ------------------------------------------------------------
 
@@ -470,7 +486,7 @@ class _Handler(BaseHTTPRequestHandler):
             if rest == "/start" and g.state == "Running":
                 return self._send(204)
             arm.deallocate(g)
-            g.state, g.events = "Pending", []
+            g.state, g.events, g.accepted_at = "Pending", [], time.monotonic()
             op = arm.operation()
             threading.Thread(target=arm.deploy, args=(g, op), daemon=True).start()
             return self._send(202, None, {"Azure-AsyncOperation": arm.op_url(op, sub), "Retry-After": "1"})
@@ -513,7 +529,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(409, "ContainerGroupUpdateNotAllowed",
                                    "The updates on container group are not allowed: stop it first.")
             arm.deallocate(existing)
-        g = Group(name=name, id=gid, body=body)
+        g = Group(name=name, id=gid, body=body, accepted_at=time.monotonic())
         arm.groups[name] = g
         op = arm.operation()
         threading.Thread(target=arm.deploy, args=(g, op), daemon=True).start()

@@ -26,7 +26,8 @@ def test_push_shows_each_layer_and_the_registry_then_has_the_image(registry: Reg
     assert f"pushed {pushed}" in r.stdout
     layers = {line.split(":")[0].strip() for line in r.stdout.splitlines() if line.startswith("  ")}
     assert len(layers) >= 3, r.stdout  # one line per layer state, each named by its layer
-    assert any("Pushed" in line or "already exists" in line for line in r.stdout.splitlines()), r.stdout
+    done = ("Pushed", "Layer already exists", "Mounted from")  # a layer another repository has is mounted
+    assert all(any(f"{layer}: {d}" in r.stdout for d in done) for layer in layers), r.stdout
 
     assert has_manifest(parse_ref(pushed))
     assert not has_manifest(parse_ref(f"{registry.host}/team/dev8/base:no-such-tag"))

@@ -47,7 +47,9 @@ def test_every_container_group_body_is_valid_against_the_published_spec(kw: dict
     assert all("secureValue" not in v for v in env)  # no secret rides in the spec
     assert {v["name"] for v in env} == {"DEV8_CONTROL_KEY", "DEV8_HOME_ARCHIVE", "DEV8_HOME_SAVE_EVERY"}
     assert props["volumes"][0]["azureFile"]["shareName"] == b.share_name(SPEC)
-    assert props["containers"][0]["properties"]["volumeMounts"] == [{"name": "home", "mountPath": b.SHARE_MOUNT}]
+    assert props["containers"][0]["properties"]["volumeMounts"] == [
+        {"name": "home", "mountPath": b.SHARE_MOUNT}, {"name": "home-disk", "mountPath": "/home/dev"}]
+    assert props["volumes"][1] == {"name": "home-disk", "emptyDir": {}}
 
 
 def test_the_validator_rejects_unknown_read_only_and_missing_properties() -> None:

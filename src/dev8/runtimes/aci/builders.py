@@ -15,7 +15,9 @@ from dev8.runtimes.aci.options import AciOptions
 from dev8.runtimes.base import EnvSpec, Observed
 
 CONTAINER = "env"  # the one container of an environment's group
-HOME_VOLUME = "home"
+HOME_VOLUME = "home"  # the Azure Files share that holds the home's archive
+HOME_DISK = "home-disk"  # an emptyDir at the home: the host's disk, not the container's overlay
+# (20k small files restore in 0.7 s there against 11 s on overlay: bench/aci.py)
 SHARE_MOUNT = "/mnt/dev8-home"  # where the home's share is mounted; the home itself is on the container's disk
 HOME_ARCHIVE = f"{SHARE_MOUNT}/home.tar.gz"
 HOST_KEY_PREFIX = "dev8-host-key: "  # images/base/entrypoint.sh prints the host key after it
@@ -59,7 +61,8 @@ def container_group(spec: EnvSpec, opts: AciOptions, storage_key: str) -> m.Cont
         resources=m.ResourceRequirements(requests=m.ResourceRequests(cpu=spec.cpus,
                                                                      memory_in_gb=memory_gb(spec.memory_bytes))),
         ports=[m.ContainerPort(port=22, protocol="TCP")], environment_variables=env,
-        volume_mounts=[m.VolumeMount(name=HOME_VOLUME, mount_path=SHARE_MOUNT)])
+        volume_mounts=[m.VolumeMount(name=HOME_VOLUME, mount_path=SHARE_MOUNT),
+                       m.VolumeMount(name=HOME_DISK, mount_path=layout.HOME)])
     public = opts.network == "public"
     ip = m.IpAddress(type="Public" if public else "Private", ports=[m.Port(port=22, protocol="TCP")],
                      dns_name_label=group_name(spec) if public and opts.dns_label else None)
@@ -78,7 +81,7 @@ def container_group(spec: EnvSpec, opts: AciOptions, storage_key: str) -> m.Cont
         subnet_ids=None if public else [m.ContainerGroupSubnetId(id=opts.subnet_id or "")],
         volumes=[m.Volume(name=HOME_VOLUME, azure_file=m.AzureFileVolume(
             share_name=share_name(spec), storage_account_name=opts.storage_account,
-            storage_account_key=storage_key))])
+            storage_account_key=storage_key)), m.Volume(name=HOME_DISK, empty_dir={})])
 
 
 def made_for(group: m.ContainerGroup, spec: EnvSpec) -> bool:

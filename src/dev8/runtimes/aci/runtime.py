@@ -198,15 +198,20 @@ class AciRuntime:
             if group is None:
                 self._ensure_share(spec, lambda _m: None)
                 body = builders.container_group(spec, self.opts, self._key())
-                self.aci.container_groups.begin_create_or_update(rg, name, body).wait(self.opts.operation_timeout)
+                # polling=False: the group's own state says when it runs (and why not), sooner than the
+                # operation's status does
+                self.aci.container_groups.begin_create_or_update(rg, name, body, polling=False)
             elif group.instance_view is not None and group.instance_view.state in ("Stopped", "Failed", "Terminated"):
-                self.aci.container_groups.begin_start(rg, name).wait(self.opts.operation_timeout)
+                self.aci.container_groups.begin_start(rg, name, polling=False)
             return self._wait_running(spec)
 
     def _wait_running(self, spec: EnvSpec) -> Observed:
         """The group once its container runs with an IP; a deployment that does not get
-        there within the operation timeout fails with ACI's own events."""
+        there within the operation timeout fails with ACI's own events. Asked often at
+        first (a cached image starts in seconds), then every POLL_EVERY seconds (ARM's
+        read limits are per subscription)."""
         deadline = time.monotonic() + self.opts.operation_timeout
+        delay = 0.25
         while True:
             group = self._get(spec)
             if group is None:
@@ -219,7 +224,8 @@ class AciRuntime:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not running after {self.opts.operation_timeout:.0f} s "
                                    f"(ACI says: {observed.detail or 'nothing'})")
-            time.sleep(1)
+            time.sleep(delay)
+            delay = min(POLL_EVERY, delay * 1.5)
 
     def observe(self, spec: EnvSpec) -> Observed:
         with self._api(spec):
