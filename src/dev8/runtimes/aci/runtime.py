@@ -146,7 +146,7 @@ class AciRuntime:
             next(iter(self.aci.container_groups.list_by_resource_group(self.opts.resource_group)), None)
 
     def prepare(self, spec: EnvSpec, progress: Progress) -> None:
-        self.image_status(spec.image)
+        self._registry_status(spec.image)  # no ping: the share's calls below say whether Azure answers
         with self._api(spec):
             self._ensure_share(spec, progress)
 
@@ -190,8 +190,7 @@ class AciRuntime:
                 # an earlier environment's group of the same name: its home share is kept, the group is not ours
                 self.aci.container_groups.begin_delete(rg, name).result()
                 group = None
-            state = builders.observed_of(group) if group is not None else None
-            if group is not None and state is not None and not state.running and not builders.made_for(group, spec):
+            if group is not None and not builders.observed_of(group).running and not builders.made_for(group, spec):
                 # another image, or new limits: made again on the same share
                 self.aci.container_groups.begin_delete(rg, name).result()
                 group = None
@@ -272,6 +271,10 @@ class AciRuntime:
 
     def image_status(self, image: str) -> str:
         self.ping()  # ACI pulls for itself: a create while Azure is down should say so
+        return self._registry_status(image)
+
+    def _registry_status(self, image: str) -> str:
+        """"pullable" when the registry ACI pulls from has ``image``; NeedsUserAction why not."""
         if image in {layout.image_tag(t) for t in layout.IMAGE_TARGETS}:
             raise NeedsUserAction(f"{image} is built on a machine with Docker, and ACI pulls from a registry: push it "
                                   f"(dev8 image push {image} --registry HOST) and name the pushed image, or set "
