@@ -73,6 +73,25 @@ def arm_stub(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.Doc
 
 
 @pytest.fixture(scope="session")
+def kube_cluster() -> Iterator:  # type: ignore[type-arg]
+    """A real kube-apiserver on etcd (tests/kube/cluster.py), with the test kubelet running
+    its pods on this Docker engine and dev8's namespace set up from deploy/kubernetes."""
+    from tests.kube.cluster import KubeCluster
+    cluster = KubeCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kubelet(kube_cluster, docker_client: docker.DockerClient) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
+    from tests.kube.kubelet import TestKubelet
+    node = TestKubelet(kube_cluster.admin(), docker_client, kube_cluster.root / "certs").start()
+    kube_cluster.namespace_for_dev8("dev8-environments")
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
 def registry_base_image(registry: Registry, base_image: str, docker_client: docker.DockerClient) -> str:
     """dev8/base as ACI would pull it: pushed to the (real, local) registry."""
     from dev8.runtimes.image_push import push

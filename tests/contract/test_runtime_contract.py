@@ -3,7 +3,10 @@
 Real backends: ``fake`` runs environments as local SSH server processes; ``docker`` as
 containers on the test machine's engine with the dev8/base image; ``aci`` through the
 Azure SDKs against the local Azure stand-in (tests/azure), which runs each container group
-on Docker from a local registry; ``aci-live`` against a real subscription (opt-in). The checks go through
+on Docker from a local registry; ``aci-live`` against a real subscription (opt-in);
+``kubernetes`` against a real kube-apiserver with dev8's Role from deploy/kubernetes, its
+pods run on Docker by the test kubelet (tests/kube); ``kubernetes-live`` against a real
+cluster (opt-in). The checks go through
 the environment's own sshd with the control key and the host key the runtime reported.
 """
 from __future__ import annotations
@@ -30,7 +33,7 @@ class Case:
     image: str
 
 
-@pytest.fixture(params=["fake", "docker", "aci", "aci-live"])
+@pytest.fixture(params=["fake", "docker", "aci", "aci-live", "kubernetes", "kubernetes-live"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     if request.param == "fake":
         from dev8.runtimes.fake import FakeRuntime
@@ -52,6 +55,26 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         def live(**kw: object) -> Runtime:
             return AciRuntime(AciOptions(**kw))  # type: ignore[arg-type]
         yield Case(live(), live, lambda: live(arm_endpoint="https://127.0.0.1:9"), os.environ["DEV8_TEST_AZURE_IMAGE"])
+    elif request.param == "kubernetes-live":  # a real cluster: the README's live test
+        import os
+        if not os.environ.get("DEV8_TEST_KUBECONFIG"):
+            pytest.skip("a live cluster: set DEV8_TEST_KUBECONFIG, DEV8_TEST_KUBE_IMAGE and DEV8_RUNTIME_NAMESPACE")
+        from dev8.runtimes.kube import KubernetesRuntime
+        from dev8.runtimes.kube.options import KubernetesOptions
+
+        def live_kube(**kw: object) -> Runtime:
+            return KubernetesRuntime(KubernetesOptions(kubeconfig=os.environ["DEV8_TEST_KUBECONFIG"], **kw))  # type: ignore[arg-type]
+        yield Case(live_kube(), live_kube, lambda: kube_down(tmp_path), os.environ["DEV8_TEST_KUBE_IMAGE"])
+    elif request.param == "kubernetes":
+        from dev8.runtimes.kube import KubernetesRuntime
+        from dev8.runtimes.kube.options import KubernetesOptions
+        cluster = request.getfixturevalue("kube_cluster")
+        request.getfixturevalue("kubelet")
+        image = request.getfixturevalue("registry_base_image")
+
+        def kube() -> Runtime:
+            return KubernetesRuntime(KubernetesOptions(kubeconfig=cluster.kubeconfig("dev8"), schedule_timeout=3))
+        yield Case(kube(), kube, lambda: kube_down(tmp_path), image)
     elif request.param == "aci":
         from dev8.runtimes.aci import AciRuntime
         from dev8.runtimes.aci.options import AciOptions
@@ -70,6 +93,20 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         image = request.getfixturevalue("base_image")
         yield Case(DockerRuntime(), DockerRuntime,
                    lambda: DockerRuntime(base_url=f"unix://{tmp_path}/no-such-docker.sock"), image)
+
+
+def kube_down(tmp_path: Path) -> Runtime:
+    """A kubernetes runtime whose API server does not answer."""
+    from dev8.runtimes.kube import KubernetesRuntime
+    from dev8.runtimes.kube.options import KubernetesOptions
+    from tests.support import free_port
+    path = tmp_path / "kubeconfig-down"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "down",
+        "clusters": [{"name": "down", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}],
+        "contexts": [{"name": "down", "context": {"cluster": "down", "user": "u"}}]}))
+    return KubernetesRuntime(KubernetesOptions(kubeconfig=path))
 
 
 @pytest.fixture

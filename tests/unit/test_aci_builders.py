@@ -11,6 +11,7 @@ from azure.mgmt.containerinstance import models as m
 from dev8.runtimes.aci import builders as b
 from dev8.runtimes.aci.options import AciOptions
 from dev8.runtimes.base import EnvSpec
+from dev8.runtimes.pulled import host_key_from_logs
 from tests.azure.swagger import SpecViolation, validate
 
 ACI = "containerInstance-2023-05-01.json"
@@ -120,8 +121,8 @@ def test_what_a_group_read_back_says() -> None:
 
 def test_the_host_key_is_the_last_one_the_entrypoint_printed() -> None:
     log = "dev8-host-key: ssh-ed25519 OLD\nsshd started\ndev8-host-key: ssh-ed25519 NEW x\nnoise dev8-host-key: bad\n"
-    assert b.host_key_from_logs(log) == "ssh-ed25519 NEW x"
-    assert b.host_key_from_logs("nothing here") is None
+    assert host_key_from_logs(log) == "ssh-ed25519 NEW x"
+    assert host_key_from_logs("nothing here") is None
 
 
 def test_options_refuse_what_cannot_work() -> None:

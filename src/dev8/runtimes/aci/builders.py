@@ -3,7 +3,6 @@ group (the body of the ARM PUT, as the SDK's models), what a group read back say
 the host key the entrypoint prints into the container's log. No I/O."""
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import replace
@@ -13,6 +12,7 @@ from azure.mgmt.containerinstance import models as m
 from dev8.envimage import dev8_env as layout
 from dev8.runtimes.aci.options import AciOptions
 from dev8.runtimes.base import EnvSpec, Observed
+from dev8.runtimes.pulled import fit_name
 
 CONTAINER = "env"  # the one container of an environment's group
 HOME_VOLUME = "home"  # the Azure Files share that holds the home's archive
@@ -20,20 +20,14 @@ HOME_DISK = "home-disk"  # an emptyDir at the home: the host's disk, not the con
 # (20k small files restore in 0.7 s there against 11 s on overlay: bench/aci.py)
 SHARE_MOUNT = "/mnt/dev8-home"  # where the home's share is mounted; the home itself is on the container's disk
 HOME_ARCHIVE = f"{SHARE_MOUNT}/home.tar.gz"
-HOST_KEY_PREFIX = "dev8-host-key: "  # images/base/entrypoint.sh prints the host key after it
 # Container groups and file shares: 3-63 lowercase letters, digits and single hyphens,
 # starting and ending with a letter or digit.
 _AZURE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
 
 
 def azure_name(name: str) -> str:
-    """``name`` where Azure allows it as it is; otherwise a valid prefix of it with a hash
-    of the whole name, so two names never map to one (e.g. ``a--b`` and ``a-b``)."""
-    if _AZURE_NAME.fullmatch(name):
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    stem = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower()))[:63 - 11].strip("-")
-    return f"{stem}-{digest}" if stem else f"dev8-{digest}"
+    """``name`` where Azure allows it; otherwise a valid, unique stand-in (:func:`fit_name`)."""
+    return fit_name(name, _AZURE_NAME)
 
 
 def group_name(spec: EnvSpec) -> str:
@@ -117,17 +111,6 @@ def observed_of(group: m.ContainerGroup) -> Observed:
                     state={"group": group.name, "provisioning": group.provisioning_state, "state": group_state,
                            "fqdn": group.ip_address.fqdn if group.ip_address else None},
                     detail=detail)
-
-
-def host_key_from_logs(text: str) -> str | None:
-    """The host key the entrypoint printed last (the log may hold earlier starts')."""
-    found = None
-    for line in text.splitlines():
-        if line.startswith(HOST_KEY_PREFIX):
-            key = line[len(HOST_KEY_PREFIX):].strip()
-            if key.startswith("ssh-"):
-                found = key
-    return found
 
 
 assert not layout.HOME.startswith(SHARE_MOUNT)  # never the home itself: SMB keeps no modes, owners or symlinks

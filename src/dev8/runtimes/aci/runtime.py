@@ -23,7 +23,6 @@ from azure.mgmt.containerinstance import models as m
 from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage import models as sm
 
-from dev8.envimage import dev8_env as layout
 from dev8.runtimes.aci import builders
 from dev8.runtimes.aci.options import AciOptions
 from dev8.runtimes.base import (
@@ -36,12 +35,11 @@ from dev8.runtimes.base import (
     RuntimeUnavailable,
     StorageGone,
 )
-from dev8.runtimes.registry import RegistryError, has_manifest, parse_ref
+from dev8.runtimes.pulled import LOG_TAIL, host_key_from_logs, registry_status
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
 POLL_EVERY = 2  # seconds between polls of a long-running operation that sends no Retry-After
-LOG_TAIL = 2000  # lines searched for the host key the entrypoint printed
 # ARM error codes a retry cannot heal: the user (or the operator) must change something.
 USER_ACTION = {
     "InaccessibleImage": "ACI cannot pull its image {image}: check the name, that the registry has it "
@@ -264,7 +262,7 @@ class AciRuntime:
         return (found.content or "").splitlines()
 
     def host_key(self, spec: EnvSpec) -> str:
-        key = builders.host_key_from_logs("\n".join(self.logs(spec, LOG_TAIL)))
+        key = host_key_from_logs("\n".join(self.logs(spec, LOG_TAIL)))
         if key is None:
             raise RuntimeError("the environment has not printed its SSH host key yet")
         return key
@@ -274,28 +272,11 @@ class AciRuntime:
         return self._registry_status(image)
 
     def _registry_status(self, image: str) -> str:
-        """"pullable" when the registry ACI pulls from has ``image``; NeedsUserAction why not."""
-        if image in {layout.image_tag(t) for t in layout.IMAGE_TARGETS}:
-            raise NeedsUserAction(f"{image} is built on a machine with Docker, and ACI pulls from a registry: push it "
-                                  f"(dev8 image push {image} --registry HOST) and name the pushed image, or set "
-                                  "DEV8_DEFAULT_IMAGE to it")
-        try:
-            ref = parse_ref(image)
-        except ValueError as exc:
-            raise NeedsUserAction(str(exc)) from None
         creds = None
-        if self.opts.registry_username and ref.registry == self.opts.registry_server:
+        if self.opts.registry_username and image.startswith(f"{self.opts.registry_server}/"):
             creds = (self.opts.registry_username, self.opts.registry_password or "")
-        try:
-            present = has_manifest(ref, creds)
-        except RegistryError as exc:
-            if self.opts.registry_identity and ref.registry == self.opts.registry_server:
-                return "pullable"  # ACI pulls with its managed identity, which dev8 itself does not hold
-            raise NeedsUserAction(f"image {image} cannot be checked: {exc}") from None
-        if not present:
-            raise NeedsUserAction(f"image {image} is not in its registry {ref.registry}: push it there "
-                                  f"(dev8 image push {image} --registry HOST) or choose another image")
-        return "pullable"
+        identity = bool(self.opts.registry_identity) and image.startswith(f"{self.opts.registry_server}/")
+        return registry_status(image, "ACI", creds, unverifiable_ok=identity)  # ACI's identity is not dev8's
 
     def fetch_image(self, image: str, progress: Progress) -> None:
         self.image_status(image)

@@ -1,0 +1,63 @@
+"""What runtimes whose backend pulls and runs the image itself (``aci``, ``kubernetes``)
+share: object names fit to the backend's rules, the host key the environment's entrypoint
+prints into its log (read back through the backend's authenticated log API), and whether
+the registry the backend pulls from has an image. Pure except :func:`registry_status`."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from dev8.envimage import dev8_env as layout
+from dev8.runtimes.base import NeedsUserAction
+from dev8.runtimes.registry import RegistryError, has_manifest, parse_ref
+
+HOST_KEY_PREFIX = "dev8-host-key: "  # images/base/entrypoint.sh prints the host key after it
+LOG_TAIL = 2000  # lines searched for it
+
+
+def fit_name(name: str, valid: re.Pattern[str], max_len: int = 63) -> str:
+    """``name`` where ``valid`` accepts it as it is; otherwise a valid prefix of it with a
+    hash of the whole name, so two names never map to one (e.g. ``a--b`` and ``a-b``).
+    ``valid`` must accept lowercase letters, digits and single inner hyphens."""
+    if valid.fullmatch(name) and len(name) <= max_len:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    stem = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower()))[:max_len - 11].strip("-")
+    return f"{stem}-{digest}" if stem else f"dev8-{digest}"
+
+
+def host_key_from_logs(text: str) -> str | None:
+    """The host key the entrypoint printed last (the log may hold earlier starts')."""
+    found = None
+    for line in text.splitlines():
+        if line.startswith(HOST_KEY_PREFIX):
+            key = line[len(HOST_KEY_PREFIX):].strip()
+            if key.startswith("ssh-"):
+                found = key
+    return found
+
+
+def registry_status(image: str, backend: str, creds: tuple[str, str] | None = None,
+                    unverifiable_ok: bool = False) -> str:
+    """"pullable" when ``image``'s registry has it (a manifest HEAD, with ``creds`` if
+    given); NeedsUserAction saying why not. ``unverifiable_ok``: the backend pulls with
+    credentials dev8 does not hold (a managed identity, a pull secret), so a registry that
+    refuses dev8 is not proof the backend cannot pull."""
+    if image in {layout.image_tag(t) for t in layout.IMAGE_TARGETS}:
+        raise NeedsUserAction(f"{image} is built on a machine with Docker, and {backend} pulls from a registry: "
+                              f"push it (dev8 image push {image} --registry HOST) and name the pushed image, "
+                              "or set DEV8_DEFAULT_IMAGE to it")
+    try:
+        ref = parse_ref(image)
+    except ValueError as exc:
+        raise NeedsUserAction(str(exc)) from None
+    try:
+        present = has_manifest(ref, creds)
+    except RegistryError as exc:
+        if unverifiable_ok:
+            return "pullable"
+        raise NeedsUserAction(f"image {image} cannot be checked: {exc}") from None
+    if not present:
+        raise NeedsUserAction(f"image {image} is not in its registry {ref.registry}: push it there "
+                              f"(dev8 image push {image} --registry HOST) or choose another image")
+    return "pullable"

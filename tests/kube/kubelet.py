@@ -1,0 +1,377 @@
+"""A test kubelet (ours, for the tests only): it plays the node, the scheduler and a volume
+provisioner against the real API server, and runs each pod on the local Docker engine.
+
+- Registers a Node (its capacity settable, so a pod can be too big for it) whose kubelet
+  endpoint serves container logs over HTTPS, so ``pods/log`` goes through the API server
+  as in a cluster.
+- Binds pending pods (``pods/binding``) when their requests fit and their claims are bound,
+  else marks them Unschedulable with the scheduler's wording.
+- Provisions claims of its storage class (a Docker volume per claim uid, Bound) and, as
+  the pvc-protection controller, lets a deleted claim go once no pod uses it.
+- Runs a bound pod: pulls its image (a real local registry), a container with the pod's
+  environment, limits, capabilities, no-new-privileges, the claim as a volume and a
+  memory emptyDir as a tmpfs, on a bridge of its own; reports Running with the
+  container's address as the pod IP, Ready once TCP 22 answers, ErrImagePull and
+  ImagePullBackOff for an image the registry lacks, restarts; deletes pods whose deletion
+  started once their container is gone.
+Not a kubelet: no probes but TCP 22, no CNI (NetworkPolicies are not enforced), no eviction."""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+from kubernetes import client, watch
+
+from tests.support import free_port
+
+STORAGE_CLASS = "dev8-test"
+LABEL = "dev8-test-kubelet"
+
+
+def quantity(value: str) -> float:
+    units = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
+             "Ti": 1 << 40}
+    for suffix in sorted(units, key=len, reverse=True):
+        if value.endswith(suffix):
+            return float(value[:-len(suffix)]) * units[suffix]
+    return float(value)
+
+
+class TestKubelet:
+    def __init__(self, api: client.ApiClient, docker_client: docker.DockerClient, cert_dir: Path,
+                 cpu: str = "4", memory: str = "8Gi") -> None:
+        self.core = client.CoreV1Api(api)
+        self.storage = client.StorageV1Api(api)
+        self.docker = docker_client
+        self.cert_dir = cert_dir
+        self.id = uuid.uuid4().hex[:8]
+        self.node = f"dev8-test-node-{self.id}"
+        self.network = f"dev8-kube-{self.id}"
+        self.capacity = {"cpu": cpu, "memory": memory, "pods": "110"}
+        self.pods: dict[str, dict[str, Any]] = {}  # uid → the pod as last seen
+        self.workers: dict[str, threading.Thread] = {}
+        self.claims: dict[str, dict[str, Any]] = {}  # namespace/name → claim as last seen
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.pod_started_at: dict[str, float] = {}  # uid → when the API had it (for the benchmark)
+        self.pod_ready_at: dict[str, float] = {}  # uid → when its sshd answered
+        self.errors: list[str] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> TestKubelet:
+        self.docker.networks.create(self.network, driver="bridge", labels={LABEL: self.id},
+                                    options={"com.docker.network.bridge.enable_icc": "false"})
+        self.logs_port = free_port()
+        self._serve_logs()
+        with contextlib.suppress(client.ApiException):
+            self.storage.create_storage_class({
+                "metadata": {"name": STORAGE_CLASS,
+                             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                "provisioner": "dev8.test/docker-volume", "volumeBindingMode": "Immediate"})
+        self.core.create_node({"metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}}})
+        self._node_status()
+        for target in (self._watch_pods, self._watch_claims, self._claims_loop):
+            threading.Thread(target=target, daemon=True).start()
+        return self
+
+    def set_capacity(self, **capacity: str) -> None:
+        self.capacity.update(capacity)
+        self._node_status()
+
+    def _node_status(self) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.core.patch_node_status(self.node, {"status": {
+            "capacity": self.capacity, "allocatable": self.capacity,
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.logs_port}},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test kubelet",
+                            "lastHeartbeatTime": now, "lastTransitionTime": now}]}})
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        for c in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.id}"}):
+            c.remove(force=True)
+        for v in self.docker.volumes.list(filters={"label": f"{LABEL}={self.id}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                v.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.docker.networks.get(self.network).remove()
+
+    # --- the kubelet API: container logs, as the API server asks for them -----------------------
+
+    def _serve_logs(self) -> None:
+        kubelet = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 — the stdlib's name
+                url = urllib.parse.urlsplit(self.path)
+                parts = url.path.strip("/").split("/")
+                if len(parts) != 4 or parts[0] != "containerLogs":
+                    self.send_error(404)
+                    return
+                _, namespace, pod, _container = parts
+                tail = urllib.parse.parse_qs(url.query).get("tailLines", ["all"])[0]
+                found = kubelet.docker.containers.list(all=True, filters={"label": [
+                    f"{LABEL}={kubelet.id}", f"pod={namespace}.{pod}"]})
+                if not found:
+                    self.send_error(404)
+                    return
+                body = found[0].logs(tail=int(tail) if tail.isdigit() else "all")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.logs_port), Handler)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert_dir / "cert.pem", self.cert_dir / "key.pem")
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    # --- watches ------------------------------------------------------------------------------
+
+    def _watch_forever(self, listing: Any, seen: Any) -> None:
+        while not self.stopping.is_set():
+            try:
+                for event in watch.Watch().stream(listing, timeout_seconds=30):
+                    seen(event["type"], event["raw_object"])
+                    if self.stopping.is_set():
+                        return
+            except Exception:  # noqa: BLE001 — the API server restarting, a dropped watch: watch again
+                time.sleep(0.5)
+
+    def _watch_pods(self) -> None:
+        def seen(kind: str, pod: dict[str, Any]) -> None:
+            uid = pod["metadata"]["uid"]
+            with self.lock:
+                if kind == "DELETED":
+                    self.pods.pop(uid, None)
+                    return
+                self.pods[uid] = pod
+                self.pod_started_at.setdefault(uid, time.monotonic())
+                if uid not in self.workers:
+                    self.workers[uid] = threading.Thread(target=self._run_pod, args=(uid,), daemon=True)
+                    self.workers[uid].start()
+        self._watch_forever(self.core.list_pod_for_all_namespaces, seen)
+
+    def _watch_claims(self) -> None:
+        def seen(kind: str, claim: dict[str, Any]) -> None:
+            key = f"{claim['metadata']['namespace']}/{claim['metadata']['name']}"
+            with self.lock:
+                if kind == "DELETED":
+                    self.claims.pop(key, None)
+                else:
+                    self.claims[key] = claim
+        self._watch_forever(self.core.list_persistent_volume_claim_for_all_namespaces, seen)
+
+    def _claims_loop(self) -> None:
+        """Provision claims of our class; let a deleted one go once no pod mounts it."""
+        while not self.stopping.wait(0.2):
+            with self.lock:
+                claims = list(self.claims.values())
+                pods = list(self.pods.values())
+            for claim in claims:
+                meta, spec = claim["metadata"], claim["spec"]
+                try:
+                    if meta.get("deletionTimestamp"):
+                        used = any(v.get("persistentVolumeClaim", {}).get("claimName") == meta["name"]
+                                   for p in pods if p["metadata"]["namespace"] == meta["namespace"]
+                                   for v in p["spec"].get("volumes", []))
+                        if not used and meta.get("finalizers"):
+                            with contextlib.suppress(docker.errors.NotFound):
+                                self.docker.volumes.get(f"kube-pvc-{meta['uid']}").remove(force=True)
+                            self.core.patch_namespaced_persistent_volume_claim(
+                                meta["name"], meta["namespace"], {"metadata": {"finalizers": None}})
+                    elif (claim.get("status") or {}).get("phase") != "Bound" and \
+                            spec.get("storageClassName") == STORAGE_CLASS:
+                        self.core.patch_namespaced_persistent_volume_claim_status(
+                            meta["name"], meta["namespace"], {"status": {
+                                "phase": "Bound", "accessModes": spec["accessModes"],
+                                "capacity": {"storage": spec["resources"]["requests"]["storage"]}}})
+                except client.ApiException:
+                    pass  # changed meanwhile: the next round sees the new state
+
+    # --- one pod ------------------------------------------------------------------------------
+
+    def _pod(self, uid: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.pods.get(uid)
+
+    def _status(self, pod: dict[str, Any], **status: Any) -> None:
+        with contextlib.suppress(client.ApiException):
+            self.core.patch_namespaced_pod_status(pod["metadata"]["name"], pod["metadata"]["namespace"],
+                                                  {"status": status})
+
+    def _run_pod(self, uid: str) -> None:
+        try:
+            self._lifecycle(uid)
+        except Exception:  # a test kubelet's bug: said, not swallowed
+            import traceback
+            self.errors.append(traceback.format_exc())
+            print(f"test kubelet: pod {uid} failed:\n{self.errors[-1]}", flush=True)
+        finally:
+            with self.lock:
+                self.workers.pop(uid, None)
+
+    def _lifecycle(self, uid: str) -> None:
+        container = None
+        pulled = False
+        restarts = -1
+        ready = False
+        while not self.stopping.is_set():
+            pod = self._pod(uid)
+            if pod is None:
+                break
+            meta, spec = pod["metadata"], pod["spec"]
+            if meta.get("deletionTimestamp"):
+                if container is not None:
+                    grace = min(int(meta.get("deletionGracePeriodSeconds") or 0), 10)
+                    with contextlib.suppress(docker.errors.APIError):
+                        container.stop(timeout=grace)
+                        container.remove(force=True)
+                with contextlib.suppress(client.ApiException):  # gone already
+                    # (with a body the API server reads the options from it alone, not the query)
+                    self.core.delete_namespaced_pod(meta["name"], meta["namespace"], body={
+                        "gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
+                break
+            if not spec.get("nodeName"):
+                self._schedule(pod)
+            elif spec["nodeName"] != self.node:
+                break
+            elif container is None:
+                if not pulled:
+                    pulled = self._pull(pod)
+                if pulled:
+                    container = self._create(pod)
+            else:
+                restarts, ready = self._report(pod, container, restarts, ready)
+            time.sleep(0.1)
+
+    def _schedule(self, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        why = None
+        with self.lock:
+            others = [p for p in self.pods.values() if p["spec"].get("nodeName") == self.node]
+            claims = dict(self.claims)
+        for resource in ("cpu", "memory"):
+            used = sum(quantity(c.get("resources", {}).get("requests", {}).get(resource, "0"))
+                       for p in others for c in p["spec"]["containers"])
+            asked = sum(quantity(c.get("resources", {}).get("requests", {}).get(resource, "0"))
+                        for c in spec["containers"])
+            if used + asked > quantity(self.capacity[resource]):
+                why = f"0/1 nodes are available: 1 Insufficient {resource}."
+        for volume in spec.get("volumes", []):
+            name = volume.get("persistentVolumeClaim", {}).get("claimName")
+            if name and (claims.get(f"{meta['namespace']}/{name}", {}).get("status") or {}).get("phase") != "Bound":
+                why = "0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims."
+        if why:
+            conditions = (pod.get("status") or {}).get("conditions") or []
+            if not any(c.get("type") == "PodScheduled" and c.get("message") == why for c in conditions):
+                self._status(pod, phase="Pending", conditions=[{"type": "PodScheduled", "status": "False",
+                                                                "reason": "Unschedulable", "message": why}])
+            time.sleep(0.2)
+            return
+        with contextlib.suppress(client.ApiException):
+            self.core.create_namespaced_pod_binding(meta["name"], meta["namespace"], {
+                "metadata": {"name": meta["name"]}, "target": {"kind": "Node", "name": self.node}},
+                _preload_content=False)  # the client cannot parse the Status it answers
+
+    def _pull(self, pod: dict[str, Any]) -> bool:
+        image = pod["spec"]["containers"][0]["image"]
+        try:
+            self.docker.images.get(image)
+            return True
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            self.docker.images.pull(image)
+            return True
+        except docker.errors.APIError as exc:
+            message = f'Failed to pull image "{image}": {exc.explanation or exc}'
+            self._waiting(pod, "ErrImagePull", message)
+            time.sleep(0.5)
+            self._waiting(pod, "ImagePullBackOff", f'Back-off pulling image "{image}"')
+            time.sleep(2)
+            return False
+
+    def _waiting(self, pod: dict[str, Any], reason: str, message: str) -> None:
+        c = pod["spec"]["containers"][0]
+        self._status(pod, phase="Pending", conditions=[
+            {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
+            containerStatuses=[{"name": c["name"], "image": c["image"], "imageID": "", "ready": False,
+                                "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}}])
+
+    def _create(self, pod: dict[str, Any]) -> Any:
+        meta, spec = pod["metadata"], pod["spec"]
+        c = spec["containers"][0]
+        volumes: dict[str, dict[str, str]] = {}
+        tmpfs: dict[str, str] = {}
+        for mount in c.get("volumeMounts", []):
+            volume = next(v for v in spec.get("volumes", []) if v["name"] == mount["name"])
+            if "persistentVolumeClaim" in volume:
+                with self.lock:
+                    claim = self.claims[f"{meta['namespace']}/{volume['persistentVolumeClaim']['claimName']}"]
+                name = f"kube-pvc-{claim['metadata']['uid']}"
+                with contextlib.suppress(docker.errors.APIError):
+                    self.docker.volumes.create(name, labels={LABEL: self.id})
+                volumes[name] = {"bind": mount["mountPath"], "mode": "rw"}
+            elif volume.get("emptyDir", {}).get("medium") == "Memory":
+                size = int(quantity(volume["emptyDir"].get("sizeLimit", "64Mi")))
+                tmpfs[mount["mountPath"]] = f"size={size}"
+            else:
+                raise ValueError(f"the test kubelet mounts no {sorted(volume)} volume")
+        security = c.get("securityContext") or {}
+        caps = security.get("capabilities") or {}
+        limits = c.get("resources", {}).get("limits", {})
+        container = self.docker.containers.create(
+            c["image"], name=f"k8s-{meta['namespace']}-{meta['name']}-{meta['uid'][:8]}",
+            hostname=spec.get("hostname") or meta["name"], labels={LABEL: self.id, "pod": f"{meta['namespace']}."
+                                                                 f"{meta['name']}", "pod-uid": meta["uid"]},
+            environment={e["name"]: e.get("value", "") for e in c.get("env", [])}, volumes=volumes, tmpfs=tmpfs,
+            cap_drop=caps.get("drop"), cap_add=caps.get("add"),
+            security_opt=["no-new-privileges"] if security.get("allowPrivilegeEscalation") is False else None,
+            nano_cpus=int(quantity(limits["cpu"]) * 1e9) if "cpu" in limits else None,
+            mem_limit=int(quantity(limits["memory"])) if "memory" in limits else None,
+            network=self.network, restart_policy={"Name": "always"})
+        container.start()
+        return container
+
+    def _report(self, pod: dict[str, Any], container: Any, restarts: int, ready: bool) -> tuple[int, bool]:
+        container.reload()
+        count = container.attrs.get("RestartCount", 0)
+        running = container.status == "running"
+        ip = container.attrs["NetworkSettings"]["Networks"].get(self.network, {}).get("IPAddress") or None
+        answers = False
+        if running and ip:
+            with contextlib.suppress(OSError), socket.create_connection((ip, 22), timeout=0.5):
+                answers = True
+        if count == restarts and answers == ready:
+            return restarts, ready
+        uid = pod["metadata"]["uid"]
+        if answers:
+            self.pod_ready_at.setdefault(uid, time.monotonic())
+        c = pod["spec"]["containers"][0]
+        started = container.attrs["State"].get("StartedAt")
+        state = {"running": {"startedAt": started[:19] + "Z"}} if running else {"waiting": {"reason": "CrashLoopBackOff"}}
+        self._status(pod, phase="Running", podIP=ip, podIPs=[{"ip": ip}] if ip else None, hostIP="127.0.0.1",
+                     conditions=[{"type": "PodScheduled", "status": "True"},
+                                 {"type": "Ready", "status": "True" if answers else "False"},
+                                 {"type": "ContainersReady", "status": "True" if answers else "False"}],
+                     containerStatuses=[{"name": c["name"], "image": c["image"], "imageID": container.image.id,
+                                         "containerID": f"docker://{container.id}", "ready": answers,
+                                         "restartCount": count, "started": running, "state": state}])
+        return count, answers
