@@ -192,8 +192,12 @@ class TestKubelet:
                                    for p in pods if p["metadata"]["namespace"] == meta["namespace"]
                                    for v in p["spec"].get("volumes", []))
                         if not used and meta.get("finalizers"):
-                            with contextlib.suppress(docker.errors.NotFound):
+                            try:
                                 self.docker.volumes.get(f"kube-pvc-{meta['uid']}").remove(force=True)
+                            except docker.errors.NotFound:
+                                pass
+                            except docker.errors.APIError:
+                                continue  # a container being removed still holds it: the next round
                             self.core.patch_namespaced_persistent_volume_claim(
                                 meta["name"], meta["namespace"], {"metadata": {"finalizers": None}})
                     elif (claim.get("status") or {}).get("phase") != "Bound" and \
@@ -234,7 +238,10 @@ class TestKubelet:
         ready = False
         while not self.stopping.is_set():
             pod = self._pod(uid)
-            if pod is None:
+            if pod is None:  # force-deleted (grace 0): its container goes too, as a kubelet's would
+                if container is not None:
+                    with contextlib.suppress(docker.errors.APIError):
+                        container.remove(force=True)
                 break
             meta, spec = pod["metadata"], pod["spec"]
             if meta.get("deletionTimestamp"):
