@@ -3,8 +3,10 @@ the Role in deploy/kubernetes), its pods run on Docker by the test kubelet (test
 What only a real cluster shows is in the README; the contract suite covers the lifecycle."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -16,7 +18,7 @@ from dev8.runtimes.base import EnvSpec, NeedsUserAction, RuntimeUnavailable
 from dev8.runtimes.kube import KubernetesRuntime
 from dev8.runtimes.kube import builders as b
 from dev8.runtimes.kube.options import KubernetesOptions
-from tests.support import unique, wait_until
+from tests.support import GIT_HOST, GITLAB_HOST, Dev8Server, User, make_tls_certs, start_git_server, unique, wait_until
 
 # The three newest Kubernetes versions kubernetes-validate knows: what dev8 sends must pass
 # their strict schemas (v1.20 itself drops unknown fields without a word).
@@ -182,3 +184,66 @@ def test_observe_all_lists_running_and_stopped_environments_in_two_calls(runtime
     finally:
         for s in (spec, other):
             rt.remove(s, keep_storage=False)
+
+
+TOKEN = "tok-" + "k8s0" * 8
+
+
+@pytest.fixture(scope="module")
+def kube_server(tmp_path_factory: pytest.TempPathFactory, kube_cluster, kubelet, registry_base_image: str,  # type: ignore[no-untyped-def]
+                docker_client) -> Iterator[Dev8Server]:
+    """A dev8 server on DEV8_RUNTIME=kubernetes with dev8's own Role, and a git server its
+    pods reach (as a cluster's pods reach a company's git host)."""
+    import docker
+    root = tmp_path_factory.mktemp("kube-server")
+    network = docker_client.networks.create(unique("dev8-kube-git-"))
+    ca = make_tls_certs(root / "tls", GIT_HOST, GITLAB_HOST)
+    git = start_git_server(docker_client, network.name, root / "tls", {"x-access-token": TOKEN})
+    kubelet.extra_networks.append(network.name)
+    server = Dev8Server(root / "server", extra_env={
+        "DEV8_RUNTIME": "kubernetes", "DEV8_RUNTIME_KUBECONFIG": str(kube_cluster.kubeconfig("dev8")),
+        "DEV8_DEFAULT_IMAGE": registry_base_image, "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
+    yield server
+    server.kill()
+    kubelet.extra_networks.remove(network.name)
+    git.remove(force=True)
+    with contextlib.suppress(docker.errors.APIError):  # a pod a failed test left is still on it
+        network.remove()
+
+
+def test_an_environment_on_kubernetes_end_to_end(kube_server: Dev8Server, kube_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    core = admin_core(kube_cluster)
+    alice = User(kube_server, f"{unique('alice')}@example.com", tmp_path / "alice")
+    alice.cli("secrets", "set", "GITHUB_TOKEN", input=TOKEN)
+    name = unique("k")
+    created = alice.cli("create", name, "--repo", f"https://{GIT_HOST}:8443/org/app.git",
+                        "--git", f"github@{GIT_HOST}:8443")
+    assert "✓ clone" in created.stdout and f"{name} is ready" in created.stdout, created.stdout
+    env_id = alice.http().get(f"/environments/{name}").json()["id"]
+    pods = core.list_namespaced_pod("dev8-environments", label_selector=f"dev8.env-id={env_id}").items
+    assert len(pods) == 1 and TOKEN not in str(pods[0].to_dict())  # the token went over SSH, not in the pod
+    first_uid = pods[0].metadata.uid
+    # SSH through the gateway to the pod's IP, git push with the token from the secret
+    r = alice.ssh(name, "cd ~/workspace/app && cat README.md && echo x > k.txt && git add k.txt && "
+                        "git commit -qm 'from k8s' && git push -q origin main && echo pushed; stat -f -c %T /run/dev8/")
+    assert r.stdout.split()[-2:] == ["pushed", "tmpfs"] and "hello from the test git server" in r.stdout, r.stderr
+    # a preview through dev8's proxy, over the same SSH transport
+    alice.ssh(name, "cd ~/workspace/app && (setsid python3 -m http.server 8123 --bind 127.0.0.1 >/dev/null 2>&1 &)")
+    wait_until(lambda: alice.script().get(f"/@{alice.username}/{name}/ports/8123/k.txt").status_code == 200,
+               timeout=30, what="the preview")
+    assert alice.script().get(f"/@{alice.username}/{name}/ports/8123/k.txt").text == "x\n"
+
+    alice.cli("stop", name)
+    assert core.list_namespaced_pod("dev8-environments", label_selector=f"dev8.env-id={env_id}").items == []
+    claims = core.list_namespaced_persistent_volume_claim("dev8-environments", label_selector=f"dev8.env-id={env_id}")
+    assert len(claims.items) == 1  # the home is kept
+    alice.cli("start", name)
+    pod = core.list_namespaced_pod("dev8-environments", label_selector=f"dev8.env-id={env_id}").items[0]
+    assert pod.metadata.uid != first_uid  # a new pod: configured again, its host key read from its log
+    r = alice.ssh(name, "cat ~/workspace/app/k.txt; cd ~/workspace/app && git pull -q && echo pulled")
+    assert r.stdout.split() == ["x", "pulled"], r.stderr
+
+    alice.cli("delete", name)
+    wait_until(lambda: not core.list_namespaced_persistent_volume_claim(
+        "dev8-environments", label_selector=f"dev8.env-id={env_id}").items, timeout=60, what="the claim deleted")
+    assert core.list_namespaced_pod("dev8-environments", label_selector=f"dev8.env-id={env_id}").items == []

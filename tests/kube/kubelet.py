@@ -65,6 +65,7 @@ class TestKubelet:
         self.pod_started_at: dict[str, float] = {}  # uid → when the API had it (for the benchmark)
         self.pod_ready_at: dict[str, float] = {}  # uid → when its sshd answered
         self.errors: list[str] = []
+        self.extra_networks: list[str] = []  # pods made meanwhile join these too (a test's git server)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -354,6 +355,8 @@ class TestKubelet:
             nano_cpus=int(quantity(limits["cpu"]) * 1e9) if "cpu" in limits else None,
             mem_limit=int(quantity(limits["memory"])) if "memory" in limits else None,
             network=self.network, restart_policy={"Name": "always"})
+        for network in self.extra_networks:
+            self.docker.networks.get(network).connect(container)
         container.start()
         return container
 
