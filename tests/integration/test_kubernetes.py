@@ -247,3 +247,31 @@ def test_an_environment_on_kubernetes_end_to_end(kube_server: Dev8Server, kube_c
     wait_until(lambda: not core.list_namespaced_persistent_volume_claim(
         "dev8-environments", label_selector=f"dev8.env-id={env_id}").items, timeout=60, what="the claim deleted")
     assert core.list_namespaced_pod("dev8-environments", label_selector=f"dev8.env-id={env_id}").items == []
+
+
+def test_the_shipped_manifests_pass_strict_schemas_and_agree_with_the_runtime() -> None:
+    import yaml
+
+    from dev8.settings import Settings
+    from tests.kube.cluster import DEPLOY
+    docs = {p.name: [d for d in yaml.safe_load_all(p.read_text()) if d] for p in sorted(DEPLOY.glob("*.yaml"))}
+    kustomization = docs.pop("kustomization.yaml")[0]
+    assert sorted(kustomization["resources"]) == sorted(n for n in docs if not n.endswith(".example.yaml"))
+    for version in SCHEMA_VERSIONS:
+        for objects in docs.values():
+            for obj in objects:
+                kubernetes_validate.validate(obj, version, strict=True)
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for objects in docs.values() for o in objects}
+    policy = by_kind[("NetworkPolicy", "dev8-environments")]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= b.APP_LABELS.items()  # selects every environment pod
+    allowed = policy["ingress"][0]["from"][0]
+    template = by_kind[("Deployment", "dev8")]["spec"]["template"]
+    assert allowed["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 22}]
+    settings = by_kind[("ConfigMap", "dev8-settings")]["data"]
+    assert settings["DEV8_RUNTIME_NAMESPACE"] == by_kind[("Role", "dev8-environments")]["metadata"]["namespace"]
+    known = {f"DEV8_{f.upper()}" for f in Settings.model_fields} | {
+        f"DEV8_RUNTIME_{f.upper()}" for f in KubernetesOptions.model_fields} | {"DEV8_KEYRING"}
+    assert set(settings) <= known, set(settings) - known
+    subject = by_kind[("RoleBinding", "dev8-environments")]["subjects"][0]
+    assert template["spec"]["serviceAccountName"] == subject["name"] == by_kind[("ServiceAccount", "dev8")]["metadata"]["name"]
