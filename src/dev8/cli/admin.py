@@ -31,7 +31,11 @@ def server(
     _RESOURCE_GROUP, _LOCATION, _STORAGE_ACCOUNT, optional _NETWORK=private with _SUBNET_ID,
     _DNS_LABEL, _REGISTRY_SERVER with _REGISTRY_USERNAME/_PASSWORD or _REGISTRY_IDENTITY,
     _SHARE_QUOTA_GB, _SAVE_EVERY; Azure credentials from azure-identity: AZURE_* variables,
-    managed identity or `az login`) or fake (tests). Every setting: the README's table."""
+    managed identity or `az login`), kubernetes (a pod and a claim per environment:
+    DEV8_RUNTIME_NAMESPACE, _KUBECONFIG, _CONTEXT, _STORAGE_CLASS, _STORAGE_SIZE,
+    _IMAGE_PULL_SECRETS, _NODE_SELECTOR, _TOLERATIONS, _ALLOW_PRIVILEGE_ESCALATION; in a
+    cluster its service account, else a kubeconfig) or fake (tests). Every setting: the
+    README's table."""
     from dev8.server.main import StartupError, run
     settings = load_settings(data_dir=data_dir, database_url=database_url, http_addr=http_addr, ssh_addr=ssh_addr)
     try:
