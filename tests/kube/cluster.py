@@ -125,7 +125,7 @@ class KubeCluster:
         for proc in reversed(self.procs):
             proc.terminate()
             try:
-                proc.wait(10)
+                proc.wait(3)  # etcd and the API server keep nothing worth a graceful stop here
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -108,10 +108,13 @@ class KubernetesRuntime:
         return self._raw(self.core.read_namespaced_persistent_volume_claim, builders.claim_name(spec),
                          self.opts.namespace)
 
-    def _follow(self, kind: str, name: str, done: Callable[[dict[str, Any] | None], bool], deadline: float) -> bool:
-        """Watch one pod or claim until ``done(object)`` (None once deleted) or the deadline:
-        whether it got there. A watch the API ends (its time slice, a 410 Gone for an old
-        resource version) is made again from a fresh read."""
+    def _follow(self, kind: str, name: str, done: Callable[[dict[str, Any] | None], bool],
+                deadline: float | Callable[[], float]) -> bool:
+        """Watch one pod or claim until ``done(object)`` (None once deleted) or the deadline
+        (a time, or a function of what was seen: it may come sooner): whether it got there.
+        A watch the API ends (its time slice, a 410 Gone for an old resource version) is
+        made again from a fresh read."""
+        due = deadline if callable(deadline) else (lambda: deadline)
         read, listing = {"pod": (self.core.read_namespaced_pod, self.core.list_namespaced_pod),
                          "claim": (self.core.read_namespaced_persistent_volume_claim,
                                    self.core.list_namespaced_persistent_volume_claim)}[kind]
@@ -119,13 +122,14 @@ class KubernetesRuntime:
             current = self._raw(read, name, self.opts.namespace)
             if done(current):
                 return True
-            remaining = deadline - time.monotonic()
+            remaining = due() - time.monotonic()
             if remaining <= 0:
                 return False
+            slice_end = time.monotonic() + min(remaining, WATCH_SLICE)
             w = watch.Watch()
             version = (current or {}).get("metadata", {}).get("resourceVersion")
             kw: dict[str, Any] = {"field_selector": f"metadata.name={name}",
-                                  "timeout_seconds": max(1, int(min(remaining, WATCH_SLICE))),
+                                  "timeout_seconds": max(1, round(min(remaining, WATCH_SLICE))),
                                   "_request_timeout": (TIMEOUT[0], min(remaining, WATCH_SLICE) + 10)}
             if version:
                 kw["resource_version"] = version
@@ -133,13 +137,12 @@ class KubernetesRuntime:
                 for event in w.stream(listing, self.opts.namespace, **kw):
                     if event["type"] == "ERROR":
                         break  # 410 Gone and the like: read again
-                    obj = None if event["type"] == "DELETED" else event["raw_object"]
-                    if done(obj):
+                    if done(None if event["type"] == "DELETED" else event["raw_object"]):
                         w.stop()
                         return True
-                    if time.monotonic() > deadline:
+                    if due() < slice_end - 0.5:  # the deadline came nearer: a shorter watch
                         w.stop()
-                        return False
+                        break
             except ApiException as exc:
                 if exc.status != 410:
                     raise
@@ -236,12 +239,11 @@ class KubernetesRuntime:
             unschedulable_since.clear()
             return False
 
-        def sooner() -> float:  # a watch slice ends when the schedule timeout would
+        def due() -> float:  # sooner once the pod is unschedulable: when the schedule timeout ends
             if unschedulable_since:
-                return min(deadline, unschedulable_since[0] + self.opts.schedule_timeout + 0.5)
+                return min(deadline, unschedulable_since[0] + self.opts.schedule_timeout + 0.1)
             return deadline
-        while not self._follow("pod", name, done, sooner()) and time.monotonic() < deadline:
-            pass
+        self._follow("pod", name, done, due)
         pod = seen[0]
         if pod is None:
             raise RuntimeError(f"pod {name} was deleted while it started")
