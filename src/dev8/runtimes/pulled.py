@@ -8,7 +8,7 @@ import hashlib
 import re
 
 from dev8.envimage import dev8_env as layout
-from dev8.runtimes.base import NeedsUserAction
+from dev8.runtimes.base import EnvSpec, NeedsUserAction, Progress
 from dev8.runtimes.registry import RegistryError, has_manifest, parse_ref
 
 HOST_KEY_PREFIX = "dev8-host-key: "  # images/base/entrypoint.sh prints the host key after it
@@ -61,3 +61,38 @@ def registry_status(image: str, backend: str, creds: tuple[str, str] | None = No
         raise NeedsUserAction(f"image {image} is not in its registry {ref.registry}: push it there "
                               f"(dev8 image push {image} --registry HOST) or choose another image")
     return "pullable"
+
+
+class PulledImages:
+    """The contract's image and host-key methods for a runtime whose backend pulls images
+    and prints the environment's log: the runtime gives ``name``, ``logs``, ``image_status``
+    and ``pulls`` (when its backend pulls, said to the user)."""
+    name: str
+    pulls: str
+
+    def logs(self, spec: EnvSpec, tail: int) -> list[str]:
+        raise NotImplementedError  # the runtime's own
+
+    def image_status(self, image: str) -> str:
+        raise NotImplementedError  # the runtime's own
+
+    def host_key(self, spec: EnvSpec) -> str:
+        key = host_key_from_logs("\n".join(self.logs(spec, LOG_TAIL)))
+        if key is None:
+            raise RuntimeError("the environment has not printed its SSH host key yet")
+        return key
+
+    def fetch_image(self, image: str, progress: Progress) -> None:
+        self.image_status(image)
+        progress(f"{image} is in its registry; {self.pulls}")
+
+    def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
+                    dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
+        raise NeedsUserAction(f"the {self.name} runtime builds no images: build it with Docker, push it with "
+                              "`dev8 image push`, and name the pushed image instead of a Dockerfile")
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message (an SDK's ``message`` where it has one), first line, bounded."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return (text.splitlines() or [exc.__class__.__name__])[0][:300]

@@ -35,7 +35,7 @@ from dev8.runtimes.base import (
     RuntimeUnavailable,
     StorageGone,
 )
-from dev8.runtimes.pulled import LOG_TAIL, host_key_from_logs, registry_status
+from dev8.runtimes.pulled import PulledImages, first_line, registry_status
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
@@ -58,8 +58,9 @@ USER_ACTION = {
 }
 
 
-class AciRuntime:
+class AciRuntime(PulledImages):
     name = "aci"
+    pulls = "ACI pulls it at each start"
     # Its home lives on the container's own disk; the share holds its archive, saved by the
     # environment every few minutes and by this command before a stop (see the README).
     before_stop: str | None = "sudo -n dev8-env save-home"
@@ -117,25 +118,25 @@ class AciRuntime:
         try:
             yield
         except (ServiceRequestError, ServiceResponseError) as exc:
-            raise RuntimeUnavailable(f"Azure unreachable at {self.opts.arm_endpoint} ({_first_line(exc)})") from None
+            raise RuntimeUnavailable(f"Azure unreachable at {self.opts.arm_endpoint} ({first_line(exc)})") from None
         except ClientAuthenticationError as exc:
-            raise RuntimeUnavailable(f"Azure refused dev8's credentials ({_first_line(exc)})") from None
+            raise RuntimeUnavailable(f"Azure refused dev8's credentials ({first_line(exc)})") from None
         except ResourceNotFoundError:
             raise
         except HttpResponseError as exc:
             code = exc.error.code if exc.error else ""
             if exc.status_code in (401, 403):
-                raise RuntimeUnavailable(f"Azure refused dev8's credentials: {code} {_first_line(exc)}") from None
+                raise RuntimeUnavailable(f"Azure refused dev8's credentials: {code} {first_line(exc)}") from None
             if exc.status_code is not None and exc.status_code >= 500:  # still so after azure-core's retries
-                raise RuntimeUnavailable(f"Azure answered {exc.status_code} ({_first_line(exc)})") from None
+                raise RuntimeUnavailable(f"Azure answered {exc.status_code} ({first_line(exc)})") from None
             template = USER_ACTION.get(code or "")
             if template is not None:
                 names = {"image": spec.image if spec else "", "location": self.opts.location,
                          "group": builders.group_name(spec) if spec else ""}
-                raise NeedsUserAction(f"{template.format(**names)} ({_first_line(exc)})") from None
-            raise RuntimeError(f"Azure answered {exc.status_code} {code}: {_first_line(exc)}") from None
+                raise NeedsUserAction(f"{template.format(**names)} ({first_line(exc)})") from None
+            raise RuntimeError(f"Azure answered {exc.status_code} {code}: {first_line(exc)}") from None
         except AzureError as exc:  # credential chains that found nothing, timeouts of token calls
-            raise RuntimeUnavailable(f"Azure cannot be used: {_first_line(exc)}") from None
+            raise RuntimeUnavailable(f"Azure cannot be used: {first_line(exc)}") from None
 
     # --- the contract -------------------------------------------------------------------------
 
@@ -261,12 +262,6 @@ class AciRuntime:
                 return []
         return (found.content or "").splitlines()
 
-    def host_key(self, spec: EnvSpec) -> str:
-        key = host_key_from_logs("\n".join(self.logs(spec, LOG_TAIL)))
-        if key is None:
-            raise RuntimeError("the environment has not printed its SSH host key yet")
-        return key
-
     def image_status(self, image: str) -> str:
         self.ping()  # ACI pulls for itself: a create while Azure is down should say so
         return self._registry_status(image)
@@ -277,17 +272,3 @@ class AciRuntime:
             creds = (self.opts.registry_username, self.opts.registry_password or "")
         identity = bool(self.opts.registry_identity) and image.startswith(f"{self.opts.registry_server}/")
         return registry_status(image, "ACI", creds, unverifiable_ok=identity)  # ACI's identity is not dev8's
-
-    def fetch_image(self, image: str, progress: Progress) -> None:
-        self.image_status(image)
-        progress(f"{image} is in its registry; ACI pulls it at each start")
-
-    def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
-                    dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
-        raise NeedsUserAction("the aci runtime builds no images: build it with Docker, push it with "
-                              "`dev8 image push`, and name the pushed image instead of a Dockerfile")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc).strip()
-    return (text.splitlines() or [exc.__class__.__name__])[0][:300]

@@ -29,15 +29,16 @@ from dev8.runtimes.base import (
 )
 from dev8.runtimes.kube import builders
 from dev8.runtimes.kube.options import KubernetesOptions
-from dev8.runtimes.pulled import LOG_TAIL, host_key_from_logs, registry_status
+from dev8.runtimes.pulled import PulledImages, first_line, registry_status
 
 TIMEOUT = (10, 60)  # (connect, read) seconds of every call
 WATCH_SLICE = 30  # seconds one watch request lasts before it is made again
 GONE_TIMEOUT = 90  # seconds a deleted pod or claim may take to go (its grace period, volume detach)
 
 
-class KubernetesRuntime:
+class KubernetesRuntime(PulledImages):
     name = "kubernetes"
+    pulls = "each node pulls it at the first start there"
     before_stop: str | None = None  # the claim is the live home
 
     def __init__(self, opts: KubernetesOptions, api: client.ApiClient | None = None) -> None:
@@ -89,7 +90,7 @@ class KubernetesRuntime:
                 raise NeedsUserAction(f"Kubernetes refused it: {message}") from None
             raise RuntimeError(f"{self._where} answered {exc.status}: {message}") from None
         except urllib3.exceptions.HTTPError as exc:
-            raise RuntimeUnavailable(f"{self._where} is unreachable ({_first_line(exc)})") from None
+            raise RuntimeUnavailable(f"{self._where} is unreachable ({first_line(exc)})") from None
 
     def _raw(self, call: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any] | None:
         """``call``'s answer as the API's JSON; None for a 404."""
@@ -337,12 +338,6 @@ class KubernetesRuntime:
                 raise
         return bytes(answer.data).decode(errors="replace").splitlines()  # type: ignore[attr-defined]
 
-    def host_key(self, spec: EnvSpec) -> str:
-        key = host_key_from_logs("\n".join(self.logs(spec, LOG_TAIL)))
-        if key is None:
-            raise RuntimeError("the environment has not printed its SSH host key yet")
-        return key
-
     def image_status(self, image: str) -> str:
         self.ping()  # the cluster pulls for itself: a create while the API is down should say so
         return self._registry_status(image)
@@ -351,23 +346,9 @@ class KubernetesRuntime:
         # with pull secrets the kubelet may be let in where dev8 is not
         return registry_status(image, "Kubernetes", unverifiable_ok=bool(self.opts.image_pull_secrets))
 
-    def fetch_image(self, image: str, progress: Progress) -> None:
-        self.image_status(image)
-        progress(f"{image} is in its registry; each node pulls it at the first start there")
-
-    def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,
-                    dockerfile: str = "Dockerfile", args: dict[str, str] | None = None) -> str:
-        raise NeedsUserAction("the kubernetes runtime builds no images: build it with Docker, push it with "
-                              "`dev8 image push`, and name the pushed image instead of a Dockerfile")
-
 
 def _status_message(exc: ApiException) -> str:
     try:
         return str(json.loads(exc.body or "{}").get("message") or exc.reason)[:500]
     except (ValueError, AttributeError):
         return str(exc.reason)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines() or [exc.__class__.__name__])[0][:300]
