@@ -567,8 +567,23 @@ def _write_json(path: str, doc: object) -> None:
         json.dump(doc, f, indent=2)
 
 
+# Docker's embedded DNS resolver listens on 127.0.0.11 (a random TCP port) in every
+# container on a user-defined network: the runtime's, never a user's port.
+RUNTIME_RESOLVER = "0B00007F"  # 127.0.0.11 as /proc/net/tcp writes it (little-endian hex)
+
+
+def _is_loopback(addr: str) -> bool:
+    """An address from /proc/net/tcp{,6}: all of 127.0.0.0/8 (the first octet is the last
+    byte), ::1 and IPv4-mapped ::ffff:127.x.x.x."""
+    if len(addr) == 8:
+        return addr[6:8] == "7F"
+    return addr == "00000000000000000000000001000000" or (
+        addr[:24] == "0000000000000000FFFF0000" and addr[30:32] == "7F")
+
+
 def listening_ports(proc_net: str = "/proc/net") -> dict:
-    """Listening TCP ports from /proc/net/tcp{,6} (state 0A), without sshd's 22."""
+    """Listening TCP ports from /proc/net/tcp{,6} (state 0A), without sshd's 22 and the
+    runtime's DNS resolver."""
     ports: dict[int, set[str]] = {}
     for name in ("tcp", "tcp6"):
         try:
@@ -580,8 +595,9 @@ def listening_ports(proc_net: str = "/proc/net") -> dict:
             fields = row.split()
             if len(fields) > 3 and fields[3] == "0A":
                 addr, port_hex = fields[1].rsplit(":", 1)
-                loopback = addr in {"0100007F", "00000000000000000000000001000000"}
-                ports.setdefault(int(port_hex, 16), set()).add("loopback" if loopback else "all")
+                if addr == RUNTIME_RESOLVER:
+                    continue
+                ports.setdefault(int(port_hex, 16), set()).add("loopback" if _is_loopback(addr) else "all")
     return {"ports": [{"port": p, "bind": "loopback" if kinds == {"loopback"} else "all"}
                       for p, kinds in sorted(ports.items()) if p != 22]}
 
