@@ -246,6 +246,24 @@ def test_text_that_is_not_unicode_is_422(ctl: Dev8Server, dana: User) -> None:
     assert "SURROGATE" not in [s["name"] for s in dana.http().get("/secrets").json()]
 
 
+@pytest.mark.parametrize("body", [b'{"name": "trunc', b"hello", b""])
+def test_a_body_that_is_not_json_is_400_with_a_sentence(ctl: Dev8Server, dana: User, body: bytes) -> None:
+    r = dana.http().post("/environments", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] in ("the body is not valid JSON", "the body is empty: send a JSON object")
+
+
+def test_validation_errors_have_the_one_error_shape_a_sentence_and_the_field(ctl: Dev8Server, dana: User) -> None:
+    r = dana.http().post("/environments", json={"name": unique("v"), "cpus": -1, "memory": 5})
+    body = r.json()
+    assert r.status_code == 422 and isinstance(body["detail"], str), r.text
+    assert body["field"] in ("cpus", "memory") and body["detail"].startswith(f"{body['field']}: ")
+    assert "more" in body["detail"] or len(body["issues"]) == 1
+    assert all("input" not in issue for issue in body["issues"])  # never echoed back (a secret's value)
+    r = dana.http().put("/secrets/X", json={"value": 5})
+    assert r.status_code == 422 and r.json()["field"] == "value" and r.json()["detail"].startswith("value: "), r.text
+
+
 def test_the_cli_answers_bad_input_with_a_message_not_a_traceback(ctl: Dev8Server, dana: User) -> None:
     import subprocess
     import sys

@@ -77,6 +77,25 @@ async def _too_large(limit: int, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def invalid_request_body(errors: list[dict]) -> tuple[int, dict]:
+    """Pydantic's issues as the API's one error shape: 400 for a body that is not JSON (or
+    none where one is needed), else 422 with the first issue as a sentence, its field, and
+    every issue listed."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, {"detail": "the body is not valid JSON"}
+    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return 400, {"detail": "the body is empty: send a JSON object"}
+    first = errors[0]
+    path = [str(p) for p in first.get("loc", ())[1:]] if first.get("loc", ("",))[0] in ("body", "query", "path") \
+        else [str(p) for p in first.get("loc", ())]
+    field = ".".join(path) or None
+    message = str(first.get("msg", "invalid"))
+    message = message[:1].lower() + message[1:]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return 422, {"detail": f"{field}: {message}{more}" if field else f"{message}{more}", "field": field,
+                 "issues": errors}
+
+
 def create_app(ctx: ServerContext) -> FastAPI:
     app = FastAPI(title="dev8", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None)
@@ -100,9 +119,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
         # FastAPI's own answer echoes each rejected input: that may be a secret's value, and
         # text that is not Unicode (a lone surrogate) cannot even be encoded back. Without it,
         # and ASCII-escaped, every error can be answered.
-        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
-        body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
-        return Response(body, status_code=422, media_type="application/json")
+        errors = [{k: v for k, v in e.items() if k not in ("input", "ctx", "url")} for e in exc.errors()]
+        status, body = invalid_request_body(errors)
+        return Response(json.dumps(jsonable_encoder(body), ensure_ascii=True), status_code=status,
+                        media_type="application/json")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

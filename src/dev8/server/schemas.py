@@ -31,10 +31,11 @@ class ValidationIssue(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every error the API answers: a sentence (or, for a malformed request, one issue per
-    field) and the request field at fault when there is one."""
-    detail: str | list[ValidationIssue]
+    """Every error the API answers: a sentence and the request field at fault when there is
+    one; a malformed request also lists every issue it has."""
+    detail: str
     field: str | None = None
+    issues: list[ValidationIssue] | None = None
 
 
 ERROR_RESPONSES: dict[int | str, dict] = {
