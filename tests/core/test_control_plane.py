@@ -246,6 +246,19 @@ def test_text_that_is_not_unicode_is_422(ctl: Dev8Server, dana: User) -> None:
     assert "SURROGATE" not in [s["name"] for s in dana.http().get("/secrets").json()]
 
 
+@pytest.mark.parametrize("path, status", [("/@{u}/{env}/ports/0x1F90/", 400), ("/@{u}/{env}/ports/99999/", 400),
+                                          ("/@{u}/{env}/apps/nosuch/", 404), ("/environment/x", 404),
+                                          ("/setting", 404)])
+def test_a_browser_gets_dev8s_page_with_a_way_back_never_raw_json(ctl: Dev8Server, dana: User, path: str,
+                                                                  status: int) -> None:
+    url = ctl.url + path.format(u=dana.username, env="anything")
+    page = httpx.get(url, headers={"accept": "text/html"}, cookies={"dev8_session": "x"})
+    assert page.status_code == status and page.headers["content-type"].startswith("text/html"), page.text
+    assert 'name="viewport"' in page.text and "Back to your environments" in page.text and "detail" not in page.text
+    script = httpx.get(url, headers={"authorization": f"Bearer {dana.token}"})  # scripts keep the JSON
+    assert script.status_code == status and "detail" in script.json()
+
+
 @pytest.mark.parametrize("body", [b'{"name": "trunc', b"hello", b""])
 def test_a_body_that_is_not_json_is_400_with_a_sentence(ctl: Dev8Server, dana: User, body: bytes) -> None:
     r = dana.http().post("/environments", content=body, headers={"content-type": "application/json"})

@@ -159,6 +159,8 @@ def test_port_preview_reaches_loopback_only_services(server: Dev8Server, alice: 
     page = client.get(f"/@{alice.username}/{app_env}/ports/9/", headers={"accept": "text/html"})
     assert page.status_code == 502 and '<meta http-equiv="refresh" content="1">' in page.text
     assert "nothing answers on port 9" in page.text and page.headers["retry-after"] == "1"
+    assert "tries again every second." in page.text and "Error" not in page.text  # no exception's name
+    assert 'name="viewport"' in page.text and "Back to your environments" in page.text
 
 
 def test_a_browser_opening_vs_code_while_it_starts_waits_for_it(

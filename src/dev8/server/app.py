@@ -28,9 +28,10 @@ from dev8.core.errors import (
 from dev8.server import dashboard, static, web
 from dev8.server.api import account, admin, environments, images, templates
 from dev8.server.apps import hosts, proxy, terminal
-from dev8.server.apps.auth import LoginRequired, login_required
+from dev8.server.apps.auth import LoginRequired, login_required, not_found_page
 from dev8.server.apps.forwarded import TrustedProxyHeaders
 from dev8.server.context import ServerContext
+from dev8.server.pages import wants_page
 
 STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Unauthorized: 401,
           TooManyAttempts: 429, Forbidden: 403}
@@ -126,6 +127,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and wants_page(request):  # a mistyped address: dev8's page and the way back
+            return not_found_page()
         if exc.status_code != 405:
             return await http_exception_handler(request, exc)
         # Starlette names only the first route that matched the path; a path served by

@@ -16,9 +16,11 @@ def message_page(status: int, title: str, paragraphs: list[str], *, link: tuple[
     if link is not None:
         body += f'<p><a href="{html.escape(link[0], quote=True)}">{html.escape(link[1])}</a></p>'
     meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}<title>{html.escape(title)} · dev8'
-            f'</title></head><body style="font:16px system-ui,sans-serif;margin:4rem auto;max-width:36rem;'
-            f'padding:0 1rem"><main><h1>{html.escape(title)}</h1>{body}</main></body></html>')
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">{meta}'
+            f'<title>{html.escape(title)} · dev8</title></head>'
+            f'<body style="font:16px system-ui,sans-serif;margin:4rem auto;max-width:36rem;padding:0 1rem">'
+            f'<main><h1>{html.escape(title)}</h1>{body}</main></body></html>')
     frame = "'self'" if framed_by_self else "'none'"
     headers = {"Cache-Control": "no-store",
                "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors {frame}"}
@@ -32,8 +34,17 @@ def wants_page(conn: HTTPConnection) -> bool:
     return "text/html" in conn.headers.get("accept", "")
 
 
+def home_link(conn: HTTPConnection) -> tuple[str, str]:
+    """The way back to the dashboard, absolute: these pages are also shown on app hosts."""
+    ctx = getattr(conn.app.state, "ctx", None)
+    base = str(ctx.settings.base_url).rstrip("/") if ctx is not None else ""
+    return f"{base}/", "Back to your environments"
+
+
 def page_or_json(conn: HTTPConnection, status: int, title: str, message: str, **kw: object) -> Response:
-    """``message_page`` for a browser opening a page, ``{"detail": message}`` for the rest."""
+    """``message_page`` (with the way back unless ``link`` says otherwise) for a browser
+    opening a page, ``{"detail": message}`` for the rest."""
     if not wants_page(conn):
         return JSONResponse({"detail": message}, status_code=status)
+    kw.setdefault("link", home_link(conn))
     return message_page(status, title, [message], **kw)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -42,7 +43,7 @@ from dev8.server.apps.auth import (
 )
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
-from dev8.server.pages import message_page, page_or_json, wants_page
+from dev8.server.pages import home_link, message_page, page_or_json, wants_page
 from dev8.store.models import Environment
 
 router = APIRouter(include_in_schema=False)
@@ -74,9 +75,10 @@ async def proxy_http(request: Request, owner: str, name: str, kind: str, target:
     ctx: ServerContext = request.app.state.ctx
     port = _target(kind, target) if kind in {"apps", "ports"} else None
     if port is None:
-        code = 400 if kind == "ports" else 404
-        return JSONResponse({"detail": "port must be an integer 1-65535" if code == 400 else "not found"},
-                            status_code=code)
+        if kind == "ports":
+            return page_or_json(request, 400, "Not a port", f"{target!r} is not a port: ports are whole numbers "
+                                "1-65535 in decimal, e.g. /ports/3000/")
+        return not_found_for(request, home_link(request)[0])
     token, from_browser = request_token(request)
     if from_browser:
         return to_app_host(ctx, request, owner, name, target if kind == "apps" else port, path)
@@ -114,6 +116,9 @@ def no_app_domain(request: Request, name: str, app: str | int) -> Response:
 
 
 RETRY_SECONDS = 1
+# A preview that has answered nothing for this long stops reloading and says what to check.
+GIVE_UP_AFTER = 60.0
+_silent_since: dict[tuple[str, int], float] = {}  # (env id, port) → first failed try of the current streak
 # A browser opening an app dev8 starts itself (VS Code) right after `ready` finds it still
 # starting; the request waits up to this long for it to answer rather than get the
 # "Starting…" page, whose whole-second reloads would add up to a second to the first load.
@@ -137,14 +142,37 @@ def _start_on_open(ctx: ServerContext, env_id: str, how: str) -> bool:
         return started
 
 
+def every(seconds: int) -> str:
+    return "every second" if seconds == 1 else f"every {seconds} seconds"
+
+
 def unavailable(request: Request, status: int, message: str) -> Response:
     """The app is not there (yet): JSON for scripts; for a browser opening a page, one that
     says so and reloads itself, so "Open VS Code" right after `ready` (code-server still
     starting) or a preview of a server being started turns into the app by itself."""
     if request.method != "GET" or not wants_page(request):
         return JSONResponse({"detail": message}, status_code=status)
-    return message_page(status, "Starting…", [f"{message}.", f"This page tries again every {RETRY_SECONDS} seconds."],
-                        refresh=RETRY_SECONDS, framed_by_self=True)
+    return message_page(status, "Starting…", [f"{message}.", f"This page tries again {every(RETRY_SECONDS)}."],
+                        refresh=RETRY_SECONDS, framed_by_self=True, link=home_link(request))
+
+
+def nothing_answers(request: Request, env: Environment, port: int) -> Response:
+    """Nothing listens on ``port``: a page that tries again, for a minute; then one that
+    stops and says what to check (a script gets the 502 at once)."""
+    key = (env.id, port)
+    now = time.monotonic()
+    since = _silent_since.setdefault(key, now)
+    if len(_silent_since) > 10_000:  # bounded: forget the oldest streaks
+        for old in sorted(_silent_since, key=_silent_since.__getitem__)[:5_000]:
+            _silent_since.pop(old, None)
+    what = "VS Code" if port in APP_PORTS else f"port {port}"
+    if now - since < GIVE_UP_AFTER or request.method != "GET" or not wants_page(request):
+        return unavailable(request, 502, f"nothing answers on {what} in {env.name} yet")
+    return message_page(502, f"Nothing on {what}", [
+        f"Nothing has answered on {what} in {env.name} for {int(now - since) // 60 or 1} min.",
+        f"Is anything listening on port {port} inside the environment? `dev8 ports {env.name}` lists what is "
+        "(a server must listen on 127.0.0.1 or on all addresses). Reload this page to try again."],
+        link=home_link(request), framed_by_self=True)
 
 
 async def forward_http(ctx: ServerContext, request: Request, env: Environment, port: int, path: str,
@@ -195,8 +223,8 @@ async def forward_http(ctx: ServerContext, request: Request, env: Environment, p
             if isinstance(exc, httpx.TransportError) and loop.time() < deadline:  # a GET: safe to repeat
                 await asyncio.sleep(0.1)
                 continue
-            return unavailable(request, 502, f"nothing answers on port {port} in {env.name} yet "
-                                             f"({exc.__class__.__name__})")
+            return nothing_answers(request, env, port)
+    _silent_since.pop((env.id, port), None)
     out_headers = [(k, v) for k, v in upstream.headers.multi_items()
                    if k.lower() not in HOP_BY_HOP - {"content-length"}]
     # Added to whatever the app sends (policies intersect): only its own origin may frame it

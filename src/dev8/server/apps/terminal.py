@@ -41,7 +41,8 @@ def terminal_page(owner: str, name: str) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
 <link rel="icon" href="/static/favicon.svg"><link rel="stylesheet" href="/static/xterm.css">
 <link rel="stylesheet" href="/static/terminal.css"></head>
-<body data-ws="{ws}"><header><strong>{html.escape(name)}</strong> <span id="status" role="status">connecting…</span>
+<body data-ws="{ws}"><header><a href="/">Environments</a> / <strong>{html.escape(name)}</strong>
+<span id="status" role="status">connecting…</span>
 </header><main id="terminal" aria-label="terminal"></main>
 <script src="/static/xterm.js"></script><script src="/static/addon-fit.js"></script>
 <script src="/static/terminal.js"></script></body></html>"""
