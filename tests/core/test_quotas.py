@@ -46,6 +46,8 @@ def test_caps_hold_on_every_path_and_an_admin_can_raise_them(server: Dev8Server,
     # connecting over SSH would start it: refused the same way, with the reason
     ssh = erin.ssh(a, "true")
     assert ssh.returncode != 0 and "at most 2 running environments" in ssh.stderr, ssh.stderr
+    # the caps are checked before anything is announced: no "starting it" first
+    assert f"dev8: {a} is stopped and cannot start: quota" in ssh.stderr and "starting it" not in ssh.stderr
     quota = api.get("/quota").json()
     assert quota["running"] == 2 and quota["environments"] == 3
     assert sorted(quota["used"]["running"]) == sorted([b, c]) and quota["used"]["environments"] == 3
@@ -71,3 +73,15 @@ def test_caps_hold_on_every_path_and_an_admin_can_raise_them(server: Dev8Server,
     assert cpus.status_code == 409 and "at most 0.5 CPUs" in cpus.json()["detail"], cpus.text
     audit = [e for e in root.get("/admin/audit").json() if e["action"] == "admin.user.quota"]
     assert {e["target"] for e in audit} == {erin.email} and len(audit) == 2
+
+
+def test_a_cap_of_one_is_said_in_the_singular(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with support_fake_server(tmp_path / "one", DEV8_QUOTA_RUNNING="1", DEV8_QUOTA_ENVIRONMENTS="1") as srv:
+        fay = User(srv, "fay@example.com", tmp_path / "fay")
+        first = unique("q")
+        fay.cli("create", first)
+        over = fay.http().post("/environments", json={"name": unique("q")}).json()["detail"]
+        assert "at most 1 environment for" in over, over
+        srv.cli("admin", "set-quota", fay.email, "--environments", "2")
+        over = fay.http().post("/environments", json={"name": unique("q")}).json()["detail"]
+        assert "at most 1 running environment for" in over, over

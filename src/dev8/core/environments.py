@@ -254,6 +254,16 @@ def _check_quota(s: Session, env: Environment, limits: Limits) -> None:
                      memory=env.memory, new=False)
 
 
+def start_refusal(s: Session, env: Environment, limits: Limits) -> str | None:
+    """Why starting ``env`` now would be refused (a quota), before anything is announced;
+    None when it may start."""
+    try:
+        _check_quota(s, env, limits)
+    except Conflict as exc:
+        return str(exc)
+    return None
+
+
 def request_start(s: Session, env: Environment, *, limits: Limits, empty_home: bool = False) -> None:
     """Start it; ``empty_home``: its home storage is gone and the owner agrees to start
     with an empty one (otherwise that is an error asking for exactly this)."""

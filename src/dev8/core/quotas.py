@@ -116,10 +116,10 @@ def check(s: Session, user: User, quota: Quota, *, name: str, cpus: float, memor
     now) would pass one of ``quota``'s caps."""
     used = usage(s, user, leaving_out=None if new else _id_of(s, user, name))
     if new and quota.environments and used.environments + 1 > quota.environments:
-        raise Conflict(f"quota: at most {quota.environments} environments for {user.email} (you have "
+        raise Conflict(f"quota: at most {_count(quota.environments, 'environment')} for {user.email} (you have "
                        f"{used.environments}); delete one first", field="name")
     if quota.running and len(used.running) + 1 > quota.running:
-        raise Conflict(f"quota: at most {quota.running} running environments for {user.email} (running: "
+        raise Conflict(f"quota: at most {_count(quota.running, 'running environment')} for {user.email} (running: "
                        f"{', '.join(used.running)}); stop one first", field="name")
     if quota.cpus and used.cpus + cpus > quota.cpus + 1e-9:
         raise Conflict(f"quota: at most {quota.cpus:g} CPUs in running environments for {user.email} "
@@ -129,6 +129,10 @@ def check(s: Session, user: User, quota: Quota, *, name: str, cpus: float, memor
         raise Conflict(f"quota: at most {quota.memory} of memory in running environments for {user.email} "
                        f"({used.memory_bytes >> 20}m in use, {name} asks {memory}); stop one or ask for less",
                        field="memory")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _id_of(s: Session, user: User, name: str) -> str | None:

@@ -129,7 +129,10 @@ class GatewayServer(asyncssh.SSHServer):
                 env = s.scalar(select(Environment).where(Environment.owner_id == user.id, Environment.name == name))
                 if env is not None and env.desired_state != "deleted":
                     notice = ""
-                    if env.desired_state == "stopped":
+                    refusal = envs.start_refusal(s, env, self.ctx.limits) if env.desired_state == "stopped" else None
+                    if refusal:
+                        notice = f"dev8: {env.name} is stopped and cannot start: {refusal}"
+                    elif env.desired_state == "stopped":
                         notice = f"dev8: {env.name} is stopped: starting it; connected once it is ready"
                     elif env.observed_state == State.ERROR and env.status_message:
                         notice = (f"dev8: {env.name} is in error: {env.status_message}\r\n"
