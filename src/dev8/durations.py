@@ -15,9 +15,21 @@ def parse_duration(text: str) -> int:
     return int(number) * UNITS[unit]
 
 
+# An idle timeout, wherever it is set (the server's DEV8_IDLE_TIMEOUT, an environment's own):
+# 0 (never) or between these.
+MIN_IDLE_TIMEOUT = 5
+MAX_IDLE_TIMEOUT = 30 * 24 * 3600
+IDLE_TIMEOUT_RULE = "0 (never) or between 5 s and 30 days"
+
+
+def idle_timeout_ok(seconds: int) -> bool:
+    return seconds == 0 or MIN_IDLE_TIMEOUT <= seconds <= MAX_IDLE_TIMEOUT
+
+
 def human(seconds: float) -> str:
-    """``45`` → ``45 s``, ``1800`` → ``30 min``, ``7200`` → ``2 h``, ``5400`` → ``1.5 h``."""
-    if seconds < 90:
+    """As people say it: ``45`` → ``45 s``, ``60`` → ``1 min``, ``200`` → ``3 min``,
+    ``1800`` → ``30 min``, ``7200`` → ``2 h``, ``5400`` → ``1.5 h``."""
+    if seconds < 60:
         return f"{round(seconds)} s"
     if seconds < 5400:
         return f"{round(seconds / 60)} min"

@@ -11,6 +11,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dev8.apphosts import loopback_app_domain
+from dev8.durations import IDLE_TIMEOUT_RULE, idle_timeout_ok
 
 
 def default_data_dir() -> Path:
@@ -115,7 +116,14 @@ class Settings(BaseSettings):
             raise ValueError(f"expected e.g. 64g, or empty for no cap, got {v!r}")
         return v
 
-    @field_validator("idle_timeout", "max_session", "quota_running", "quota_environments", "quota_cpus")
+    @field_validator("idle_timeout")
+    @classmethod
+    def _check_idle_timeout(cls, v: int) -> int:
+        if not idle_timeout_ok(v):
+            raise ValueError(f"must be {IDLE_TIMEOUT_RULE}, in seconds")
+        return v
+
+    @field_validator("max_session", "quota_running", "quota_environments", "quota_cpus")
     @classmethod
     def _check_limit(cls, v: int) -> int:
         if v < 0:

@@ -83,11 +83,18 @@ def test_idle_environments_stop_after_a_warning_while_used_ones_keep_running(ser
         (e["step"], e["status"], e["message"]) for e in
         dana.http().get(f"/environments/{idle}/events", params={"follow": "false", "last": 50}).json()]
     # bad timeouts change nothing
-    for bad in ("5s", "soon", "-1m"):
+    for bad in ("4s", "soon", "-1m", "31d"):
         r = dana.cli("create", unique("bad"), "--idle-timeout", bad, check=False)
         assert r.returncode != 0, bad
-    r = dana.http().post("/environments", json={"name": unique("bad"), "idle_timeout": 30})
+    r = dana.http().post("/environments", json={"name": unique("bad"), "idle_timeout": 3})
     assert r.status_code == 422 and r.json()["field"] == "idle_timeout"
+    assert "0 (never) or between 5 s and 30 days" in r.json()["detail"]
+    # the same rule as the server's own DEV8_IDLE_TIMEOUT (which runs this module at 10 s)
+    half = unique("half")
+    dana.cli("create", half, "--idle-timeout", "30s")
+    assert "after 30 s without use" in dana.cli("show", half).stdout
+    dana.cli("edit", half, "--idle-timeout", "1m")
+    assert "after 1 min without use" in dana.cli("show", half).stdout  # not "60 s"
     assert not [e for e in dana.http().get("/environments").json() if e["name"].startswith("bad")]
 
 

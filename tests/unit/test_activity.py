@@ -69,6 +69,18 @@ def test_durations():
         except ValueError:
             continue
         raise AssertionError(bad)
-    assert [human(s) for s in (45, 1800, 7200, 5400, 28800)] == ["45 s", "30 min", "2 h", "1.5 h", "8 h"]
+    assert [human(s) for s in (45, 60, 200, 1800, 7200, 5400, 28800)] == [
+        "45 s", "1 min", "3 min", "30 min", "2 h", "1.5 h", "8 h"]
     assert [human_size(n) for n in (0, 1000, 1536, 512 << 20, 3 << 29, 12 << 30)] == \
         ["0 B", "1000 B", "1.5 KiB", "512 MiB", "1.5 GiB", "12 GiB"]
+
+
+def test_the_servers_idle_timeout_follows_the_same_rule_as_an_environments(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pydantic
+    import pytest
+
+    from dev8.settings import Settings
+    assert Settings(data_dir=tmp_path, idle_timeout=45).idle_timeout == 45  # as `--idle-timeout 45s` is
+    for bad in (3, -1, 31 * 86400):
+        with pytest.raises(pydantic.ValidationError, match=r"0 \(never\) or between 5 s and 30 days"):
+            Settings(data_dir=tmp_path, idle_timeout=bad)

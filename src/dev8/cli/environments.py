@@ -77,8 +77,8 @@ def create(
     env_var: Annotated[list[str] | None, typer.Option(
         "--env", help="Environment variable NAME=VALUE in every shell and VS Code, not secret (repeatable)")] = None,
     idle_timeout: Annotated[str | None, typer.Option(
-        help="Stop it after this long without use (SSH, terminal, VS Code, previews), e.g. 30m or 2h; "
-             "0 never; default: the server's (DEV8_IDLE_TIMEOUT)")] = None,
+        help="Stop it after this long without use (SSH, terminal, VS Code, previews), e.g. 30m or 2h: "
+             "0 (never) or 5s to 30d; default: the server's (DEV8_IDLE_TIMEOUT)")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until ready")] = True,
 ) -> None:
     """Create an environment and show its progress until it is ready."""
@@ -163,7 +163,8 @@ def edit(
     cpus: Annotated[float | None, typer.Option(help="CPU limit, e.g. 2 (from the next start)")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 4g (from the next start)")] = None,
     idle_timeout: Annotated[str | None, typer.Option(
-        help="Stop it after this long without use, e.g. 30m; 0 never; 'default' for the server's")] = None,
+        help="Stop it after this long without use, e.g. 30m: 0 (never) or 5s to 30d; 'default' for the "
+             "server's")] = None,
 ) -> None:
     """Change an environment's image, CPUs or memory while it is stopped or in error (one in
     error is retried on them at once, and this waits until it is ready), or its idle timeout

@@ -20,6 +20,7 @@ from dev8.core.crypto import Keyring
 from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.core.quotas import Quota, parse_memory
 from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
+from dev8.durations import IDLE_TIMEOUT_RULE, idle_timeout_ok
 from dev8.envimage import dev8_env as layout
 from dev8.names import check_env_name, check_image_reference, check_secret_name
 from dev8.runtimes.base import EnvSpec
@@ -36,7 +37,6 @@ GIT_USERNAME_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 EXTENSION_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*(@[0-9A-Za-z.+-]+)?"  # publisher.name
                           r"|[~/A-Za-z0-9._-]{1,300}\.vsix)$")  # or a .vsix path
 MAX_EVENTS_PER_ENV = 500
-MAX_IDLE_TIMEOUT = 30 * 24 * 3600
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Variables dev8 or the system set and a template must not replace.
 RESERVED_VARS = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "BASH_ENV", "ENV", "LD_PRELOAD", "LD_LIBRARY_PATH",
@@ -59,9 +59,9 @@ def check_image(image: str) -> str:
 
 
 def check_idle_timeout(seconds: int | None) -> int | None:
-    """None (the server's default), 0 (never) or 60 s to 30 days."""
-    if seconds is not None and seconds != 0 and not 60 <= seconds <= MAX_IDLE_TIMEOUT:
-        raise Invalid("idle timeout must be 0 (never) or between 1 minute and 30 days", field="idle_timeout")
+    """None (the server's default), or what :func:`dev8.durations.idle_timeout_ok` allows."""
+    if seconds is not None and not idle_timeout_ok(seconds):
+        raise Invalid(f"idle timeout must be {IDLE_TIMEOUT_RULE}", field="idle_timeout")
     return seconds
 
 

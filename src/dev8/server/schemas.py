@@ -5,6 +5,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator
 
+from dev8.durations import MAX_IDLE_TIMEOUT
+
 MAX_ROW_ID = 2**63 - 1  # the largest id a database integer column holds
 
 
@@ -218,7 +220,7 @@ class EnvironmentIn(RequestBody):
     new_secrets: dict[str, str] = Field(default_factory=dict, max_length=16,
                                         description="secrets to set (or replace) together with the environment, "
                                                     "e.g. a token typed into the create form: name → value")
-    idle_timeout: int | None = Field(default=None, ge=0, le=30 * 24 * 3600,
+    idle_timeout: int | None = Field(default=None, ge=0, le=MAX_IDLE_TIMEOUT,
                                      description="seconds without use before dev8 stops it: 0 never, 60 to 30 "
                                                  "days; unset: the server's default")
     env: dict[str, str] = Field(default_factory=dict, max_length=64,
@@ -255,7 +257,7 @@ class TemplateIn(RequestBody):
     image: str | None = Field(default=None, max_length=255)
     cpus: float | None = None
     memory: str | None = Field(default=None, max_length=16)
-    idle_timeout: int | None = Field(default=None, ge=0, le=30 * 24 * 3600)
+    idle_timeout: int | None = Field(default=None, ge=0, le=MAX_IDLE_TIMEOUT)
     repo: str | None = Field(default=None, max_length=2048)
     branch: str | None = Field(default=None, max_length=200)
     git: list[GitProviderIn] = Field(default_factory=list, max_length=16)
@@ -292,7 +294,7 @@ class EnvironmentEdit(RequestBody):
     image: str | None = Field(default=None, max_length=255)
     cpus: float | None = None
     memory: str | None = Field(default=None, max_length=16)
-    idle_timeout: int | None = Field(default=None, ge=0, le=30 * 24 * 3600,
+    idle_timeout: int | None = Field(default=None, ge=0, le=MAX_IDLE_TIMEOUT,
                                      description="seconds without use before dev8 stops it: 0 never; null: the "
                                                  "server's default")
 
