@@ -536,3 +536,40 @@ def test_sigterm_stops_the_server_promptly_even_with_runtime_calls_stuck_in_thre
             print(f"\nSIGTERM → exit in {time.monotonic() - started:.1f} s with a runtime call stuck")
         finally:
             (srv.runtime_root / "HUNG").unlink()  # type: ignore[attr-defined]
+
+
+def test_delete_asks_on_a_terminal_naming_work_not_pushed_and_refuses_without_one(ctl: Dev8Server, dana: User) -> None:
+    import pty
+    import subprocess
+    import sys
+    name = unique("del")
+    dana.cli("create", name)
+    r = dana.ssh(name, "mkdir -p ~/workspace/app && cd ~/workspace/app && git init -q && "
+                       "git -c user.name=d -c user.email=d@x commit -q --allow-empty -m wip && echo x > new.txt")
+    assert r.returncode == 0, r.stderr
+    # no terminal to ask on, no --yes: refused, nothing deleted
+    refused = dana.cli("delete", name, check=False)
+    assert refused.returncode == 1 and "add --yes" in refused.stderr, refused.stderr
+    assert dana.http().get(f"/environments/{name}").status_code == 200
+
+    def on_terminal(answer: str) -> subprocess.CompletedProcess:
+        main, child = pty.openpty()
+        os.write(main, answer.encode())
+        try:
+            return subprocess.run([sys.executable, "-m", "dev8.cli.main", "delete", name], stdin=child,
+                                  capture_output=True, text=True, timeout=120,
+                                  env=ctl.env(DEV8_CONFIG_DIR=str(dana.config_dir)))
+        finally:
+            os.close(main)
+            os.close(child)
+    no = on_terminal("n\n")
+    assert no.returncode == 1 and "nothing deleted" in no.stderr, (no.stdout, no.stderr)
+    assert "app: 1 changed file, 1 commit not pushed: lost with the home" in no.stdout, no.stdout
+    assert f"Delete {name} and remove its home?" in no.stdout
+    assert dana.http().get(f"/environments/{name}").status_code == 200
+    yes = on_terminal("y\n")
+    assert yes.returncode == 0, (yes.stdout, yes.stderr)
+    wait_until(lambda: dana.http().get(f"/environments/{name}").status_code == 404, timeout=30, what="deleted")
+    other = unique("del")
+    dana.cli("create", other)
+    dana.cli("delete", other, "--yes")  # scripts

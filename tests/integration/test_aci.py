@@ -84,7 +84,7 @@ def test_an_environment_on_aci_keeps_its_home_across_stop_start_and_a_group_dele
     wait_until(lambda: alice.ssh(name, "cat ~/workspace/b.txt", timeout=20).stdout.strip() == "second",
                timeout=120, what="the group made again on the kept home")
 
-    alice.cli("delete", name)
+    alice.cli("delete", name, "--yes")
     assert group.name not in arm_stub.groups
     assert b.azure_name(f"{group.name}-home") not in arm_stub.shares
 

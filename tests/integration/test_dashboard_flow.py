@@ -188,9 +188,12 @@ def test_setup_login_key_create_clone_push_stop_start_delete(page, git_world, tm
     assert "from-the-dashboard" in terminal_text(term)
     term.close()
 
-    # delete, from the environment page
+    # delete, from the environment page: the dialog names the work that is not pushed
+    ssh_with(key, server, name, "echo wip > ~/workspace/app/wip.txt")
     page.click("#actions button:text('Delete')")
     assert f"Delete {name}?" in page.inner_text("dialog#confirm-delete")
+    page.wait_for_selector("dialog#confirm-delete [data-work]:not([hidden])")
+    assert "workspace/app: 1 changed file" in page.inner_text("dialog#confirm-delete [data-work]")
     page.click("dialog#confirm-delete button[value=delete]")
     page.wait_for_url(url + "/")
     page.wait_for_selector(f"tr[data-env='{name}']", state="detached", timeout=60_000)

@@ -87,7 +87,7 @@ def test_user_installs_work_without_sudo_are_on_path_everywhere_and_survive_recr
 
     assert alice.ssh(name, "dev8-hello-apt").stdout.strip() == "hello from apt"  # sudo apt-get works...
 
-    alice.cli("delete", name, "--keep-volume")  # a new container on the same home volume
+    alice.cli("delete", name, "--keep-volume", "--yes")  # a new container on the same home volume
     alice.cli("create", name, "--image", fullstack_image)
     every_tool_answers(alice, name)
     assert alice.ssh(name, "command -v dev8-hello-apt").returncode != 0  # ...and, as documented, does not last
@@ -97,10 +97,10 @@ def test_user_installs_work_without_sudo_are_on_path_everywhere_and_survive_recr
     dockerfile = f"FROM {FULLSTACK}\nLABEL dev8.test=newer\nRUN touch /etc/dev8-newer-image\n".encode()
     docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=newer, rm=True)
     try:
-        alice.cli("delete", name, "--keep-volume")
+        alice.cli("delete", name, "--keep-volume", "--yes")
         alice.cli("create", name, "--image", newer)
         assert alice.ssh(name, "test -e /etc/dev8-newer-image && echo newer").stdout.strip() == "newer"
         every_tool_answers(alice, name)
     finally:
-        alice.cli("delete", name)
+        alice.cli("delete", name, "--yes")
         docker_client.images.remove(newer, force=True)

@@ -243,7 +243,7 @@ def test_an_environment_on_kubernetes_end_to_end(kube_server: Dev8Server, kube_c
     r = alice.ssh(name, "cat ~/workspace/app/k.txt; cd ~/workspace/app && git pull -q && echo pulled")
     assert r.stdout.split() == ["x", "pulled"], r.stderr
 
-    alice.cli("delete", name)
+    alice.cli("delete", name, "--yes")
     wait_until(lambda: not core.list_namespaced_persistent_volume_claim(
         "dev8-environments", label_selector=f"dev8.env-id={env_id}").items, timeout=60, what="the claim deleted")
     assert core.list_namespaced_pod("dev8-environments", label_selector=f"dev8.env-id={env_id}").items == []

@@ -110,12 +110,12 @@ def test_work_survives_stop_start_restart_recreate_and_newer_image(server: Dev8S
         assert attrs["Config"]["Image"] == base_image
         assert alice.ssh(name, "cat /etc/dev8-image-version 2>/dev/null || echo none").stdout.strip() == "none"
         # delete the environment but keep the volume, then create it again
-        alice.cli("delete", name, "--keep-volume")
+        alice.cli("delete", name, "--keep-volume", "--yes")
         assert env_containers(docker_client, server) == []
         assert len(env_volumes(docker_client, server)) == 1
         alice.cli("create", name, "--image", image)
         check("delete --keep-volume and re-create")
-        alice.cli("delete", name)
+        alice.cli("delete", name, "--yes")
         wait_until(lambda: env_volumes(docker_client, server) == [], timeout=30, what="volume removal")
         assert env_containers(docker_client, server) == []
         assert name not in alice.cli("list").stdout

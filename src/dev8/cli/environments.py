@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -63,8 +64,9 @@ def create(
     repo: Annotated[str | None, typer.Option(help="Repository to clone into ~/workspace on first start")] = None,
     branch: Annotated[str | None, typer.Option(help="Branch to clone")] = None,
     git: Annotated[list[str] | None, typer.Option(
-        "--git", help="Git login KIND[@HOST[:PORT]][=SECRET[,USERNAME]], KIND github|gitlab|bitbucket; "
-        "default secret GITHUB_TOKEN/GITLAB_TOKEN/BITBUCKET_TOKEN (repeatable)")] = None,
+        "--git", help="Git login: KIND (github, gitlab or bitbucket), then @HOST or @HOST:PORT for a "
+        "self-hosted one, then =SECRET to name its token's secret (default GITHUB_TOKEN, GITLAB_TOKEN or "
+        "BITBUCKET_TOKEN) and ,USER for its username; e.g. gitlab@git.corp:8443=CORP_TOKEN (repeatable)")] = None,
     anthropic_key: Annotated[str | None, typer.Option(help="Secret holding ANTHROPIC_API_KEY (claude)")] = None,
     gemini_key: Annotated[str | None, typer.Option(help="Secret holding GEMINI_API_KEY (gemini)")] = None,
     copilot_token: Annotated[str | None, typer.Option(help="Secret holding a GitHub token for Copilot")] = None,
@@ -151,9 +153,38 @@ def restart(name: str) -> None:
 
 @app.command()
 def delete(name: str,
-           keep_volume: Annotated[bool, typer.Option("--keep-volume", help="Keep the home volume")] = False) -> None:
-    """Delete an environment (and its volume, unless --keep-volume)."""
+           keep_volume: Annotated[bool, typer.Option("--keep-volume", help="Keep the home volume")] = False,
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (scripts); without a terminal "
+                                             "to ask on, required")] = False) -> None:
+    """Delete an environment and its home (unless --keep-volume). On a terminal it asks first,
+    saying what would be lost: repositories with changes or commits not pushed."""
+    if not yes:
+        what = "the environment (its home volume is kept)" if keep_volume else "the environment and its home"
+        if not sys.stdin.isatty():
+            fail(f"dev8 delete {name} removes {what}: add --yes to delete without being asked "
+                 "(there is no terminal to ask on)")
+        env = call(api().get, f"/environments/{name}")  # an unknown name fails here, before asking
+        if not keep_volume:
+            _warn_unpushed(name, env["state"])
+        if not typer.confirm(f"Delete {name} and {'keep' if keep_volume else 'remove'} its home?", default=False):
+            fail("nothing deleted", 1)
     _action(name, "delete", {"deleted"}, keep_volume=str(keep_volume).lower())
+
+
+def _warn_unpushed(name: str, state: str) -> None:
+    """What a delete would lose, as far as dev8 can tell."""
+    if state != "running":
+        out.print(f"{name} is {state}: dev8 cannot check its repositories for work not pushed "
+                  f"(start it, or keep its home with --keep-volume)", highlight=False)
+        return
+    work = call(api().get, f"/environments/{name}/work")
+    if work.get("error"):
+        out.print(f"dev8 could not check {name}'s repositories: {work['error']}", highlight=False)
+    for repo in work.get("repos", []):
+        parts = [f"{repo['changes']} changed file{'s' if repo['changes'] != 1 else ''}"] if repo["changes"] else []
+        if repo["unpushed"]:
+            parts.append(f"{repo['unpushed']} commit{'s' if repo['unpushed'] != 1 else ''} not pushed")
+        out.print(f"[bold red]![/] {escape(repo['path'])}: {', '.join(parts)}: lost with the home")
 
 
 @app.command()

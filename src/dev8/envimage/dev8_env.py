@@ -14,6 +14,7 @@ The control plane runs it over SSH as user ``dev``:
     dev8-env extensions            install the configured VS Code extensions that are missing
     dev8-env ports                 TCP ports listening inside the environment, as JSON
     dev8-env stats                 uptime, CPU and memory use (its cgroup), home size and free disk
+    dev8-env work                  git repositories in ~/workspace with changes or commits not pushed
     dev8-env git-credential get    git credential helper for the configured hosts only
     dev8-env save-home             (as root) archive the home to $DEV8_HOME_ARCHIVE, where the home
                                    is kept on storage that is no POSIX file system (ACI's share)
@@ -700,6 +701,33 @@ def _home_size() -> int | None:
     return size
 
 
+def _git(repo: str, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def unpushed_work(workspace: str = WORKSPACE) -> dict:
+    """The git repositories at ~/workspace and one level below with work a delete would lose:
+    changed or untracked files, and commits no remote has (on any branch)."""
+    candidates = [workspace] + sorted(os.path.join(workspace, d) for d in
+                                      (os.listdir(workspace) if os.path.isdir(workspace) else []))
+    repos = []
+    for path in candidates:
+        if not os.path.exists(os.path.join(path, ".git")):
+            continue
+        status = _git(path, "status", "--porcelain")
+        local = _git(path, "rev-list", "--count", "--branches", "--not", "--remotes")
+        changes = len(status.splitlines()) if status is not None else 0
+        unpushed = int(local.strip() or 0) if local is not None else 0
+        if changes or unpushed:
+            repos.append({"path": os.path.relpath(path, os.path.dirname(workspace)), "changes": changes,
+                          "unpushed": unpushed})
+    return {"repos": repos}
+
+
 def stats(sample: float = 0.5) -> dict:
     """What the environment uses: CPU over ``sample`` seconds (100 = one CPU busy), memory,
     home size and the free space where the home lives; None where this machine cannot say."""
@@ -785,6 +813,8 @@ def main(argv: list[str]) -> int:
             result = listening_ports()
         elif cmd == "stats":
             result = stats()
+        elif cmd == "work":
+            result = unpushed_work()
         elif cmd == "save-home":
             result = save_home()
         elif cmd == "git-credential":

@@ -219,6 +219,12 @@ async def stats(name: str, ctx: Ctx, user: CurrentUser) -> dict:
     return await _run_in_env(ctx, user, name, "dev8-env stats")
 
 
+@router.get("/{name}/work", summary="Git repositories in its workspace with changes or commits not pushed "
+                                   "(checked over SSH; what a delete would lose)")
+async def work(name: str, ctx: Ctx, user: CurrentUser) -> dict:
+    return {"repos": [], **await _run_in_env(ctx, user, name, "dev8-env work")}
+
+
 @router.get("/{name}/logs", summary="The last lines the environment's services printed (sshd, code-server)")
 async def logs(name: str, ctx: Ctx, user: CurrentUser, tail: int = Query(200, ge=1, le=2000)) -> dict:
     def spec() -> EnvSpec:

@@ -22,12 +22,9 @@ window.dev8 = (() => {
     }
     const data = r.status === 204 ? null : await r.json();
     if (!r.ok) {
-      const detail = data?.detail;
-      const message = typeof detail === "string" ? detail
-        : Array.isArray(detail) ? detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ")
-        : `HTTP ${r.status}`;
-      const field = data?.field ?? (Array.isArray(detail) ? (detail[0]?.loc || []).slice(1).join(".") : undefined);
-      throw new ApiError(message, r.status, field);
+      // every error is {"detail": a sentence, "field": the field at fault}
+      const message = typeof data?.detail === "string" ? data.detail : `HTTP ${r.status}`;
+      throw new ApiError(message, r.status, data?.field ?? undefined);
     }
     return data;
   }
@@ -81,6 +78,21 @@ window.dev8 = (() => {
   function confirmDelete(name, onConfirm) {
     dialog.querySelectorAll("[data-name]").forEach((n) => { n.textContent = name; });
     dialog.querySelector("input[name=keep]").checked = true;
+    const work = dialog.querySelector("[data-work]");
+    work.hidden = true;
+    work.replaceChildren();
+    // what a delete without the home would lose, as the CLI says it (best effort: a running environment)
+    api("GET", `/environments/${encodeURIComponent(name)}/work`).then((found) => {
+      const repos = (found?.repos || []).map((r) => {
+        const parts = [];
+        if (r.changes) parts.push(`${r.changes} changed file${r.changes === 1 ? "" : "s"}`);
+        if (r.unpushed) parts.push(`${r.unpushed} commit${r.unpushed === 1 ? "" : "s"} not pushed`);
+        return el("li", { textContent: `${r.path}: ${parts.join(", ")}` });
+      });
+      if (!repos.length) return;
+      work.replaceChildren("Lost unless the home is kept:", el("ul", {}, ...repos));
+      work.hidden = false;
+    }).catch(() => {});
     dialog.onclose = () => {
       if (dialog.returnValue === "delete") onConfirm(dialog.querySelector("input[name=keep]").checked);
     };
