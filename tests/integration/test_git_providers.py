@@ -125,17 +125,25 @@ def test_dotfiles_are_cloned_with_the_environments_git_login_and_installed_once(
     assert repo_container.exec_run(["sh", "-c", seed]).exit_code == 0
     alice = User(server, "alice@example.com", tmp_path / "alice")
     alice.cli("secrets", "set", "CORP_TOKEN", input=TOKEN)
+    login = f"github@{GIT_HOST}:8443=CORP_TOKEN"
+    early = unique("early")
+    alice.cli("create", early, "--git", login)  # before any dotfiles: it never gets them unasked
     bad = alice.cli("dotfiles", "set", "ftp://example.com/dots", check=False)
     assert bad.returncode == 1 and "invalid repository URL" in bad.stderr
     alice.cli("dotfiles", "set", f"https://{GIT_HOST}:8443/alice/dotfiles.git")
     assert alice.cli("dotfiles", "show").stdout.strip() == f"https://{GIT_HOST}:8443/alice/dotfiles.git"
     name = unique("dots")
-    login = f"github@{GIT_HOST}:8443=CORP_TOKEN"
     created = alice.cli("create", name, "--git", login)
     assert "✓ dotfiles" in created.stdout and "ran install.sh: dotfiles for dev" in created.stdout, created.stdout
     assert alice.ssh(name, "cat ~/.bash_aliases").stdout == "alias ll=ls\n"
     alice.cli("restart", name)  # once per home: not again
     assert alice.ssh(name, "cat ~/.bash_aliases").stdout == "alias ll=ls\n"
+    # an environment created before: not at its next start, only when asked to
+    alice.cli("restart", early)
+    assert alice.ssh(early, "ls -a ~").stdout.split().count(".dotfiles") == 0
+    applied = alice.cli("dotfiles", "apply", early)
+    assert "✓ dotfiles" in applied.stdout and "ran install.sh" in applied.stdout, applied.stdout
+    assert alice.ssh(early, "cat ~/.bash_aliases").stdout == "alias ll=ls\n"
     # a repository that cannot be cloned is a warning; the environment is ready all the same
     alice.cli("dotfiles", "set", f"https://{GIT_HOST}:8443/alice/missing.git")
     other = unique("dots")

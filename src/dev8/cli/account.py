@@ -100,7 +100,22 @@ def dotfiles_set(url: str, branch: Annotated[str | None, typer.Option(help="Bran
     """Use URL (https://host/owner/dotfiles.git) for environments created from now on."""
     d = call(api().request, "PUT", "/dotfiles", json={"url": url, "branch": branch})
     out.print(f"dotfiles: {d['url']}" + (f" ({d['branch']})" if d["branch"] else "")
-              + "  (new environments; the git host needs a --git login in them unless it is public)", highlight=False)
+              + "  (environments created from now on; `dev8 dotfiles apply NAME` for an existing one; the git "
+                "host needs a --git login in them unless it is public)", highlight=False)
+
+
+@dotfiles_app.command("apply")
+def dotfiles_apply(name: str) -> None:
+    """Install your dotfiles repository into an existing environment (new environments get it
+    when they are created): at once when it runs, else at its next start. A home that has
+    ~/.dotfiles already keeps it."""
+    from dev8.cli.environments import run_action
+    env = call(api().get, f"/environments/{name}")
+    if env["desired_state"] == "running":
+        run_action(name, "dotfiles", {"ready"})
+    else:
+        call(api().post, f"/environments/{name}/dotfiles")
+        out.print(f"{name} is {env['state']}: its dotfiles are installed at its next start", highlight=False)
 
 
 @dotfiles_app.command("show")

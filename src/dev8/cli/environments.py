@@ -122,7 +122,8 @@ def parse_git_option(text: str) -> dict:
     return {"kind": kind, "host": host or None, "secret": secret or None, "username": username or None}
 
 
-def _action(name: str, action: str, until: set[str], **params: object) -> None:
+def run_action(name: str, action: str, until: set[str], **params: object) -> None:
+    """POST (or DELETE) an action on an environment and follow its events until ``until``."""
     client = api()
     after = _last_event_id(client, name)
     if action == "delete":
@@ -136,19 +137,19 @@ def _action(name: str, action: str, until: set[str], **params: object) -> None:
 def start(name: str, empty_home: Annotated[bool, typer.Option(
         "--empty-home", help="Its home volume is gone (dev8 says so): start with an empty home")] = False) -> None:
     """Start a stopped environment and wait until it is ready."""
-    _action(name, "start", {"ready"}, **({"empty_home": "true"} if empty_home else {}))
+    run_action(name, "start", {"ready"}, **({"empty_home": "true"} if empty_home else {}))
 
 
 @app.command()
 def stop(name: str) -> None:
     """Stop an environment (its volume and files stay)."""
-    _action(name, "stop", {"stopped"})
+    run_action(name, "stop", {"stopped"})
 
 
 @app.command()
 def restart(name: str) -> None:
     """Restart an environment's container and wait until it is ready."""
-    _action(name, "restart", {"ready"})
+    run_action(name, "restart", {"ready"})
 
 
 @app.command()
@@ -168,7 +169,7 @@ def delete(name: str,
             _warn_unpushed(name, env["state"])
         if not typer.confirm(f"Delete {name} and {'keep' if keep_volume else 'remove'} its home?", default=False):
             fail("nothing deleted", 1)
-    _action(name, "delete", {"deleted"}, keep_volume=str(keep_volume).lower())
+    run_action(name, "delete", {"deleted"}, keep_volume=str(keep_volume).lower())
 
 
 def _warn_unpushed(name: str, state: str) -> None:
@@ -222,7 +223,7 @@ def edit(
 @env_app.command("reconfigure")
 def env_reconfigure(name: str) -> None:
     """Push configuration and current secret values into a running environment (no restart)."""
-    _action(name, "reconfigure", {"ready"})
+    run_action(name, "reconfigure", {"ready"})
 
 
 @app.command("list")

@@ -1,14 +1,15 @@
-"""A user's dotfiles repository: cloned into each new environment with the environment's
-git logins, then its install script run, else its dotfiles linked into the home (as
-Codespaces does; the work happens in ``dev8-env dotfiles``)."""
+"""A user's dotfiles repository: cloned into each environment created while it is set (as
+Codespaces does: at creation, recorded in the environment's options, never into older
+ones unasked; ``apply_dotfiles`` for those), with the environment's git logins, then its
+install script run, else its dotfiles linked into the home (``dev8-env dotfiles``)."""
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from dev8.core import audit
-from dev8.core.environments import BRANCH_RE, REPO_RE
+from dev8.core.environments import BRANCH_RE, REPO_RE, dotfiles_snapshot, request_reconfigure
 from dev8.core.errors import Invalid
-from dev8.store.models import User
+from dev8.store.models import Environment, User
 
 
 def set_dotfiles(s: Session, user: User, url: str | None, branch: str | None = None) -> None:
@@ -28,8 +29,16 @@ def set_dotfiles(s: Session, user: User, url: str | None, branch: str | None = N
     audit.record(s, user, "dotfiles.set", url, branch or "")
 
 
-def dotfiles_config(user: User | None) -> dict:
-    """What ``dev8-env configure`` gets: ``{"dotfiles": {"url", "branch"}}``, or nothing."""
-    if user is None or not user.dotfiles_url:
-        return {}
-    return {"dotfiles": {"url": user.dotfiles_url, "branch": user.dotfiles_branch}}
+def apply_dotfiles(s: Session, user: User, env: Environment) -> bool:
+    """Give an existing environment the user's dotfiles (new ones get them at creation):
+    installed at once when it runs (a reconfigure; a home that has ~/.dotfiles keeps it),
+    else at its next start. Whether it runs now."""
+    snapshot = dotfiles_snapshot(user)
+    if not snapshot:
+        raise Invalid("you have no dotfiles repository: dev8 dotfiles set URL first", field="url")
+    env.options = {**(env.options or {}), **snapshot}
+    audit.record(s, user, "dotfiles.apply", env.name, snapshot["dotfiles"]["url"])
+    if env.desired_state == "running":
+        request_reconfigure(s, env)
+        return True
+    return False

@@ -203,6 +203,7 @@ def create_environment(
     parse_memory(memory)
     check_idle_timeout(idle_timeout)
     options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai, extensions=extensions, env=env)
+    options.update(dotfiles_snapshot(user))  # the owner's dotfiles as they are now: this environment's
     if template:
         options["template"] = template
     secret_names = sorted(set(secret_names or []) | set(referenced))
@@ -230,6 +231,14 @@ def create_environment(
     add_event(s, created.id, "request", "ok", "environment requested")
     audit.record(s, user, "env.create", name, image)
     return created
+
+
+def dotfiles_snapshot(user: User) -> dict:
+    """The user's dotfiles repository as an environment's option (what ``dev8-env configure``
+    reads): ``{"dotfiles": {"url", "branch"}}``, or nothing."""
+    if not user.dotfiles_url:
+        return {}
+    return {"dotfiles": {"url": user.dotfiles_url, "branch": user.dotfiles_branch}}
 
 
 def list_environments(s: Session, user: User) -> list[Environment]:

@@ -24,7 +24,6 @@ from dev8 import __version__
 from dev8.core import devcontainer, envssh, failures
 from dev8.core.connections import Endpoint, EnvConnections, Unreachable
 from dev8.core.crypto import Keyring
-from dev8.core.dotfiles import dotfiles_config
 from dev8.core.environments import EMPTY_HOME_OK, add_event, installation_id, spec_of, workspace_folder
 from dev8.core.faults import crash_point
 from dev8.core.notify import EventNotifier
@@ -364,7 +363,7 @@ class Reconciler:
             if await self._devcontainer_image(env, conn):
                 self.schedule(env.id)  # restart on it (this reconcile ends here)
                 return
-        if sent.get("dotfiles"):  # once per home: dev8-env skips a home that has them
+        if sent.get("dotfiles"):  # set at creation (or applied); once per home: dev8-env skips a home that has them
             await self._optional_step(env.id, "dotfiles", conn, "dev8-env dotfiles")
         plan = options.get("devcontainer") or {}
         if options.get("extensions") or plan.get("extensions") or plan.get("settings") \
@@ -539,6 +538,5 @@ class Reconciler:
                     "user": {"name": owner.username if owner else "", "email": owner.email if owner else ""},
                     **({"extensions_gallery": self.extensions_gallery} if self.extensions_gallery else {}),
                     **({"ca_certificates": self.ca_certificates} if self.ca_certificates else {}),
-                    **(env.options or {}),
-                    **dotfiles_config(owner),
+                    **(env.options or {}),  # its dotfiles too, as they were at its creation
                     "secrets": reveal_secrets(s, self.keyring, env.owner_id, list(env.secret_names or []))}

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from dev8.apphosts import APPS, app_url
+from dev8.core import dotfiles, envssh, sharing, templates
 from dev8.core import environments as envs
-from dev8.core import envssh, sharing, templates
 from dev8.core.connections import Endpoint, Unreachable
 from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
@@ -190,6 +190,13 @@ async def restart(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
              summary="Push configuration and secrets again without a restart")
 async def reconfigure(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
     return await _transition(ctx, user, name, envs.request_reconfigure)
+
+
+@router.post("/{name}/dotfiles", response_model=EnvironmentOut, status_code=status.HTTP_202_ACCEPTED,
+             summary="Install your dotfiles repository into it (new environments get it at creation): at once "
+                     "when it runs, else at its next start")
+async def apply_dotfiles(name: str, ctx: Ctx, user: CurrentUser) -> EnvironmentOut:
+    return await _transition(ctx, user, name, lambda s, env: dotfiles.apply_dotfiles(s, user, env))
 
 
 async def _run_in_env(ctx: Ctx, user: User, name: str, command: str) -> dict:
