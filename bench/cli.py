@@ -16,7 +16,7 @@ from bench.common import dev8_server, median, report, wait_ready
 
 def wall(argv: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, capture_output=True)
+    subprocess.run(argv, env=env, check=True, capture_output=True, stdin=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -43,6 +43,13 @@ def main() -> None:
                     client.get(path).raise_for_status()
                 api.append(time.perf_counter() - t0)
             rows += [(f"dev8 {label} (wall)", cli, "s"), ("  the same requests to the API", median(api), "s")]
+        # server-side admin commands: the store and keyring opened from the data dir, no HTTP
+        rows += [(f"dev8 admin {cmd} (wall)", median([wall([*dev8, "admin", cmd, f"a{i}-{cmd}@example.com", *more], env)
+                                                       for i in range(args.runs)]), "s")
+                 for cmd, more in (("create-user", []),)]
+        rows += [(f"dev8 admin {cmd} (wall)", median([wall([*dev8, "admin", cmd, "a0-create-user@example.com", *more],
+                                                           env) for _ in range(args.runs)]), "s")
+                 for cmd, more in (("create-token", []), ("set-quota", ["--running", "3"]))]
         creates, direct = [], []
         for i in range(args.runs):
             creates.append(wall([*dev8, "create", f"c{i}"], env))

@@ -65,7 +65,7 @@ def call(fn: Callable[..., Any], *args: object, **kw: object) -> Any:
 
 def open_data(data_dir: Path | None, database_url: str | None) -> tuple[Database, Keyring]:
     """The store and keyring of a server-side command (migrated, as the server opens them)."""
-    from dev8.server.main import StartupError, open_store
+    from dev8.store.opening import StartupError, open_store
     try:
         return open_store(load_settings(data_dir=data_dir, database_url=database_url))
     except StartupError as exc:

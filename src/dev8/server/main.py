@@ -17,10 +17,8 @@ from starlette.types import ASGIApp
 from dev8.core import auth
 from dev8.core.activity import IdleStopper, Policy
 from dev8.core.connections import EnvConnections
-from dev8.core.crypto import Keyring, KeyringError
 from dev8.core.notify import EventNotifier
 from dev8.core.reconciler import Reconciler
-from dev8.core.secrets import sealed_key_ids
 from dev8.runtimes import load_runtime
 from dev8.runtimes.base import RuntimeUnavailable
 from dev8.server.app import create_app
@@ -32,43 +30,9 @@ from dev8.server.sshgateway import start_gateway
 from dev8.server.watchdog import LoopWatchdog
 from dev8.settings import Settings, parse_addr
 from dev8.store.db import Database
+from dev8.store.opening import StartupError, open_store
 
 log = logging.getLogger("dev8.server")
-
-
-class StartupError(Exception):
-    """A one-line reason the server cannot start, with how to fix it."""
-
-
-RESTORE = "restore it from your backup (`dev8 admin restore`, README: Operating it)"
-
-
-def open_store(settings: Settings) -> tuple[Database, Keyring]:
-    """The database (upgraded) and the keyring its values are encrypted with. Refuses a
-    missing, unreadable or foreign keyring while the database holds encrypted values: a
-    new keyring would silently make every secret and environment key unreadable."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(settings.db_url, threads=2 * settings.worker_threads)
-    db.upgrade()
-    try:
-        keyring = Keyring.load(settings.data_dir)
-    except (KeyringError, OSError) as exc:
-        raise StartupError(f"{exc}; {RESTORE}") from None
-    with db.session() as s:
-        used = sealed_key_ids(s)
-    total = sum(used.values())
-    if keyring is None:
-        if total:
-            raise StartupError(f"{settings.data_dir / 'keyring.json'} is missing, but the database holds {total} "
-                               f"encrypted value(s) sealed with it; {RESTORE}, or set DEV8_KEYRING")
-        keyring = Keyring.create(settings.data_dir)
-    missing = sorted(set(used) - set(keyring.keys))
-    if missing:
-        where = keyring.path or "$DEV8_KEYRING"
-        raise StartupError(f"the keyring {where} lacks key(s) {', '.join(missing)} that "
-                           f"{sum(used[k] for k in missing)} encrypted value(s) in the database are sealed with "
-                           f"(another installation's keyring, or an older copy); {RESTORE}")
-    return db, keyring
 
 
 def check_runtime(settings: Settings) -> object:
