@@ -389,10 +389,34 @@ def test_a_raw_runtime_failure_is_a_sentence_with_the_raw_detail_kept(ctl: Dev8S
     dana.cli("create", name, "--image", "nospace/app:1", check=False)  # making its storage: disk full
     wait_until(lambda: state(dana, name) == "error", timeout=30, what="error")
     env = dana.http().get(f"/environments/{name}").json()
-    assert env["status_message"].startswith("image failed: the machine that runs environments is out of disk space")
+    assert "image failed: the machine that runs environments is out of disk space" in env["status_message"], env
     assert "[Errno 28] No space left on device" in env["status_detail"], env
     shown = dana.cli("show", name).stdout
     assert "out of disk space" in shown and "[Errno 28]" in shown, shown  # brackets printed, not taken as markup
+
+
+def test_a_start_that_keeps_failing_says_which_try_failed_and_can_be_stopped(ctl: Dev8Server, dana: User) -> None:
+    name = unique("ns")
+    dana.cli("create", name, "--image", "slownospace/app:1", check=False)  # fails at every try (disk full)
+
+    def message() -> str:
+        return str(dana.http().get(f"/environments/{name}").json()["status_message"])
+    wait_until(lambda: message().startswith("try 2 failed (trying again in 4 s): "), timeout=60,
+               what="a second failed try")
+    shown = message()
+    assert "image failed: the machine that runs environments is out of disk space" in shown, shown
+    assert "retry" not in shown  # dev8 retries by itself: no advice to
+    seen: set[str] = set()
+
+    def retrying() -> bool:  # the next try: starting, and the last failure still shown
+        env = dana.http().get(f"/environments/{name}").json()
+        seen.add(f"{env['state']}|{env['status_message']}")
+        return any(s.startswith("starting|trying again after try 2 failed: image failed: ") for s in seen)
+    wait_until(retrying, timeout=30, interval=0.2, what="the third try, with the second's failure shown")
+    dana.cli("stop", name)  # gives up the retries
+    assert state(dana, name) == "stopped"
+    time.sleep(9)  # past the next backoff: nothing tries again
+    assert state(dana, name) == "stopped"
 
 
 def test_a_failed_configure_leaves_ssh_working_with_the_error_shown(ctl: Dev8Server, dana: User) -> None:

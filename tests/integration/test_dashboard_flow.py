@@ -423,3 +423,36 @@ def test_an_environment_in_error_offers_retry_edit_and_its_raw_detail(page, tmp_
         shot(page, "environment-error-detail")
         unexpected = [e for e in page.console_errors if "status of 422" not in e]  # the refused image: expected
         assert unexpected == [], page.console_errors
+
+
+def test_long_names_and_a_start_that_keeps_failing_fit_at_1280_px_with_every_action(page, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 32-character name (the form's maximum) and a long repository URL scroll nothing
+    sideways; a failure's reason is text on the list (no tooltip on a touch screen); a start
+    dev8 keeps retrying offers Stop, with the last try's failure shown."""
+    from tests.support import fake_server, set_web_password
+    with fake_server(tmp_path / "fake") as srv:
+        hal = User(srv, "hal@example.com", tmp_path / "hal")
+        set_web_password(hal)
+        long_name = ("w" + unique("")[:8] + "x" * 32)[:32]
+        hal.cli("create", long_name, "--repo", "https://git.example.invalid/" + "very-long-group/" * 6 + "app.git")
+        failing = ("f" + unique("")[:8] + "y" * 32)[:32]
+        hal.cli("create", failing, "--image", "slownospace/app:1", check=False)
+        log_in(page, srv, hal, "/")
+        row = f"tr[data-env='{failing}']"
+        page.wait_for_selector(f"{row} .status-reason:has-text('image failed')", timeout=60_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        rights = page.evaluate("[...document.querySelectorAll('#envs button, #envs a.button')]"
+                               ".map(b => b.getBoundingClientRect().right)")
+        assert rights and max(rights) <= 1280, rights
+        shot(page, "environments-long-names")
+        # while dev8 tries again, Stop gives the start up
+        page.wait_for_selector(f"{row}[data-state='starting'] .status-reason:has-text('trying again')",
+                               timeout=60_000)
+        page.click(f"{row} button:text('Stop')")
+        page.wait_for_selector(f"{row}[data-state='stopped']", timeout=60_000)
+        # the environment page: the SSH command box fits
+        page.goto(f"{srv.url}/environments/{long_name}")
+        page.wait_for_selector("body[data-state=running]")
+        box = page.evaluate("document.getElementById('ssh-command').getBoundingClientRect().right")
+        assert box <= 1280 and page.evaluate("document.documentElement.scrollWidth") <= 1280, box
+        assert page.console_errors == []

@@ -19,8 +19,14 @@ app = typer.Typer()
 env_app = typer.Typer(help="Operations on a running environment.", no_args_is_help=True)
 
 
+# The steps of stopping and deleting: following a stop or a delete, an error of another step
+# is the start it interrupted failing, shown but not this command's failure.
+ENDING_STEPS = {"save", "stop", "stopped", "remove", "deleted"}
+
+
 def _follow(client: Client, name: str, until: set[str], after: int = 0) -> None:
     """Print lifecycle events until one of ``until`` steps succeeds; exit 1 on an error event."""
+    ending = bool(until & {"stopped", "deleted"})
     try:
         for ev in client.events(name, after):
             if ev["kind"] == "deleted":
@@ -29,6 +35,9 @@ def _follow(client: Client, name: str, until: set[str], after: int = 0) -> None:
                     return
                 fail(f"{name} was deleted")
             step, status, msg = ev["step"], ev["status"], ev.get("message", "")
+            if status == "error" and ending and step not in ENDING_STEPS:
+                out.print(f"[yellow]![/yellow] {step} (the start it interrupts): {escape(msg)}", highlight=False)
+                continue
             if status == "error":
                 fail(f"{name}: step '{step}' failed: {msg}")
             if status == "running":

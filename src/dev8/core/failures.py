@@ -48,5 +48,10 @@ def explain(raw: str) -> tuple[str, str]:
     return _shorten(first), raw
 
 
+def without_advice(sentence: str) -> str:
+    """A known failure's sentence without its advice to retry, for while dev8 retries by itself."""
+    return re.split(r"[;,] (?:then )?retry\b", sentence, maxsplit=1)[0]
+
+
 def _shorten(text: str) -> str:
     return text if len(text) <= MAX_SENTENCE else text[:MAX_SENTENCE - 1].rstrip() + "…"

@@ -79,6 +79,7 @@ class Reconciler:
         self._dirty: set[str] = set()
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self._last_failure: dict[str, str] = {}  # env id → what its last try failed with, while retried
         self._passes = 0
         # A pooled connection that closes by itself (a crashed or restarted environment):
         # look at that environment now instead of at the next pass.
@@ -98,6 +99,7 @@ class Reconciler:
             return
         self._retry_at.pop(env_id, None)
         self._failures.pop(env_id, None)
+        self._last_failure.pop(env_id, None)
         self.schedule(env_id)
 
     def schedule(self, env_id: str) -> None:
@@ -152,6 +154,7 @@ class Reconciler:
                 del self._tasks[gone]
                 self._retry_at.pop(gone, None)
                 self._failures.pop(gone, None)
+                self._last_failure.pop(gone, None)
 
     def _settled(self, env: Environment, listed: Observed | None) -> bool:
         if env.desired_state == Desired.STOPPED:
@@ -175,6 +178,7 @@ class Reconciler:
         try:
             await self.reconcile(env_id)
             self._failures.pop(env_id, None)
+            self._last_failure.pop(env_id, None)
             self._retry_at.pop(env_id, None)
         except Exception as exc:  # recorded as an event; retried with backoff
             if isinstance(exc, NeedsUserAction) or isinstance(exc.__cause__, NeedsUserAction):
@@ -185,6 +189,11 @@ class Reconciler:
             self._failures[env_id] = n
             delay = UNAVAILABLE_BACKOFF if isinstance(exc, RuntimeUnavailable) else min(MAX_BACKOFF, 2.0 ** n)
             self._retry_at[env_id] = due = loop.time() + delay
+            if isinstance(exc, StepFailed):  # the failure stays shown, and when dev8 tries again
+                failed = f"{exc.step} failed: {failures.without_advice(exc.reason)}"
+                self._last_failure[env_id] = failed
+                await asyncio.to_thread(self._update, env_id,  # what matters first: a list shortens the rest
+                                        status_message=f"try {n} failed (trying again in {delay:.0f} s): {failed}")
             log.warning("environment %s: %s (retry in %.0fs)", env_id, exc, delay)
             loop.call_later(delay, self._retry, env_id, due)
         self._after(env_id)
@@ -333,8 +342,10 @@ class Reconciler:
             with contextlib.suppress(Unreachable, TimeoutError):
                 await self.connections.get(Endpoint.of(env))
             return
-        await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_message="",
-                                status_detail="")
+        tries, last = self._failures.get(env.id, 0), self._last_failure.get(env.id)
+        retrying = f"trying again after try {tries} failed: {last}" if tries and last else ""
+        await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_detail="",
+                                status_message=retrying)
         if not same_instance:
             observed = await self._start_instance(env, spec)
             host_key = await self._pin_host_key(env, spec, observed)

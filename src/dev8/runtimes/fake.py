@@ -109,7 +109,9 @@ class FakeRuntime:
             self._kill(spec)
         if spec.storage_expected and not (d / "home").is_dir():
             raise StorageGone(f"its home storage {d / 'home'} is gone")
-        if spec.image.startswith("nospace/"):
+        if spec.image.startswith(("nospace/", "slownospace/")):  # slownospace/: a failure that takes its time
+            if spec.image.startswith("slow"):
+                time.sleep(3)
             raise OSError(28, "No space left on device", str(d / "home"))
         (d / "home").mkdir(parents=True, exist_ok=True)
         meta = {"env_id": spec.env_id, "labels": spec.labels, "image": spec.image}

@@ -10,8 +10,9 @@
   const statusEl = $("status");
   // In error: Retry (a restart: every step again, now) rather than a Start that looks like it did nothing.
   // Edit: its image, CPUs and memory change only while it is stopped or in error.
+  // Starting (also dev8 trying again after a failed try): Stop gives the start up.
   const ACTIONS = { running: ["stop", "restart", "reconfigure"], stopped: ["start", "edit"],
-                    error: ["retry", "edit", "stop"] };
+                    error: ["retry", "edit", "stop"], starting: ["stop"], pending: ["stop"] };
   let state = null;
   let current = null;
 
@@ -47,10 +48,12 @@
                      ["Repository", env.repo || "—"], ["Git hosts", env.git_hosts.join(", ") || "—"],
                      ["Secrets", env.secrets.join(", ") || "none"], ["Created", when(env.created_at)],
                      ["Last started", when(env.started_at)], ["Last used", when(env.last_used_at)]];
-    details.push(["Idle stop", env.idle_timeout ? `after ${Math.round(env.idle_timeout / 60)} min without use` : "never"]);
+    const idle = env.idle_timeout < 60 ? `${env.idle_timeout} s` : `${Math.round(env.idle_timeout / 60)} min`;
+    details.push(["Idle stop", env.idle_timeout ? `after ${idle} without use` : "never"]);
     if (env.stop_reason && env.state === "stopped") details.push(["Status", env.stop_reason]);
     // A failure in a sentence up top, the runtime's own words one click away.
-    const failed = env.state === "error" || env.state === "unreachable" ? env.status_message : "";
+    // (starting: what the last try failed with, while dev8 tries again)
+    const failed = ["error", "unreachable", "starting"].includes(env.state) ? env.status_message : "";
     $("failure").hidden = !failed;
     $("failure-text").textContent = failed;
     $("failure-detail").hidden = !env.status_detail;

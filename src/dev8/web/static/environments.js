@@ -4,7 +4,12 @@
   const { api, el, when, cap, confirmDelete, redraw, hasVSCode, endpoint } = window.dev8;
   const tbody = document.querySelector("#envs tbody");
   const statusEl = document.getElementById("status");
-  const ACTIONS = { running: ["stop", "restart"], stopped: ["start"], error: ["retry", "stop"], unreachable: [] };
+  const ACTIONS = { running: ["stop", "restart"], stopped: ["start"], error: ["retry", "stop"], unreachable: [],
+                    starting: ["stop"], pending: ["stop"] };
+  // Why it is not running, as text (a touch screen shows no tooltip): shortened, the whole on its page.
+  const REASON_CHARS = 90;
+  const reason = (env) => (["error", "unreachable", "starting"].includes(env.state) ? env.status_message || "" : "");
+  const short = (text) => (text.length > REASON_CHARS ? text.slice(0, REASON_CHARS - 1) + "…" : text);
 
   function row(env) {
     const key = (what) => ({ key: `${env.name}/${what}` });
@@ -22,14 +27,16 @@
     actions.append(el("button", { type: "button", className: "danger", textContent: "Delete", dataset: key("delete"),
                                   onclick: () => confirmDelete(env.name, (keep) => act(env.name, "delete", keep)) }));
     const tr = el("tr", {},
-      el("td", {},
+      el("td", { className: "name" },
          el("a", { href: "/environments/" + encodeURIComponent(env.name), className: "env-name", dataset: key("page") },
             el("strong", { textContent: env.name }))),
       el("td", {}, el("span", { className: "state " + env.state, textContent: env.state,
                                                           title: env.status_message || "" }),
          ...(env.state === "stopped" && env.stop_reason
-           ? [el("span", { className: "muted stop-reason", textContent: " " + env.stop_reason })] : [])),
-      el("td", { textContent: env.image }),
+           ? [el("span", { className: "muted stop-reason", textContent: " " + env.stop_reason })] : []),
+         ...(reason(env) ? [el("div", { className: "muted status-reason", textContent: short(reason(env)),
+                                        title: reason(env) })] : [])),
+      el("td", { className: "image", textContent: env.image, title: env.image }),
       el("td", { className: "repo", textContent: env.repo || "—", title: env.repo || "" }),
       el("td", { textContent: when(env.created_at) }),
       el("td", { textContent: when(env.last_used_at) }),
