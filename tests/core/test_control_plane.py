@@ -597,3 +597,13 @@ def test_delete_asks_on_a_terminal_naming_work_not_pushed_and_refuses_without_on
     other = unique("del")
     dana.cli("create", other)
     dana.cli("delete", other, "--yes")  # scripts
+
+
+def test_an_sshd_that_exits_at_start_fails_with_its_own_words_without_waiting_out_the_timeout(
+        ctl: Dev8Server, dana: User) -> None:
+    name = unique("sx")
+    dana.cli("create", name, "--image", "nosshd/app:1", check=False)
+    # within the test's 40 s: the sshd step allows 60 s, and its timeout would read "did not finish"
+    wait_until(lambda: state(dana, name) == "error", timeout=40, what="the error")
+    shown = dana.http().get(f"/environments/{name}").json()["status_message"]
+    assert "sshd failed: sshd exits as it starts; the environment logged: sshd: no hostkeys available" in shown, shown

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import posixpath
+import re
 import shlex
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -40,6 +41,10 @@ T = TypeVar("T")
 IMAGE_TIMEOUT = 1800.0
 STEP_TIMEOUT = 120.0
 SSHD_TIMEOUT = 60.0
+SSHD_LOG_CHECK = 3.0  # seconds between looks at the log for an sshd that exited, while waiting for it
+# What OpenSSH's sshd logs when it exits at start (no host key, a bad configuration).
+SSHD_EXITS = re.compile(r"no hostkeys available|Missing privilege separation directory|Bad configuration option|"
+                        r"terminating, \d+ bad configuration options|sshd(\[\d+\])?: fatal:")
 OPTIONAL_STEP_TIMEOUT = 900.0
 BEFORE_STOP_TIMEOUT = 300.0  # e.g. archiving a large home to a network share
 MAX_BACKOFF = 60.0
@@ -353,9 +358,7 @@ class Reconciler:
         else:
             endpoint = Endpoint(env.id, env.ssh_host or "", env.ssh_port or 0, env.host_key or "",
                                 env.instance_id or "")
-        loop = asyncio.get_running_loop()
-        conn = await self._step(env.id, "sshd", lambda: self.connections.wait(
-            endpoint, deadline=loop.time() + SSHD_TIMEOUT), SSHD_TIMEOUT + 5)
+        conn = await self._step(env.id, "sshd", lambda: self._wait_sshd(spec, endpoint), SSHD_TIMEOUT + 5)
         sent: dict = {}
 
         async def configure() -> dict:
@@ -416,6 +419,24 @@ class Reconciler:
         if not observed.reachable:
             raise StepFailed("start", f"it is {observed.detail or 'not running'}")
         return observed
+
+    async def _wait_sshd(self, spec: EnvSpec, endpoint: Endpoint) -> asyncssh.SSHClientConnection:
+        """The environment's sshd, once it accepts the control key; an sshd that exits at
+        start (its services logged why: no host keys, a bad configuration) fails the wait
+        with that line as soon as it is logged, not at the timeout."""
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(self.connections.wait(endpoint, deadline=loop.time() + SSHD_TIMEOUT))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=SSHD_LOG_CHECK)
+                if done:
+                    return waiting.result()
+                lines = await self.runtime_call(self.runtime.logs, spec, 50, timeout=STEP_TIMEOUT)
+                fatal = next((line.strip() for line in reversed(lines) if SSHD_EXITS.search(line)), None)
+                if fatal:
+                    raise RuntimeError(f"sshd exits as it starts; the environment logged: {fatal}")
+        finally:
+            waiting.cancel()
 
     async def _pin_host_key(self, env: Environment, spec: EnvSpec, observed: Observed) -> str:
         """Read the new instance's host key from the runtime (an authenticated channel) and

@@ -100,10 +100,15 @@ async def serve(root: Path) -> None:
         process_factory=lambda p: _run(p, root), encoding=None, allow_scp=False, agent_forwarding=False,
         x11_forwarding=False, line_editor=False)
     port = server.sockets[0].getsockname()[1]
+    meta = root / "meta"
+    if meta.exists() and '"image": "nosshd/' in meta.read_text():  # an image whose sshd exits at once
+        server.close()  # the port stays recorded; nothing answers on it (as a container whose sshd died)
+        print("sshd: no hostkeys available -- exiting.", flush=True)
     tmp = root / "port.tmp"
     tmp.write_text(str(port))
     tmp.replace(root / "port")
-    print(f"fake sshd listening on 127.0.0.1:{port}", flush=True)
+    if server.is_serving():
+        print(f"fake sshd listening on 127.0.0.1:{port}", flush=True)
     await asyncio.Event().wait()
 
 
