@@ -607,3 +607,46 @@ def test_an_sshd_that_exits_at_start_fails_with_its_own_words_without_waiting_ou
     wait_until(lambda: state(dana, name) == "error", timeout=40, what="the error")
     shown = dana.http().get(f"/environments/{name}").json()["status_message"]
     assert "sshd failed: sshd exits as it starts; the environment logged: sshd: no hostkeys available" in shown, shown
+
+
+def test_the_terminal_starts_a_stopped_environment_shows_the_steps_and_says_why_one_failed(
+        ctl: Dev8Server, dana: User) -> None:
+    import asyncio
+    import json
+
+    import websockets
+
+    from tests.support import set_web_password, web_login
+    set_web_password(dana)
+    cookie = web_login(ctl, dana.email).cookies["dev8_session"]
+    name = unique("tt")
+    dana.cli("create", name)
+    dana.cli("stop", name)
+
+    async def open_terminal(env: str) -> tuple[list[str], str]:
+        """The notices until the shell's hello (its output: 'hello'), or the error."""
+        ws = await websockets.connect(f"{ctl.url.replace('http://', 'ws://')}/@{dana.username}/{env}/terminal/ws",
+                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=ctl.url)
+        notices: list[str] = []
+        async with ws:
+            while True:
+                msg = await asyncio.wait_for(ws.recv(), 60)
+                if isinstance(msg, bytes):
+                    continue
+                doc = json.loads(msg)
+                if doc["t"] == "notice":
+                    notices.append(doc["message"])
+                elif doc["t"] in ("hello", "error"):
+                    return notices, doc["t"] if doc["t"] == "hello" else doc["message"]
+    notices, outcome = asyncio.run(open_terminal(name))
+    assert outcome == "hello", (notices, outcome)
+    assert notices[0] == f"{name} is starting: connected once it is ready" and "ready ok" in notices, notices
+    assert any(n.startswith("sshd ") for n in notices), notices  # each step, as it happens
+    assert state(dana, name) == "running"
+    # one in error: why, and how to try again
+    broken = unique("tt")
+    dana.cli("create", broken, "--image", "vanishing/app:1", check=False)
+    wait_until(lambda: state(dana, broken) == "error", timeout=30, what="the error")
+    notices, outcome = asyncio.run(open_terminal(broken))
+    assert outcome.startswith(f"{broken} failed to start: ") and "does not exist" in outcome, outcome
+    assert f"dev8 restart {broken}" in outcome

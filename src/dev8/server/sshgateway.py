@@ -30,7 +30,8 @@ from dev8.core.states import State
 from dev8.names import ENV_NAME_RE
 from dev8.server.context import ServerContext
 from dev8.server.live import Live
-from dev8.store.models import Environment, Event, User, note_use
+from dev8.server.starting import NotReady, until_ready
+from dev8.store.models import Environment, User, note_use
 
 log = logging.getLogger("dev8.sshgateway")
 
@@ -39,7 +40,6 @@ log = logging.getLogger("dev8.sshgateway")
 # much more CPU in the relay; every OpenSSH since 6.2 has AES-GCM.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
 WINDOW = 8 * 1024 * 1024
-START_WAIT = 600.0  # seconds a connection waits for the environment it started
 
 
 @dataclass(frozen=True)
@@ -186,31 +186,10 @@ class GatewayServer(asyncssh.SSHServer):
         """Until it is ready, each step after event ``seen`` to the waiting sessions
         (stderr); ChannelOpenError when it fails, stops or takes longer than START_WAIT."""
         assert self.target is not None
-        name = self.target.name
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_WAIT
-
-        def look(after: int) -> tuple[Environment | None, list[Event]]:
-            with self.ctx.db.session() as s:
-                return s.get(Environment, env_id), envs.events_after(s, env_id, after)
-        told_ready = False
-        while True:
-            env, events = await asyncio.to_thread(look, seen)
-            for ev in events:
-                self._progress(f"{ev.step} {ev.status}" + (f": {ev.message}" if ev.message else ""))
-                seen, told_ready = ev.id, told_ready or ev.step == "ready"
-            problem = f"{name} was deleted" if env is None else envs.ready_or_failed(env)
-            if problem == "":
-                if not told_ready:  # its `ready` event is written just after the state
-                    self._progress("ready ok")
-                return env  # type: ignore[return-value]
-            if problem is not None or loop.time() > deadline:
-                raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, problem or (
-                    f"{name} did not get ready within {START_WAIT:.0f} s: see `dev8 show {name}`"))
-            if self.ctx.reconciler.notifier is not None:
-                await self.ctx.reconciler.notifier.wait(env_id, 1.0)
-            else:
-                await asyncio.sleep(0.5)
+        try:
+            return await until_ready(self.ctx, env_id, self.target.name, seen, self._progress)
+        except NotReady as exc:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(exc)) from None
 
     def _progress(self, line: str) -> None:
         for session in list(self.sessions):

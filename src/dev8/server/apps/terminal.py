@@ -11,6 +11,7 @@ rendered, for flow control).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 from collections.abc import Callable
@@ -18,14 +19,17 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from dev8.core import environments as envs
 from dev8.core.auth import hash_token
 from dev8.core.connections import Endpoint
-from dev8.core.errors import Unauthorized
+from dev8.core.errors import Dev8Error, Unauthorized
 from dev8.core.states import State
 from dev8.server.apps.auth import NotVisible, authorize_ws, login_required, not_found_page, request_token, resolve_env
 from dev8.server.apps.ptysessions import PtySession
 from dev8.server.context import ServerContext
 from dev8.server.live import watching
+from dev8.server.starting import NotReady, until_ready
+from dev8.store.models import Environment
 
 router = APIRouter(include_in_schema=False)
 # xterm.js sizes its rows with inline styles; scripts only from dev8 itself.
@@ -80,9 +84,11 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
         return
     user, env = allowed
     await websocket.accept()
-    if env.observed_state != State.RUNNING:
-        await _fail(websocket, f"environment {name} is {env.observed_state}: start it with `dev8 start {name}`")
-        return
+    if envs.ready_or_failed(env) != "":
+        ready = await _until_ready(websocket, ctx, env, name)
+        if ready is None:
+            return
+        env = ready
     q = websocket.query_params
     session = ctx.terminals.find(q.get("session"), env.id, user.id)
     if session is None:
@@ -151,6 +157,48 @@ async def _read_input(websocket: WebSocket, session: PtySession, typed: Callable
             session.resize(msg["c"], msg["r"])
         elif kind == "a" and isinstance(msg.get("n"), int):
             session.ack(msg["n"])
+
+
+async def _until_ready(websocket: WebSocket, ctx: ServerContext, env: Environment, name: str) -> Environment | None:
+    """Not ready: a stopped one is started (its owner opened its terminal, as SSH and VS Code
+    start it), a starting one is waited for with each step shown in the terminal; one in
+    error says why and how to try again. The environment once ready; None when it will not be."""
+    def start() -> tuple[bool, int, str | None]:
+        with ctx.db.session() as s:
+            current = s.get(Environment, env.id)
+            if current is None:
+                return False, 0, f"{name} was deleted"
+            if current.observed_state == State.ERROR and current.desired_state == "running":
+                return False, 0, (f"{name} failed to start: {current.status_message}. Retry from its page "
+                                  f"(Retry) or with `dev8 restart {name}`, then open the terminal again")
+            last = envs.recent_events(s, env.id, 1)
+            started = envs.start_on_connect(s, current, "the terminal", ctx.limits)
+            s.commit()
+            return started, last[-1].id if last else 0, None
+    try:
+        started, seen, problem = await asyncio.to_thread(start)
+    except Dev8Error as exc:  # a start refused (a quota)
+        await _fail(websocket, str(exc))
+        return None
+    if problem:
+        await _fail(websocket, problem)
+        return None
+    if started:
+        ctx.reconciler.wake(env.id)
+    await _notice(websocket, f"{name} is {'starting' if started else env.observed_state}: connected once it is ready")
+
+    def tell(line: str) -> None:
+        asyncio.ensure_future(_notice(websocket, line))
+    try:
+        return await until_ready(ctx, env.id, name, seen, tell)
+    except NotReady as exc:
+        await _fail(websocket, str(exc))
+        return None
+
+
+async def _notice(websocket: WebSocket, message: str) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the browser went away meanwhile
+        await websocket.send_text(json.dumps({"t": "notice", "message": message}))
 
 
 async def _fail(websocket: WebSocket, message: str) -> None:
