@@ -32,9 +32,11 @@ def main() -> None:
         dev8 = [str(Path(sys.executable).with_name("dev8"))]  # the installed command users run
         rows: list[tuple[str, float, str]] = [
             ("dev8 --help (wall)", median([wall([*dev8, "--help"], env) for _ in range(args.runs)]), "s")]
-        # show asks for the environment and, running, its services' health (over SSH)
+        # show asks for the environment and, running, its services' health and its use (over SSH;
+        # the use samples CPU for half a second)
         for label, argv, paths in (("list", ["list"], ["/environments"]),
-                                   ("show", ["show", "web"], ["/environments/web", "/environments/web/health"])):
+                                   ("show", ["show", "web"], ["/environments/web", "/environments/web/health",
+                                                               "/environments/web/stats"])):
             cli = median([wall([*dev8, *argv], env) for _ in range(args.runs)])
             api = []
             for _ in range(args.runs):

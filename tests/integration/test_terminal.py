@@ -138,6 +138,7 @@ def test_only_the_owner_opens_a_terminal_from_dev8s_origin(server: Dev8Server, a
     r = alice_web.get(page)
     assert r.status_code == 200 and "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert "/static/xterm.js" in r.text and alice_web.get("/static/xterm.js").status_code == 200
+    assert '<a href="/">Environments</a>' in r.text  # the way back to the dashboard
     assert bob_web.get(page).status_code == 404
     anonymous = httpx.Client(base_url=server.url)
     login = anonymous.get(page, headers={"accept": "text/html"})
