@@ -12,12 +12,11 @@ import json
 import os
 import shlex
 import tempfile
-import time
 from pathlib import Path
 
 import docker
 
-from bench.common import dev8_server, median, report, wait_ready
+from bench.common import create_stop_start, dev8_server, median, report
 from tests.azure.arm_stub import ArmStub
 from tests.support import Registry, make_tls_certs
 
@@ -65,21 +64,16 @@ def main() -> None:
                 creates, starts, stub_creates, stub_starts = [], [], [], []
                 for i in range(args.runs):
                     name = f"b{i}"
-                    t0 = time.perf_counter()
-                    api.post("/environments", json={"name": name}).raise_for_status()
-                    wait_ready(api, name)
-                    creates.append(time.perf_counter() - t0)
+                    marks: dict[str, float] = {}
+
+                    def group_created(name: str = name, marks: dict[str, float] = marks) -> None:
+                        group = next(g for g in stub.groups.values() if g.name.endswith(f"-{name}"))
+                        marks["create"] = group.running_at - group.accepted_at
+                    created, started = create_stop_start(api, name, group_created)
+                    creates.append(created)
+                    starts.append(started)
+                    stub_creates.append(marks["create"])
                     group = next(g for g in stub.groups.values() if g.name.endswith(f"-{name}"))
-                    stub_creates.append(group.running_at - group.accepted_at)
-                    last = api.get(f"/environments/{name}/events", params={"follow": "false"}).json()[-1]["id"]
-                    api.post(f"/environments/{name}/stop").raise_for_status()
-                    while api.get(f"/environments/{name}").json()["state"] != "stopped":
-                        time.sleep(0.1)
-                    last = api.get(f"/environments/{name}/events", params={"follow": "false"}).json()[-1]["id"]
-                    t0 = time.perf_counter()
-                    api.post(f"/environments/{name}/start").raise_for_status()
-                    wait_ready(api, name, last)
-                    starts.append(time.perf_counter() - t0)
                     stub_starts.append(group.running_at - group.accepted_at)
                 rows = [("stand-in: PUT accepted → container running", median(stub_creates), "s"),
                         ("dev8 create → ready", median(creates), "s"),

@@ -6,7 +6,8 @@ import signal
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,6 +60,25 @@ def wait_ready(client: httpx.Client, name: str, after: int = 0) -> None:
                     raise RuntimeError(f"{ev['step']}: {ev['message']}")
                 if ev["step"] == "ready":
                     return
+
+
+def create_stop_start(client: httpx.Client, name: str, between: Callable[[], None] = lambda: None
+                      ) -> tuple[float, float]:
+    """Wall times of create → ready and, after a stop, start → ready, through the API and
+    its event stream; ``between`` runs after the create (what the caller reads of it)."""
+    t0 = time.perf_counter()
+    client.post("/environments", json={"name": name}).raise_for_status()
+    wait_ready(client, name)
+    created = time.perf_counter() - t0
+    between()
+    client.post(f"/environments/{name}/stop").raise_for_status()
+    while client.get(f"/environments/{name}").json()["state"] != "stopped":
+        time.sleep(0.1)
+    last = client.get(f"/environments/{name}/events", params={"follow": "false"}).json()[-1]["id"]
+    t0 = time.perf_counter()
+    client.post(f"/environments/{name}/start").raise_for_status()
+    wait_ready(client, name, last)
+    return created, time.perf_counter() - t0
 
 
 def median(xs: list[float]) -> float:

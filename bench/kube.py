@@ -16,7 +16,7 @@ import time
 import docker
 from kubernetes import client
 
-from bench.common import dev8_server, median, report, wait_ready
+from bench.common import create_stop_start, dev8_server, median, report
 from tests.kube.cluster import KubeCluster
 from tests.kube.kubelet import TestKubelet
 from tests.support import Registry
@@ -89,23 +89,16 @@ def main() -> None:
                 creates, starts, kube_creates, kube_starts = [], [], [], []
                 for i in range(args.runs):
                     name = f"b{i}"
-                    t0 = time.perf_counter()
-                    api.post("/environments", json={"name": name}).raise_for_status()
-                    wait_ready(api, name)
-                    creates.append(time.perf_counter() - t0)
+                    uids: list[str] = []
+
+                    def first_pod(name: str = name, uids: list[str] = uids) -> None:
+                        uids.append(pod_uid(core, api.get(f"/environments/{name}").json()["id"]))
+                    created, started = create_stop_start(api, name, first_pod)
+                    creates.append(created)
+                    starts.append(started)
                     env_id = api.get(f"/environments/{name}").json()["id"]
-                    uid = pod_uid(core, env_id)
-                    kube_creates.append(kubelet.pod_ready_at[uid] - kubelet.pod_started_at[uid])
-                    api.post(f"/environments/{name}/stop").raise_for_status()
-                    while api.get(f"/environments/{name}").json()["state"] != "stopped":
-                        time.sleep(0.1)
-                    last = api.get(f"/environments/{name}/events", params={"follow": "false"}).json()[-1]["id"]
-                    t0 = time.perf_counter()
-                    api.post(f"/environments/{name}/start").raise_for_status()
-                    wait_ready(api, name, last)
-                    starts.append(time.perf_counter() - t0)
-                    uid = pod_uid(core, env_id)
-                    kube_starts.append(kubelet.pod_ready_at[uid] - kubelet.pod_started_at[uid])
+                    for uid, times in ((uids[0], kube_creates), (pod_uid(core, env_id), kube_starts)):
+                        times.append(kubelet.pod_ready_at[uid] - kubelet.pod_started_at[uid])
                 rows = [("test kubelet: pod seen → sshd answers", median(kube_creates), "s"),
                         ("dev8 create → ready", median(creates), "s"),
                         ("  ratio", median(creates) / median(kube_creates), "x"),
