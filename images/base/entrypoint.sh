@@ -38,6 +38,11 @@ install -d -m 0700 -o dev -g dev /run/dev8
 install -m 0644 -o dev -g dev /etc/ssl/certs/ca-certificates.crt /run/dev8/ca-bundle.crt
 ln -sf /run/dev8/ca-bundle.crt /etc/dev8/ca-bundle.crt
 mkdir -p /run/sshd
+# runsv keeps each service's state in supervise/stat; made readable here (runsv itself makes
+# the folder 0700), so `dev8-env health` needs no sudo, which no-new-privileges refuses.
+for service in /etc/dev8/service/*/ /etc/dev8/optional/*/; do
+  if [ -d "$service" ]; then install -d -m 0755 "${service}supervise"; fi
+done
 if [ -z "${DEV8_HOME_ARCHIVE:-}" ]; then
   exec runsvdir -P /etc/dev8/service
 fi

@@ -223,6 +223,8 @@ def test_an_environment_on_kubernetes_end_to_end(kube_server: Dev8Server, kube_c
     pods = core.list_namespaced_pod("dev8-environments", label_selector=f"dev8.env-id={env_id}").items
     assert len(pods) == 1 and TOKEN not in str(pods[0].to_dict())  # the token went over SSH, not in the pod
     first_uid = pods[0].metadata.uid
+    # its services' state, read without sudo (no-new-privileges refuses it)
+    assert alice.http().get(f"/environments/{name}/health").json()["services"].get("sshd") == "up"
     # SSH through the gateway to the pod's IP, git push with the token from the secret
     r = alice.ssh(name, "cd ~/workspace/app && cat README.md && echo x > k.txt && git add k.txt && "
                         "git commit -qm 'from k8s' && git push -q origin main && echo pushed; stat -f -c %T /run/dev8/")

@@ -202,3 +202,10 @@ def test_a_settings_file_with_comments_is_left_alone(tmp_path, monkeypatch):
     helper._seed_user_settings()
     helper._enable_copilot({"github.copilot"})  # json cannot read it: not replaced
     assert settings.read_text() == text
+
+
+def test_health_reads_runits_state_files_without_sudo(tmp_path):
+    for name, state in (("sshd", "run\n"), ("code-server", "down\n"), ("other", "run, want down\n")):
+        (tmp_path / name / "supervise").mkdir(parents=True)
+        (tmp_path / name / "supervise" / "stat").write_text(state)
+    assert helper.health(str(tmp_path)) == {"services": {"code-server": "down", "other": "up", "sshd": "up"}}
