@@ -187,13 +187,18 @@ async def _until_ready(websocket: WebSocket, ctx: ServerContext, env: Environmen
         ctx.reconciler.wake(env.id)
     await _notice(websocket, f"{name} is {'starting' if started else env.observed_state}: connected once it is ready")
 
+    told: list[asyncio.Future[None]] = []
+
     def tell(line: str) -> None:
-        asyncio.ensure_future(_notice(websocket, line))
+        told.append(asyncio.ensure_future(_notice(websocket, line)))
     try:
-        return await until_ready(ctx, env.id, name, seen, tell)
+        ready = await until_ready(ctx, env.id, name, seen, tell)
     except NotReady as exc:
+        await asyncio.gather(*told)
         await _fail(websocket, str(exc))
         return None
+    await asyncio.gather(*told)  # every step shown before the shell's first bytes
+    return ready
 
 
 async def _notice(websocket: WebSocket, message: str) -> None:
