@@ -73,6 +73,18 @@ def arm_stub(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.Doc
 
 
 @pytest.fixture(scope="session")
+def keyvault(tmp_path_factory: pytest.TempPathFactory) -> Iterator:  # type: ignore[type-arg]
+    """The Azure Key Vault stand-in (tests/azure/keyvault_stub.py); each test makes its own key."""
+    from tests.azure.keyvault_stub import KeyVaultStub
+    from tests.support import make_tls_certs
+    root = tmp_path_factory.mktemp("keyvault")
+    make_tls_certs(root, "127.0.0.1")
+    stub = KeyVaultStub(root).start()
+    yield stub
+    stub.shutdown()
+
+
+@pytest.fixture(scope="session")
 def kube_cluster() -> Iterator:  # type: ignore[type-arg]
     """A real kube-apiserver on etcd (tests/kube/cluster.py), with the test kubelet running
     its pods on this Docker engine and dev8's namespace set up from deploy/kubernetes."""

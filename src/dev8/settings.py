@@ -71,6 +71,49 @@ class Settings(BaseSettings):
     # size); only a few stay open while idle.
     worker_threads: int = 32
 
+    # Where the key-encryption key lives: "local" (keyring.json in the data dir, or
+    # DEV8_KEYRING) or "azure-keyvault" (an RSA key in Azure Key Vault that never leaves it;
+    # core/keyvault.py). With a vault URL set, values sealed by either are opened, so an
+    # installation can move from one to the other (`dev8 admin migrate-keyring`).
+    keyring_provider: str = "local"
+    keyvault_url: str | None = None
+    keyvault_key: str = "dev8-kek"
+    keyvault_ca_bundle: Path | None = None
+    keyvault_instance_discovery: bool = True
+    # The SDK checks that the vault's challenge names a resource under the vault's own
+    # domain; off only for a vault behind a name of another domain.
+    keyvault_verify_challenge_resource: bool = True
+    keyvault_timeout: float = 10.0       # seconds per call to the vault
+    keyvault_refresh: float = 300.0      # seconds between lookups of the key's newest version
+    # Data keys unwrapped by the vault, kept in memory: at most this many, each this long
+    # (seconds); 0 keeps none (every open calls the vault).
+    keyring_cache_size: int = 4096
+    keyring_cache_seconds: float = 3600.0
+
+    @field_validator("keyring_provider")
+    @classmethod
+    def _check_keyring_provider(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in ("local", "azure-keyvault"):
+            raise ValueError(f"expected local or azure-keyvault, got {v!r}")
+        return v
+
+    @field_validator("keyvault_url")
+    @classmethod
+    def _check_keyvault_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?/?", v.strip()):
+            raise ValueError(f"expected the vault's URL, e.g. https://myvault.vault.azure.net, got {v!r}")
+        return v.strip().rstrip("/")
+
+    @field_validator("keyvault_key")
+    @classmethod
+    def _check_keyvault_key(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9a-zA-Z-]{1,127}", v):  # the vault's rule for key names
+            raise ValueError(f"a Key Vault key name is letters, digits and '-', got {v!r}")
+        return v
+
     # App subdomains (e.g. "dev8.example.com"): VS Code at vscode--ENV--USER.<domain>, ports
     # at PORT--ENV--USER.<domain>; needs a wildcard DNS name. Unset: "localhost:<port>" when
     # dev8's URL is on this machine (browsers resolve *.localhost themselves), else none,

@@ -36,14 +36,12 @@ import json
 import re
 import secrets
 import shutil
-import ssl
 import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -53,6 +51,7 @@ import docker.errors
 import docker.types
 
 from dev8.runtimes.registry import has_manifest, parse_ref
+from tests.azure.stubhttp import JsonHandler, Stub
 from tests.azure.swagger import SpecViolation, validate
 
 ACI_SPEC = "containerInstance-2023-05-01.json"
@@ -66,16 +65,6 @@ SHARES = RG + r"/providers/Microsoft\.Storage/storageAccounts/(?P<account>[^/]+)
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class Injection:
-    method: str
-    path: re.Pattern
-    status: int
-    body: dict | None
-    headers: dict[str, str]
-    times: int
 
 
 @dataclass
@@ -94,50 +83,32 @@ class Group:
     scratch: list[str] = field(default_factory=list)  # its emptyDir volumes (this deployment's)
 
 
-class ArmStub:
+class ArmStub(Stub):
     def __init__(self, root: Path, docker_client: docker.DockerClient, cert_dir: Path) -> None:
+        super().__init__(cert_dir)
         self.root = root
         self.docker = docker_client
-        self.cert_dir = cert_dir
-        self.tenant = "00000000-0000-0000-0000-00000000dev8"
-        self.tokens: set[str] = set()
         self.groups: dict[str, Group] = {}
         self.shares: dict[str, Path] = {}
         self.operations: dict[str, dict] = {}
-        self.injections: list[Injection] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) of every ARM request, for tests
         self.bodies: list[tuple[str, dict]] = []     # (path, body) of every validated body
         self.storage_key = secrets.token_urlsafe(32)
         self.id = uuid.uuid4().hex[:8]  # several stand-ins (test runs) may share one Docker engine
         self.network = f"dev8-aci-stub-{self.id}"
-        self.lock = threading.RLock()
-        self.server: ThreadingHTTPServer | None = None
         self.stuck_images: set[str] = set()  # deployments of these images stay Pending (a stuck pull)
         (root / "shares").mkdir(parents=True, exist_ok=True)
         (root / "mounts").mkdir(parents=True, exist_ok=True)
 
     # --- the process -------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
-
-    @property
-    def ca(self) -> Path:
-        return self.cert_dir / "ca.pem"
-
     def start(self) -> ArmStub:
         stub = self
 
         class Handler(_Handler):
             arm = stub
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(self.cert_dir / "cert.pem", self.cert_dir / "key.pem")
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        Handler.stub = stub
+        self.serve(Handler)
         self._network()
         return self
 
@@ -163,8 +134,7 @@ class ArmStub:
                 return ip
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
+        self.shutdown()
         for c in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.id}"}):
             c.remove(force=True)
         for v in self.docker.volumes.list(filters={"label": f"{LABEL}={self.id}"}):
@@ -181,23 +151,7 @@ class ArmStub:
                 "DEV8_RUNTIME_LOCATION": "westeurope", "DEV8_RUNTIME_STORAGE_ACCOUNT": "dev8homes",
                 "DEV8_RUNTIME_ARM_ENDPOINT": self.url, "DEV8_RUNTIME_CA_BUNDLE": str(self.ca),
                 "DEV8_RUNTIME_INSTANCE_DISCOVERY": "false", "DEV8_RUNTIME_SAVE_EVERY": "30",
-                "AZURE_TENANT_ID": self.tenant, "AZURE_CLIENT_ID": "dev8-test-client",
-                "AZURE_CLIENT_SECRET": "dev8-test-secret", "AZURE_AUTHORITY_HOST": self.url}
-
-    def inject(self, method: str, path: str, status: int, body: dict | None = None,
-               headers: dict[str, str] | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` ``method`` requests whose path matches ``path`` (a regex)
-        with ``status``, ``body`` and ``headers`` instead of serving them."""
-        with self.lock:
-            self.injections.append(Injection(method, re.compile(path), status, body, headers or {}, times))
-
-    def injected(self, method: str, path: str) -> Injection | None:
-        with self.lock:
-            for inj in self.injections:
-                if inj.method == method and inj.path.search(path) and inj.times > 0:
-                    inj.times -= 1
-                    return inj
-        return None
+                **self.credential_env()}
 
     # --- container groups ----------------------------------------------------------------------
 
@@ -329,45 +283,8 @@ class ArmStub:
                 f"operations/{op}?api-version={ACI_API}")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     arm: ArmStub
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 — the base class's name
-        pass
-
-    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-ms-request-id", str(uuid.uuid4()))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _error(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        self._send(status, {"error": {"code": code, "message": message}}, headers)
-
-    def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw or "json" not in (self.headers.get("Content-Type") or ""):
-            return raw or None  # the token endpoint's form, or nothing
-        return json.loads(raw)
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_PUT(self) -> None:
-        self._route("PUT")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def do_DELETE(self) -> None:
-        self._route("DELETE")
 
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
@@ -377,19 +294,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body()
         except ValueError:
             return self._error(400, "InvalidRequestContent", "the body is not JSON")
-        if path.endswith("/.well-known/openid-configuration"):
-            return self._openid(path)
-        if path.endswith("/oauth2/v2.0/token") and method == "POST":
-            form = parse_qs((body or b"").decode())
-            if form.get("client_secret") != ["dev8-test-secret"] or form.get("grant_type") != ["client_credentials"]:
-                return self._send(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid "
-                                        "client secret provided."})
-            token = secrets.token_urlsafe(24)
-            arm.tokens.add(token)
-            return self._send(200, {"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
-                                    "access_token": token})
-        auth = self.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or auth[7:] not in arm.tokens:
+        if self._entra(method, path, body):
+            return None
+        if not self._authorized():
             return self._error(401, "AuthenticationFailed", "missing or invalid bearer token",
                                {"WWW-Authenticate": f'Bearer authorization_uri="{arm.url}/{arm.tenant}"'})
         with arm.lock:
@@ -412,13 +319,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "InvalidApiVersionParameter", f"api-version {api!r} is not {ACI_API}")
         with arm.lock:
             return self._groups(method, m, body, query)
-
-    def _openid(self, path: str) -> None:
-        base = f"{self.arm.url}/{self.arm.tenant}"
-        self._send(200, {"token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
-                         "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                         "token_endpoint_auth_methods_supported": ["client_secret_post"],
-                         "response_types_supported": ["code", "token"], "tenant_region_scope": "EU"})
 
     def _storage(self, method: str, path: str, body: Any) -> None:
         arm = self.arm

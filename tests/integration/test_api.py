@@ -163,7 +163,7 @@ def test_rotate_keys_rewraps_every_data_key(ctx: ServerContext):
     a.post("/api/v1/environments", json={"name": "rot"})
     old = ctx.keyring.active
     assert rotate_keys(ctx.db, ctx.keyring) == 2
-    del ctx.keyring.keys[old]
+    del ctx.keyring.provider.keys[old]  # type: ignore[attr-defined]
     with ctx.db.session() as s:
         assert {r.key_id for r in s.scalars(select(Secret))} == {ctx.keyring.active}
         assert {r.key_id for r in s.scalars(select(EnvironmentKey))} == {ctx.keyring.active}

@@ -162,19 +162,103 @@ def create_token(
 
 
 @admin_app.command("rotate-keys")
-def rotate_keys(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
-    """Add a new key-encryption key and rewrap every secret's data key with it."""
+def rotate_keys(
+    rewrap_only: Annotated[bool, typer.Option(
+        "--rewrap-only", help="Make no new key: take up the vault's newest version (rotated there) and "
+                              "rewrap every data key under it")] = False,
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Make a new key-encryption key active (a new key version with Azure Key Vault) and
+    rewrap every data key with it, while the server runs; no environment is restarted.
+    Old keys stay usable until `dev8 admin keyring status` shows nothing refers to them."""
+    from dev8.core.crypto import DecryptionError, KeyringError, KeyServiceUnavailable
     from dev8.core.secrets import rotate_keys as rotate
     db, keyring = open_data(data_dir, database_url)
-    if keyring.path is None:
-        fail("the keyring comes from $DEV8_KEYRING: rotate by adding a key to that variable's JSON on every replica")
-    from dev8.core.crypto import DecryptionError
     try:
-        count = rotate(db, keyring)
+        count = rotate(db, keyring, new_key=not rewrap_only)
+    except (KeyringError, KeyServiceUnavailable) as exc:
+        fail(str(exc))
     except DecryptionError as exc:
         fail(f"a stored value cannot be rewrapped ({exc}); the new key is saved and active, the rest is "
-             "unchanged: restore the keyring that value was sealed with and run rotate-keys again")
+             "unchanged: restore the key that value was sealed with and run rotate-keys again")
     out.print(f"rewrapped {count} data key(s); active key is now {keyring.active}")
+
+
+@admin_app.command("migrate-keyring")
+def migrate_keyring(
+    to: Annotated[str, typer.Option("--to", help="local (keyring.json in the data dir) or azure-keyvault "
+                                                 "(DEV8_KEYVAULT_URL and DEV8_KEYVAULT_KEY)")],
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """Rewrap every data key with the other key provider, in one transaction (a failure
+    leaves everything as it was). Then set DEV8_KEYRING_PROVIDER on every dev8 server and
+    restart it; keep the old keyring until `dev8 admin keyring status` shows nothing needs it."""
+    from dev8.core.crypto import DecryptionError, KeyProvider, KeyringError, KeyServiceUnavailable, LocalKeyring
+    from dev8.core.secrets import migrate_keyring as migrate
+    from dev8.store.opening import vault_of
+    if to not in ("local", "azure-keyvault"):
+        fail(f"--to is local or azure-keyvault, not {to!r}")
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    db, keyring = open_data(data_dir, database_url)
+    target: KeyProvider | None
+    try:
+        if to == "local":
+            target = next((p for p in keyring.providers if p.name == "local"), None) \
+                or LocalKeyring.load_or_create(settings.data_dir)
+        else:
+            target = vault_of(settings)
+            if target is None:
+                fail("set DEV8_KEYVAULT_URL (and DEV8_KEYVAULT_KEY, default dev8-kek) to the vault to move to")
+            if target.ensure_key():  # type: ignore[attr-defined]
+                out.print(f"created the key in {target.describe()}")
+        count = migrate(db, keyring, target)
+    except (KeyringError, KeyServiceUnavailable, DecryptionError) as exc:
+        fail(f"nothing was changed: {exc}")
+    out.print(f"rewrapped {count} data key(s) with {target.describe()}; now set DEV8_KEYRING_PROVIDER={to} on "
+              "every dev8 server and restart it (until then a server opens both, if it has DEV8_KEYVAULT_URL)")
+
+
+keyring_app = typer.Typer(help="Where the key-encryption keys are and which of them values still need.",
+                          no_args_is_help=True)
+admin_app.add_typer(keyring_app, name="keyring")
+
+
+@keyring_app.command("status")
+def keyring_status(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """The key provider in use, its active key, and every key (version) stored values are
+    sealed with, with how many; with Azure Key Vault also the key's versions nothing needs."""
+    from dev8.core.crypto import KeyServiceUnavailable
+    from dev8.core.secrets import sealed_key_ids
+    db, keyring = open_data(data_dir, database_url)
+    with db.session() as s:
+        used = sealed_key_ids(s)
+    out.print(f"provider: {keyring.provider.name} ({keyring.provider.describe()})")
+    try:
+        active: str | None = keyring.active
+    except KeyServiceUnavailable as exc:
+        active = None
+        out.print(f"active key: unknown ({exc})")
+    else:
+        out.print(f"active key: {active}")
+    for kid, count in sorted(used.items(), key=lambda item: item[0] != active):
+        try:
+            where = keyring.provider_for(kid).name
+        except Exception:  # noqa: BLE001 — the message below says it
+            where = "no provider this server has"
+        mark = "active" if kid == active else "still needed"
+        out.print(f"  {kid}  {count} value(s)  [{where}, {mark}]", markup=False)
+    for p in keyring.providers:
+        versions = getattr(p, "versions", None)
+        if versions is None:
+            continue
+        try:
+            unused = [v for v in versions() if v.key_id not in used]
+        except KeyServiceUnavailable as exc:
+            out.print(f"the vault's versions cannot be listed: {exc}")
+            continue
+        for v in unused:
+            state = "enabled" if v.enabled else "disabled"
+            out.print(f"  {v.key_id}  no values  [{p.name}, {state}; not needed]", markup=False)
 
 
 @admin_app.command("backup")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from dev8.core import envssh
-from dev8.core.crypto import Keyring
+from dev8.core.crypto import Keyring, KeyServiceUnavailable
 from dev8.core.secrets import read_env_key
 from dev8.core.states import State
 from dev8.store.db import Database
@@ -83,7 +83,10 @@ class EnvConnections:
             if self.is_open(endpoint):
                 return self._conns[endpoint.env_id][1]
             self.drop(endpoint.env_id)
-            key = await asyncio.to_thread(read_env_key, self.db, self.keyring, endpoint.env_id)
+            try:
+                key = await asyncio.to_thread(read_env_key, self.db, self.keyring, endpoint.env_id)
+            except KeyServiceUnavailable as exc:
+                raise Unreachable(f"dev8 cannot open its key to the environment now: {exc}") from None
             try:
                 conn = await envssh.connect(endpoint.host, endpoint.port, key, endpoint.host_key,
                                             timeout=timeout or self.connect_timeout)

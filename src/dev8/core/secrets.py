@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dev8.core import audit
-from dev8.core.crypto import DecryptionError, Keyring, Sealed, env_key_aad, secret_aad
+from dev8.core.crypto import DecryptionError, KeyProvider, Keyring, Sealed, env_key_aad, secret_aad
 from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.names import check_secret_name
 from dev8.store.db import Database
@@ -107,25 +107,45 @@ def sealed_key_ids(s: Session) -> dict[str, int]:
     return counts
 
 
-def rotate_keys(db: Database, keyring: Keyring) -> int:
-    """Add a new active key-encryption key and rewrap every data key with it; returns how
-    many values were rewrapped.
+def _sealed_rows(s: Session, not_under: str) -> list[Secret | EnvironmentKey]:
+    """Every sealed value whose data key is not wrapped by key ``not_under``."""
+    return [*s.scalars(select(Secret).where(Secret.key_id != not_under)),
+            *s.scalars(select(EnvironmentKey).where(EnvironmentKey.key_id != not_under))]
 
-    The keyring is saved first (old keys stay in it, so a crash at any point never leaves
-    a data key wrapped by a key that is not saved); a running server takes the new
-    keyring up at its next use. Values it wrote meanwhile with the old key are rewrapped
-    in further passes until none is left.
+
+def rotate_keys(db: Database, keyring: Keyring, *, new_key: bool = True) -> int:
+    """Make a new key-encryption key (a new version in a vault) active, or with
+    ``new_key=False`` take up one rotated elsewhere (the vault's newest version), and
+    rewrap every data key not under it; returns how many values were rewrapped.
+
+    The new key is saved first (old keys stay, so a crash at any point never leaves a data
+    key wrapped by a key that is not kept); a running server takes it up at its next use
+    (a vault's newest version within DEV8_KEYVAULT_REFRESH). Values it wrote meanwhile
+    with the old key are rewrapped in further passes until none is left.
     """
-    keyring.add_key()
-    keyring.save()
+    if new_key:
+        keyring.provider.rotate()
+    else:
+        keyring.provider.refresh()
+    active = keyring.active
     count = 0
     while True:
         with db.session() as s:
-            rows: list[Secret | EnvironmentKey] = [
-                *s.scalars(select(Secret).where(Secret.key_id != keyring.active)),
-                *s.scalars(select(EnvironmentKey).where(EnvironmentKey.key_id != keyring.active))]
+            rows = _sealed_rows(s, active)
             for row in rows:
                 store_sealed(row, keyring.rewrap(sealed_of(row)))
         if not rows:
             return count
         count += len(rows)
+
+
+def migrate_keyring(db: Database, keyring: Keyring, target: KeyProvider) -> int:
+    """Rewrap every data key not under ``target``'s active key with it, in one
+    transaction: a failure half way leaves every value as it was. ``keyring`` must open
+    every value (it holds the provider they are sealed with). Returns how many moved."""
+    active = target.active_id()
+    with db.session() as s:
+        rows = _sealed_rows(s, active)
+        for row in rows:
+            store_sealed(row, keyring.rewrap(sealed_of(row), to=target))
+    return len(rows)

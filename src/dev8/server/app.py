@@ -15,6 +15,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dev8 import __version__
+from dev8.core.crypto import KeyServiceUnavailable
 from dev8.core.errors import (
     Conflict,
     Dev8Error,
@@ -114,6 +115,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @app.exception_handler(RuntimeUnavailable)
     async def _runtime_unavailable(_request: Request, exc: RuntimeUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(KeyServiceUnavailable)
+    async def _key_service_unavailable(_request: Request, exc: KeyServiceUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"secrets cannot be used now: {exc}"}, status_code=503,
+                            headers={"Retry-After": "30"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, exc: RequestValidationError) -> Response:

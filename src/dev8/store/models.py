@@ -91,8 +91,9 @@ class SshKey(Base):
 
 
 class SealedColumns:
-    """Envelope-encrypted value: data key wrapped by keyring key ``key_id``."""
-    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    """Envelope-encrypted value: data key wrapped by key ``key_id`` (a local keyring's id or
+    an Azure Key Vault key identifier with its version; see core/crypto.py)."""
+    key_id: Mapped[str] = mapped_column(String(255), index=True)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)

@@ -23,6 +23,7 @@ from azure.mgmt.containerinstance import models as m
 from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage import models as sm
 
+from dev8.azurecred import default_credential
 from dev8.runtimes.aci import builders
 from dev8.runtimes.aci.options import AciOptions
 from dev8.runtimes.base import (
@@ -89,13 +90,7 @@ class AciRuntime(PulledImages):
 
     def _cred(self) -> Any:
         if self._credential is None:
-            from azure.identity import DefaultAzureCredential
-            kw: dict[str, Any] = {"exclude_interactive_browser_credential": True}
-            if self.opts.ca_bundle:
-                kw["connection_verify"] = str(self.opts.ca_bundle)
-            if not self.opts.instance_discovery:
-                kw["disable_instance_discovery"] = True
-            self._credential = DefaultAzureCredential(**kw)
+            self._credential = default_credential(self.opts.ca_bundle, self.opts.instance_discovery)
         return self._credential
 
     @property
