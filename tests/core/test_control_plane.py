@@ -181,9 +181,9 @@ def test_a_missing_corrupt_or_foreign_keyring_stops_the_server_with_one_clear_li
     keyring.chmod(0o600)
     line = server_exits(srv)
     assert "is not a valid dev8 keyring" in line and "restore" in line, line
-    from dev8.core.crypto import Keyring
+    from dev8.core.crypto import LocalKeyring
     keyring.unlink()
-    Keyring.create(data)  # another installation's keyring
+    LocalKeyring.create(data)  # another installation's keyring
     line = server_exits(srv)
     assert "lacks key(s)" in line, line
     keyring.unlink()

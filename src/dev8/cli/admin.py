@@ -279,6 +279,15 @@ def backup(
     rows = sum(manifest["rows"].values())
     out.print(f"wrote {target}: {rows} rows of {len(manifest['rows'])} tables ({manifest['database']}, "
               f"schema {manifest['revision']}), {', '.join(manifest['files']) or 'no files'}")
+    if manifest.get("vault_keys"):
+        out.print(vault_note(manifest["vault_keys"]), markup=False)
+
+
+def vault_note(kids: list[str]) -> str:
+    """What a backup with values sealed in Azure Key Vault needs to be restored."""
+    return (f"its secrets are wrapped by Azure Key Vault and in it only wrapped: without access to that vault "
+            f"this backup cannot be restored. Keep the vault, the key and these {len(kids)} version(s) (do not "
+            f"purge them) and the Azure identity that may unwrap with them: {', '.join(kids)}")
 
 
 @admin_app.command("restore")
@@ -306,3 +315,6 @@ def restore(
     out.print(f"restored {sum(manifest['rows'].values())} rows from {manifest['created_at']} "
               f"({manifest['database']} → {db.engine.dialect.name}) and {', '.join(manifest['files']) or 'no files'}"
               f" into {settings.data_dir}")
+    if manifest.get("vault_keys"):
+        out.print(f"set DEV8_KEYRING_PROVIDER=azure-keyvault with DEV8_KEYVAULT_URL and DEV8_KEYVAULT_KEY naming "
+                  f"the vault and key of: {', '.join(manifest['vault_keys'])}", markup=False)

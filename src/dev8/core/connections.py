@@ -36,6 +36,13 @@ class HostKeyMismatch(Unreachable):
     """The endpoint presented a host key other than the pinned one: refused, not retried."""
 
 
+class KeyUnavailable(Unreachable):
+    """dev8's key to the environment cannot be opened now (the key service is down or
+    refusing): not the environment's fault, not retried in a tight loop."""
+
+    PREFIX = "dev8 cannot open its key to the environment now"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where one instance of an environment is reached, and the host key pinned for it."""
@@ -86,7 +93,7 @@ class EnvConnections:
             try:
                 key = await asyncio.to_thread(read_env_key, self.db, self.keyring, endpoint.env_id)
             except KeyServiceUnavailable as exc:
-                raise Unreachable(f"dev8 cannot open its key to the environment now: {exc}") from None
+                raise KeyUnavailable(f"{KeyUnavailable.PREFIX}: {exc}") from None
             try:
                 conn = await envssh.connect(endpoint.host, endpoint.port, key, endpoint.host_key,
                                             timeout=timeout or self.connect_timeout)
@@ -110,7 +117,7 @@ class EnvConnections:
         while loop.time() < deadline:
             try:
                 return await self.get(endpoint, timeout=max(0.5, min(self.connect_timeout, deadline - loop.time())))
-            except HostKeyMismatch:
+            except (HostKeyMismatch, KeyUnavailable):
                 raise
             except Unreachable as exc:
                 last = exc

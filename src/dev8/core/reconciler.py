@@ -7,7 +7,6 @@ retried with exponential backoff. Runtime calls are blocking and run in worker t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +22,7 @@ from sqlalchemy import select
 
 from dev8 import __version__
 from dev8.core import devcontainer, envssh, failures
-from dev8.core.connections import Endpoint, EnvConnections, Unreachable
+from dev8.core.connections import Endpoint, EnvConnections, KeyUnavailable, Unreachable
 from dev8.core.crypto import Keyring
 from dev8.core.environments import EMPTY_HOME_OK, add_event, installation_id, spec_of, workspace_folder
 from dev8.core.faults import crash_point
@@ -344,8 +343,17 @@ class Reconciler:
                          and (observed.host, observed.port) == (env.ssh_host, env.ssh_port) and bool(env.host_key))
         if same_instance and env.observed_state == State.RUNNING and env.configured_generation == env.generation:
             # Keep a pooled connection: its closing tells the periodic pass the instance died.
-            with contextlib.suppress(Unreachable, TimeoutError):
+            message = env.status_message
+            try:
                 await self.connections.get(Endpoint.of(env))
+                if message.startswith(KeyUnavailable.PREFIX):
+                    message = ""  # the key service is back
+            except KeyUnavailable as exc:  # it keeps running; its owner sees why dev8 cannot reach it
+                message = str(exc)
+            except (Unreachable, TimeoutError):
+                pass
+            if message != env.status_message:
+                await asyncio.to_thread(self._update, env.id, status_message=message)
             return
         tries, last = self._failures.get(env.id, 0), self._last_failure.get(env.id)
         retrying = f"trying again after try {tries} failed: {last}" if tries and last else ""

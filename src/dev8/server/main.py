@@ -134,6 +134,7 @@ def run(settings: Settings) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # two lines per start otherwise
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request otherwise
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every request's headers at INFO
     asyncio.new_event_loop().run_until_complete(serve(settings))
     # Stopped cleanly (serve closed the gateway, connections and the database). Worker
     # threads may still be inside a runtime call, e.g. a ten-minute image build; waiting

@@ -5,7 +5,8 @@ the source's database kind), ``db/<table>.jsonl`` (every row of every table, rea
 transaction so the copy is consistent while a server runs; bytes and times tagged so they
 come back as they were), and the data dir's files that cannot be re-made:
 ``keyring.json`` (without it no secret decrypts) and ``ssh_host_ed25519_key`` (the gateway's
-identity, pinned in every user's known_hosts).
+identity, pinned in every user's known_hosts). Values sealed in Azure Key Vault are in it
+wrapped only: the manifest lists the key versions (``vault_keys``) a restore needs access to.
 
 Rows are portable: a backup of SQLite restores into PostgreSQL and back. Restore builds
 the schema at the backup's revision with Alembic, loads the rows, then upgrades to the
@@ -28,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import Integer, MetaData, Table, create_engine, func, insert, select, text
 from sqlalchemy.engine import Connection
 
+from dev8.core.crypto import is_local_key_id
 from dev8.store.db import Database
 
 FORMAT = 1
@@ -124,12 +126,15 @@ def write_backup(db: Database, data_dir: Path, target: Path) -> dict:
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
             with _snapshot(db) as conn:
                 revision, counts = _export(conn, tar)
+                vault_keys = sorted(kid for table in ("secrets", "environment_keys")
+                                    for kid in conn.execute(text(f"SELECT DISTINCT key_id FROM {table}")).scalars()
+                                    if not is_local_key_id(kid))
             files = [name for name in DATA_FILES if (data_dir / name).is_file()]
             for name in files:
                 _add(tar, f"files/{name}", (data_dir / name).read_bytes())
             manifest = {"format": FORMAT, "revision": revision, "created_at": datetime.datetime.now(
                 datetime.UTC).isoformat(), "database": db.engine.dialect.name, "rows": counts,
-                "files": files}
+                "files": files, **({"vault_keys": vault_keys} if vault_keys else {})}
             _add(tar, "manifest.json", json.dumps(manifest, indent=2).encode())
         os.replace(tmp, target)
     except BaseException:
