@@ -21,7 +21,7 @@ from dev8.store.db import Database
 from dev8.store.models import EnvironmentKey, Secret
 from tests.azure.keyvault_stub import SPEC, KeyVaultStub
 from tests.azure.swagger import SpecViolation, validate
-from tests.support import unique
+from tests.support import GIT_HOST, Dev8Server, User, make_tls_certs, start_git_server, unique
 
 
 def make_vault(keyvault: KeyVaultStub, monkeypatch: pytest.MonkeyPatch, **kw: object) -> VaultKeyring:
@@ -240,6 +240,44 @@ def test_migrating_local_to_vault_and_back_and_a_failure_half_way_changes_nothin
         assert revealed(db, Keyring(local)) == {f"S{i}": f"value-{i}" for i in range(3)}
     finally:
         keyvault.up()
+
+
+def test_git_authenticates_after_a_rotation_on_a_live_server(keyvault: KeyVaultStub, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                             test_network: str, base_image: str, docker_client):
+    """On Docker: a token sealed in the vault reaches the environment and `git push` works;
+    the keys are rotated while the server runs, the old versions disabled in the vault, the
+    environment restarted (configured again from the rewrapped values): `git push` still works."""
+    key = unique("dev8-git-")
+    keyvault.create(key)
+    token = "tok-" + unique("") * 3
+    ca = make_tls_certs(tmp_path / "tls", GIT_HOST)
+    server = Dev8Server(tmp_path / "server", extra_env={
+        "DEV8_RUNTIME_NETWORK": test_network, "DEV8_ENV_CA_BUNDLE": str(ca), **keyvault.settings_env(key),
+        "DEV8_KEYVAULT_REFRESH": "1"}).start()
+    repo = start_git_server(docker_client, test_network, tmp_path / "tls", {"x-access-token": token})
+    try:
+        alice = User(server, "alice@example.com", tmp_path / "alice")
+        alice.cli("secrets", "set", "CORP_TOKEN", input=token)
+        name = unique("kv")
+        alice.cli("create", name, "--repo", f"https://{GIT_HOST}:8443/org/app.git",
+                  "--git", f"github@{GIT_HOST}:8443=CORP_TOKEN")
+
+        def push(message: str) -> None:
+            r = alice.ssh(name, f"cd ~/workspace/app && echo '{message}' >> CHANGE.md && git add CHANGE.md && "
+                                f"git commit -qm '{message}' && git push -q origin HEAD && echo pushed")
+            assert r.stdout.strip() == "pushed", r.stderr
+            log = repo.exec_run("git -C /srv/git/org/app.git log --format=%s -1 main").output.decode()
+            assert log.strip() == message
+        push("before rotation")
+        old = {v.version for v in keyvault.keys[key].versions}
+        assert "rewrapped" in server.cli("admin", "rotate-keys").stdout
+        for version in old:
+            keyvault.set_enabled(key, version, False)
+        alice.cli("restart", name)
+        push("after rotation")
+    finally:
+        server.shutdown()
+        repo.remove(force=True)
 
 
 @pytest.mark.skipif(not os.environ.get("DEV8_TEST_AZURE_KEYVAULT"),

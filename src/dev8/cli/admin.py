@@ -34,7 +34,9 @@ def server(
     managed identity or `az login`), kubernetes (a pod and a claim per environment:
     DEV8_RUNTIME_NAMESPACE, _KUBECONFIG, _CONTEXT, _STORAGE_CLASS, _STORAGE_SIZE,
     _IMAGE_PULL_SECRETS, _NODE_SELECTOR, _TOLERATIONS, _ALLOW_PRIVILEGE_ESCALATION; in a
-    cluster its service account, else a kubeconfig) or fake (tests). Every setting: the
+    cluster its service account, else a kubeconfig) or fake (tests). Where the key that
+    encrypts secrets lives is DEV8_KEYRING_PROVIDER: local (keyring.json in the data dir,
+    default) or azure-keyvault (DEV8_KEYVAULT_URL, DEV8_KEYVAULT_KEY). Every setting: the
     README's table."""
     from dev8.server.main import StartupError, run
     settings = load_settings(data_dir=data_dir, database_url=database_url, http_addr=http_addr, ssh_addr=ssh_addr)

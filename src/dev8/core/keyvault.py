@@ -238,7 +238,8 @@ class VaultKeyring:
             if status == 403:
                 raise KeyServiceUnavailable(
                     f"{where} forbids dev8 to {what} (403: {first_line(exc)}); give dev8's identity the "
-                    "'Key Vault Crypto User' role (or keys get, wrapKey, unwrapKey and create permissions)") from None
+                    "'Key Vault Crypto User' role ('Crypto Officer' to let it make key versions), or an access "
+                    "policy with keys get, wrapKey, unwrapKey (and create)") from None
             if status == 400 and what.startswith("unwrap"):
                 raise DecryptionError(f"{where}{version} cannot unwrap this data key ({first_line(exc)})") from None
             raise KeyServiceUnavailable(f"{where} answered {status} to {what} ({first_line(exc)})") from None
