@@ -5,7 +5,8 @@ What it speaks, over HTTPS with a test CA: Microsoft Entra's token endpoint (an 
 configuration and client-credential tokens, so azure-identity and the SDKs' bearer-token
 policy run for real), ARM's Microsoft.ContainerInstance container groups (api-version
 2023-05-01: PUT, GET, list, start, stop, restart, DELETE, container logs) and the
-Microsoft.Storage calls for the homes' file shares (PUT, GET, DELETE a share; listKeys).
+Microsoft.Storage calls for the homes' file shares (PUT, GET, DELETE a share; listKeys; a
+share's body validated against the published storage specification too).
 
 How it behaves as Azure does: every request needs a token it issued (401 otherwise), every
 body is validated strictly against the published specification (400 with the violation),
@@ -57,6 +58,7 @@ from tests.azure.swagger import SpecViolation, validate
 ACI_SPEC = "containerInstance-2023-05-01.json"
 ACI_API = "2023-05-01"
 STORAGE_API = "2026-09-01"
+STORAGE_SPEC = "storage-file-shares-2026-09-01.json"
 LABEL = "dev8-aci-stub"  # on everything a stand-in makes, its value the stand-in's own id
 RG = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
 GROUPS = RG + r"/providers/Microsoft\.ContainerInstance/containerGroups"
@@ -331,9 +333,10 @@ class _Handler(JsonHandler):
         answer = {"id": path, "name": share, "type": "Microsoft.Storage/storageAccounts/fileServices/shares",
                   "properties": {"shareQuota": 100}}
         if method == "PUT":
-            if not isinstance(body, dict) or set(body) - {"properties"} or \
-                    set(body.get("properties") or {}) - {"shareQuota", "enabledProtocols", "accessTier", "metadata"}:
-                return self._error(400, "InvalidRequestContent", f"unexpected file share body {body}")
+            try:
+                validate(STORAGE_SPEC, "FileShare", body)
+            except SpecViolation as exc:
+                return self._error(400, "InvalidRequestContent", f"file share body: {exc}")
             arm.bodies.append((path, body))
             folder = arm.root / "shares" / share
             folder.mkdir(exist_ok=True)

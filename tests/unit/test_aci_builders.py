@@ -15,6 +15,7 @@ from dev8.runtimes.pulled import host_key_from_logs
 from tests.azure.swagger import SpecViolation, validate
 
 ACI = "containerInstance-2023-05-01.json"
+STORAGE = "storage-file-shares-2026-09-01.json"
 SPEC = EnvSpec(env_id="e1", owner_id=7, name="web", image="myacr.azurecr.io/dev8/base:latest", cpus=1.5,
                memory_bytes=3 << 30, control_public_key="ssh-ed25519 AAAA dev8-control", installation="abc1234")
 
@@ -72,6 +73,24 @@ def test_the_validator_rejects_unknown_read_only_and_missing_properties() -> Non
     with pytest.raises(SpecViolation, match="port"):
         validate(ACI, "ContainerGroup", wrong_type)
     validate(ACI, "ContainerGroup", {**good, "id": "/x", "name": "n"}, request=False)  # answers may carry them
+
+
+def test_the_share_body_the_storage_sdk_sends_is_what_the_storage_spec_allows() -> None:
+    # the model the aci runtime hands file_shares.create, as the SDK serializes it for the wire
+    import json
+
+    from azure.mgmt.storage import models as sm
+    from azure.mgmt.storage._utils.model_base import SdkJSONEncoder
+    share = sm.FileShare(file_share_properties=sm.FileShareProperties(share_quota=100))
+    body = json.loads(json.dumps(share, cls=SdkJSONEncoder, exclude_readonly=True))
+    assert body == {"properties": {"shareQuota": 100}}, body
+    validate(STORAGE, "FileShare", body)
+    for bad in ({"properties": {"shareQuota": 100, "quota": 5}},          # unknown
+                {"properties": {"shareQuota": 100, "deleted": False}},    # read-only
+                {"properties": {"shareQuota": "100"}},                    # wrong type
+                {"etag": "x", "properties": {}}):                         # read-only at the top
+        with pytest.raises(SpecViolation):
+            validate(STORAGE, "FileShare", bad)
 
 
 def test_names_follow_azures_rules_and_never_collide() -> None:
