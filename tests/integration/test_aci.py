@@ -24,7 +24,7 @@ def aci_server(tmp_path_factory: pytest.TempPathFactory, arm_stub, registry_base
                ) -> Iterator[Dev8Server]:
     root = tmp_path_factory.mktemp("aci-server")
     server = Dev8Server(root, extra_env={"DEV8_RUNTIME": "aci", "DEV8_DEFAULT_IMAGE": registry_base_image,
-                                         **arm_stub.env()}).start()
+                                         "DEV8_IDLE_CHECK_INTERVAL": "1", **arm_stub.env()}).start()
     yield server
     server.kill()
 
@@ -87,6 +87,66 @@ def test_an_environment_on_aci_keeps_its_home_across_stop_start_and_a_group_dele
     alice.cli("delete", name, "--yes")
     assert group.name not in arm_stub.groups
     assert b.azure_name(f"{group.name}-home") not in arm_stub.shares
+
+
+def test_an_idle_environment_on_aci_is_stopped_with_its_home_saved(aci_server: Dev8Server, arm_stub,  # type: ignore[no-untyped-def]
+                                                                    tmp_path: Path) -> None:
+    carl = User(aci_server, f"{unique('carl')}@example.com", tmp_path / "carl")
+    name = unique("idle")
+    carl.cli("create", name, "--idle-timeout", "5s")
+    assert carl.ssh(name, "echo unsaved-until-stop > ~/workspace/idle.txt").returncode == 0
+    wait_until(lambda: carl.http().get(f"/environments/{name}").json()["state"] == "stopped", timeout=120,
+               what="the idle environment to be stopped")
+    env = carl.http().get(f"/environments/{name}").json()
+    assert env["stop_reason"] == "stopped after 5 s idle", env
+    group = group_of(arm_stub, name, carl)
+    assert group.state == "Stopped" and group.container_id is None  # deallocated: no compute billed
+    events = [(e["step"], e["status"]) for e in carl.http().get(
+        f"/environments/{name}/events", params={"follow": "false", "last": 200}).json()]
+    assert ("save", "ok") in events
+    carl.cli("start", name)  # auto-start on use works as on Docker; here the explicit start
+    assert carl.ssh(name, "cat ~/workspace/idle.txt").stdout.strip() == "unsaved-until-stop"
+    carl.cli("delete", name, "--yes")
+
+
+@pytest.fixture(scope="module")
+def registry_fullstack_image(registry, fullstack_image: str, docker_client) -> str:  # type: ignore[no-untyped-def]
+    """dev8/fullstack pushed to the local registry (the stand-in pulls what a group names)."""
+    from dev8.runtimes.image_push import push
+    return push(docker_client, fullstack_image, registry.host, lambda _m: None)
+
+
+@pytest.mark.timeout(1500)
+def test_the_fullstack_installs_a_repository_with_symlinks_and_ssh_keys_survive_stop_and_start_on_aci(
+        aci_server: Dev8Server, arm_stub, registry_fullstack_image: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The check that passes on Docker (tests/integration/test_installs.py: npm -g, bun, pip
+    --user, pipx, go install, cargo install as dev, offline) on a home that ACI keeps on an
+    SMB share: installed, then a stop (the home saved to the share, the group deallocated)
+    and a start on a new deployment (the home restored): every tool still answers, in plain
+    and login shells, and a repository with symlinks and an SSH key are as they were."""
+    from tests.integration.test_installs import INSTALL, every_tool_answers
+    dora = User(aci_server, f"{unique('dora')}@example.com", tmp_path / "dora")
+    name = unique("fs")
+    dora.cli("create", name, "--image", registry_fullstack_image)
+    r = dora.ssh(name, INSTALL, timeout=600)
+    assert r.returncode == 0 and "installed" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
+    every_tool_answers(dora, name)
+    repo = ("cd ~/workspace && git init -q -b main repo && cd repo && mkdir -p bin docs && "
+            "printf '#!/bin/sh\necho linked\n' > bin/run.sh && chmod 755 bin/run.sh && ln -s ../bin/run.sh docs/run && "
+            "ln -s bin current && git add -A && git -c user.email=d@e -c user.name=d commit -qm init && "
+            "ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_work && echo done")
+    assert dora.ssh(name, repo).stdout.strip() == "done"
+    before = dora.ssh(name, "cat ~/.ssh/id_work.pub").stdout
+    dora.cli("stop", name)
+    dora.cli("start", name)
+    every_tool_answers(dora, name)
+    check = ("cd ~/workspace/repo && git status --porcelain | wc -l && readlink docs/run current && docs/run && "
+             "stat -c %a bin/run.sh ~/.ssh/id_work && cat ~/.ssh/id_work.pub")
+    r = dora.ssh(name, check)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:7] == ["0", "../bin/run.sh", "bin", "linked", "755", "600", *before.split()[:1]], r.stdout
+    assert before.strip() in r.stdout
+    dora.cli("delete", name, "--yes")
 
 
 def test_an_image_the_registry_does_not_have_is_refused_before_anything_is_made(

@@ -266,7 +266,8 @@ def test_other_users_environment_url_is_a_404_page_and_a_generated_key_opens_ssh
 PAGES = ["/", "/new", "/settings", "/admin"]
 
 
-def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, server: Dev8Server, tmp_path: Path):  # type: ignore[no-untyped-def]
+def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, server: Dev8Server, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                     registry):
     server.cli("admin", "create-user", "boss@example.com", "--admin", "--password-stdin", input=PASSWORD + "\n")
     boss = User.__new__(User)  # only the email is needed to log in through the form
     boss.email = "boss@example.com"
@@ -344,8 +345,21 @@ def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, serv
     page.click(f"{image} button")
     page.wait_for_selector(f"{image}[data-job=done]", timeout=600_000)
     assert page.inner_text(f"{image} td.progress").startswith("done")
+    # pushed from the page to a registry (a real one on loopback), progress per layer, then its name
+    page.select_option("#push-image", "dev8/base:latest")
+    page.fill("#push-registry", f"{registry.host}/from-page")
+    page.click("#push-form button")
+    page.wait_for_selector("#push-progress[data-job=done]", timeout=300_000)
+    pushed = f"{registry.host}/from-page/dev8/base:latest"
+    assert page.inner_text("#push-progress") == f"pushed {pushed}"
+    from dev8.runtimes.registry import has_manifest, parse_ref
+    assert has_manifest(parse_ref(pushed))
     shot(page, "admin")
     assert page.console_errors == [], page.console_errors
+    page.fill("#push-registry", "https://not-a-registry-name")  # refused next to the form (the 422 is logged)
+    page.click("#push-form button")
+    page.wait_for_selector("#push-error:not([hidden])")
+    assert "invalid registry" in page.inner_text("#push-error")
 
 
 def test_creating_from_a_template_card_greys_out_what_it_fixes(page, server: Dev8Server, tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -17,13 +17,11 @@ image_app = typer.Typer(help="Environment images: build them here, push them to 
 
 
 def _engine() -> docker.DockerClient:
-    import docker as docker_sdk
+    from dev8.runtimes.image_push import PushError, local_engine
     try:
-        client = docker_sdk.from_env()
-        client.ping()
-    except docker_sdk.errors.DockerException as exc:
-        fail(f"Docker engine unreachable: {exc}")
-    return client
+        return local_engine()
+    except PushError as exc:
+        fail(str(exc))
 
 
 @image_app.command("build")

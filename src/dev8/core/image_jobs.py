@@ -1,4 +1,4 @@
-"""Image builds and pulls an admin starts ahead of time (the dashboard's Images section).
+"""Image builds, pulls and pushes an admin starts (the dashboard's Images section).
 
 One job per image at a time, run as a runtime call on the event loop's behalf (a worker
 thread under the reconciler's timeout); its progress is the runtime's latest line. Jobs
@@ -37,13 +37,15 @@ class ImageJobs:
         return self.jobs.get(image)
 
     def start(self, image: str, work: Callable[[Progress], Awaitable[None]],
-              on_done: Callable[[ImageJob], Awaitable[None]] | None = None) -> ImageJob:
-        """Run ``work(progress)`` for ``image`` in the background; Conflict while a job for
-        it runs. ``on_done`` is awaited with the finished job."""
-        running = self.jobs.get(image)
+              on_done: Callable[[ImageJob], Awaitable[None]] | None = None, *, key: str | None = None,
+              doing: str = "fetched") -> ImageJob:
+        """Run ``work(progress)`` for ``image`` in the background as job ``key`` (default: the
+        image); Conflict while that job runs. ``on_done`` is awaited with the finished job."""
+        key = key or image
+        running = self.jobs.get(key)
         if running is not None and running.state == "running":
-            raise Conflict(f"{image} is being fetched already ({running.progress or 'starting'})", field="image")
-        job = self.jobs[image] = ImageJob(image=image)
+            raise Conflict(f"{image} is being {doing} already ({running.progress or 'starting'})", field="image")
+        job = self.jobs[key] = ImageJob(image=image)
 
         def progress(line: str) -> None:  # called from the runtime's worker thread
             job.progress = line

@@ -23,6 +23,17 @@ class PushError(RuntimeError):
     """The push failed; the message says where and why."""
 
 
+def local_engine() -> docker.DockerClient:
+    """This machine's Docker engine (``DOCKER_HOST`` or the local socket), answering."""
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise PushError(f"this machine's Docker engine is unreachable ({exc}): push from a machine that has the "
+                        "image, with `dev8 image push`") from None
+    return client
+
+
 def target_name(image: str, registry: str) -> str:
     """``image``'s name in ``registry`` (``HOST[/PREFIX]``): its repository path and tag kept,
     e.g. ``dev8/base:latest`` to ``myacr.azurecr.io/team/dev8/base:latest``."""

@@ -246,10 +246,22 @@ class ImageOut(BaseModel):
     default: bool
     built_here: bool = Field(description="one of dev8's own images, built from images/Dockerfile (others are pulled)")
     job: ImageJobOut | None = Field(default=None, description="the latest build or pull an admin started here")
+    push_job: ImageJobOut | None = Field(default=None, description=(
+        "the latest push to a registry an admin started here; when done, its progress names what was pushed"))
 
 
 class ImageFetchIn(RequestBody):
     image: str = Field(max_length=255, description="dev8's own image (built) or any other (pulled)")
+
+
+class ImagePushIn(RequestBody):
+    image: str = Field(max_length=255, description="an image on this server's Docker engine, e.g. dev8/base:latest")
+    registry: str = Field(max_length=255, description="HOST[:PORT][/PREFIX], e.g. myacr.azurecr.io/dev8; the image "
+                                                      "keeps its path and tag under it")
+    username: str = Field(default="", max_length=255, description="e.g. an ACR token's name; empty: the engine's "
+                                                                  "own `docker login`")
+    password: str = Field(default="", max_length=4096, description="the token's password; used for this push only, "
+                                                                   "never stored or shown")
 
 
 class TemplateIn(RequestBody):

@@ -9,13 +9,15 @@ from fastapi import APIRouter, status
 from dev8.core import audit, templates
 from dev8.core.admin import require_admin
 from dev8.core.environments import check_image
+from dev8.core.errors import Invalid
 from dev8.core.image_jobs import ImageJob
 from dev8.core.reconciler import IMAGE_TIMEOUT
 from dev8.envimage.dev8_env import IMAGE_TARGETS, image_tag
 from dev8.runtimes.base import NeedsUserAction, Progress
+from dev8.runtimes.image_push import local_engine, push, target_name
 from dev8.server.api.environments import image_status
 from dev8.server.deps import Ctx, CurrentUser, StoreRoute
-from dev8.server.schemas import ERROR_RESPONSES, ImageFetchIn, ImageJobOut, ImageOut
+from dev8.server.schemas import ERROR_RESPONSES, ImageFetchIn, ImageJobOut, ImageOut, ImagePushIn
 from dev8.settings import Settings
 from dev8.store.models import User
 
@@ -26,6 +28,7 @@ DESCRIPTIONS = {
                             "Claude, Gemini and Copilot CLIs",
 }
 OWN = {image_tag(t) for t in IMAGE_TARGETS}
+PUSH = "push "  # the job key of an image's push, beside its build or pull
 BUILD_MINUTES = {image_tag("base"): 2, image_tag("fullstack"): 12}  # what a first build took here
 
 
@@ -53,7 +56,8 @@ async def list_images(ctx: Ctx, _user: CurrentUser) -> list[ImageOut]:
             status, note = "unavailable", str(exc)
         out.append(ImageOut(name=name, description=DESCRIPTIONS.get(name, ""), status=status, note=note,
                             default=name == ctx.settings.default_image, built_here=name in OWN,
-                            job=_job_out(ctx.image_jobs.get(name))))
+                            job=_job_out(ctx.image_jobs.get(name)),
+                            push_job=_job_out(ctx.image_jobs.get(PUSH + name))))
     return out
 
 
@@ -78,6 +82,34 @@ async def fetch_image(body: ImageFetchIn, ctx: Ctx, user: CurrentUser) -> ImageJ
         await asyncio.to_thread(_audit, ctx, user.id, f"admin.image.{job.state}", image, job.error)
     job = ctx.image_jobs.start(image, work, finished)
     await asyncio.to_thread(_audit, ctx, user.id, "admin.image.fetch", image, "")
+    return _job_out(job)  # type: ignore[return-value]
+
+
+@router.post("/push", response_model=ImageJobOut, status_code=status.HTTP_202_ACCEPTED,
+             summary="Admins: push an image from this server's Docker engine to a registry (ACR included), for "
+                     "runtimes that pull (aci, kubernetes); progress per layer in GET /images (push_job)")
+async def push_image(body: ImagePushIn, ctx: Ctx, user: CurrentUser) -> ImageJobOut:
+    require_admin(user)
+    image = check_image(body.image.strip())
+    try:
+        target = target_name(image, body.registry)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="registry") from None
+    if bool(body.username) != bool(body.password):
+        raise Invalid("give a username and its password (an ACR token's name and password) together, or neither "
+                      "to use the engine's own `docker login`", field="password" if body.username else "username")
+    auth = (body.username, body.password) if body.username else None
+
+    async def work(progress: Progress) -> None:
+        def run() -> None:
+            push(local_engine(), image, body.registry, progress, auth)
+            progress(f"pushed {target}")
+        await asyncio.wait_for(asyncio.to_thread(run), IMAGE_TIMEOUT)
+
+    async def finished(job: ImageJob) -> None:
+        await asyncio.to_thread(_audit, ctx, user.id, f"admin.image.push.{job.state}", image, job.error or target)
+    job = ctx.image_jobs.start(image, work, finished, key=PUSH + image, doing="pushed")
+    await asyncio.to_thread(_audit, ctx, user.id, "admin.image.push", image, target)
     return _job_out(job)  # type: ignore[return-value]
 
 

@@ -1,5 +1,5 @@
-// Admin: users (create, disable/enable, grant/revoke admin), every environment, the
-// audit log (newest first, paged back with "Older entries").
+// Admin: users (create, disable/enable, grant/revoke admin), images (build, pull, push to a
+// registry), every environment, the audit log (newest first, paged back with "Older entries").
 "use strict";
 (() => {
   const { api, el, when, redraw } = window.dev8;
@@ -47,11 +47,35 @@
         el("td", { className: "actions" }, el("button", { type: "button", textContent: verb, disabled: running,
           ariaLabel: `${verb} ${i.name}`, dataset: { key: `fetch/${i.name}` }, onclick: () => fetchImage(i.name) })));
     })));
-    const busy = images.some((i) => i.job?.state === "running");
+    const pick = $("push-image");
+    const chosen = pick.value;
+    const names = images.map((i) => i.name);
+    if (pick.options.length !== names.length || names.some((n, k) => pick.options[k].value !== n)) {
+      pick.replaceChildren(...names.map((n) => el("option", { value: n, textContent: n })));
+      if (names.includes(chosen)) pick.value = chosen;
+    }
+    const pushing = images.find((i) => i.name === pick.value)?.push_job;
+    const push = images.find((i) => i.push_job?.state === "running")?.push_job || pushing;
+    $("push-progress").dataset.job = push?.state || "";
+    $("push-progress").textContent = !push ? "" : push.state === "running" ? `pushing: ${push.progress || "starting…"}`
+      : push.state === "failed" ? `push failed: ${push.error}` : push.progress;
+    const busy = images.some((i) => i.job?.state === "running" || i.push_job?.state === "running");
     if (busy && !imagesTimer) imagesTimer = setInterval(() => refreshImages().catch(() => {}), 2000);
     if (!busy && imagesTimer) { clearInterval(imagesTimer); imagesTimer = null; }
     if (!busy && $("status").textContent.startsWith("Fetching")) $("status").textContent = "";
   }
+  $("push-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { image: $("push-image").value, registry: $("push-registry").value.trim(),
+                   username: $("push-username").value.trim(), password: $("push-password").value };
+    try {
+      await api("POST", "/images/push", body);
+      $("push-password").value = "";
+      $("push-error").hidden = true;
+    } catch (err) { $("push-error").textContent = err.message; $("push-error").hidden = false; }
+    await refreshImages();
+  });
+  $("push-image").addEventListener("change", () => refreshImages().catch(() => {}));
   async function fetchImage(image) {
     try { await api("POST", "/images/fetch", { image }); $("status").textContent = `Fetching ${image}…`; }
     catch (err) { $("status").textContent = `Could not fetch ${image}: ${err.message}`; }
