@@ -98,7 +98,8 @@ class ArmStub(Stub):
         self.storage_key = secrets.token_urlsafe(32)
         self.id = uuid.uuid4().hex[:8]  # several stand-ins (test runs) may share one Docker engine
         self.network = f"dev8-aci-stub-{self.id}"
-        self.stuck_images: set[str] = set()  # deployments of these images stay Pending (a stuck pull)
+        self.stuck_images: set[str] = set()
+        self.extra_networks: list[str] = []  # more networks each group's container joins  # deployments of these images stay Pending (a stuck pull)
         (root / "shares").mkdir(parents=True, exist_ok=True)
         (root / "mounts").mkdir(parents=True, exist_ok=True)
 
@@ -214,6 +215,8 @@ class ArmStub(Stub):
             network.disconnect(c)
             ip = self.next_ip()  # a new address at every start, as ACI's
             network.connect(c, ipv4_address=ip)
+            for extra in self.extra_networks:  # e.g. a test git server's, as a VNet reaches a company's hosts
+                self.docker.networks.get(extra).connect(c)
             c.start()
             g.container_id, g.ip, g.running_at = c.id, ip, time.monotonic()
             event("Started", "Started container")

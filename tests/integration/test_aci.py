@@ -149,6 +149,56 @@ def test_the_fullstack_installs_a_repository_with_symlinks_and_ssh_keys_survive_
     dora.cli("delete", name, "--yes")
 
 
+def test_a_repositorys_devcontainer_on_aci_sets_variables_runs_its_commands_and_its_dockerfile_is_refused(  # type: ignore[no-untyped-def]
+        arm_stub, registry_base_image: str, docker_client, tmp_path: Path) -> None:
+    """devcontainer.json on aci: the clone with a token over SSH (a git host the groups reach,
+    as through a VNet), containerEnv, postCreateCommand once per home (the home kept on the
+    share across a stop and a new deployment), postStartCommand at every start; a Dockerfile
+    is not built here (this runtime builds nothing) and says so, the environment keeping its image."""
+    from tests.integration.test_git_providers import DEVCONTAINER
+    from tests.support import GIT_HOST, GITLAB_HOST, make_tls_certs, start_git_server
+    token = "tok-" + "ac1d" * 8
+    network = docker_client.networks.create(unique("dev8-aci-git-"))
+    ca = make_tls_certs(tmp_path / "tls", GIT_HOST, GITLAB_HOST)
+    (tmp_path / "tls" / "devcontainer.json").write_text(DEVCONTAINER)
+    (tmp_path / "tls" / "dockerfile.json").write_text('{"build": {"dockerfile": "Dockerfile"}}')
+    (tmp_path / "tls" / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    git = start_git_server(docker_client, network.name, tmp_path / "tls", {"x-access-token": token})
+    seed = ("set -e; for r in dc img; do d=/tmp/$r; git init -q -b main $d; mkdir $d/.devcontainer; done; "
+            "cp /srv/tls/devcontainer.json /tmp/dc/.devcontainer/; "
+            "cp /srv/tls/dockerfile.json /tmp/img/.devcontainer/devcontainer.json; cp /srv/tls/Dockerfile /tmp/img/.devcontainer/; "
+            "for r in dc img; do cd /tmp/$r; git add .; git -c user.name=t -c user.email=t@t commit -qm $r; "
+            "git clone -q --bare /tmp/$r /srv/git/org/$r.git; done")
+    assert git.exec_run(["sh", "-c", seed]).exit_code == 0
+    arm_stub.extra_networks.append(network.name)
+    server = Dev8Server(tmp_path / "server", extra_env={"DEV8_RUNTIME": "aci", "DEV8_DEFAULT_IMAGE": registry_base_image,
+                                                        "DEV8_ENV_CA_BUNDLE": str(ca), **arm_stub.env()}).start()
+    try:
+        erin = User(server, "erin@example.com", tmp_path / "erin")
+        erin.cli("secrets", "set", "CORP_TOKEN", input=token)
+        name = unique("dc")
+        out = erin.cli("create", name, "--repo", f"https://{GIT_HOST}:8443/org/dc.git",
+                       "--git", f"github@{GIT_HOST}:8443=CORP_TOKEN").stdout
+        assert "✓ clone" in out and "✓ devcontainer (.devcontainer/devcontainer.json: 1 variables" in out, out
+        assert "✓ lifecycle" in out and f"{name} is ready" in out, out
+        assert erin.ssh(name, "echo $APP_ENV").stdout.strip() == "dev"
+        erin.cli("stop", name)
+        erin.cli("start", name)  # a new deployment on the saved home: created once, started twice
+        assert erin.ssh(name, "cat ~/created.log ~/started.log").stdout.split() == ["created", "dev", "dev"]
+        img = unique("img")
+        out = erin.cli("create", img, "--repo", f"https://{GIT_HOST}:8443/org/img.git",
+                       "--git", f"github@{GIT_HOST}:8443=CORP_TOKEN").stdout
+        assert "! devcontainer-image" in out and "builds no images" in out and f"{img} is ready" in out, out
+        assert erin.http().get(f"/environments/{img}").json()["image"] == registry_base_image
+    finally:
+        server.kill()
+        arm_stub.extra_networks.remove(network.name)
+        git.remove(force=True)
+        for c in docker_client.containers.list(all=True, filters={"network": network.name}):
+            network.disconnect(c, force=True)
+        network.remove()
+
+
 def test_an_image_the_registry_does_not_have_is_refused_before_anything_is_made(
         aci_server: Dev8Server, arm_stub, registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bob = User(aci_server, f"{unique('bob')}@example.com", tmp_path / "bob")
