@@ -109,6 +109,20 @@ def test_an_idle_environment_on_aci_is_stopped_with_its_home_saved(aci_server: D
     carl.cli("delete", name, "--yes")
 
 
+def vscode_answers(user: User, name: str) -> None:
+    """VS Code's workbench and an asset of it through dev8's proxy, over the group's SSH."""
+    import re
+
+    import httpx
+    client = user.script()
+    client.timeout, client.follow_redirects = httpx.Timeout(60), True
+    page = wait_until(lambda: client.get(f"/@{user.username}/{name}/apps/vscode/", headers={"accept": "text/html"}),
+                      timeout=60, what="VS Code through the proxy")
+    assert page.status_code == 200 and "workbench" in page.text.lower(), page.text[:500]
+    assets = re.findall(r'(?:src|href)="(\./[^"]+\.(?:js|css|png))"', page.text)
+    assert assets and client.get(str(page.url.join(assets[0]))).status_code == 200
+
+
 @pytest.fixture(scope="module")
 def registry_fullstack_image(registry, fullstack_image: str, docker_client) -> str:  # type: ignore[no-untyped-def]
     """dev8/fullstack pushed to the local registry (the stand-in pulls what a group names)."""
@@ -119,8 +133,8 @@ def registry_fullstack_image(registry, fullstack_image: str, docker_client) -> s
 @pytest.mark.timeout(1500)
 def test_the_fullstack_installs_a_repository_with_symlinks_and_ssh_keys_survive_stop_and_start_on_aci(
         aci_server: Dev8Server, arm_stub, registry_fullstack_image: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The check that passes on Docker (tests/integration/test_installs.py: npm -g, bun, pip
-    --user, pipx, go install, cargo install as dev, offline) on a home that ACI keeps on an
+    """VS Code through the proxy, and the check that passes on Docker (test_installs.py: npm
+    -g, bun, pip --user, pipx, go install, cargo install as dev, offline) on a home ACI keeps on an
     SMB share: installed, then a stop (the home saved to the share, the group deallocated)
     and a start on a new deployment (the home restored): every tool still answers, in plain
     and login shells, and a repository with symlinks and an SSH key are as they were."""
@@ -137,9 +151,11 @@ def test_the_fullstack_installs_a_repository_with_symlinks_and_ssh_keys_survive_
             "ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_work && echo done")
     assert dora.ssh(name, repo).stdout.strip() == "done"
     before = dora.ssh(name, "cat ~/.ssh/id_work.pub").stdout
+    vscode_answers(dora, name)
     dora.cli("stop", name)
     dora.cli("start", name)
     every_tool_answers(dora, name)
+    vscode_answers(dora, name)  # code-server on the new deployment, reached the same way
     check = ("cd ~/workspace/repo && git status --porcelain | wc -l && readlink docs/run current && docs/run && "
              "stat -c %a bin/run.sh ~/.ssh/id_work && cat ~/.ssh/id_work.pub")
     r = dora.ssh(name, check)
