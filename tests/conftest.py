@@ -61,25 +61,30 @@ def registry() -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="session")
-def arm_stub(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient) -> Iterator:  # type: ignore[type-arg]
+def azure_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One test CA and certificate for every Azure stand-in (as Azure's endpoints share public CAs)."""
+    from tests.support import make_tls_certs
+    root = tmp_path_factory.mktemp("azure-certs")
+    make_tls_certs(root, "127.0.0.1")
+    return root
+
+
+@pytest.fixture(scope="session")
+def arm_stub(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient,  # type: ignore[type-arg]
+             azure_certs: Path) -> Iterator:
     """The Azure stand-in (tests/azure/arm_stub.py), its environments on this Docker engine."""
     from tests.azure.arm_stub import ArmStub
-    from tests.support import make_tls_certs
     root = tmp_path_factory.mktemp("azure")
-    make_tls_certs(root / "certs", "127.0.0.1")
-    stub = ArmStub(root / "stub", docker_client, root / "certs").start()
+    stub = ArmStub(root / "stub", docker_client, azure_certs).start()
     yield stub
     stub.stop()
 
 
 @pytest.fixture(scope="session")
-def keyvault(tmp_path_factory: pytest.TempPathFactory) -> Iterator:  # type: ignore[type-arg]
+def keyvault(azure_certs: Path) -> Iterator:  # type: ignore[type-arg]
     """The Azure Key Vault stand-in (tests/azure/keyvault_stub.py); each test makes its own key."""
     from tests.azure.keyvault_stub import KeyVaultStub
-    from tests.support import make_tls_certs
-    root = tmp_path_factory.mktemp("keyvault")
-    make_tls_certs(root, "127.0.0.1")
-    stub = KeyVaultStub(root).start()
+    stub = KeyVaultStub(azure_certs).start()
     yield stub
     stub.shutdown()
 

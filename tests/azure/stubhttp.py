@@ -18,6 +18,9 @@ from urllib.parse import parse_qs
 TENANT = "00000000-0000-0000-0000-00000000dev8"
 CLIENT_ID = "dev8-test-client"
 CLIENT_SECRET = "dev8-test-secret"
+# One Microsoft Entra tenant for every stand-in in a process: a token any of them issued is
+# accepted by all, as Entra's tokens are by every Azure service (for its audience).
+ISSUED: set[str] = set()
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Stub:
     def __init__(self, cert_dir: Path) -> None:
         self.cert_dir = cert_dir
         self.tenant = TENANT
-        self.tokens: set[str] = set()
+        self.tokens = ISSUED
         self.injections: list[Injection] = []
         self.lock = threading.RLock()
         self.server: ThreadingHTTPServer | None = None

@@ -20,11 +20,16 @@ from tests.support import Dev8Server, User, unique, wait_until
 
 
 @pytest.fixture(scope="module")
-def aci_server(tmp_path_factory: pytest.TempPathFactory, arm_stub, registry_base_image: str  # type: ignore[no-untyped-def]
+def aci_server(tmp_path_factory: pytest.TempPathFactory, arm_stub, keyvault, registry_base_image: str  # type: ignore[no-untyped-def]
                ) -> Iterator[Dev8Server]:
+    """A dev8 server on aci whose secrets are sealed in (the stand-in of) Azure Key Vault, as
+    the product plan has it: both Azure stand-ins take the same Entra credentials."""
     root = tmp_path_factory.mktemp("aci-server")
+    key = unique("aci-kek-")
+    keyvault.create(key)
     server = Dev8Server(root, extra_env={"DEV8_RUNTIME": "aci", "DEV8_DEFAULT_IMAGE": registry_base_image,
-                                         "DEV8_IDLE_CHECK_INTERVAL": "1", **arm_stub.env()}).start()
+                                         "DEV8_IDLE_CHECK_INTERVAL": "1", **keyvault.settings_env(key),
+                                         **arm_stub.env()}).start()
     yield server
     server.kill()
 
@@ -47,6 +52,7 @@ def test_an_environment_on_aci_keeps_its_home_across_stop_start_and_a_group_dele
     r = alice.ssh(name, "cat /run/dev8/secrets/TOKEN; echo; stat -f -c %T /run/dev8/; echo $GREETING")
     assert r.returncode == 0 and r.stdout.split() == ["s3cr3t-value", "tmpfs", "hello"], (r.stdout, r.stderr)
     assert not any("s3cr3t" in json.dumps(body) for _, body in arm_stub.bodies)
+    assert not (aci_server.data_dir / "keyring.json").exists()  # its key is in the vault
     # what breaks on a home that is the SMB share itself: modes, owners, symlinks, ~/.ssh
     work = ("cd ~/workspace && echo kept > a.txt && chmod 600 a.txt && ln -s a.txt link && "
             "mkdir -p ~/.ssh && chmod 700 ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519 && "

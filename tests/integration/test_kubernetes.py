@@ -191,18 +191,22 @@ TOKEN = "tok-" + "k8s0" * 8
 
 @pytest.fixture(scope="module")
 def kube_server(tmp_path_factory: pytest.TempPathFactory, kube_cluster, kubelet, registry_base_image: str,  # type: ignore[no-untyped-def]
-                docker_client) -> Iterator[Dev8Server]:
-    """A dev8 server on DEV8_RUNTIME=kubernetes with dev8's own Role, and a git server its
-    pods reach (as a cluster's pods reach a company's git host)."""
+                docker_client, keyvault) -> Iterator[Dev8Server]:
+    """A dev8 server on DEV8_RUNTIME=kubernetes with dev8's own Role, its secrets sealed in
+    (the stand-in of) Azure Key Vault, and a git server its pods reach (as a cluster's pods
+    reach a company's git host)."""
     import docker
     root = tmp_path_factory.mktemp("kube-server")
     network = docker_client.networks.create(unique("dev8-kube-git-"))
     ca = make_tls_certs(root / "tls", GIT_HOST, GITLAB_HOST)
     git = start_git_server(docker_client, network.name, root / "tls", {"x-access-token": TOKEN})
     kubelet.extra_networks.append(network.name)
+    key = unique("kube-kek-")
+    keyvault.create(key)
     server = Dev8Server(root / "server", extra_env={
         "DEV8_RUNTIME": "kubernetes", "DEV8_RUNTIME_KUBECONFIG": str(kube_cluster.kubeconfig("dev8")),
-        "DEV8_DEFAULT_IMAGE": registry_base_image, "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
+        "DEV8_DEFAULT_IMAGE": registry_base_image, "DEV8_ENV_CA_BUNDLE": str(ca),
+        **keyvault.settings_env(key)}).start()
     yield server
     server.kill()
     kubelet.extra_networks.remove(network.name)
