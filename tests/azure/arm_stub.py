@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import docker
 import docker.errors
@@ -292,13 +291,11 @@ class _Handler(JsonHandler):
     arm: ArmStub
 
     def _route(self, method: str) -> None:
-        url = urlsplit(self.path)
-        path, query = url.path, parse_qs(url.query)
+        request = self._request("InvalidRequestContent")
+        if request is None:
+            return None
+        path, query, body = request
         arm = self.arm
-        try:
-            body = self._body()
-        except ValueError:
-            return self._error(400, "InvalidRequestContent", "the body is not JSON")
         if self._entra(method, path, body):
             return None
         if not self._authorized():

@@ -25,7 +25,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -159,12 +158,10 @@ class _Handler(JsonHandler):
         vault = self.vault
         if vault.delay:
             time.sleep(vault.delay)
-        url = urlsplit(self.path)
-        path, query = url.path, parse_qs(url.query)
-        try:
-            body = self._body()
-        except ValueError:
-            return self._error(400, "BadParameter", "the body is not JSON")
+        request = self._request("BadParameter")
+        if request is None:
+            return None
+        path, query, body = request
         if self._entra(method, path, body):
             return None
         if not self._authorized() or vault.refuse_tokens:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 TENANT = "00000000-0000-0000-0000-00000000dev8"
 CLIENT_ID = "dev8-test-client"
@@ -142,6 +142,17 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def _route(self, method: str) -> None:
         raise NotImplementedError
+
+    def _request(self, bad_json: str) -> tuple[str, dict[str, list[str]], Any] | None:
+        """The request's path, query and body (JSON, a form, or None); None after answering
+        400 with error code ``bad_json`` when the body is not JSON."""
+        url = urlsplit(self.path)
+        try:
+            body = self._body()
+        except ValueError:
+            self._error(400, bad_json, "the body is not JSON")
+            return None
+        return url.path, parse_qs(url.query), body
 
     def _entra(self, method: str, path: str, body: Any) -> bool:
         """Answer Microsoft Entra's OpenID configuration and client-credential token
