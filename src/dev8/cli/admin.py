@@ -188,8 +188,8 @@ def rotate_keys(
 
 @admin_app.command("migrate-keyring")
 def migrate_keyring(
-    to: Annotated[str, typer.Option("--to", help="local (keyring.json in the data dir) or azure-keyvault "
-                                                 "(DEV8_KEYVAULT_URL and DEV8_KEYVAULT_KEY)")],
+    to: Annotated[str, typer.Option("--to", metavar="PROVIDER", help="local (keyring.json in the data dir) or "
+                                    "azure-keyvault (DEV8_KEYVAULT_URL and DEV8_KEYVAULT_KEY)")],
     data_dir: DataDir = None, database_url: DbUrl = None,
 ) -> None:
     """Rewrap every data key with the other key provider, in one transaction (a failure
@@ -242,6 +242,8 @@ def keyring_status(data_dir: DataDir = None, database_url: DbUrl = None) -> None
         out.print(f"active key: unknown ({exc})")
     else:
         out.print(f"active key: {active}")
+    if not used:
+        out.print("no encrypted values are stored yet")
     for kid, count in sorted(used.items(), key=lambda item: item[0] != active):
         try:
             where = keyring.provider_for(kid).name
