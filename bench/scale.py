@@ -1,16 +1,18 @@
-"""One server with many environments. For batches of --sizes base environments, each
-created at once: time until all are ready against the floor (as many concurrent `docker
-run` of the same image until each sshd accepts a key), per-environment create → ready,
-then with the batch running: server RSS, idle CPU of the server and of dockerd, API
-latency (list) p50/p99 and gateway login latency. Each batch is deleted before the next.
-Usage:
-    python -m bench.scale [--sizes 1,10,50,100]
+"""One server with many environments, against a fair floor. For batches of --sizes base
+environments, each created at once through the API (each followed on its event stream, as
+`dev8 create` does): when the k-th and the last is ready, against the floor (bench/floor.py:
+as many containers with exactly dev8's container options started at once with plain `docker
+run`, clocked to the sshd banner and to a key login; taken before and after dev8's batch);
+CPU per start (server, engine, inside the containers) and processes and SSH logins per start
+against the floor's; then with the batch running: server RSS, idle CPU of the server and of
+dockerd, API latency (list) p50/p99 and gateway login latency. Each batch is deleted before
+the next. Usage:
+    python -m bench.scale [--sizes 1,10,40,100]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import time
@@ -21,13 +23,23 @@ import asyncssh
 import docker
 import httpx
 
-from bench.common import dev8_server, pctl, report
-from bench.lifecycle import floor_once
+from bench.common import dev8_server, pctl, report, wait_ready
+from bench.floor import (
+    FloorBatch,
+    container_cpu,
+    engine_cpu,
+    engine_delta,
+    floor_batch,
+    kth,
+    mean,
+    proc_cpu,
+    processes_started,
+    remove_floor,
+    same_options,
+    ssh_logins,
+)
 
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+CPUS, MEMORY = 0.5, 256 << 20  # the server's defaults below; the floor gets the same
 
 
 def rss_mb(pid: int) -> float:
@@ -38,17 +50,10 @@ def rss_mb(pid: int) -> float:
 
 
 def idle_cpu(pids: list[int], seconds: float = 10) -> list[float]:
-    before, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
+    before, t0 = [proc_cpu(p) for p in pids], time.monotonic()
     time.sleep(seconds)
     dt = time.monotonic() - t0
-    return [(cpu_seconds(p) - b) / dt for p, b in zip(pids, before, strict=True)]
-
-
-def floor(dc: docker.DockerClient, n: int, image: str) -> float:
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(n) as pool:
-        list(pool.map(lambda _i: floor_once(dc, image), range(n)))
-    return time.perf_counter() - t0
+    return [(proc_cpu(p) - b) / dt for p, b in zip(pids, before, strict=True)]
 
 
 def login_latency(port: int, name: str, key: asyncssh.SSHKey, count: int = 10) -> float:
@@ -64,61 +69,96 @@ def login_latency(port: int, name: str, key: asyncssh.SSHKey, count: int = 10) -
     return statistics.median(asyncio.run(go()))
 
 
+def ks(n: int) -> list[int]:
+    """Which k-th ready times are reported for a batch of n."""
+    return sorted({k for k in (10, 20, 40) if k < n} | {n})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sizes", default="1,10,50,100")
+    ap.add_argument("--sizes", default="1,10,40,100")
     ap.add_argument("--image", default="dev8/base:latest")
+    ap.add_argument("--no-idle", action="store_true", help="skip the figures taken with the batch running")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     dc = docker.from_env()
+    remove_floor(dc)  # left by an interrupted run
     dockerd = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()[0])
-    with dev8_server({"DEV8_DEFAULT_CPUS": "0.5", "DEV8_DEFAULT_MEMORY": "256m"}) as (server, user):
+    with dev8_server({"DEV8_DEFAULT_CPUS": str(CPUS), "DEV8_DEFAULT_MEMORY": f"{MEMORY >> 20}m"}) as (server, user):
         assert server.proc is not None
         api = httpx.Client(base_url=server.url + "/api/v1", headers={"authorization": f"Bearer {user.token}"},
                            timeout=120)
         key = asyncssh.read_private_key(str(user.key))
+        inst = server.installation()
         for n in sizes:
-            floor_s = floor(dc, n, args.image)
+            before = floor_batch(dc, n, args.image, CPUS, MEMORY)
             names = [f"s{n}x{i}" for i in range(n)]
-            ready_at: dict[str, float] = {}
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(min(n, 32)) as pool:
-                for r in pool.map(lambda name: api.post("/environments", json={"name": name, "image": args.image}),
-                                  names):
-                    r.raise_for_status()
-            while len(ready_at) < n:
-                for e in api.get("/environments").json():
-                    if e["name"] in names and e["state"] == "running" and e["name"] not in ready_at:
-                        ready_at[e["name"]] = time.perf_counter() - t0
-                    if e["state"] == "error":
-                        raise RuntimeError(f"{e['name']}: {e['status_message']}")
-                time.sleep(0.05)
-            batch_s = max(ready_at.values())
-            time.sleep(3)  # the last events settle
-            server_cpu, dockerd_cpu = idle_cpu([server.proc.pid, dockerd])
-            lat = []
-            for _ in range(200):
-                s = time.perf_counter()
-                api.get("/environments").raise_for_status()
-                lat.append(time.perf_counter() - s)
-            login = login_latency(server.ssh_port, names[0], key)
-            report(f"batch of {n} environments ({args.image})", [
-                ("floor: concurrent docker run until sshd", floor_s, "s"),
-                ("dev8: all ready", batch_s, "s"),
-                ("ratio batch / floor", batch_s / floor_s, "x"),
-                ("per-environment create → ready p50", statistics.median(ready_at.values()), "s"),
-                ("server RSS", rss_mb(server.proc.pid), "MB"),
-                ("idle server CPU", server_cpu * 100, "%"),
-                ("idle dockerd CPU", dockerd_cpu * 100, "%"),
-                ("API list p50", pctl(lat, 50) * 1000, "ms"),
-                ("API list p99", pctl(lat, 99) * 1000, "ms"),
-                ("gateway login + command (median)", login * 1000, "ms"),
-            ])
+            server_cpu0, engine0 = proc_cpu(server.proc.pid), engine_cpu()
+            t0 = time.monotonic()
+
+            def create(name: str, t0: float = t0) -> float:
+                api.post("/environments", json={"name": name, "image": args.image}).raise_for_status()
+                wait_ready(api, name)
+                return time.monotonic() - t0
+            with ThreadPoolExecutor(n) as pool:
+                ready = sorted(pool.map(create, names))
+            containers = dc.containers.list(filters={"label": f"dev8.installation={inst}"})
+            dev8_cpu = {"server": proc_cpu(server.proc.pid) - server_cpu0, "engine": engine_delta(engine0),
+                        "inside": sum(container_cpu(c.attrs) for c in containers)}
+            assert same_options(containers[0].attrs) == before.options, \
+                f"the floor's containers differ from dev8's: {same_options(containers[0].attrs)} != {before.options}"
+            processes = [processes_started(c) for c in containers]
+            logins = [ssh_logins(c) for c in containers]
+            rows = []
+            if not args.no_idle:
+                time.sleep(3)  # the last events settle
+                server_idle, dockerd_idle = idle_cpu([server.proc.pid, dockerd])
+                lat = []
+                for _ in range(200):
+                    s = time.perf_counter()
+                    api.get("/environments").raise_for_status()
+                    lat.append(time.perf_counter() - s)
+                rows = [("server RSS", rss_mb(server.proc.pid), "MB"),
+                        ("idle server CPU", server_idle * 100, "%"), ("idle dockerd CPU", dockerd_idle * 100, "%"),
+                        ("API list p50", pctl(lat, 50) * 1000, "ms"), ("API list p99", pctl(lat, 99) * 1000, "ms"),
+                        ("gateway login + command (median)", login_latency(server.ssh_port, names[0], key) * 1000,
+                         "ms")]
             with ThreadPoolExecutor(min(n, 32)) as pool:
                 list(pool.map(lambda name: api.delete(f"/environments/{name}"), names))
-            inst = server.installation()
             while dc.api.containers(all=True, filters={"label": f"dev8.installation={inst}"}):
                 time.sleep(0.2)
+            after = floor_batch(dc, n, args.image, CPUS, MEMORY)
+            report(f"batch of {n} environments ({args.image}); floor before / after dev8's batch", [
+                *floor_rows(before, after, ready),
+                ("dev8 CPU per start: server", dev8_cpu["server"] / n, "s"),
+                ("dev8 CPU per start: engine", dev8_cpu["engine"] / n, "s"),
+                ("dev8 CPU per start: inside the environment", dev8_cpu["inside"] / n, "s"),
+                ("floor CPU per start: engine + inside (mean)", mean([b.cpu_per_start() for b in (before, after)]),
+                 "s"),
+                ("ratio CPU per start dev8 / floor", sum(dev8_cpu.values()) / n
+                 / mean([b.cpu_per_start() for b in (before, after)]), "x"),
+                ("processes started per start: floor (median)", statistics.median(before.processes), ""),
+                ("processes started per start: dev8 (median)", statistics.median(processes), ""),
+                ("SSH logins per start: dev8 (median; floor 1)", statistics.median(logins), ""),
+                *rows,
+            ])
+
+
+def floor_rows(before: FloorBatch, after: FloorBatch, ready: list[float]) -> list[tuple[str, float, str]]:
+    """Ready times of dev8's batch beside both floors (the mean of before and after)."""
+    n = len(ready)
+    rows: list[tuple[str, float, str]] = []
+    for k in ks(n):
+        banner = mean([kth(before.banner, k), kth(after.banner, k)])
+        login = mean([kth(before.login, k), kth(after.login, k)])
+        what = "all" if k == n else f"{k}th"
+        rows += [(f"{what} ready: floor banner {kth(before.banner, k):.2f} / {kth(after.banner, k):.2f}", banner, "s"),
+                 (f"{what} ready: floor key login {kth(before.login, k):.2f} / {kth(after.login, k):.2f}", login,
+                  "s"),
+                 (f"{what} ready: dev8", kth(ready, k), "s"),
+                 (f"{what} ready: ratio dev8 / banner floor", kth(ready, k) / banner, "x"),
+                 (f"{what} ready: ratio dev8 / key-login floor", kth(ready, k) / login, "x")]
+    return rows
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ def test_what_a_group_read_back_says() -> None:
 def test_the_host_key_is_the_last_one_the_entrypoint_printed() -> None:
     log = "dev8-host-key: ssh-ed25519 OLD\nsshd started\ndev8-host-key: ssh-ed25519 NEW x\nnoise dev8-host-key: bad\n"
     assert host_key_from_logs(log) == "ssh-ed25519 NEW x"
+    assert host_key_from_logs(log, first=True) == "ssh-ed25519 OLD"  # a log of one run: what its entrypoint printed
     assert host_key_from_logs("nothing here") is None
 
 

@@ -7,7 +7,7 @@ import pytest
 from dev8.core.connections import Endpoint, Unreachable
 from dev8.core.environments import spec_of
 from dev8.runtimes import load_runtime
-from dev8.runtimes.docker import DockerOptions, observed_of
+from dev8.runtimes.docker import DockerOptions, last_exit, observed_of
 from dev8.runtimes.fake import FakeOptions
 from dev8.store.models import Environment
 
@@ -25,6 +25,14 @@ def test_docker_observation_instance_changes_with_each_start_not_with_each_look(
     assert paused.instance_id == first.instance_id  # frozen, still the same instance
     exited = observed_of({**RUNNING, "State": {"Status": "exited", "StartedAt": "x"}, "NetworkSettings": {}})
     assert exited.exists and not exited.running and not exited.reachable and exited.instance_id is None
+
+
+def test_docker_log_of_the_current_run_starts_after_the_previous_exit():
+    assert last_exit(RUNNING) is None  # never ended: its whole log is this run's
+    assert last_exit({"State": {"FinishedAt": "0001-01-01T00:00:00Z"}}) is None
+    ended = last_exit({"State": {"FinishedAt": "2026-11-30T05:00:00.250000001Z"}})
+    assert ended is not None and abs(ended - (1796014800 + 0.25)) < 1e-6
+    assert last_exit({"State": {"FinishedAt": "2026-11-30T06:00:00+01:00"}}) == 1796014800
 
 
 def env(**kw: object) -> Environment:

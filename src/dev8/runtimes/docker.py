@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -31,13 +33,13 @@ from dev8.runtimes.base import (
     RuntimeUnavailable,
     StorageGone,
 )
+from dev8.runtimes.pulled import host_key_from_logs
 
 API_VERSION = "1.41"
 # Environments join this bridge unless the operator names a network: inter-container
 # traffic is off on it, so one environment cannot reach another (outbound NAT still works).
 ENV_NETWORK = "dev8-envs"
 ENV_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
-HOST_KEY = f"{layout.HOME}/.dev8/hostkeys/ssh_host_ed25519_key.pub"  # images/base/entrypoint.sh
 # Every call to the engine is bounded (seconds without an answer): a wedged engine must not
 # hold a worker thread for long. A ping answers at once on a healthy engine; an image build
 # or pull may be silent for minutes (a long RUN step).
@@ -95,6 +97,19 @@ def observed_of(attrs: dict) -> Observed:
     return Observed(exists=True, running=running, host="127.0.0.1" if running and port else None,
                     port=port if running else None, instance_id=instance,
                     state={"container_id": attrs.get("Id")}, detail=status)
+
+
+def last_exit(attrs: dict) -> float | None:
+    """Pure: when the container's previous run ended, as a Unix time; None if it never
+    ended. Its log's lines after that are the current run's (the run's start time would
+    not do: the engine records it after the process is already running and printing)."""
+    text = (attrs.get("State") or {}).get("FinishedAt") or ""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if match is None or text.startswith("0001-"):
+        return None
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp() + float(f"0.{fraction or 0}")
 
 
 def listed_of(row: dict) -> Observed:
@@ -263,6 +278,11 @@ class DockerRuntime:
             container.reload()
             return observed_of(container.attrs)
 
+    def env_network(self) -> str:
+        """The network environments join (made on first use)."""
+        with self._api() as c:
+            return self._network(c)
+
     def _network(self, c: docker.DockerClient) -> str:
         """The operator's network, else dev8's isolating bridge (made on first use)."""
         if self.network:
@@ -314,14 +334,27 @@ class DockerRuntime:
             return container.logs(tail=tail, timestamps=False).decode(errors="replace").splitlines()
 
     def host_key(self, spec: EnvSpec) -> str:
+        """What the entrypoint printed first in this run's log (the engine's API is the
+        authenticated channel): no process is started in the container for it."""
         with self._api() as c:
             container = self._find(c, spec)
             if container is None or container.labels.get(LABEL_ENV_ID) != spec.env_id:
                 raise RuntimeError("no container")
-            result = container.exec_run(["cat", HOST_KEY], user="root", stdout=True, stderr=False)
-            key = result.output.decode(errors="replace").strip()
-            if result.exit_code != 0 or not key.startswith("ssh-"):
-                raise RuntimeError("the environment has no SSH host key yet")
+            since = last_exit(container.attrs)
+            stream = container.logs(stdout=True, stderr=False, stream=True, follow=False,
+                                    **({"since": since} if since else {}))
+            key, seen = None, b""
+            try:  # read until the key: a long run's log is not read whole
+                for chunk in stream:
+                    seen += chunk
+                    *lines, seen = seen.split(b"\n")
+                    key = host_key_from_logs(b"\n".join(lines).decode(errors="replace"), first=True)
+                    if key is not None:
+                        break
+            finally:
+                stream.close()
+            if key is None:
+                raise RuntimeError("the environment has not printed its SSH host key yet")
             return key
 
     def remove(self, spec: EnvSpec, *, keep_storage: bool) -> None:

@@ -26,14 +26,18 @@ def fit_name(name: str, valid: re.Pattern[str], max_len: int = 63) -> str:
     return f"{stem}-{digest}" if stem else f"dev8-{digest}"
 
 
-def host_key_from_logs(text: str) -> str | None:
-    """The host key the entrypoint printed last (the log may hold earlier starts')."""
+def host_key_from_logs(text: str, *, first: bool = False) -> str | None:
+    """The host key the entrypoint printed last (the log may hold earlier starts'), or
+    ``first``: the first one, for a log that holds only the current start's lines (the
+    entrypoint prints it before any other process of the environment runs)."""
     found = None
     for line in text.splitlines():
         if line.startswith(HOST_KEY_PREFIX):
             key = line[len(HOST_KEY_PREFIX):].strip()
             if key.startswith("ssh-"):
                 found = key
+                if first:
+                    break
     return found
 
 
