@@ -1,16 +1,12 @@
 """The whole user path against a real `dev8 server`, real Docker and the real OpenSSH client."""
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
 import subprocess
 
-import asyncssh
 import docker
 
-from dev8.runtimes.base import EnvSpec
-from dev8.runtimes.docker import DockerRuntime, container_kwargs
 from tests.support import Dev8Server, User, unique, wait_until
 
 
@@ -224,40 +220,3 @@ def test_an_idle_container_is_stopped_and_ssh_starts_it_again_with_its_work(tmp_
         assert back.stdout.strip() == "kept" and f"dev8: {name} is stopped: starting it" in back.stderr, back.stderr
     finally:
         srv.shutdown()
-
-
-def test_a_start_costs_the_environment_one_login_and_no_process_more_than_a_plain_run(
-        server: Dev8Server, alice: User, docker_client: docker.DockerClient, base_image: str):
-    """What dev8 starts inside an environment per start, counted (#26): one SSH login (host
-    key check, health and configure share it, the host key comes from the log, not an exec)
-    and no more processes than the same container run by hand and logged into once to run
-    one command. PIDs are handed out in order in the container's namespace, so the last one
-    counts every process started."""
-    name = unique("c")
-    alice.cli("create", name)
-    [container] = [c for c in env_containers(docker_client, server) if c.name.endswith(f"-{name}")]
-    log = container.logs().decode(errors="replace")
-    assert log.count("Accepted publickey") == 1, log
-    dev8_started = int(container.exec_run(["cat", "/proc/sys/kernel/ns_last_pid"]).output) - 1
-
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    spec = EnvSpec(env_id="plain", owner_id=0, name=unique("plain"), image=base_image,
-                   cpus=container.attrs["HostConfig"]["NanoCpus"] / 1e9,
-                   memory_bytes=container.attrs["HostConfig"]["Memory"],
-                   control_public_key=key.export_public_key().decode().strip(), installation=unique("plain"))
-    plain = docker_client.containers.run(**{**container_kwargs(spec, DockerRuntime().env_network()), "labels": {}})
-    try:
-        wait_until(lambda: "Server listening on" in plain.logs().decode(errors="replace"), what="sshd in the plain run")
-        plain.reload()
-        port = int(plain.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
-
-        async def login_once() -> None:
-            async with asyncssh.connect("127.0.0.1", port, username="dev", client_keys=[key], known_hosts=None,
-                                        agent_path=None, config=[]) as conn:
-                await conn.run("true", check=True)
-        asyncio.run(login_once())
-        plain_started = int(plain.exec_run(["cat", "/proc/sys/kernel/ns_last_pid"]).output) - 1
-    finally:
-        plain.remove(force=True)
-        docker_client.volumes.get(spec.volume_name).remove(force=True)
-    assert 0 < dev8_started <= plain_started, (dev8_started, plain_started)
