@@ -71,7 +71,7 @@ def main() -> None:
             client.put("/secrets/GIT_TOKEN", json={"value": TOKEN}).raise_for_status()
         client.post("/environments", json={"name": "warmup", **body})
         wait_ready(client, "warmup")
-        [warm] = [c for c in dc.containers.list(filters={"label": f"dev8.installation={server.installation()}"})]
+        [warm] = dc.containers.list(filters={"label": f"dev8.installation={server.installation()}"})
         cpus, memory = warm.attrs["HostConfig"]["NanoCpus"] / 1e9, warm.attrs["HostConfig"]["Memory"]
         for i in range(args.runs):
             floor = floor_batch(dc, 1, args.image, cpus, memory)

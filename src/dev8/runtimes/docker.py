@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -104,12 +103,11 @@ def last_exit(attrs: dict) -> float | None:
     ended. Its log's lines after that are the current run's (the run's start time would
     not do: the engine records it after the process is already running and printing)."""
     text = (attrs.get("State") or {}).get("FinishedAt") or ""
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
-    if match is None or text.startswith("0001-"):
+    try:  # RFC 3339 with nanoseconds: Python reads it, keeping microseconds
+        moment = datetime.fromisoformat(text)
+    except ValueError:
         return None
-    whole, fraction, zone = match.groups()
-    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
-    return moment.timestamp() + float(f"0.{fraction or 0}")
+    return None if moment.year == 1 else moment.timestamp()
 
 
 def listed_of(row: dict) -> Observed:
