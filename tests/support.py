@@ -240,6 +240,25 @@ class Dev8Server:
         wait_until(gone, timeout=60, interval=0.5, what="the server's containers and volumes removed")
 
 
+def another_replica(of: Dev8Server, root: Path, **extra_env: str) -> Dev8Server:
+    """A second server (not started) on ``of``'s database with its settings, given its
+    keyring and gateway host key, as an operator gives every replica (README: Several servers)."""
+    assert of.database_url, "replicas share a PostgreSQL database"
+    srv = Dev8Server(root, of.database_url, {**of.extra_env, **extra_env})
+    srv.data_dir.mkdir(parents=True, mode=0o700)
+    for name in ("keyring.json", "ssh_host_ed25519_key"):
+        shutil.copy2(of.data_dir / name, srv.data_dir / name)
+    return srv
+
+
+def trust_gateway_of(user: User, srv: Dev8Server) -> None:
+    """Let ``user``'s ssh trust ``srv``'s gateway with the host key it trusted at login (so a
+    login through another replica proves the key is the same)."""
+    known = user.config_dir / "known_hosts"
+    key = known.read_text().splitlines()[0].split(None, 1)[1]
+    known.write_text(known.read_text() + f"[127.0.0.1]:{srv.ssh_port} {key}\n")
+
+
 class User:
     """A user of a running server with a logged-in CLI config dir and an SSH key."""
 

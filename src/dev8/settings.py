@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dev8.apphosts import loopback_app_domain
@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     default_cpus: float = 2.0
     default_memory: str = "4g"
     reconcile_interval: float = 10.0
+    # This server's name among several on one PostgreSQL database (core.leases): shown in
+    # /healthz, the log and `dev8 admin replicas`; made from the host name when unset.
+    replica_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     max_body_bytes: int = 256 * 1024
     max_secret_bytes: int = 64 * 1024
     # Extra CA certificates environments trust (sent over SSH with the configuration, added

@@ -216,6 +216,7 @@ def test_a_backup_holds_wrapped_keys_only_and_says_what_a_restore_needs(kv: Dev8
 
 def test_values_in_a_vault_the_server_is_not_given_stop_it_with_one_clear_line(kv: Dev8Server, erin: User):
     erin.cli("secrets", "set", "NEEDS_VAULT", input="v\n")
+    kv.kill()  # one server per SQLite database: the next ones start on its data dir alone
     r = kv.cli("server", "--http-addr", "127.0.0.1:1", check=False, timeout=60,
                DEV8_KEYVAULT_URL="", DEV8_KEYRING_PROVIDER="local")
     lines = [line for line in r.stderr.splitlines() if line.strip()]
@@ -224,3 +225,4 @@ def test_values_in_a_vault_the_server_is_not_given_stop_it_with_one_clear_line(k
     other = kv.cli("server", "--http-addr", "127.0.0.1:1", check=False, timeout=60,
                    DEV8_KEYVAULT_URL="https://another.vault.azure.net")
     assert other.returncode == 1 and "this server is given Azure Key Vault https://another.vault.azure.net" in other.stderr
+    kv.start()

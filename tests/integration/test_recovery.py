@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import Dev8Server, SocketRelay, User, unique, wait_until
+from tests.support import Dev8Server, SocketRelay, User, another_replica, trust_gateway_of, unique, wait_until
 
 
 def state(user: User, name: str) -> str:
@@ -42,6 +42,34 @@ def test_sigkill_mid_create_converges_to_one_container_and_one_volume(
     assert len(containers) == 1 and containers[0].status == "running"
     assert len(volumes) == 1
     assert alice.ssh(name, "echo alive").stdout.strip() == "alive"
+
+
+def test_a_replica_killed_mid_create_is_finished_by_another_with_one_container(
+        tmp_path, base_image, postgres, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """Two servers on one PostgreSQL database: the one holding the lease dies with the
+    container started and its endpoint not recorded; the other finishes the create on that
+    container once the lease runs out."""
+    survivor = Dev8Server(tmp_path / "b", postgres.create_database(), {"DEV8_REPLICA_ID": "b"}).start()
+    doomed = another_replica(survivor, tmp_path / "a", DEV8_REPLICA_ID="a", DEV8_FAULT_KILL_AFTER="start").start()
+    try:
+        alice = User(doomed, "alice@example.com", tmp_path / "alice")
+        name = unique("k")
+        with contextlib.suppress(httpx.HTTPError):  # it dies once the container is started
+            alice.http().post("/environments", json={"name": name})
+        assert doomed.wait_exit(120) == -9
+        inst = survivor.installation()
+        containers = docker_client.containers.list(all=True, filters={"label": f"dev8.installation={inst}"})
+        assert len(containers) == 1 and containers[0].status == "running"
+        alice.server = survivor
+        wait_until(lambda: state(alice, name) == "running", timeout=120, what="taken over by the other replica")
+        env_id = alice.http().get(f"/environments/{name}").json()["id"]
+        after, volumes = objects(docker_client, survivor, env_id)
+        assert [c.id for c in after] == [containers[0].id] and len(volumes) == 1  # adopted, not made again
+        trust_gateway_of(alice, survivor)
+        assert alice.ssh(name, "echo finished").stdout.strip() == "finished"
+    finally:
+        doomed.kill(check_loop=False)
+        survivor.shutdown()
 
 
 @pytest.fixture

@@ -23,6 +23,9 @@ def server(
         help="HTTP listen address [env DEV8_HTTP_ADDR, default 127.0.0.1:7080]")] = None,
     ssh_addr: Annotated[str | None, typer.Option(
         help="SSH gateway address [env DEV8_SSH_ADDR, default 127.0.0.1:2222]")] = None,
+    replica_id: Annotated[str | None, typer.Option(
+        help="This server's name among several sharing one PostgreSQL database [env DEV8_REPLICA_ID, "
+             "default: the host name and a random suffix]")] = None,
 ) -> None:
     """Run the dev8 server: REST API, SSH gateway and reconciler (SQLite + local Docker by default).
 
@@ -34,12 +37,15 @@ def server(
     managed identity or `az login`), kubernetes (a pod and a claim per environment:
     DEV8_RUNTIME_NAMESPACE, _KUBECONFIG, _CONTEXT, _STORAGE_CLASS, _STORAGE_SIZE,
     _IMAGE_PULL_SECRETS, _NODE_SELECTOR, _TOLERATIONS, _ALLOW_PRIVILEGE_ESCALATION; in a
-    cluster its service account, else a kubeconfig) or fake (tests). Where the key that
+    cluster its service account, else a kubeconfig) or fake (tests). Several servers may
+    share one PostgreSQL database (DEV8_DATABASE_URL) and one keyring behind a load
+    balancer; a SQLite database serves one. Where the key that
     encrypts secrets lives is DEV8_KEYRING_PROVIDER: local (keyring.json in the data dir,
     default) or azure-keyvault (DEV8_KEYVAULT_URL, DEV8_KEYVAULT_KEY). Every setting: the
     README's table."""
     from dev8.server.main import StartupError, run
-    settings = load_settings(data_dir=data_dir, database_url=database_url, http_addr=http_addr, ssh_addr=ssh_addr)
+    settings = load_settings(data_dir=data_dir, database_url=database_url, http_addr=http_addr, ssh_addr=ssh_addr,
+                             replica_id=replica_id)
     try:
         run(settings)
     except StartupError as exc:
@@ -263,6 +269,21 @@ def keyring_status(data_dir: DataDir = None, database_url: DbUrl = None) -> None
         for v in unused:
             state = "enabled" if v.enabled else "disabled"
             out.print(f"  {v.key_id}  no values  [{p.name}, {state}; not needed]", markup=False)
+
+
+@admin_app.command("replicas")
+def replicas(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """The dev8 servers serving this database now (their heartbeat is recent), each with the
+    environments it is working on at this moment (an environment at rest is held by none)."""
+    from dev8.core.leases import live_replicas
+    db, _ = open_data(data_dir, database_url)
+    live = live_replicas(db)
+    if not live:
+        out.print("no server is running on this database")
+    for row, held in live:
+        work = ", ".join(held) if held else "no environment right now"
+        out.print(f"{row.id}  http {row.http_addr or '?'}  pid {row.pid} on {row.host}  since "
+                  f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC  working on: {work}", markup=False)
 
 
 @admin_app.command("backup")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from dev8.core import audit, quotas
 from dev8.core.crypto import Keyring
 from dev8.core.errors import Conflict, Invalid, NotFound
+from dev8.core.notify import announce
 from dev8.core.quotas import Quota, parse_memory
 from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
 from dev8.durations import IDLE_TIMEOUT_RULE, idle_timeout_ok
@@ -428,6 +429,7 @@ def add_event(s: Session, env_id: str, step: str, status: str, message: str = ""
     ev = Event(env_id=env_id, step=step, status=status, message=message[:2000])
     s.add(ev)
     s.flush()
+    announce(s, env_id)  # other replicas' streams hear of it when this commits
     return ev
 
 

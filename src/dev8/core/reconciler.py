@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import asyncssh
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from dev8 import __version__
 from dev8.core import devcontainer, envssh, failures
@@ -26,7 +27,8 @@ from dev8.core.connections import Endpoint, EnvConnections, KeyUnavailable, Unre
 from dev8.core.crypto import Keyring
 from dev8.core.environments import EMPTY_HOME_OK, add_event, installation_id, spec_of, workspace_folder
 from dev8.core.faults import crash_point
-from dev8.core.notify import EventNotifier
+from dev8.core.leases import Leases
+from dev8.core.notify import EventNotifier, announce
 from dev8.core.runtime_health import RuntimeHealth
 from dev8.core.secrets import reveal_secrets
 from dev8.core.states import Desired, State
@@ -52,6 +54,14 @@ MAX_BACKOFF = 60.0
 UNAVAILABLE_BACKOFF = 3.0
 # How often a runtime call in progress checks that the backend still answers.
 HEALTH_EVERY = 2.0
+# How soon to look again at an environment another replica is working on (it hands the
+# lease back when done, or dies and its lease expires).
+LEASE_RETRY = 1.0
+
+
+class LeaseLost(Exception):
+    """This replica could not renew its leases for a lease's length: another may have taken
+    its environments over, so it stops working on them."""
 
 
 class StepFailed(Exception):
@@ -70,8 +80,11 @@ class StepFailed(Exception):
 class Reconciler:
     def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, connections: EnvConnections, *,
                  interval: float = 10.0, notifier: EventNotifier | None = None, ca_certificates: str | None = None,
-                 extensions_gallery: str | None = None) -> None:
+                 extensions_gallery: str | None = None, leases: Leases | None = None) -> None:
+        """``leases``: whom this server shares the database with (core.leases); by default
+        it is the only server."""
         self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
+        self.leases = leases or Leases.alone(db)
         self.connections, self.notifier = connections, notifier
         self.ca_certificates, self.extensions_gallery = ca_certificates, extensions_gallery
         self.health = RuntimeHealth(runtime)
@@ -128,13 +141,21 @@ class Reconciler:
                 pass
             self._wake.clear()
 
+    async def stop(self) -> None:
+        """Cancel every reconcile in progress (the server is stopping; its leases are handed
+        back next, and a step half done is taken up again by whoever reconciles next)."""
+        running = [t for t in self._tasks.values() if not t.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     async def pass_once(self) -> None:
         """The periodic level-triggered pass. The first one after start reconciles every
         environment; later ones list the runtime once and reconcile only environments that
         are not settled: the listing disagrees with the store, a request is pending, or its
         pooled connection is gone (the instance may have died). Environments in backoff or
         being reconciled right now are left to that."""
-        rows = await asyncio.to_thread(self._env_rows)
+        rows, elsewhere = await asyncio.to_thread(self._env_rows)
         listing: dict[str, Observed] | None = None
         if self._passes:
             try:
@@ -145,7 +166,7 @@ class Reconciler:
         self._passes += 1
         now = asyncio.get_running_loop().time()
         for row in rows:
-            if self._retry_at.get(row.id, 0) > now:
+            if self._retry_at.get(row.id, 0) > now or row.id in elsewhere:
                 continue
             if listing is not None and self._settled(row, listing.get(row.id)):
                 continue
@@ -173,22 +194,55 @@ class Reconciler:
         except Unreachable:
             return False
 
-    def _env_rows(self) -> list[Environment]:
+    def _env_rows(self) -> tuple[list[Environment], set[str]]:
+        """Every environment, and those another replica is working on now."""
         with self.db.session() as s:
-            return list(s.scalars(select(Environment)))
+            rows = list(s.scalars(select(Environment)))
+        return rows, self.leases.held_elsewhere()
+
+    def _look_again_soon(self, env_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._retry_at[env_id] = due = loop.time() + LEASE_RETRY
+        loop.call_later(LEASE_RETRY, self._retry, env_id, due)
 
     async def _guarded(self, env_id: str) -> None:
+        """One reconcile of ``env_id`` under its lease (another replica holding it: again
+        soon), then the one more asked for meanwhile, if any."""
+        shared = self.leases.shared  # else every claim succeeds: no need to leave the loop
+        if shared:
+            try:
+                claimed = await asyncio.to_thread(self.leases.claim, env_id)
+            except SQLAlchemyError as exc:
+                log.warning("environment %s: cannot claim its lease: %s", env_id, str(exc).splitlines()[0])
+                claimed = False
+            if not claimed:  # its requests may have reached this replica: the holder may not know
+                return self._look_again_soon(env_id)
+        try:
+            await self._reconcile_held(env_id)
+        finally:
+            if shared:
+                try:
+                    await asyncio.to_thread(self.leases.release, env_id)
+                except SQLAlchemyError as exc:  # it expires by itself
+                    log.warning("environment %s: cannot hand its lease back: %s", env_id,
+                                str(exc).splitlines()[0])
+        self._after(env_id)  # only now is this task done (schedule() looks at that)
+
+    async def _reconcile_held(self, env_id: str) -> None:
         loop = asyncio.get_running_loop()
         try:
             await self.reconcile(env_id)
             self._failures.pop(env_id, None)
             self._last_failure.pop(env_id, None)
             self._retry_at.pop(env_id, None)
+        except LeaseLost:
+            log.warning("environment %s: this replica's leases ran out; another replica may take it over", env_id)
+            self._look_again_soon(env_id)
         except Exception as exc:  # recorded as an event; retried with backoff
             if isinstance(exc, NeedsUserAction) or isinstance(exc.__cause__, NeedsUserAction):
                 self._retry_at[env_id] = math.inf  # until a user's request wakes it
                 log.warning("environment %s: %s (not retried until its owner acts)", env_id, exc)
-                return self._after(env_id)
+                return
             n = self._failures.get(env_id, 0) + 1
             self._failures[env_id] = n
             delay = UNAVAILABLE_BACKOFF if isinstance(exc, RuntimeUnavailable) else min(MAX_BACKOFF, 2.0 ** n)
@@ -200,7 +254,6 @@ class Reconciler:
                                         status_message=f"try {n} failed (trying again in {delay:.0f} s): {failed}")
             log.warning("environment %s: %s (retry in %.0fs)", env_id, exc, delay)
             loop.call_later(delay, self._retry, env_id, due)
-        self._after(env_id)
 
     def _after(self, env_id: str) -> None:
         if env_id in self._dirty:
@@ -244,6 +297,8 @@ class Reconciler:
         await asyncio.to_thread(self._event, env_id, step, status, message)
 
     async def _step(self, env_id: str, step: str, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+        if not self.leases.fresh():
+            raise LeaseLost(env_id)
         await self._emit(env_id, step, "running")
         try:
             result = await asyncio.wait_for(fn(), timeout)
@@ -312,6 +367,7 @@ class Reconciler:
                 row = s.get(Environment, env.id)
                 if row is not None and row.desired_state == Desired.DELETED:
                     s.delete(row)
+                    announce(s, env.id)  # its streams on other replicas end now too
         await asyncio.to_thread(drop)
         if self.notifier is not None:
             self.notifier.notify(env.id)  # its event streams end now

@@ -160,7 +160,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
             runtime = "ok"
         except RuntimeUnavailable as exc:
             runtime = str(exc)
-        return {"status": "ok", "version": __version__, "runtime": runtime}
+        leases, notifier = ctx.reconciler.leases, ctx.reconciler.notifier
+        # How other replicas' events reach this one's streams (core.notify).
+        feed = "local" if not leases.shared else "notify" if notifier is not None and notifier.fed else "poll"
+        return {"status": "ok", "version": __version__, "runtime": runtime, "replica": leases.replica,
+                "events": feed}
 
     app.include_router(web.router)
     app.include_router(static.router)

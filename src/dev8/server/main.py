@@ -17,7 +17,8 @@ from starlette.types import ASGIApp
 from dev8.core import auth
 from dev8.core.activity import IdleStopper, Policy
 from dev8.core.connections import EnvConnections
-from dev8.core.notify import EventNotifier
+from dev8.core.leases import Leases, new_replica_id
+from dev8.core.notify import EventNotifier, PgEventFeed
 from dev8.core.reconciler import Reconciler
 from dev8.runtimes import load_runtime
 from dev8.runtimes.base import RuntimeUnavailable
@@ -31,6 +32,7 @@ from dev8.server.watchdog import LoopWatchdog
 from dev8.settings import Settings, parse_addr
 from dev8.store.db import Database
 from dev8.store.opening import StartupError, open_store
+from dev8.store.serverlock import lock_sqlite
 
 log = logging.getLogger("dev8.server")
 
@@ -78,12 +80,16 @@ async def serve(settings: Settings) -> None:
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
     runtime = check_runtime(settings)
     ca_certificates = settings.env_ca_bundle.read_text() if settings.env_ca_bundle else None
+    lock_sqlite(settings.db_url)
     db, keyring = open_store(settings)
+    replica = settings.replica_id or new_replica_id()
+    leases = Leases(db, replica, shared=db.engine.dialect.name != "sqlite", http_addr=settings.http_addr)
+    leases.heartbeat()  # listed among the replicas before it serves
     notifier = EventNotifier(asyncio.get_running_loop())
     connections = EnvConnections(db, keyring)
     reconciler = Reconciler(db, keyring, runtime, connections, interval=settings.reconcile_interval,  # type: ignore[arg-type]
                             notifier=notifier, ca_certificates=ca_certificates,
-                            extensions_gallery=settings.extensions_gallery)
+                            extensions_gallery=settings.extensions_gallery, leases=leases)
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
                         reconciler=reconciler, connections=connections, tunnels=Tunnels(connections),
                         terminals=PtySessions(keep_detached=settings.terminal_keep_detached))
@@ -108,8 +114,12 @@ async def serve(settings: Settings) -> None:
     # Started once serving begins: opening the store above blocks, but serves nobody yet.
     watchdog = LoopWatchdog(loop, settings.loop_watchdog_ms / 1000).start() if settings.loop_watchdog_ms > 0 else None
     tasks = [asyncio.create_task(server.serve()), asyncio.create_task(reconciler.run()),
-             asyncio.create_task(ctx.live.run()), asyncio.create_task(idle.run())]
-    print(f"dev8 server: http {settings.base_url}  ssh {ssh_host}:{ssh_port}  data {settings.data_dir}", flush=True)
+             asyncio.create_task(ctx.live.run()), asyncio.create_task(idle.run()), asyncio.create_task(leases.run())]
+    if leases.shared:  # other replicas' events wake this one's streams
+        tasks.append(asyncio.create_task(PgEventFeed(settings.db_url, notifier).run()))
+    print(f"dev8 server: http {settings.base_url}  ssh {ssh_host}:{ssh_port}  data {settings.data_dir}"
+          f"  replica {replica}", flush=True)
+    log.info("replica %s serving (%s)", replica, "shares its database" if leases.shared else "the only server")
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     if watchdog is not None:
@@ -122,6 +132,11 @@ async def serve(settings: Settings) -> None:
     for t in tasks[1:]:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await reconciler.stop()
+    try:  # another replica takes its environments over at once, not when the leases expire
+        await asyncio.wait_for(asyncio.to_thread(leases.retire), 10)
+    except Exception as exc:  # they expire by themselves
+        log.warning("replica %s: could not hand its leases back: %s", replica, exc)
     db.dispose()
 
 

@@ -40,7 +40,8 @@ async def until_ready(ctx: ServerContext, env_id: str, name: str, seen: int, tel
             return env
         if problem is not None or loop.time() > deadline:
             raise NotReady(problem or f"{name} did not get ready within {timeout:.0f} s: see `dev8 show {name}`")
-        if ctx.reconciler.notifier is not None:
-            await ctx.reconciler.notifier.wait(env_id, 1.0)
+        notifier = ctx.reconciler.notifier
+        if notifier is not None:  # woken by an event of any replica (core.notify)
+            await notifier.wait(env_id, max(0.1, min(notifier.poll, deadline - loop.time())))
         else:
             await asyncio.sleep(0.5)

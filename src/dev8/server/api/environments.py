@@ -18,6 +18,7 @@ from dev8.core import environments as envs
 from dev8.core.connections import Endpoint, Unreachable
 from dev8.core.errors import Conflict, Invalid
 from dev8.core.faults import crash_point
+from dev8.core.notify import POLL_UNFED
 from dev8.core.states import State
 from dev8.runtimes.base import EnvSpec, NeedsUserAction
 from dev8.server.deps import Ctx, CurrentUser, SessionDep, StoreRoute
@@ -279,9 +280,8 @@ async def delete(name: str, ctx: Ctx, user: CurrentUser, keep_volume: bool = Fal
     return await _transition(ctx, user, name, envs.request_delete, keep_volume=keep_volume)
 
 
-# How often an event stream looks in the store for events another replica wrote; this
-# server's own wake it at once (core.notify).
-STREAM_POLL = 1.0
+# A comment line this often keeps proxies from closing a quiet stream.
+KEEP_ALIVE = 15.0
 
 
 @router.get("/{name}/events", summary="Lifecycle events as Server-Sent Events (or JSON with follow=false)",
@@ -310,23 +310,25 @@ async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
                             for e in envs.events_after(s2, env_id, cursor)]
 
     async def stream() -> AsyncIterator[str]:
-        cursor, idle = after, 0
+        loop = asyncio.get_running_loop()
+        cursor, said = after, loop.time()
         while not await request.is_disconnected():
             exists, batch = await asyncio.to_thread(fetch, cursor)
             for ev in batch:
-                cursor = ev.id
+                cursor, said = ev.id, loop.time()
                 yield f"id: {ev.id}\nevent: progress\ndata: {ev.model_dump_json()}\n\n"
             if not exists:
                 yield f"event: deleted\ndata: {json.dumps({'name': name})}\n\n"
                 return
             if not batch:
-                idle += 1
-                if idle % int(15 / STREAM_POLL) == 0:  # a comment line every ~15 s keeps proxies from timing out
+                if loop.time() - said >= KEEP_ALIVE:
+                    said = loop.time()
                     yield ": keep-alive\n\n"
-                if ctx.reconciler.notifier is not None:  # this server's own events: at once
-                    await ctx.reconciler.notifier.wait(env_id, STREAM_POLL)
+                notifier = ctx.reconciler.notifier  # woken by an event of any replica (core.notify)
+                if notifier is not None:
+                    await notifier.wait(env_id, min(notifier.poll, KEEP_ALIVE))
                 else:
-                    await asyncio.sleep(STREAM_POLL)
+                    await asyncio.sleep(POLL_UNFED)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,0 +1,35 @@
+"""replicas and env_leases: several dev8 servers on one database (core.leases)
+
+Revision ID: 0012
+Revises: 0011
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "replicas",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("host", sa.String(255), nullable=False, server_default=""),
+        sa.Column("pid", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("http_addr", sa.String(255), nullable=False, server_default=""),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "env_leases",
+        sa.Column("env_id", sa.String(32), sa.ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("replica", sa.String(64), nullable=False, index=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("env_leases")
+    op.drop_table("replicas")

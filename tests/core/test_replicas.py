@@ -1,0 +1,208 @@
+"""Several dev8 servers on one PostgreSQL database (issue #24), on the fake runtime: each
+environment is worked on by one replica at a time (a lease), a replica killed in the middle
+of a create is taken over by another, and a second server on one SQLite file is refused."""
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import (
+    Dev8Server,
+    Postgres,
+    User,
+    another_replica,
+    kill_fake_environments,
+    trust_gateway_of,
+    unique,
+    wait_until,
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Iterator[tuple[Dev8Server, ...]]:
+    root = tmp_path_factory.mktemp("replicas")
+    url = postgres.create_database()
+    runtime = root / "runtime"
+    a = Dev8Server(root / "a", url, {"DEV8_RUNTIME": "fake", "DEV8_RUNTIME_ROOT": str(runtime),
+                                      "DEV8_REPLICA_ID": "replica-a"}).start()
+    b = another_replica(a, root / "b", DEV8_REPLICA_ID="replica-b").start()
+    try:
+        yield a, b
+    finally:
+        try:
+            for srv in (a, b):
+                srv.kill()
+        finally:
+            kill_fake_environments(runtime)
+
+
+def events(api: httpx.Client, name: str) -> list[dict]:
+    return api.get(f"/environments/{name}/events", params={"follow": "false", "after": 0}).json()
+
+
+def states(api: httpx.Client) -> dict[str, str]:
+    return {e["name"]: e["state"] for e in api.get("/environments").json()}
+
+
+def test_two_replicas_start_each_environment_once_and_both_serve_it(
+        cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
+    a, b = cluster
+    user = User(a, "pair@example.com", tmp_path / "u")
+    on_a, on_b = a.api(user.token), b.api(user.token)  # one login, either replica
+    names = [unique("r") for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:  # created through both at once
+        codes = list(pool.map(lambda i: (on_a if i % 2 else on_b).post(
+            "/environments", json={"name": names[i]}).status_code, range(len(names))))
+    assert codes == [202] * len(names)
+    for api in (on_a, on_b):
+        wait_until(lambda api=api: all(states(api).get(n) == "running" for n in names), timeout=120,  # type: ignore[misc]
+                   what="every environment running, seen from each replica")
+    for n in names:  # both reconcilers looked at every one; one started it, once
+        starts = [e for e in events(on_b, n) if e["step"] == "start" and e["status"] == "ok"]
+        assert len(starts) == 1, (n, events(on_b, n))
+    # A user's request through B while either may hold it: done once, seen from A.
+    assert on_b.post(f"/environments/{names[0]}/stop").status_code == 202
+    wait_until(lambda: states(on_a).get(names[0]) == "stopped", timeout=60, what="stopped, seen from A")
+    assert on_a.post(f"/environments/{names[0]}/start").status_code == 202
+    wait_until(lambda: states(on_b).get(names[0]) == "running", timeout=60, what="running again, seen from B")
+    starts = [e for e in events(on_a, names[0]) if e["step"] == "start" and e["status"] == "ok"]
+    assert len(starts) == 2
+    # The SSH gateway of either replica reaches an environment, with the host key the user
+    # trusted at login on A (checked strictly).
+    trust_gateway_of(user, b)
+    for srv in (a, b):
+        user.server = srv
+        assert user.ssh(names[1], "echo via-gateway").stdout.strip() == "via-gateway"
+    user.server = a
+    health = {srv.url: httpx.get(srv.url + "/healthz").json()["replica"] for srv in (a, b)}
+    assert health == {a.url: "replica-a", b.url: "replica-b"}
+    listed = a.cli("admin", "replicas").stdout
+    assert "replica-a" in listed and "replica-b" in listed, listed
+
+
+class Follow:
+    """An event stream of one environment, read in a thread, its events in a queue."""
+
+    def __init__(self, srv: Dev8Server, token: str, name: str, after: int) -> None:
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.client = srv.api(token)
+        self.response = self.client.send(self.client.build_request(
+            "GET", f"/environments/{name}/events", params={"after": after}), stream=True)
+        assert self.response.status_code == 200
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            for line in self.response.iter_lines():
+                if line.startswith("data:"):
+                    self.events.put(json.loads(line[5:]))
+
+    def next(self, timeout: float) -> dict:
+        return self.events.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.response.close()
+        self.client.close()
+
+
+def terminate_listeners(url: str) -> int:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url)
+    with engine.begin() as c:
+        n = len(c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")).all())
+    engine.dispose()
+    return n
+
+
+def test_an_event_written_by_one_replica_reaches_a_stream_on_another_at_once(
+        cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
+    """Streams are woken by PostgreSQL's LISTEN/NOTIFY, not by polling: with the feed up a
+    stream looks in the store by itself only every 15 s, so an event of A's arriving on B's
+    stream within 10 s came through the feed. With the feed's connection cut, the stream
+    still gets every event (it polls, then the feed is back)."""
+    a, b = cluster
+
+    def feeds() -> list[str]:
+        return [httpx.get(srv.url + "/healthz").json()["events"] for srv in (a, b)]
+    assert feeds() == ["notify", "notify"]
+    user = User(a, "fanout@example.com", tmp_path / "u")
+    name = unique("f")
+    on_a = a.api(user.token)
+    assert on_a.post("/environments", json={"name": name}).status_code == 202
+    wait_until(lambda: states(on_a).get(name) == "running", timeout=60, what="running")
+    last = events(on_a, name)[-1]["id"]
+    follow = Follow(b, user.token, name, last)
+    try:
+        time.sleep(1)  # the stream has read the store once and waits to be woken
+        assert on_a.post(f"/environments/{name}/reconfigure").status_code == 202
+        first = follow.next(timeout=10)
+        assert first["step"] == "request" and first["message"] == "reconfigure requested", first
+        assert terminate_listeners(a.database_url or "") == 2  # one feed per replica
+        wait_until(lambda: "poll" in feeds(), timeout=10, interval=0.05, what="a feed seen down")
+        assert on_a.post(f"/environments/{name}/reconfigure").status_code == 202
+        seen = [follow.next(timeout=30)]
+        while not (seen[-1]["step"] == "request" and seen[-1]["id"] > first["id"]):
+            seen.append(follow.next(timeout=30))
+        wait_until(lambda: feeds() == ["notify", "notify"], timeout=30, what="both feeds listening again")
+    finally:
+        follow.close()
+
+
+def test_a_replica_killed_mid_create_is_taken_over_on_the_same_instance(
+        cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
+    a, b = cluster
+    runtime = Path(a.extra_env["DEV8_RUNTIME_ROOT"])
+    doomed = another_replica(a, tmp_path / "doomed", DEV8_REPLICA_ID="replica-doomed",
+                             DEV8_FAULT_KILL_AFTER="start").start()
+    user = User(doomed, "doomed@example.com", tmp_path / "u")
+    name = unique("k")
+    before = set(runtime.glob("*/pid"))
+    try:  # it dies once the instance is started: before or after it answers
+        doomed.api(user.token).post("/environments", json={"name": name})
+    except httpx.HTTPError:
+        pass
+    assert doomed.wait_exit(60) == -signal.SIGKILL
+    started = set(runtime.glob("*/pid")) - before
+    assert len(started) == 1  # its instance runs; its endpoint was never recorded
+    pid = started.pop()
+    first = pid.read_text()
+    on_b = b.api(user.token)
+    wait_until(lambda: states(on_b).get(name) == "running", timeout=90, what="taken over by a live replica")
+    assert pid.read_text() == first  # the instance it started, adopted, not a second one
+    assert len(set(runtime.glob("*/pid")) - before) == 1
+    listed = b.cli("admin", "replicas").stdout
+    assert "replica-doomed" not in listed, listed  # no heartbeat: no longer listed
+    trust_gateway_of(user, b)
+    user.server = b
+    assert user.ssh(name, "echo adopted").stdout.strip() == "adopted"
+
+
+def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:
+    first = Dev8Server(tmp_path / "one", extra_env={"DEV8_RUNTIME": "fake",
+                                                     "DEV8_RUNTIME_ROOT": str(tmp_path / "rt")}).start()
+    try:
+        second = Dev8Server(tmp_path / "two", extra_env={"DEV8_RUNTIME": "fake",
+                                                          "DEV8_RUNTIME_ROOT": str(tmp_path / "rt")})
+        env = second.env(DEV8_DATA_DIR=str(first.data_dir))  # the same data dir, so the same database file
+        proc = subprocess.run([sys.executable, "-m", "dev8.cli.main", "server"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode != 0
+        assert f"another dev8 server (pid {first.proc.pid}) is serving the SQLite database" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert httpx.get(first.url + "/healthz").status_code == 200  # the first one serves on
+    finally:
+        first.kill()
+        kill_fake_environments(tmp_path / "rt")
