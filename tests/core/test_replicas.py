@@ -1,11 +1,14 @@
 """Several dev8 servers on one PostgreSQL database (issue #24), on the fake runtime: each
-environment is worked on by one replica at a time (a lease), a replica killed in the middle
-of a create is taken over by another, and a second server on one SQLite file is refused."""
+environment is worked on by one replica at a time (a lease), events reach every replica's
+streams, an app ticket minted by one is redeemed once by another, a replica killed in the
+middle of a create is taken over by another, and a second server on one SQLite file is
+refused."""
 from __future__ import annotations
 
 import contextlib
 import json
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -24,9 +27,11 @@ from tests.support import (
     User,
     another_replica,
     kill_fake_environments,
+    set_web_password,
     trust_gateway_of,
     unique,
     wait_until,
+    web_login,
 )
 
 
@@ -36,7 +41,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Ite
     url = postgres.create_database()
     runtime = root / "runtime"
     a = Dev8Server(root / "a", url, {"DEV8_RUNTIME": "fake", "DEV8_RUNTIME_ROOT": str(runtime),
-                                      "DEV8_REPLICA_ID": "replica-a"}).start()
+                                      "DEV8_REPLICA_ID": "replica-a"})
+    # Behind one load balancer, every replica has the same public address and app domain:
+    # here A's, and requests for them are sent to either replica's port.
+    a.extra_env.update(DEV8_PUBLIC_URL=a.url, DEV8_WILDCARD_DOMAIN=f"dev8.localhost:{a.http_port}")
+    a.start()
     b = another_replica(a, root / "b", DEV8_REPLICA_ID="replica-b").start()
     try:
         yield a, b
@@ -159,6 +168,41 @@ def test_an_event_written_by_one_replica_reaches_a_stream_on_another_at_once(
         wait_until(lambda: feeds() == ["notify", "notify"], timeout=30, what="both feeds listening again")
     finally:
         follow.close()
+
+
+def app_get(srv: Dev8Server, app_host: str, path: str, cookie: str | None = None) -> httpx.Response:
+    headers = {"host": app_host, "accept": "text/html", **({"cookie": f"dev8_app={cookie}"} if cookie else {})}
+    return httpx.get(srv.url + path, headers=headers, follow_redirects=False, timeout=30)
+
+
+def signed_out(r: httpx.Response) -> bool:
+    return r.status_code == 303 and "/app-auth" in r.headers["location"]
+
+
+def test_an_app_ticket_minted_by_one_replica_is_redeemed_once_by_another_and_ends_with_its_login(
+        cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
+    a, b = cluster
+    user = User(a, "apps@example.com", tmp_path / "u")
+    set_web_password(user)
+    name = unique("p")
+    assert a.api(user.token).post("/environments", json={"name": name}).status_code == 202
+    app_host = f"8100--{name}--{user.username}.dev8.localhost:{a.http_port}"
+    assert signed_out(app_get(b, app_host, "/"))
+    browser = web_login(a, user.email)  # logged in on A
+    auth = browser.get(f"/app-auth?host={app_host}&next=/", headers={"accept": "text/html"}, follow_redirects=False)
+    assert auth.status_code == 303, auth.text
+    ticket_path = auth.headers["location"].split(app_host, 1)[1]
+    redeemed = app_get(b, app_host, ticket_path)  # the load balancer sent the redirect to B
+    assert redeemed.status_code == 303, redeemed.text
+    cookie = redeemed.cookies["dev8_app"]
+    assert app_get(a, app_host, ticket_path).status_code == 403  # used up, on every replica
+    for srv in (a, b):  # the app session is served by either
+        assert not signed_out(app_get(srv, app_host, "/", cookie)), srv.url
+    home = browser.get("/", headers={"accept": "text/html"})
+    csrf = re.search(r'name="csrf-token" content="([0-9a-f]{64})"', home.text).group(1)  # type: ignore[union-attr]
+    assert browser.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    wait_until(lambda: signed_out(app_get(b, app_host, "/", cookie)), timeout=30,
+               what="the app session ended on B by a logout on A")
 
 
 def test_a_replica_killed_mid_create_is_taken_over_on_the_same_instance(

@@ -30,7 +30,7 @@ class ServerContext:
     connections: EnvConnections
     tunnels: Tunnels
     terminals: PtySessions = field(default_factory=PtySessions)
-    app_sessions: AppSessions = field(default_factory=AppSessions)
+    app_sessions: AppSessions = field(init=False)  # in the database: any replica serves them
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     activity: Activity = field(default_factory=Activity)  # use of environments, for idle auto-stop
     # browser_auth.resolve_env's short memory: (token hash, owner, env) → (expires, user, env)
@@ -40,6 +40,9 @@ class ServerContext:
     image_checks: dict = field(default_factory=dict)
     image_jobs: ImageJobs = field(default_factory=ImageJobs)  # builds and pulls admins started
     live: LiveConnections | None = None  # set by the server (tests of handlers run without it)
+
+    def __post_init__(self) -> None:
+        self.app_sessions = AppSessions(self.db)
 
     @property
     def limits(self) -> Limits:

@@ -89,8 +89,6 @@ class LiveConnections:
                 continue
             for live, reason in ended:
                 self._live.discard(live)
-                if live.token_hash:
-                    self.app_sessions.end(live.token_hash)
                 try:
                     live.close(reason)
                 except Exception:  # noqa: BLE001 - already closing
@@ -120,6 +118,8 @@ class LiveConnections:
                 kinds = ", ".join(sorted({live.kind for live, _ in items}))
                 audit.record(s, None, "connections.ended", users[user_id].email if user_id in users else str(user_id),
                              f"{len(items)} live connection(s) ({kinds}): {items[0][1]}", actor_label="dev8")
+        for token_hash in {live.token_hash for live, _ in ended if live.token_hash}:
+            self.app_sessions.end(token_hash)  # the app hosts that dev8 session opened end with it
         return ended
 
 

@@ -87,8 +87,8 @@ async def logout(request: Request) -> Response:
         def revoke() -> None:
             with ctx.db.session() as s:
                 auth.revoke_token_value(s, token)
+            ctx.app_sessions.end(auth.hash_token(token))  # and the app hosts it opened, on every replica
         await asyncio.to_thread(revoke)
-        ctx.app_sessions.end(auth.hash_token(token))  # and the app hosts it opened
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -203,6 +203,19 @@ class Event(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
 
+class AppGrant(Base):
+    """A one-time ticket from dev8's host to an app host, or the app-host session it became
+    (server.apps.sessions); ``key_hash`` is a hash of the value the browser holds, and
+    ``minted_by`` the hash of the dev8 session token that asked for it."""
+    __tablename__ = "app_grants"
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "ticket" or "session"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(255))
+    minted_by: Mapped[str] = mapped_column(String(64), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class Replica(Base):
     """A dev8 server sharing this database (core.leases); ``seen_at`` is its heartbeat."""
     __tablename__ = "replicas"

@@ -87,9 +87,16 @@ async def app_http(request: Request) -> Response:
     # public preview as it would for anyone, and a private one not at all.
     own = _app_origin(request.url.scheme, target.host)
     trusted = request.method in SAFE_METHODS or from_own_page(request.headers, lambda origin: origin == own)
-    viewer = ctx.app_sessions.user_for(request.cookies.get(APP_COOKIE), target.host) if trusted else None
+    viewer: int | None = None
+
+    def look() -> Environment:
+        nonlocal viewer
+        if trusted:
+            found = ctx.app_sessions.viewer(request.cookies.get(APP_COOKIE), target.host)
+            viewer = found[0] if found else None
+        return authorize(ctx, target, viewer)
     try:
-        env = await asyncio.to_thread(authorize, ctx, target, viewer)
+        env = await asyncio.to_thread(look)
     except Unauthorized:
         if request.method == "GET" and wants_page(request):
             back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -105,7 +112,7 @@ async def app_http(request: Request) -> Response:
 async def redeem_ticket(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
     target: AppHost = request.scope["dev8.app"]
-    session = ctx.app_sessions.redeem(request.query_params.get("ticket", ""), target.host)
+    session = await asyncio.to_thread(ctx.app_sessions.redeem, request.query_params.get("ticket", ""), target.host)
     if session is None:
         return HTMLResponse("<!doctype html><title>link expired</title><p>This sign-in link has expired. "
                             "Open the app again from dev8.</p>", status_code=403,
@@ -124,14 +131,20 @@ async def app_ws(websocket: WebSocket) -> None:
     # site, so the cookie is sent) or any other page is treated as anonymous.
     # browsers always send an Origin on a WebSocket upgrade
     from_self = websocket.headers.get("origin") == _app_origin(websocket.url.scheme, target.host)
-    session = websocket.cookies.get(APP_COOKIE)
-    viewer = ctx.app_sessions.user_for(session, target.host) if from_self else None
+    found: tuple[int, str] | None = None
+
+    def look() -> Environment:
+        nonlocal found
+        if from_self:
+            found = ctx.app_sessions.viewer(websocket.cookies.get(APP_COOKIE), target.host)
+        return authorize(ctx, target, found[0] if found else None)
     try:
-        env = await asyncio.to_thread(authorize, ctx, target, viewer)
+        env = await asyncio.to_thread(look)
     except (Unauthorized, NotVisible):
         await websocket.close(code=1008)
         return
-    with watching(ctx.live, websocket, viewer, ctx.app_sessions.minted_by(session), "websocket"):
+    viewer, minted_by = found or (None, None)
+    with watching(ctx.live, websocket, viewer, minted_by, "websocket"):
         await forward_ws(ctx, websocket, env, target.port, websocket.url.path.lstrip("/"))
 
 
@@ -170,17 +183,16 @@ async def app_auth(request: Request, host: str = "", next: str = "/") -> Respons
     if target is None:
         return JSONResponse({"detail": "not an app host of this dev8"}, status_code=404)
 
-    def check() -> int:
+    def check() -> str:
         user_id = session_user(ctx, request).id
         authorize(ctx, target, user_id)
-        return user_id
+        return ctx.app_sessions.issue_ticket(user_id, target.host, hash_token(request.cookies.get(SESSION_COOKIE, "")))
     try:
-        user_id = await asyncio.to_thread(check)
+        ticket = await asyncio.to_thread(check)
     except Unauthorized:
         return login_required(request)
     except NotVisible:
         return not_found_page()
-    ticket = ctx.app_sessions.issue_ticket(user_id, target.host, hash_token(request.cookies.get(SESSION_COOKIE, "")))
     scheme = urlsplit(ctx.settings.base_url).scheme if ctx.settings.public_url else request.url.scheme
     url = f"{_app_origin(scheme, target.host)}{AUTH_PATH}?ticket={ticket}&next={quote(next, safe='')}"
     return RedirectResponse(url, status_code=303,

@@ -1,4 +1,5 @@
-"""replicas and env_leases: several dev8 servers on one database (core.leases)
+"""replicas, env_leases and app_grants: several dev8 servers on one database (core.leases,
+server.apps.sessions)
 
 Revision ID: 0012
 Revises: 0011
@@ -28,8 +29,18 @@ def upgrade() -> None:
         sa.Column("replica", sa.String(64), nullable=False, index=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_table(
+        "app_grants",
+        sa.Column("key_hash", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("user_id", sa.Integer(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("minted_by", sa.String(64), nullable=False, index=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("app_grants")
     op.drop_table("env_leases")
     op.drop_table("replicas")
