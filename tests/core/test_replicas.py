@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support import (
+    PASSWORD,
     Dev8Server,
     Postgres,
     User,
@@ -203,6 +204,18 @@ def test_an_app_ticket_minted_by_one_replica_is_redeemed_once_by_another_and_end
     assert browser.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
     wait_until(lambda: signed_out(app_get(b, app_host, "/", cookie)), timeout=30,
                what="the app session ended on B by a logout on A")
+
+
+def test_failed_logins_count_across_replicas(cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
+    a, b = cluster
+    user = User(a, "throttled@example.com", tmp_path / "u")
+    set_web_password(user)
+    for i in range(5):  # spread by the load balancer
+        r = httpx.post((a if i % 2 else b).url + "/api/v1/auth/login", json={"email": user.email, "password": "wrong"})
+        assert r.status_code == 401, r.text
+    for srv in (a, b):
+        r = httpx.post(srv.url + "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
+        assert r.status_code == 429 and "too many failed logins" in r.json()["detail"], r.text
 
 
 def test_a_replica_killed_mid_create_is_taken_over_on_the_same_instance(

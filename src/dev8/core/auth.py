@@ -117,7 +117,7 @@ def password_login(s: Session, throttle: LoginThrottle, *, email: str, password:
     are committed before the error propagates."""
     who = email.strip().lower()[:254]
     try:
-        throttle.check(email, client)
+        throttle.check(s, email, client)
     except TooManyAttempts as exc:
         if exc.first:
             audit.record(s, None, "login.throttled", detail=f"client {client}; {exc}", actor_label=who)
@@ -126,11 +126,11 @@ def password_login(s: Session, throttle: LoginThrottle, *, email: str, password:
     try:
         user = verify_password(s, email=email, password=password)
     except Unauthorized:
-        throttle.failed(email, client)
+        throttle.failed(s, email, client)
         audit.record(s, None, "login.failed", detail=f"client {client}", actor_label=who)
         s.commit()
         raise
-    throttle.succeeded(email)
+    throttle.succeeded(s, email)
     audit.record(s, user, "login", detail=f"client {client}")
     return user
 

@@ -216,6 +216,15 @@ class AppGrant(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+class LoginFailure(Base):
+    """A failed password check (core.throttle): one row per key it counts against
+    (``email:…``, ``client:…``), ``at`` in seconds since the epoch."""
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), index=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+
+
 class Replica(Base):
     """A dev8 server sharing this database (core.leases); ``seen_at`` is its heartbeat."""
     __tablename__ = "replicas"

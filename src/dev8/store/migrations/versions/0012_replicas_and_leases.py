@@ -1,5 +1,5 @@
-"""replicas, env_leases and app_grants: several dev8 servers on one database (core.leases,
-server.apps.sessions)
+"""replicas, env_leases, app_grants and login_failures: several dev8 servers on one database
+(core.leases, server.apps.sessions, core.throttle)
 
 Revision ID: 0012
 Revises: 0011
@@ -38,9 +38,16 @@ def upgrade() -> None:
         sa.Column("minted_by", sa.String(64), nullable=False, index=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
     )
+    op.create_table(
+        "login_failures",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("key", sa.String(300), nullable=False, index=True),
+        sa.Column("at", sa.Float(), nullable=False, index=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("login_failures")
     op.drop_table("app_grants")
     op.drop_table("env_leases")
     op.drop_table("replicas")
