@@ -242,12 +242,12 @@ class Dev8Server:
 
 def another_replica(of: Dev8Server, root: Path, **extra_env: str) -> Dev8Server:
     """A second server (not started) on ``of``'s database with its settings, given its
-    keyring and gateway host key, as an operator gives every replica (README: Several servers)."""
+    keyring, as an operator gives every replica (README: Several servers); the gateway's host
+    key it finds in the database."""
     assert of.database_url, "replicas share a PostgreSQL database"
     srv = Dev8Server(root, of.database_url, {**of.extra_env, **extra_env})
     srv.data_dir.mkdir(parents=True, mode=0o700)
-    for name in ("keyring.json", "ssh_host_ed25519_key"):
-        shutil.copy2(of.data_dir / name, srv.data_dir / name)
+    shutil.copy2(of.data_dir / "keyring.json", srv.data_dir / "keyring.json")
     return srv
 
 

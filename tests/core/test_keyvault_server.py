@@ -41,7 +41,8 @@ def erin(kv: Dev8Server, tmp_path_factory: pytest.TempPathFactory) -> User:
 
 def key_ids(server: Dev8Server) -> set[str]:
     with sqlite3.connect(server.data_dir / "dev8.db") as db:
-        return {k for (k,) in db.execute("SELECT key_id FROM secrets UNION SELECT key_id FROM environment_keys")}
+        return {k for (k,) in db.execute("SELECT key_id FROM secrets UNION SELECT key_id FROM environment_keys "
+                                         "UNION SELECT key_id FROM gateway_keys")}
 
 
 def instance_of(server: Dev8Server, env: str) -> str:
@@ -110,7 +111,8 @@ def test_moving_from_the_local_keyring_to_the_vault_and_back(tmp_path: Path, key
         fay.cli("create", name, "--secret", "MOVE")
         assert all(not k.startswith("https://") for k in key_ids(srv))
         out = srv.cli("admin", "migrate-keyring", "--to", "azure-keyvault").stdout
-        assert "created the key" in out and "rewrapped 2 data key" in out.replace("(s)", ""), out
+        # the secret, the environment's key and the gateway's host key
+        assert "created the key" in out and "rewrapped 3 data key" in out.replace("(s)", ""), out
         assert all(k.startswith(f"{keyvault.url}/keys/{key}/") for k in key_ids(srv))
         # the running server (local provider, vault URL given) opens what moved
         fay.cli("restart", name)

@@ -349,3 +349,6 @@ def secret_aad(owner_id: int, name: str) -> bytes:
 
 def env_key_aad(env_id: str) -> bytes:
     return f"dev8-env-key\x00{env_id}".encode()
+
+
+GATEWAY_KEY_AAD = b"dev8-gateway-host-key"

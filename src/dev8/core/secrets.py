@@ -10,14 +10,16 @@ from dev8.core.crypto import DecryptionError, KeyProvider, Keyring, Sealed, env_
 from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.names import check_secret_name
 from dev8.store.db import Database
-from dev8.store.models import EnvironmentKey, Secret, User, utcnow
+from dev8.store.models import EnvironmentKey, GatewayKey, SealedColumns, Secret, User, utcnow
+
+SEALED_MODELS = (Secret, EnvironmentKey, GatewayKey)  # every table of sealed values
 
 
-def sealed_of(row: Secret | EnvironmentKey) -> Sealed:
+def sealed_of(row: SealedColumns) -> Sealed:
     return Sealed(row.key_id, row.wrapped_key, row.nonce, row.ciphertext)
 
 
-def store_sealed(row: Secret | EnvironmentKey, sealed: Sealed) -> None:
+def store_sealed(row: SealedColumns, sealed: Sealed) -> None:
     row.key_id, row.wrapped_key, row.nonce, row.ciphertext = (
         sealed.key_id, sealed.wrapped_key, sealed.nonce, sealed.ciphertext)
 
@@ -101,16 +103,18 @@ def read_env_key(db: Database, keyring: Keyring, env_id: str) -> bytes:
 def sealed_key_ids(s: Session) -> dict[str, int]:
     """How many stored values each key-encryption key wraps."""
     counts: dict[str, int] = {}
-    for model in (Secret, EnvironmentKey):
+    for model in SEALED_MODELS:
         for kid, n in s.execute(select(model.key_id, func.count()).group_by(model.key_id)):
             counts[kid] = counts.get(kid, 0) + n
     return counts
 
 
-def _sealed_rows(s: Session, not_under: str) -> list[Secret | EnvironmentKey]:
+def _sealed_rows(s: Session, not_under: str) -> list[SealedColumns]:
     """Every sealed value whose data key is not wrapped by key ``not_under``."""
-    return [*s.scalars(select(Secret).where(Secret.key_id != not_under)),
-            *s.scalars(select(EnvironmentKey).where(EnvironmentKey.key_id != not_under))]
+    rows: list[SealedColumns] = []
+    for model in SEALED_MODELS:
+        rows.extend(s.scalars(select(model).where(model.key_id != not_under)))
+    return rows
 
 
 def rotate_keys(db: Database, keyring: Keyring, *, new_key: bool = True) -> int:

@@ -15,7 +15,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 import asyncssh
@@ -29,6 +28,7 @@ from dev8.core.errors import Dev8Error
 from dev8.core.states import State
 from dev8.names import ENV_NAME_RE
 from dev8.server.context import ServerContext
+from dev8.server.gatewaykey import load_host_key
 from dev8.server.live import Live
 from dev8.server.starting import NotReady, until_ready
 from dev8.store.models import Environment, User, note_use
@@ -48,19 +48,6 @@ class Target:
     name: str
     user_id: int
     notice: str = ""  # shown to the client before the session (an environment in error)
-
-
-def load_host_key(data_dir: Path) -> asyncssh.SSHKey:
-    path = data_dir / "ssh_host_ed25519_key"
-    if path.exists():
-        return asyncssh.read_private_key(str(path))
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_bytes(key.export_private_key("openssh"))
-    tmp.replace(path)
-    return key
 
 
 class GatewayServer(asyncssh.SSHServer):
@@ -395,7 +382,7 @@ class ProxySession(asyncssh.SSHServerSession[bytes]):
 
 
 async def start_gateway(ctx: ServerContext, host: str, port: int) -> asyncssh.SSHAcceptor:
-    host_key = load_host_key(ctx.settings.data_dir)
+    host_key = await asyncio.to_thread(load_host_key, ctx.db, ctx.keyring, ctx.settings.data_dir)
     ctx.gateway_host_key = host_key.export_public_key("openssh").decode().strip()
     return await asyncssh.create_server(
         lambda: GatewayServer(ctx), host, port, server_host_keys=[host_key],

@@ -193,6 +193,15 @@ class EnvironmentKey(SealedColumns, Base):
     env_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True)
 
 
+class GatewayKey(SealedColumns, Base):
+    """The SSH gateway's host key, the same for every replica (server.sshgateway): its
+    private half sealed like a secret, its public half in the clear (to tell, without
+    unsealing, whether a replica's cached copy is this key)."""
+    __tablename__ = "gateway_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one key per installation
+    public_key: Mapped[str] = mapped_column(Text)
+
+
 class Event(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

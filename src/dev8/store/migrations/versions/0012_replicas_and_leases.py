@@ -1,5 +1,5 @@
-"""replicas, env_leases, app_grants and login_failures: several dev8 servers on one database
-(core.leases, server.apps.sessions, core.throttle)
+"""replicas, env_leases, app_grants, login_failures and gateway_keys: several dev8 servers on
+one database (core.leases, server.apps.sessions, core.throttle, server.sshgateway)
 
 Revision ID: 0012
 Revises: 0011
@@ -44,9 +44,19 @@ def upgrade() -> None:
         sa.Column("key", sa.String(300), nullable=False, index=True),
         sa.Column("at", sa.Float(), nullable=False, index=True),
     )
+    op.create_table(
+        "gateway_keys",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("public_key", sa.Text(), nullable=False),
+        sa.Column("key_id", sa.String(255), nullable=False, index=True),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.Column("nonce", sa.LargeBinary(), nullable=False),
+        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("gateway_keys")
     op.drop_table("login_failures")
     op.drop_table("app_grants")
     op.drop_table("env_leases")
