@@ -36,8 +36,8 @@ log = logging.getLogger("dev8.leases")
 
 # How long a replica that stopped renewing keeps its environments: the takeover time after
 # a crash. Renewed every HEARTBEAT_SECONDS, so a few slow heartbeats in a row are survived.
-LEASE_SECONDS = 15.0
-HEARTBEAT_SECONDS = 3.0
+LEASE_SECONDS = 10.0
+HEARTBEAT_SECONDS = 2.5
 # A replica is listed as live while its heartbeat is at most this old.
 LIVE_SECONDS = 3 * HEARTBEAT_SECONDS
 
@@ -97,13 +97,17 @@ class Leases:
             with self.db.session() as s:
                 s.execute(delete(EnvLease).where(EnvLease.env_id == env_id, EnvLease.replica == self.replica))
 
-    def held_elsewhere(self) -> set[str]:
-        """Environments another replica holds now (unexpired leases): a pass leaves them be."""
+    def held_elsewhere(self) -> dict[str, float]:
+        """Environments another replica holds now (unexpired leases), each with the seconds
+        until its lease runs out unless renewed: a pass leaves them be until then."""
         if not self.shared:
-            return set()
+            return {}
         with self.db.session() as s:
-            return set(s.scalars(select(EnvLease.env_id).where(EnvLease.replica != self.replica,
-                                                                  EnvLease.expires_at >= self._now())))
+            postgres = self.db.engine.dialect.name == "postgresql"
+            now = (s.scalar(select(func.now())) if postgres else None) or utcnow()
+            rows = s.execute(select(EnvLease.env_id, EnvLease.expires_at).where(
+                EnvLease.replica != self.replica, EnvLease.expires_at >= self._now()))
+            return {env_id: max(0.0, (expires - now).total_seconds()) for env_id, expires in rows}
 
     def fresh(self) -> bool:
         """Whether this replica's leases are surely still its own (its last renewal is recent

@@ -166,7 +166,10 @@ class Reconciler:
         self._passes += 1
         now = asyncio.get_running_loop().time()
         for row in rows:
-            if self._retry_at.get(row.id, 0) > now or row.id in elsewhere:
+            if self._retry_at.get(row.id, 0) > now:
+                continue
+            if row.id in elsewhere:  # look again when its lease runs out (its holder may be dead)
+                self._look_again_soon(row.id, elsewhere[row.id] + LEASE_RETRY)
                 continue
             if listing is not None and self._settled(row, listing.get(row.id)):
                 continue
@@ -194,16 +197,17 @@ class Reconciler:
         except Unreachable:
             return False
 
-    def _env_rows(self) -> tuple[list[Environment], set[str]]:
-        """Every environment, and those another replica is working on now."""
+    def _env_rows(self) -> tuple[list[Environment], dict[str, float]]:
+        """Every environment, and those another replica is working on now (with the seconds
+        its lease has left)."""
         with self.db.session() as s:
             rows = list(s.scalars(select(Environment)))
         return rows, self.leases.held_elsewhere()
 
-    def _look_again_soon(self, env_id: str) -> None:
+    def _look_again_soon(self, env_id: str, delay: float = LEASE_RETRY) -> None:
         loop = asyncio.get_running_loop()
-        self._retry_at[env_id] = due = loop.time() + LEASE_RETRY
-        loop.call_later(LEASE_RETRY, self._retry, env_id, due)
+        self._retry_at[env_id] = due = loop.time() + delay
+        loop.call_later(delay, self._retry, env_id, due)
 
     async def _guarded(self, env_id: str) -> None:
         """One reconcile of ``env_id`` under its lease (another replica holding it: again
