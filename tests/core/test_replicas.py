@@ -105,11 +105,11 @@ def test_two_replicas_start_each_environment_once_and_both_serve_it(
 class Follow:
     """An event stream of one environment, read in a thread, its events in a queue."""
 
-    def __init__(self, srv: Dev8Server, token: str, name: str, after: int) -> None:
+    def __init__(self, srv: Dev8Server, token: str, name: str, after: int, **headers: str) -> None:
         self.events: queue.Queue[dict] = queue.Queue()
         self.client = srv.api(token)
         self.response = self.client.send(self.client.build_request(
-            "GET", f"/environments/{name}/events", params={"after": after}), stream=True)
+            "GET", f"/environments/{name}/events", params={"after": after}, headers=headers), stream=True)
         assert self.response.status_code == 200
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -169,6 +169,12 @@ def test_an_event_written_by_one_replica_reaches_a_stream_on_another_at_once(
         wait_until(lambda: feeds() == ["notify", "notify"], timeout=30, what="both feeds listening again")
     finally:
         follow.close()
+    # A browser's EventSource reconnecting (to any replica) goes on after the last event it got.
+    resumed = Follow(b, user.token, name, 0, **{"Last-Event-ID": str(first["id"])})
+    try:
+        assert resumed.next(timeout=10)["id"] > first["id"]  # not the environment's first event
+    finally:
+        resumed.close()
 
 
 def app_get(srv: Dev8Server, app_host: str, path: str, cookie: str | None = None) -> httpx.Response:

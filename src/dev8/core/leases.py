@@ -22,6 +22,7 @@ import os
 import secrets
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -36,8 +37,8 @@ log = logging.getLogger("dev8.leases")
 
 # How long a replica that stopped renewing keeps its environments: the takeover time after
 # a crash. Renewed every HEARTBEAT_SECONDS, so a few slow heartbeats in a row are survived.
-LEASE_SECONDS = 10.0
-HEARTBEAT_SECONDS = 2.5
+LEASE_SECONDS = 6.0
+HEARTBEAT_SECONDS = 1.5
 # A replica is listed as live while its heartbeat is at most this old.
 LIVE_SECONDS = 3 * HEARTBEAT_SECONDS
 
@@ -137,10 +138,14 @@ class Leases:
             s.execute(delete(Replica).where(Replica.id == self.replica))
 
     async def run(self) -> None:
-        """The heartbeat, until cancelled; a failed beat is logged and tried again."""
+        """The heartbeat, until cancelled; a failed beat is logged and tried again. It has a
+        thread of its own: a burst that keeps every worker thread busy must not delay it
+        past a lease's length (others would take over environments this replica works on)."""
+        loop = asyncio.get_running_loop()
+        beats = ThreadPoolExecutor(1, thread_name_prefix="dev8-heartbeat")
         while True:
             try:
-                await asyncio.to_thread(self.heartbeat)
+                await loop.run_in_executor(beats, self.heartbeat)
             except SQLAlchemyError as exc:
                 log.warning("replica %s: heartbeat failed: %s", self.replica, str(exc).splitlines()[0])
             await asyncio.sleep(HEARTBEAT_SECONDS)

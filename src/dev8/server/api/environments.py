@@ -309,9 +309,14 @@ async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
             return exists, [EventOut.model_validate(e, from_attributes=True)
                             for e in envs.events_after(s2, env_id, cursor)]
 
+    # A browser's EventSource that lost its connection (a replica went away) reconnects by
+    # itself, naming the last event it got: go on from there, not from the start.
+    resumed = request.headers.get("last-event-id", "")
+    start = max(after, int(resumed)) if resumed.isdigit() and int(resumed) <= MAX_ROW_ID else after
+
     async def stream() -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
-        cursor, said = after, loop.time()
+        cursor, said = start, loop.time()
         while not await request.is_disconnected():
             exists, batch = await asyncio.to_thread(fetch, cursor)
             for ev in batch:
