@@ -5,6 +5,7 @@ middle of a create is taken over by another, and a second server on one SQLite f
 refused."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import queue
@@ -251,6 +252,50 @@ def test_a_replica_killed_mid_create_is_taken_over_on_the_same_instance(
     trust_gateway_of(user, b)
     user.server = b
     assert user.ssh(name, "echo adopted").stdout.strip() == "adopted"
+
+
+def test_sigterm_tells_live_connections_to_reconnect_and_hands_its_part_back(
+        cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
+    """A replica being stopped (a rolling upgrade) closes its browser WebSockets with 1012
+    (the pages reconnect at once, to any replica) and its gateway SSH sessions with a reason,
+    leaves the list of replicas at once and exits."""
+    import websockets
+    a, b = cluster
+    leaving = another_replica(a, tmp_path / "leaving", DEV8_REPLICA_ID="replica-leaving").start()
+    user = User(leaving, "drain@example.com", tmp_path / "u")
+    set_web_password(user)
+    name = unique("d")
+    user.cli("create", name)
+    cookie = web_login(leaving, user.email).cookies["dev8_session"]
+
+    async def terminal(srv: Dev8Server) -> websockets.ClientConnection:
+        ws = await websockets.connect(f"{srv.url.replace('http://', 'ws://')}/@{user.username}/{name}/terminal/ws",
+                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=a.url)
+        assert json.loads(await asyncio.wait_for(ws.recv(), 20))["t"] == "hello"
+        return ws
+
+    ssh = subprocess.Popen([*user.ssh_args(name), "echo in; sleep 60"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    assert ssh.stdout is not None and ssh.stdout.readline().strip() == "in"  # an OpenSSH session, open
+
+    async def go() -> tuple[int | None, str]:
+        ws = await terminal(leaving)
+        assert leaving.proc is not None
+        leaving.proc.send_signal(signal.SIGTERM)
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), 15)
+        except websockets.ConnectionClosed as exc:
+            code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+        again = await terminal(b)  # what the page does next, through the balancer: another replica
+        await again.close()
+        return code, reason
+    code, reason = asyncio.run(go())
+    assert code == 1012 and "restarting" in reason, (code, reason)
+    _, said = ssh.communicate(timeout=30)
+    assert "Received disconnect" in said and "restarting" in said, said  # what `ssh` shows its user
+    assert leaving.wait_exit(30) == 0
+    assert "replica-leaving" not in a.cli("admin", "replicas").stdout  # gone at once, not after a lease
 
 
 def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from dev8.store.models import ApiToken, User, as_utc, utcnow
 
 log = logging.getLogger("dev8.live")
 CHECK_EVERY = 2.0
+SERVICE_RESTART = 1012  # RFC 6455's "service restart": the pages reconnect at once
+RESTARTING = "this dev8 server is restarting; reconnect (any other server serves you)"
 
 
 @dataclass(eq=False)
@@ -34,6 +36,9 @@ class Live:
     env_id: str | None = None  # the environment it reaches, where one
     # shows a notice to the person at the other end (an idle warning), where it can
     tell: Callable[[str], None] | None = field(default=None, repr=False)
+    # ends it because this server stops, so that the other end reconnects (to any replica);
+    # None: ``close`` does
+    restart: Callable[[str], None] | None = field(default=None, repr=False)
 
 
 class LiveConnections:
@@ -42,10 +47,27 @@ class LiveConnections:
         self._live: set[Live] = set()
 
     def add(self, user_id: int, token_hash: str | None, kind: str, close: Callable[[str], None],
-            env_id: str | None = None, tell: Callable[[str], None] | None = None) -> Live:
-        live = Live(user_id, token_hash, kind, close, env_id, tell)
+            env_id: str | None = None, tell: Callable[[str], None] | None = None,
+            restart: Callable[[str], None] | None = None) -> Live:
+        live = Live(user_id, token_hash, kind, close, env_id, tell, restart)
         self._live.add(live)
         return live
+
+    async def drain(self, reason: str = RESTARTING, grace: float = 2.0) -> int:
+        """This server stops: end every live connection so that its other end reconnects
+        (WebSockets with close code 1012, which the pages take as "reconnect now"; SSH with
+        ``reason`` shown by the client), then wait up to ``grace`` seconds for them to go.
+        How many there were."""
+        live = list(self._live)
+        for item in live:
+            try:
+                (item.restart or item.close)(reason)
+            except Exception:  # noqa: BLE001 - already closing
+                pass
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._live & set(live) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return len(live)
 
     def tell(self, env_id: str, message: str) -> None:
         """Show ``message`` in every open terminal of ``env_id`` that can show one."""
@@ -71,7 +93,10 @@ class LiveConnections:
             if also is not None:
                 also()
             asyncio.ensure_future(_close(websocket, reason))
-        live = self.add(user_id, token_hash, kind, close, env_id, tell)
+
+        def restart(reason: str) -> None:
+            asyncio.ensure_future(_close(websocket, reason, SERVICE_RESTART))
+        live = self.add(user_id, token_hash, kind, close, env_id, tell, restart)
         try:
             yield
         finally:
@@ -123,9 +148,9 @@ class LiveConnections:
         return ended
 
 
-async def _close(websocket: WebSocket, reason: str) -> None:
+async def _close(websocket: WebSocket, reason: str, code: int = 1008) -> None:
     try:
-        await websocket.close(code=1008, reason=reason[:120])
+        await websocket.close(code=code, reason=reason[:120])
     except (RuntimeError, OSError):  # already closed
         pass
 

@@ -103,7 +103,8 @@ async def serve(settings: Settings) -> None:
     app = create_app(ctx)
     await _warm_up(app)
     config = uvicorn.Config(app, host=http_host, port=http_port, log_level="warning", access_log=False,
-                            lifespan="off", proxy_headers=False)  # forwarded.py decides whom to believe
+                            lifespan="off", proxy_headers=False,  # forwarded.py decides whom to believe
+                            timeout_graceful_shutdown=5)  # a stream still open then is cut
     config.load()  # imports its protocol modules now, not on the loop once serving
     server = uvicorn.Server(config)
     # uvicorn records SIGINT/SIGTERM with signal.signal while it serves; the loop's handlers
@@ -124,8 +125,11 @@ async def serve(settings: Settings) -> None:
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     if watchdog is not None:
         watchdog.stop()
+    gateway.close()  # no new SSH logins; then every live connection is told to reconnect elsewhere
+    drained = await ctx.live.drain()
+    if drained:
+        log.info("replica %s: %d live connection(s) told to reconnect", replica, drained)
     server.should_exit = True
-    gateway.close()
     ctx.terminals.close()
     ctx.tunnels.close()
     connections.close()

@@ -50,8 +50,14 @@
         status(text, true);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (ended) return;
+      if (event.code === 1012) {  // the server stops (a restart, a replica drained): another serves at once
+        status("the dev8 server is restarting; reconnecting…", true);
+        retries = 0;
+        setTimeout(connect, 200);
+        return;
+      }
       const delay = Math.min(500 * 2 ** retries++, 10000);
       status("disconnected; reconnecting…", true);
       setTimeout(connect, delay);
