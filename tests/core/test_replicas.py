@@ -298,6 +298,55 @@ def test_sigterm_tells_live_connections_to_reconnect_and_hands_its_part_back(
     assert "replica-leaving" not in a.cli("admin", "replicas").stdout  # gone at once, not after a lease
 
 
+def test_a_browser_terminal_outlives_the_replica_that_showed_it(cluster: tuple[Dev8Server, ...],
+                                                                 tmp_path: Path) -> None:
+    """The shell runs under a holder in the environment: a replica killed under a live
+    terminal loses nothing but the connection; the page reconnects (to B) with its session
+    id and finds the same shell, its recent output repainted first."""
+    import websockets
+    a, b = cluster
+    doomed = another_replica(a, tmp_path / "doomed", DEV8_REPLICA_ID="replica-terminal")
+    doomed.start()
+    user = User(doomed, "term@example.com", tmp_path / "u")
+    set_web_password(user)
+    name = unique("t")
+    user.cli("create", name)
+    cookie = web_login(doomed, user.email).cookies["dev8_session"]
+
+    async def terminal(srv: Dev8Server, session: str | None = None) -> tuple[websockets.ClientConnection, dict]:
+        query = f"?session={session}" if session else ""
+        ws = await websockets.connect(
+            f"{srv.url.replace('http://', 'ws://')}/@{user.username}/{name}/terminal/ws{query}",
+            additional_headers={"cookie": f"dev8_session={cookie}"}, origin=a.url)
+        return ws, json.loads(await asyncio.wait_for(ws.recv(), 20))
+
+    async def until(ws: websockets.ClientConnection, needle: bytes) -> bytes:
+        seen = b""
+        while needle not in seen:
+            message = await asyncio.wait_for(ws.recv(), 20)
+            if isinstance(message, bytes):
+                seen += message
+                await ws.send(json.dumps({"t": "a", "n": len(message)}))
+        return seen
+
+    async def go() -> tuple[str, dict, bytes, bytes]:
+        ws, hello = await terminal(doomed)
+        await ws.send(json.dumps({"t": "i", "d": "KEPT=shell-$((6*7)); echo marker-$((2+3))\n"}))
+        await until(ws, b"marker-5")
+        doomed.kill(check_loop=False)  # SIGKILL: no drain, no goodbye
+        with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+            await asyncio.wait_for(ws.recv(), 10)
+        again, hello2 = await terminal(b, hello["session"])
+        repainted = await until(again, b"marker-5")
+        await again.send(json.dumps({"t": "i", "d": "echo $KEPT\n"}))
+        same_shell = await until(again, b"shell-42")
+        await again.close()
+        return hello["session"], hello2, repainted, same_shell
+    first, hello2, repainted, same_shell = asyncio.run(go())
+    assert hello2["session"] == first and hello2["fresh"] is True  # the page resets, then the repaint
+    assert b"marker-5" in repainted and b"shell-42" in same_shell
+
+
 def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:
     first = Dev8Server(tmp_path / "one", extra_env={"DEV8_RUNTIME": "fake",
                                                      "DEV8_RUNTIME_ROOT": str(tmp_path / "rt")}).start()

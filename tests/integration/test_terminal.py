@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import httpx
 import pytest
@@ -89,6 +90,34 @@ def test_shell_resize_and_reattach_to_the_same_shell_with_recent_output(server: 
                 assert json.loads(msg) == {"t": "exit"}
                 break
     asyncio.run(scenario())
+
+
+def test_a_restarted_server_re_attaches_the_page_to_the_same_shell_with_its_history(
+        server: Dev8Server, alice: User, term_env: str):
+    """The shell runs under dev8-env's holder in the environment, not in the server: a server
+    restarted (here killed, as a crash would) under a live terminal loses the connection
+    only; the page reconnects with its session id to the same shell, repainted first."""
+    cookie = web_login(server, alice.email).cookies["dev8_session"]
+    path = f"/@{alice.username}/{term_env}/terminal/ws"
+
+    async def before() -> tuple[str, bytes]:
+        t = await Term.open(server, path, cookie)
+        await t.type("KEPT=still-$((6*7)); echo pid=$$ history-$((40+2))\r")
+        out = await t.until(b" history-42")
+        pid = re.search(rb"pid=(\d+) history-42", out).group(1)  # type: ignore[union-attr]
+        return t.hello["session"], pid
+    session, pid = asyncio.run(before())
+    server.kill()
+    server.start()
+
+    async def after() -> None:
+        again = await Term.open(server, path, cookie, session=session)
+        assert again.hello["session"] == session and again.hello["fresh"] is True
+        await again.until(b"pid=" + pid + b" history-42")  # repainted by the holder
+        await again.type("echo $KEPT-$$\r")
+        await again.until(b"still-42-" + pid)  # the same shell, its variables kept
+        await again.ws.close()
+    asyncio.run(after())
 
 
 def test_output_waits_for_a_browser_that_has_not_rendered_it(server: Dev8Server, alice: User, term_env: str):

@@ -18,6 +18,8 @@ The control plane runs it over SSH as user ``dev``:
     dev8-env git-credential get    git credential helper for the configured hosts only
     dev8-env save-home             (as root) archive the home to $DEV8_HOME_ARCHIVE, where the home
                                    is kept on storage that is no POSIX file system (ACI's share)
+    dev8-env term ID COLS ROWS KEEP  attach stdin/stdout to browser terminal ID (a shell on a PTY
+                                   of its own that outlives this command and the server that ran it)
     dev8-env version
 
 Secrets arrive on stdin, never on a command line or in the container's environment,
@@ -792,11 +794,213 @@ def save_home() -> dict:
     return {"saved": archive, "bytes": os.path.getsize(archive), "seconds": round(time.monotonic() - started, 2)}
 
 
+# --- browser terminals that outlive the server ----------------------------------------------
+#
+# A holder process per terminal owns the PTY and its shell, keeps the recent output, and
+# listens on a unix socket in the run dir; `dev8-env term` relays between that socket and
+# its own stdin/stdout (the SSH channel from dev8). When dev8 goes away (restarted, or a
+# replica lost), the relay ends and the shell runs on; whichever server the browser
+# reconnects to runs `dev8-env term` with the same ID and gets the recent output first.
+#
+# Frames on stdin: kind (1 byte) + length (4 bytes, big-endian) + payload; kinds: b"i" input,
+# b"r" resize ("COLS ROWS"), b"k" end the shell. Stdout: TERM_HELLO, then the output.
+
+TERM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,80}$")
+TERM_HELLO = b"dev8-term 1\n"
+TERM_REPLAY = 256 * 1024
+TERM_FRAME = 5
+
+
+def _term_dir() -> str:
+    path = os.path.join(RUN_DIR, "terms")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _set_winsize(fd: int, cols: int, rows: int) -> None:
+    import struct
+    import termios
+    if 0 < cols <= 1000 and 0 < rows <= 1000:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
+    """Run the shell on a new PTY and serve it to one attached relay at a time, until the
+    shell exits, a relay asks to end it, or nobody was attached for ``keep`` seconds."""
+    import pty
+    import selectors
+    import signal
+    import socket
+    assert isinstance(listener, socket.socket)
+    shell = os.environ.get("SHELL") or "/bin/bash"
+    pid, master = pty.fork()
+    if pid == 0:  # the shell: a login shell in the home, as an SSH login would give
+        listener.close()
+        os.chdir(os.path.expanduser("~"))
+        env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
+        os.execvpe(shell, ["-" + os.path.basename(shell)], env)
+    _set_winsize(master, cols, rows)
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, "accept")
+    sel.register(master, selectors.EVENT_READ, "pty")
+    replay, client, pending = bytearray(), None, bytearray()
+    alone_since: float | None = time.monotonic()
+
+    def drop() -> None:
+        nonlocal client, alone_since
+        if client is not None:
+            sel.unregister(client)
+            client.close()
+            client, alone_since = None, time.monotonic()
+    try:
+        while True:
+            if alone_since is not None and time.monotonic() - alone_since > keep:
+                break
+            events = sel.select(timeout=5)
+            if not events and not os.path.exists(listener.getsockname()):
+                break  # the run dir was emptied: a new instance
+            for key, _ in events:
+                if key.data == "accept":
+                    conn, _ = listener.accept()
+                    drop()  # a newer viewer wins
+                    conn.settimeout(30)  # a relay that stops reading for that long is dropped
+                    client, alone_since, pending = conn, None, bytearray()
+                    sel.register(conn, selectors.EVENT_READ, "client")
+                    try:
+                        conn.sendall(bytes(replay))
+                    except OSError:
+                        drop()
+                elif key.data == "pty":
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        return  # the shell exited
+                    replay += data
+                    del replay[:max(0, len(replay) - TERM_REPLAY)]
+                    if client is not None:
+                        try:
+                            client.sendall(data)
+                        except OSError:
+                            drop()
+                else:
+                    try:
+                        data = client.recv(65536) if client is not None else b""
+                    except OSError:
+                        data = b""
+                    if not data:
+                        drop()
+                        continue
+                    pending += data
+                    while len(pending) >= TERM_FRAME:
+                        size = int.from_bytes(pending[1:TERM_FRAME], "big")
+                        if len(pending) < TERM_FRAME + size:
+                            break
+                        kind, payload = pending[:1], bytes(pending[TERM_FRAME:TERM_FRAME + size])
+                        del pending[:TERM_FRAME + size]
+                        if kind == b"i":
+                            while payload:
+                                payload = payload[os.write(master, payload):]
+                        elif kind == b"r":
+                            with contextlib.suppress(ValueError):
+                                c, r = (int(v) for v in payload.split())
+                                _set_winsize(master, c, r)
+                        elif kind == b"k":
+                            return
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(listener.getsockname())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGHUP)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def _term_start(path: str, cols: int, rows: int, keep: float) -> None:
+    """Start the holder of the terminal at socket ``path`` in a session of its own (it
+    outlives this command); a holder started at the same moment by another relay wins the
+    bind, and this one goes."""
+    import socket
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a holder that died left it
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o077)
+    try:
+        listener.bind(path)
+    except OSError:
+        listener.close()
+        return
+    finally:
+        os.umask(old)
+    listener.listen(4)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            try:
+                _term_holder(listener, cols, rows, keep)
+            finally:
+                os._exit(0)
+        os._exit(0)
+    listener.close()
+    os.wait()
+
+
+def term(argv: list[str]) -> int:
+    """Relay between stdin/stdout and terminal ``ID`` (started when it does not exist)."""
+    import selectors
+    import socket
+    if len(argv) != 4 or not TERM_ID_RE.match(argv[0]) or not all(a.isdigit() for a in argv[1:]):
+        raise ValueError("usage: dev8-env term ID COLS ROWS KEEP_SECONDS")
+    tid, cols, rows, keep = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
+    path = os.path.join(_term_dir(), tid + ".sock")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for attempt in range(100):
+        try:
+            conn.connect(path)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            if attempt == 0:
+                _term_start(path, cols, rows, keep)
+            time.sleep(0.02)
+    else:
+        raise OSError(f"terminal {tid} did not start")
+    os.write(1, TERM_HELLO)
+    sel = selectors.DefaultSelector()
+    sel.register(0, selectors.EVENT_READ, "in")
+    sel.register(conn, selectors.EVENT_READ, "term")
+    while True:
+        for key, _ in sel.select():
+            if key.data == "in":
+                data = os.read(0, 65536)
+                if not data:
+                    return 0  # dev8 went away: the shell runs on
+                conn.sendall(data)
+            else:
+                data = conn.recv(65536)
+                if not data:
+                    return 0  # the shell exited
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(1, view):]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__)
         return 0 if argv else 2
     cmd = argv[0]
+    if cmd == "term":  # a stream, not one JSON answer
+        try:
+            return term(argv[1:])
+        except (ValueError, OSError) as exc:
+            print(f"dev8-env term: {exc}", file=sys.stderr)
+            return 1
     try:
         if cmd == "configure":
             result = configure(json.load(sys.stdin))

@@ -1,9 +1,14 @@
-"""Browser terminal sessions: a shell on an SSH PTY in an environment that outlives the
-WebSocket it is shown on.
+"""Browser terminal sessions: a shell in an environment that outlives the WebSocket it is
+shown on, and the server that showed it.
 
-A session keeps its shell running for ``keep_detached`` seconds after its browser goes
-away and remembers the most recent output (``REPLAY_BYTES``), so a reload or a dropped
-connection re-attaches to the same shell and repaints what was on screen.
+The shell runs under a holder inside the environment (``dev8-env term``: its own PTY, the
+recent output, a unix socket); a session here is an SSH channel relaying to it. It keeps
+the shell running for ``keep_detached`` seconds after its browser goes away and remembers
+the most recent output (``REPLAY_BYTES``), so a reload or a dropped connection re-attaches
+to the same shell and repaints what was on screen. When this server stops (restarted, or
+one replica of several lost), the holder keeps the shell: the page reconnects to any server
+with its session id, and that server attaches to the same holder, which repaints first.
+An environment whose image predates the holder gets a shell on an SSH PTY, as before.
 
 Flow control, end to end: the browser acknowledges the bytes xterm.js has rendered; with
 more than ``HIGH_WATER`` unacknowledged the session stops reading the SSH channel, whose
@@ -14,11 +19,14 @@ output is read and only the replay tail is kept, as tmux would.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 
 import asyncssh
+
+from dev8.envimage.dev8_env import TERM_FRAME, TERM_HELLO
 
 REPLAY_BYTES = 256 * 1024
 HIGH_WATER = 512 * 1024
@@ -26,12 +34,22 @@ LOW_WATER = 128 * 1024
 CHANNEL_WINDOW = 256 * 1024
 READ_CHUNK = 64 * 1024
 
+HELLO_TIMEOUT = 15.0
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,40}$")  # what this module makes: token_urlsafe(18)
+
 Sender = Callable[[bytes], Awaitable[None]]
 
 
+def frame(kind: bytes, payload: bytes = b"") -> bytes:
+    """A message to the holder (dev8-env term): input, resize or end."""
+    return kind + len(payload).to_bytes(TERM_FRAME - 1, "big") + payload
+
+
 class PtySession:
-    def __init__(self, session_id: str, env_id: str, user_id: int, process: asyncssh.SSHClientProcess) -> None:
-        self.id, self.env_id, self.user_id, self.process = session_id, env_id, user_id, process
+    def __init__(self, session_id: str, env_id: str, user_id: int, process: asyncssh.SSHClientProcess,
+                 held: bool = True) -> None:
+        """``held``: the shell runs under dev8-env's holder (else on this SSH channel's PTY)."""
+        self.id, self.env_id, self.user_id, self.process, self.held = session_id, env_id, user_id, process, held
         self.replay = bytearray()
         self.detached_at: float | None = time.monotonic()
         self.exited = asyncio.Event()
@@ -61,13 +79,20 @@ class PtySession:
 
     def write(self, data: str) -> None:
         if not self.process.stdin.is_closing():
-            self.process.stdin.write(data.encode())
+            self.process.stdin.write(frame(b"i", data.encode()) if self.held else data.encode())
 
     def resize(self, cols: int, rows: int) -> None:
         if 0 < cols <= 1000 and 0 < rows <= 1000:
-            self.process.change_terminal_size(cols, rows)
+            if not self.held:
+                self.process.change_terminal_size(cols, rows)
+            elif not self.process.stdin.is_closing():
+                self.process.stdin.write(frame(b"r", f"{cols} {rows}".encode()))
 
-    def close(self) -> None:
+    def close(self, end_shell: bool = True) -> None:
+        """Stop showing this session here; ``end_shell`` also ends its shell (a logout, a
+        session detached too long), else the holder keeps it for another server."""
+        if end_shell and self.held and not self.process.stdin.is_closing():
+            self.process.stdin.write(frame(b"k"))
         self.process.close()
         self._pump.cancel()
 
@@ -112,17 +137,35 @@ class PtySessions:
         return s
 
     async def open(self, conn: asyncssh.SSHClientConnection, env_id: str, user_id: int,
-                   cols: int, rows: int) -> PtySession:
+                   cols: int, rows: int, session_id: str | None = None) -> PtySession:
+        """A session showing terminal ``session_id`` of this user in this environment: the
+        shell another server showed (its holder repaints it first), or a new one when it
+        is gone; without an id, a new one."""
         mine = [s for s in self._sessions.values() if s.user_id == user_id]
         if len(mine) >= self.per_user:  # the oldest detached one makes room
             detached = sorted((s for s in mine if s.detached_at is not None), key=lambda s: s.detached_at or 0)
             if not detached:
                 raise RuntimeError(f"too many open terminals (at most {self.per_user})")
             self._end(detached[0])
+        sid = session_id if session_id and SESSION_ID_RE.match(session_id) else secrets.token_urlsafe(18)
+        cols, rows = max(1, min(cols, 1000)), max(1, min(rows, 1000))
+        # The holder's name carries the user: an id leaked to another user (an admin who may
+        # open this environment) names another holder, never this user's shell.
         process = await conn.create_process(
-            term_type="xterm-256color", term_size=(max(1, min(cols, 1000)), max(1, min(rows, 1000))),
-            encoding=None, env={"COLORTERM": "truecolor"}, window=CHANNEL_WINDOW)
-        session = PtySession(secrets.token_urlsafe(18), env_id, user_id, process)
+            f"dev8-env term u{user_id}-{sid} {cols} {rows} {int(self.keep_detached)}", encoding=None,
+            window=CHANNEL_WINDOW)
+        held = True
+        try:
+            hello = await asyncio.wait_for(process.stdout.readexactly(len(TERM_HELLO)), HELLO_TIMEOUT)
+        except asyncio.IncompleteReadError as exc:  # an image from before the holder
+            hello = exc.partial
+        if hello != TERM_HELLO:
+            process.close()
+            held = False
+            process = await conn.create_process(
+                term_type="xterm-256color", term_size=(cols, rows), encoding=None, env={"COLORTERM": "truecolor"},
+                window=CHANNEL_WINDOW)
+        session = PtySession(sid, env_id, user_id, process, held)
         self._sessions[session.id] = session
         asyncio.ensure_future(session.exited.wait()).add_done_callback(lambda _f: self._sessions.pop(session.id, None))
         if self._reaper is None:
@@ -142,7 +185,9 @@ class PtySessions:
                     self._end(s)
 
     def close(self) -> None:
+        """This server stops: its sessions end here, their shells live on in their holders."""
         for s in list(self._sessions.values()):
-            self._end(s)
+            self._sessions.pop(s.id, None)
+            s.close(end_shell=False)
         if self._reaper is not None:
             self._reaper.cancel()

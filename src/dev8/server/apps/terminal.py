@@ -2,7 +2,9 @@
 WebSocket at ``…/terminal/ws`` (sessions in ptysessions.py).
 
 WebSocket protocol: binary frames from the server are terminal output. Text frames are
-JSON: from the server ``{"t":"hello","session":ID}`` (then the replay of recent output),
+JSON: from the server ``{"t":"hello","session":ID,"replay":N,"fresh":B}`` (then the replay of
+recent output; ``fresh``: this server shows the session from now on, so the page clears its
+screen and the shell's holder repaints it),
 ``{"t":"exit"}``, ``{"t":"error","message":…}`` and ``{"t":"notice","message":…}`` (an idle
 warning); from the browser ``{"t":"i","d":TEXT}``
 (keystrokes), ``{"t":"r","c":COLS,"r":ROWS}`` (resize) and ``{"t":"a","n":BYTES}`` (bytes
@@ -91,10 +93,12 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
         env = ready
     q = websocket.query_params
     session = ctx.terminals.find(q.get("session"), env.id, user.id)
+    fresh = session is None  # shown by this server from now: the page repaints from scratch
     if session is None:
         try:
             conn = await ctx.connections.get(Endpoint.of(env))
-            session = await ctx.terminals.open(conn, env.id, user.id, _int(q.get("cols"), 80), _int(q.get("rows"), 24))
+            session = await ctx.terminals.open(conn, env.id, user.id, _int(q.get("cols"), 80), _int(q.get("rows"), 24),
+                                               q.get("session"))
         except Exception as exc:  # noqa: BLE001 — shown to the user, the socket stays sane
             await _fail(websocket, f"could not open a shell in {name}: {exc}")
             return
@@ -115,7 +119,8 @@ async def terminal_ws(websocket: WebSocket, owner: str, name: str) -> None:
     try:
         with watching(ctx.live, websocket, user.id, hash_token(token or ""), "terminal", also=session.close,
                       env_id=env.id, tell=tell):
-            await websocket.send_text(json.dumps({"t": "hello", "session": session.id, "replay": len(replay)}))
+            await websocket.send_text(json.dumps({"t": "hello", "session": session.id, "replay": len(replay),
+                                                  "fresh": fresh}))
             if replay:
                 await websocket.send_bytes(replay)
             replayed.set()

@@ -33,7 +33,7 @@
       }
       const msg = JSON.parse(event.data);
       if (msg.t === "hello") {
-        if (msg.session !== sid || msg.replay) term.reset();
+        if (msg.session !== sid || msg.replay || msg.fresh) term.reset();  // fresh: its holder repaints it
         sessionStorage.setItem(storeKey, msg.session);
         retries = 0;
         status("connected");
