@@ -321,12 +321,17 @@ def test_a_browser_terminal_outlives_the_replica_that_showed_it(cluster: tuple[D
         return ws, json.loads(await asyncio.wait_for(ws.recv(), 20))
 
     async def until(ws: websockets.ClientConnection, needle: bytes) -> bytes:
-        seen = b""
+        seen, said = b"", []
         while needle not in seen:
-            message = await asyncio.wait_for(ws.recv(), 20)
+            try:
+                message = await asyncio.wait_for(ws.recv(), 30)
+            except TimeoutError:
+                raise AssertionError(f"no {needle!r} within 30 s; got {seen[-500:]!r}, {said}") from None
             if isinstance(message, bytes):
                 seen += message
                 await ws.send(json.dumps({"t": "a", "n": len(message)}))
+            else:
+                said.append(message)
         return seen
 
     async def go() -> tuple[str, dict, bytes, bytes]:

@@ -845,6 +845,7 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
     sel.register(master, selectors.EVENT_READ, "pty")
     replay, client, pending = bytearray(), None, bytearray()
     alone_since: float | None = time.monotonic()
+    waited = max(keep, 30.0)  # for the relay that started it, which connects within moments
 
     def drop() -> None:
         nonlocal client, alone_since
@@ -854,7 +855,7 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
             client, alone_since = None, time.monotonic()
     try:
         while True:
-            if alone_since is not None and time.monotonic() - alone_since > keep:
+            if alone_since is not None and time.monotonic() - alone_since > waited:
                 break
             events = sel.select(timeout=5)
             if not events and not os.path.exists(listener.getsockname()):
@@ -864,7 +865,7 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
                     conn, _ = listener.accept()
                     drop()  # a newer viewer wins
                     conn.settimeout(30)  # a relay that stops reading for that long is dropped
-                    client, alone_since, pending = conn, None, bytearray()
+                    client, alone_since, pending, waited = conn, None, bytearray(), keep
                     sel.register(conn, selectors.EVENT_READ, "client")
                     try:
                         conn.sendall(bytes(replay))
@@ -942,6 +943,9 @@ def _term_start(path: str, cols: int, rows: int, keep: float) -> None:
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
+            keep_fd = listener.fileno()  # nothing else of the relay's (its SSH channel's pipes)
+            os.closerange(3, keep_fd)
+            os.closerange(keep_fd + 1, 1024)
             try:
                 _term_holder(listener, cols, rows, keep)
             finally:
@@ -959,12 +963,13 @@ def term(argv: list[str]) -> int:
         raise ValueError("usage: dev8-env term ID COLS ROWS KEEP_SECONDS")
     tid, cols, rows, keep = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
     path = os.path.join(_term_dir(), tid + ".sock")
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     for attempt in range(100):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # made after the holder: not its to inherit
         try:
             conn.connect(path)
             break
         except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
             if attempt == 0:
                 _term_start(path, cols, rows, keep)
             time.sleep(0.02)
