@@ -559,3 +559,5 @@ def kill_fake_environments(runtime_root: Path) -> None:
             os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
+    for terms in runtime_root.glob("*/run/terms"):  # browser terminals' holders end without their sockets
+        shutil.rmtree(terms, ignore_errors=True)

@@ -213,6 +213,25 @@ def test_an_app_ticket_minted_by_one_replica_is_redeemed_once_by_another_and_end
                what="the app session ended on B by a logout on A")
 
 
+def test_an_image_job_runs_once_across_replicas_and_every_replica_shows_it(
+        cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
+    a, b = cluster
+    a.cli("admin", "create-user", "ops@example.com", "--admin", input="")
+    token = a.cli("admin", "create-token", "ops@example.com").stdout.strip()
+    on_a, on_b = a.api(token), b.api(token)
+    assert on_a.put("/templates/slow", json={"image": "slow/image:1"}).status_code == 200  # so it is listed
+
+    def job(api: httpx.Client) -> dict:
+        return next(i["job"] for i in api.get("/images").json() if i["name"] == "slow/image:1") or {}
+    assert on_a.post("/images/fetch", json={"image": "slow/image:1"}).status_code == 202
+    twice = on_b.post("/images/fetch", json={"image": "slow/image:1"})  # the same pull, asked of B
+    assert twice.status_code == 409 and "being fetched already" in twice.json()["detail"], twice.text
+    wait_until(lambda: "step" in job(on_b).get("progress", ""), timeout=30, what="A's progress, seen on B")
+    assert job(on_b)["state"] == "running"
+    wait_until(lambda: job(on_b).get("state") == "done", timeout=60, what="done, seen on B")
+    assert on_b.post("/images/fetch", json={"image": "slow/image:1"}).status_code == 202  # again, on B now
+
+
 def test_failed_logins_count_across_replicas(cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
     a, b = cluster
     user = User(a, "throttled@example.com", tmp_path / "u")

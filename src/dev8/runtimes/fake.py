@@ -15,7 +15,8 @@ run as the server's own user on this host. ``DEV8_RUNTIME_ROOT`` chooses the fol
 raise RuntimeUnavailable, as a backend that is down would; a file ``HUNG`` makes every call
 wait, without an answer or a timeout of its own, until it is removed (a wedged backend).
 Images whose name starts with ``missing/`` do not exist (a mistyped image); with
-``nospace/`` making its storage fails as a full disk does (errno 28, the raw OSError).
+``nospace/`` making its storage fails as a full disk does (errno 28, the raw OSError); a
+fetch of ``slow/`` takes three seconds, with progress (a pull to watch).
 """
 from __future__ import annotations
 
@@ -202,6 +203,10 @@ class FakeRuntime:
 
     def fetch_image(self, image: str, progress: Progress) -> None:
         self.image_status(image)  # missing/ images: NeedsUserAction, as a registry without them
+        if image.startswith("slow/"):
+            for step in range(1, 31):
+                progress(f"{image}: step {step} of 30")
+                time.sleep(0.1)
         progress(f"{image}: nothing to fetch (the fake runtime's environments are local processes)")
 
     def build_image(self, tag: str, progress: Progress, *, image: str | None = None, context: bytes | None = None,

@@ -38,11 +38,12 @@ class ServerContext:
     gateway_host_key: str = ""
     # api.environments.image_status's short memory: image → (expires, status or the error)
     image_checks: dict = field(default_factory=dict)
-    image_jobs: ImageJobs = field(default_factory=ImageJobs)  # builds and pulls admins started
+    image_jobs: ImageJobs = field(init=False)  # builds and pulls admins started, on any replica
     live: LiveConnections | None = None  # set by the server (tests of handlers run without it)
 
     def __post_init__(self) -> None:
         self.app_sessions = AppSessions(self.db)
+        self.image_jobs = ImageJobs(self.db, self.reconciler.leases.replica)
 
     @property
     def limits(self) -> Limits:

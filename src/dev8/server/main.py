@@ -94,6 +94,7 @@ async def serve(settings: Settings) -> None:
                         reconciler=reconciler, connections=connections, tunnels=Tunnels(connections),
                         terminals=PtySessions(keep_detached=settings.terminal_keep_detached))
     ctx.live = LiveConnections(db, ctx.app_sessions)
+    ctx.image_jobs.recover()  # before serving: a job of this replica id's last life is over
     idle = IdleStopper(db, ctx.activity, Policy(settings.idle_timeout, settings.max_session),
                        interval=settings.idle_check_interval, warn=ctx.live.tell, stopped=reconciler.wake)
     announce_setup(db, settings)

@@ -234,6 +234,20 @@ class LoginFailure(Base):
     at: Mapped[float] = mapped_column(Float, index=True)
 
 
+class ImageJobRow(Base):
+    """An image build, pull or push an admin started (core.image_jobs), seen by every replica;
+    ``replica`` runs it."""
+    __tablename__ = "image_jobs"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    image: Mapped[str] = mapped_column(String(255))
+    replica: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # running, done, failed
+    progress: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class Replica(Base):
     """A dev8 server sharing this database (core.leases); ``seen_at`` is its heartbeat."""
     __tablename__ = "replicas"

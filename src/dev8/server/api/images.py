@@ -45,6 +45,7 @@ async def list_images(ctx: Ctx, _user: CurrentUser) -> list[ImageOut]:
         known = [*builtin_images(ctx.settings), *used]
         return list(dict.fromkeys(n for n in known if n))
     out = []
+    jobs = await asyncio.to_thread(ctx.image_jobs.all)
     for name in await asyncio.to_thread(names):
         try:
             status = await image_status(ctx, name)
@@ -56,8 +57,7 @@ async def list_images(ctx: Ctx, _user: CurrentUser) -> list[ImageOut]:
             status, note = "unavailable", str(exc)
         out.append(ImageOut(name=name, description=DESCRIPTIONS.get(name, ""), status=status, note=note,
                             default=name == ctx.settings.default_image, built_here=name in OWN,
-                            job=_job_out(ctx.image_jobs.get(name)),
-                            push_job=_job_out(ctx.image_jobs.get(PUSH + name))))
+                            job=_job_out(jobs.get(name)), push_job=_job_out(jobs.get(PUSH + name))))
     return out
 
 
@@ -80,7 +80,7 @@ async def fetch_image(body: ImageFetchIn, ctx: Ctx, user: CurrentUser) -> ImageJ
     async def finished(job: ImageJob) -> None:
         ctx.image_checks.pop(image, None)  # its status changed: ask the runtime again
         await asyncio.to_thread(_audit, ctx, user.id, f"admin.image.{job.state}", image, job.error)
-    job = ctx.image_jobs.start(image, work, finished)
+    job = await ctx.image_jobs.start(image, work, finished)
     await asyncio.to_thread(_audit, ctx, user.id, "admin.image.fetch", image, "")
     return _job_out(job)  # type: ignore[return-value]
 
@@ -108,7 +108,7 @@ async def push_image(body: ImagePushIn, ctx: Ctx, user: CurrentUser) -> ImageJob
 
     async def finished(job: ImageJob) -> None:
         await asyncio.to_thread(_audit, ctx, user.id, f"admin.image.push.{job.state}", image, job.error or target)
-    job = ctx.image_jobs.start(image, work, finished, key=PUSH + image, doing="pushed")
+    job = await ctx.image_jobs.start(image, work, finished, key=PUSH + image, doing="pushed")
     await asyncio.to_thread(_audit, ctx, user.id, "admin.image.push", image, target)
     return _job_out(job)  # type: ignore[return-value]
 

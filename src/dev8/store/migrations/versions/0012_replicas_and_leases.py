@@ -1,5 +1,6 @@
-"""replicas, env_leases, app_grants, login_failures and gateway_keys: several dev8 servers on
-one database (core.leases, server.apps.sessions, core.throttle, server.sshgateway)
+"""replicas, env_leases, app_grants, login_failures, gateway_keys and image_jobs: several dev8
+servers on one database (core.leases, server.apps.sessions, core.throttle, server.gatewaykey,
+core.image_jobs)
 
 Revision ID: 0012
 Revises: 0011
@@ -53,9 +54,21 @@ def upgrade() -> None:
         sa.Column("nonce", sa.LargeBinary(), nullable=False),
         sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
     )
+    op.create_table(
+        "image_jobs",
+        sa.Column("key", sa.String(300), primary_key=True),
+        sa.Column("image", sa.String(255), nullable=False),
+        sa.Column("replica", sa.String(64), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("progress", sa.Text(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("image_jobs")
     op.drop_table("gateway_keys")
     op.drop_table("login_failures")
     op.drop_table("app_grants")
