@@ -371,6 +371,33 @@ def test_a_browser_terminal_outlives_the_replica_that_showed_it(cluster: tuple[D
     assert b"marker-5" in repainted and b"shell-42" in same_shell
 
 
+def test_a_logout_on_one_replica_closes_a_terminal_open_on_another(cluster: tuple[Dev8Server, ...],
+                                                                     tmp_path: Path) -> None:
+    import websockets
+    a, b = cluster
+    user = User(a, "logout@example.com", tmp_path / "u")
+    set_web_password(user)
+    name = unique("o")
+    user.cli("create", name)
+    browser = web_login(a, user.email)
+    cookie = browser.cookies["dev8_session"]
+
+    async def go() -> str:
+        ws = await websockets.connect(f"{a.url.replace('http://', 'ws://')}/@{user.username}/{name}/terminal/ws",
+                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=a.url)
+        assert json.loads(await asyncio.wait_for(ws.recv(), 20))["t"] == "hello"
+        on_b = httpx.Client(base_url=b.url, cookies={"dev8_session": cookie}, timeout=30)  # the balancer picked B
+        home = on_b.get("/", headers={"accept": "text/html"})
+        csrf = re.search(r'name="csrf-token" content="([0-9a-f]{64})"', home.text).group(1)  # type: ignore[union-attr]
+        assert on_b.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), 15)
+        except websockets.ConnectionClosed as exc:
+            return exc.rcvd.reason if exc.rcvd else ""
+    assert "session ended" in asyncio.run(go())
+
+
 def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:
     first = Dev8Server(tmp_path / "one", extra_env={"DEV8_RUNTIME": "fake",
                                                      "DEV8_RUNTIME_ROOT": str(tmp_path / "rt")}).start()
