@@ -1,6 +1,7 @@
 """Helpers shared by the tests: free ports, a real PostgreSQL, a real `dev8 server`."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import docker
 import httpx
+import websockets
 
 REPO = Path(__file__).resolve().parents[1]
 FULLSTACK = "dev8/fullstack:latest"
@@ -249,6 +251,18 @@ def another_replica(of: Dev8Server, root: Path, **extra_env: str) -> Dev8Server:
     srv.data_dir.mkdir(parents=True, mode=0o700)
     shutil.copy2(of.data_dir / "keyring.json", srv.data_dir / "keyring.json")
     return srv
+
+
+async def open_terminal(srv: Dev8Server, user: User, env: str, cookie: str, *, origin: str | None = None,
+                        session: str | None = None) -> tuple[websockets.ClientConnection, dict]:
+    """A browser terminal's WebSocket on ``srv`` (as the page opens it, with dev8's session
+    cookie), and its hello."""
+    query = f"?session={session}" if session else ""
+    ws = await websockets.connect(f"{srv.url.replace('http://', 'ws://')}/@{user.username}/{env}/terminal/ws{query}",
+                                  additional_headers={"cookie": f"dev8_session={cookie}"}, origin=origin or srv.url)
+    hello = json.loads(await asyncio.wait_for(ws.recv(), 20))
+    assert hello["t"] == "hello", hello
+    return ws, hello
 
 
 def trust_gateway_of(user: User, srv: Dev8Server) -> None:

@@ -490,12 +490,11 @@ def test_disabling_a_user_or_ending_their_session_closes_what_they_have_open(ctl
     change, here) closes the terminal within seconds; disabling the account closes both;
     the audit log says so."""
     import asyncio
-    import json
 
     import asyncssh
     import websockets
 
-    from tests.support import set_web_password, web_login
+    from tests.support import open_terminal, set_web_password, web_login
     gus = User(ctl, "gus@example.com", tmp_path / "gus")
     set_web_password(gus)
     name = unique("g")
@@ -506,10 +505,7 @@ def test_disabling_a_user_or_ending_their_session_closes_what_they_have_open(ctl
     gus_id = next(u["id"] for u in admin.get("/admin/users").json() if u["email"] == "gus@example.com")
 
     async def terminal(cookie: str) -> websockets.ClientConnection:
-        ws = await websockets.connect(f"{ctl.url.replace('http://', 'ws://')}/@{gus.username}/{name}/terminal/ws",
-                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=ctl.url)
-        assert json.loads(await asyncio.wait_for(ws.recv(), 20))["t"] == "hello"
-        return ws
+        return (await open_terminal(ctl, gus, name, cookie))[0]
 
     async def closed(ws: websockets.ClientConnection) -> str:
         try:

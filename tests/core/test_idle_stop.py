@@ -114,7 +114,7 @@ def test_browser_terminals_keystrokes_are_use_and_an_idle_one_gets_the_warning(s
 
     import websockets
 
-    from tests.support import set_web_password, web_login
+    from tests.support import open_terminal, set_web_password, web_login
     set_web_password(dana)
     typing, watching = unique("type"), unique("watch")
     for name in (watching, typing):
@@ -122,10 +122,7 @@ def test_browser_terminals_keystrokes_are_use_and_an_idle_one_gets_the_warning(s
     cookie = web_login(server, dana.email).cookies["dev8_session"]
 
     async def terminal(name: str) -> websockets.ClientConnection:
-        ws = await websockets.connect(f"{server.url.replace('http://', 'ws://')}/@{dana.username}/{name}/terminal/ws",
-                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=server.url)
-        assert json.loads(await asyncio.wait_for(ws.recv(), 20))["t"] == "hello"
-        return ws
+        return (await open_terminal(server, dana, name, cookie))[0]
 
     async def go() -> list[str]:
         idle = await terminal(watching)

@@ -29,6 +29,7 @@ from tests.support import (
     User,
     another_replica,
     kill_fake_environments,
+    open_terminal,
     set_web_password,
     trust_gateway_of,
     unique,
@@ -287,18 +288,12 @@ def test_sigterm_tells_live_connections_to_reconnect_and_hands_its_part_back(
     user.cli("create", name)
     cookie = web_login(leaving, user.email).cookies["dev8_session"]
 
-    async def terminal(srv: Dev8Server) -> websockets.ClientConnection:
-        ws = await websockets.connect(f"{srv.url.replace('http://', 'ws://')}/@{user.username}/{name}/terminal/ws",
-                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=a.url)
-        assert json.loads(await asyncio.wait_for(ws.recv(), 20))["t"] == "hello"
-        return ws
-
     ssh = subprocess.Popen([*user.ssh_args(name), "echo in; sleep 60"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     assert ssh.stdout is not None and ssh.stdout.readline().strip() == "in"  # an OpenSSH session, open
 
     async def go() -> tuple[int | None, str]:
-        ws = await terminal(leaving)
+        ws, _ = await open_terminal(leaving, user, name, cookie, origin=a.url)
         assert leaving.proc is not None
         leaving.proc.send_signal(signal.SIGTERM)
         try:
@@ -306,7 +301,7 @@ def test_sigterm_tells_live_connections_to_reconnect_and_hands_its_part_back(
                 await asyncio.wait_for(ws.recv(), 15)
         except websockets.ConnectionClosed as exc:
             code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
-        again = await terminal(b)  # what the page does next, through the balancer: another replica
+        again, _ = await open_terminal(b, user, name, cookie, origin=a.url)  # the page's next try: any replica
         await again.close()
         return code, reason
     code, reason = asyncio.run(go())
@@ -332,13 +327,6 @@ def test_a_browser_terminal_outlives_the_replica_that_showed_it(cluster: tuple[D
     user.cli("create", name)
     cookie = web_login(doomed, user.email).cookies["dev8_session"]
 
-    async def terminal(srv: Dev8Server, session: str | None = None) -> tuple[websockets.ClientConnection, dict]:
-        query = f"?session={session}" if session else ""
-        ws = await websockets.connect(
-            f"{srv.url.replace('http://', 'ws://')}/@{user.username}/{name}/terminal/ws{query}",
-            additional_headers={"cookie": f"dev8_session={cookie}"}, origin=a.url)
-        return ws, json.loads(await asyncio.wait_for(ws.recv(), 20))
-
     async def until(ws: websockets.ClientConnection, needle: bytes) -> bytes:
         seen, said = b"", []
         while needle not in seen:
@@ -354,13 +342,13 @@ def test_a_browser_terminal_outlives_the_replica_that_showed_it(cluster: tuple[D
         return seen
 
     async def go() -> tuple[str, dict, bytes, bytes]:
-        ws, hello = await terminal(doomed)
+        ws, hello = await open_terminal(doomed, user, name, cookie, origin=a.url)
         await ws.send(json.dumps({"t": "i", "d": "KEPT=shell-$((6*7)); echo marker-$((2+3))\n"}))
         await until(ws, b"marker-5")
         doomed.kill(check_loop=False)  # SIGKILL: no drain, no goodbye
         with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
             await asyncio.wait_for(ws.recv(), 10)
-        again, hello2 = await terminal(b, hello["session"])
+        again, hello2 = await open_terminal(b, user, name, cookie, origin=a.url, session=hello["session"])
         repainted = await until(again, b"marker-5")
         await again.send(json.dumps({"t": "i", "d": "echo $KEPT\n"}))
         same_shell = await until(again, b"shell-42")
@@ -383,9 +371,7 @@ def test_a_logout_on_one_replica_closes_a_terminal_open_on_another(cluster: tupl
     cookie = browser.cookies["dev8_session"]
 
     async def go() -> str:
-        ws = await websockets.connect(f"{a.url.replace('http://', 'ws://')}/@{user.username}/{name}/terminal/ws",
-                                      additional_headers={"cookie": f"dev8_session={cookie}"}, origin=a.url)
-        assert json.loads(await asyncio.wait_for(ws.recv(), 20))["t"] == "hello"
+        ws, _ = await open_terminal(a, user, name, cookie)
         on_b = httpx.Client(base_url=b.url, cookies={"dev8_session": cookie}, timeout=30)  # the balancer picked B
         home = on_b.get("/", headers={"accept": "text/html"})
         csrf = re.search(r'name="csrf-token" content="([0-9a-f]{64})"', home.text).group(1)  # type: ignore[union-attr]

@@ -53,6 +53,9 @@ def _follow(client: Client, name: str, until: set[str], after: int = 0) -> None:
             if status == "ok" and step in until:
                 return
     except ApiError as exc:
+        if exc.status == 404 and "deleted" in until:  # gone before its events could be followed
+            out.print(f"{name}: deleted")
+            return
         fail(exc.detail)
 
 
