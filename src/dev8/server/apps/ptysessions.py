@@ -147,7 +147,10 @@ class PtySessions:
             if not detached:
                 raise RuntimeError(f"too many open terminals (at most {self.per_user})")
             self._end(detached[0])
-        sid = session_id if session_id and SESSION_ID_RE.match(session_id) else secrets.token_urlsafe(18)
+        # The page's id, shown by another server before; one this server shows under someone
+        # else (find() said no) is not taken over: a new one.
+        adopt = bool(session_id and session_id not in self._sessions and SESSION_ID_RE.match(session_id))
+        sid = session_id if adopt and session_id else secrets.token_urlsafe(18)
         cols, rows = max(1, min(cols, 1000)), max(1, min(rows, 1000))
         # The holder's name carries the user: an id leaked to another user (an admin who may
         # open this environment) names another holder, never this user's shell.
