@@ -101,7 +101,7 @@ def test_two_replicas_start_each_environment_once_and_both_serve_it(
     health = {srv.url: httpx.get(srv.url + "/healthz").json()["replica"] for srv in (a, b)}
     assert health == {a.url: "replica-a", b.url: "replica-b"}
     listed = a.cli("admin", "replicas").stdout
-    assert "replica-a" in listed and "replica-b" in listed, listed
+    assert "replica-a  (runs the periodic pass)" in listed and "replica-b  http" in listed, listed
 
 
 class Follow:

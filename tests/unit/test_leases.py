@@ -3,13 +3,14 @@ is free again, and what a replica alone on its database writes."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from dev8.core.leases import Leases, live_replicas
 from dev8.store.db import Database
-from dev8.store.models import Environment, EnvLease, User
+from dev8.store.models import Environment, EnvLease, Replica, User, utcnow
 
 
 def database(tmp_path: Path, *names: str) -> Database:
@@ -35,7 +36,9 @@ def test_one_holder_at_a_time_until_it_hands_back_or_its_lease_runs_out(tmp_path
     assert b.claim("e2") and not a.claim("e2")
     a.release("e1")
     assert b.claim("e1") and not a.claim("e1")
-    b.heartbeat()  # renews both of b's
+    assert a.leads() and b.leads()  # no replica has beaten yet: each may run the pass
+    b.heartbeat()  # renews both of b's; b is now a live replica, and the oldest
+    assert b.leads() and not a.leads()
     time.sleep(0.3)
     b.heartbeat()
     time.sleep(0.3)
@@ -46,10 +49,14 @@ def test_one_holder_at_a_time_until_it_hands_back_or_its_lease_runs_out(tmp_path
     assert not b.fresh()  # b's own view: not renewed for a lease's length, so it stops working
     assert a.claim("gone")  # no such environment: nothing to hold
     a.heartbeat()
+    assert b.leads() and not a.leads()  # b's row is fresh still; a waits its turn
     # b beat a second ago: listed still (a replica is live for a few heartbeats), holding none
     assert {r.id: held for r, held in live_replicas(db)} == {"a": ["e1", "e2"], "b": []}
+    with db.session() as s:  # b's heartbeat is older than a live replica's: a runs the pass now
+        s.execute(update(Replica).where(Replica.id == "b").values(seen_at=utcnow() - timedelta(seconds=60)))
+    assert a.leads() and not b.leads()
     a.retire()
-    assert b.claim("e1") and [r.id for r, _ in live_replicas(db)] == ["b"]
+    assert b.claim("e1") and live_replicas(db) == [] and b.leads()
 
 
 def test_a_server_alone_on_its_database_writes_no_lease(tmp_path: Path) -> None:

@@ -273,16 +273,18 @@ def keyring_status(data_dir: DataDir = None, database_url: DbUrl = None) -> None
 
 @admin_app.command("replicas")
 def replicas(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
-    """The dev8 servers serving this database now (their heartbeat is recent), each with the
-    environments it is working on at this moment (an environment at rest is held by none)."""
+    """The dev8 servers serving this database now (their heartbeat is recent), oldest first
+    (it runs the periodic pass), each with the environments it is working on at this moment
+    (an environment at rest is held by none)."""
     from dev8.core.leases import live_replicas
     db, _ = open_data(data_dir, database_url)
     live = live_replicas(db)
     if not live:
         out.print("no server is running on this database")
-    for row, held in live:
+    for i, (row, held) in enumerate(live):
         work = ", ".join(held) if held else "no environment right now"
-        out.print(f"{row.id}  http {row.http_addr or '?'}  pid {row.pid} on {row.host}  since "
+        role = "  (runs the periodic pass)" if i == 0 else ""
+        out.print(f"{row.id}{role}  http {row.http_addr or '?'}  pid {row.pid} on {row.host}  since "
                   f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC  working on: {work}", markup=False)
 
 

@@ -57,6 +57,9 @@ def _follow(client: Client, name: str, until: set[str], after: int = 0) -> None:
             out.print(f"{name}: deleted")
             return
         fail(exc.detail)
+    # The server ends a stream only when its environment is gone; this one was cut (the
+    # server stopped, or the replica behind a load balancer went away) before the end.
+    fail(f"lost the connection to dev8 before {name} got there; see `dev8 show {name}`")
 
 
 def _last_event_id(client: Client, name: str) -> int:

@@ -110,6 +110,18 @@ class Leases:
                 EnvLease.replica != self.replica, EnvLease.expires_at >= self._now()))
             return {env_id: max(0.0, (expires - now).total_seconds()) for env_id, expires in rows}
 
+    def leads(self) -> bool:
+        """Whether this replica runs the periodic pass now: the longest-running live one, so
+        the pass runs on one replica at a time, and on the next in line within
+        ``LIVE_SECONDS`` of the leader's death (blocking: call it in a worker thread)."""
+        if not self.shared:
+            return True
+        since = utcnow() - timedelta(seconds=LIVE_SECONDS)
+        with self.db.session() as s:
+            first = s.scalar(select(Replica.id).where(Replica.seen_at >= since)
+                             .order_by(Replica.started_at, Replica.id).limit(1))
+        return first in (None, self.replica)
+
     def fresh(self) -> bool:
         """Whether this replica's leases are surely still its own (its last renewal is recent
         enough). A reconcile checks it before each step."""
@@ -152,11 +164,12 @@ class Leases:
 
 
 def live_replicas(db: Database) -> list[tuple[Replica, list[str]]]:
-    """Replicas whose heartbeat is recent, each with the names (owner/name) of the
-    environments it holds now, oldest replica first."""
+    """Replicas whose heartbeat is recent, each with the names of the environments it holds
+    now, oldest replica (the one that runs the periodic pass) first."""
     since = utcnow() - timedelta(seconds=LIVE_SECONDS)
     with db.session() as s:
-        replicas = list(s.scalars(select(Replica).where(Replica.seen_at >= since).order_by(Replica.started_at)))
+        replicas = list(s.scalars(select(Replica).where(Replica.seen_at >= since)
+                                  .order_by(Replica.started_at, Replica.id)))
         held: dict[str, list[str]] = {}
         rows = s.execute(select(EnvLease.replica, Environment.name).join(Environment, Environment.id == EnvLease.env_id)
                          .where(EnvLease.expires_at >= db_now(db)).order_by(Environment.name))

@@ -131,8 +131,9 @@ class Reconciler:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         while True:
-            try:
-                await self.pass_once()
+            try:  # with several replicas, one runs the pass; each reconciles what it is asked
+                if await asyncio.to_thread(self.leases.leads):
+                    await self.pass_once()
             except Exception:  # keep the loop alive whatever one pass hits
                 log.exception("reconcile pass failed")
             try:
