@@ -288,8 +288,8 @@ def test_sigterm_tells_live_connections_to_reconnect_and_hands_its_part_back(
     user.cli("create", name)
     cookie = web_login(leaving, user.email).cookies["dev8_session"]
 
-    ssh = subprocess.Popen([*user.ssh_args(name), "echo in; sleep 60"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    ssh = subprocess.Popen([*user.ssh_args(name)[:-1], "-tt", user.ssh_args(name)[-1], "echo in; sleep 60"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert ssh.stdout is not None and ssh.stdout.readline().strip() == "in"  # an OpenSSH session, open
 
     async def go() -> tuple[int | None, str]:
@@ -306,8 +306,8 @@ def test_sigterm_tells_live_connections_to_reconnect_and_hands_its_part_back(
         return code, reason
     code, reason = asyncio.run(go())
     assert code == 1012 and "restarting" in reason, (code, reason)
-    _, said = ssh.communicate(timeout=30)
-    assert "Received disconnect" in said and "restarting" in said, said  # what `ssh` shows its user
+    shown, said = ssh.communicate(timeout=30)
+    assert "dev8: this dev8 server is restarting" in shown + said, (shown, said)  # what `ssh` shows its user
     assert leaving.wait_exit(30) == 0
     assert "replica-leaving" not in a.cli("admin", "replicas").stdout  # gone at once, not after a lease
 
@@ -397,6 +397,9 @@ def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> No
         assert f"another dev8 server (pid {first.proc.pid}) is serving the SQLite database" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
         assert httpx.get(first.url + "/healthz").status_code == 200  # the first one serves on
+        assert f"pid {first.proc.pid} on" in first.cli("admin", "replicas").stdout
+        first.kill()
+        assert "no server is running" in first.cli("admin", "replicas").stdout  # its lock went with it
     finally:
         first.kill()
         kill_fake_environments(tmp_path / "rt")

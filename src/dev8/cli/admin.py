@@ -277,8 +277,12 @@ def replicas(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     (it runs the periodic pass), each with the environments it is working on at this moment
     (an environment at rest is held by none)."""
     from dev8.core.leases import live_replicas
+    from dev8.store.serverlock import sqlite_server_pid
     db, _ = open_data(data_dir, database_url)
-    live = live_replicas(db)
+    if db.engine.dialect.name == "sqlite":  # one server at most: the one holding the file's lock
+        live = live_replicas(db, alone_alive=True) if sqlite_server_pid(db.url) is not None else []
+    else:
+        live = live_replicas(db)
     if not live:
         out.print("no server is running on this database")
     for i, (row, held) in enumerate(live):

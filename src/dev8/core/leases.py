@@ -152,7 +152,8 @@ class Leases:
     async def run(self) -> None:
         """The heartbeat, until cancelled; a failed beat is logged and tried again. It has a
         thread of its own: a burst that keeps every worker thread busy must not delay it
-        past a lease's length (others would take over environments this replica works on)."""
+        past a lease's length (others would take over environments this replica works on).
+        Only for a shared database: alone, there is nothing to renew (its beat at start stands)."""
         loop = asyncio.get_running_loop()
         beats = ThreadPoolExecutor(1, thread_name_prefix="dev8-heartbeat")
         while True:
@@ -163,10 +164,15 @@ class Leases:
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
-def live_replicas(db: Database) -> list[tuple[Replica, list[str]]]:
+def live_replicas(db: Database, *, alone_alive: bool = False) -> list[tuple[Replica, list[str]]]:
     """Replicas whose heartbeat is recent, each with the names of the environments it holds
-    now, oldest replica (the one that runs the periodic pass) first."""
+    now, oldest replica (the one that runs the periodic pass) first. ``alone_alive``: the
+    database serves one server, known to be running (it does not beat: its newest row is it)."""
     since = utcnow() - timedelta(seconds=LIVE_SECONDS)
+    if alone_alive:
+        with db.session() as s:
+            newest = s.scalar(select(Replica).order_by(Replica.started_at.desc()).limit(1))
+        return [(newest, [])] if newest is not None else []
     with db.session() as s:
         replicas = list(s.scalars(select(Replica).where(Replica.seen_at >= since)
                                   .order_by(Replica.started_at, Replica.id)))

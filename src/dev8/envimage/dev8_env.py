@@ -808,6 +808,7 @@ def save_home() -> dict:
 TERM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,80}$")
 TERM_HELLO = b"dev8-term 1\n"
 TERM_REPLAY = 256 * 1024
+TERM_BACKLOG = 256 * 1024  # output waiting for a relay before the holder stops reading the PTY
 TERM_FRAME = 5
 
 
@@ -826,7 +827,11 @@ def _set_winsize(fd: int, cols: int, rows: int) -> None:
 
 def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
     """Run the shell on a new PTY and serve it to one attached relay at a time, until the
-    shell exits, a relay asks to end it, or nobody was attached for ``keep`` seconds."""
+    shell exits, a relay asks to end it, or nobody was attached for ``keep`` seconds.
+
+    Never blocks on a relay: output waits in a buffer, and while more than ``TERM_BACKLOG``
+    waits the PTY is not read (so a slow browser slows the program, as on any terminal),
+    while a newer relay is still accepted at once."""
     import pty
     import selectors
     import signal
@@ -842,8 +847,9 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
     _set_winsize(master, cols, rows)
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ, "accept")
-    sel.register(master, selectors.EVENT_READ, "pty")
-    replay, client, pending = bytearray(), None, bytearray()
+    replay, pending, out = bytearray(), bytearray(), bytearray()
+    client: socket.socket | None = None
+    reading_pty = False
     alone_since: float | None = time.monotonic()
     waited = max(keep, 30.0)  # for the relay that started it, which connects within moments
 
@@ -853,24 +859,32 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
             sel.unregister(client)
             client.close()
             client, alone_since = None, time.monotonic()
+        out.clear()
+
+    def watch() -> None:  # what to wait for, from what is buffered
+        nonlocal reading_pty
+        want = len(out) < TERM_BACKLOG
+        if want != reading_pty:
+            (sel.register(master, selectors.EVENT_READ, "pty") if want else sel.unregister(master))
+            reading_pty = want
+        if client is not None:
+            sel.modify(client, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0), "client")
     try:
         while True:
+            watch()
             if alone_since is not None and time.monotonic() - alone_since > waited:
                 break
             events = sel.select(timeout=5)
             if not events and not os.path.exists(listener.getsockname()):
                 break  # the run dir was emptied: a new instance
-            for key, _ in events:
+            for key, mask in events:
                 if key.data == "accept":
                     conn, _ = listener.accept()
                     drop()  # a newer viewer wins
-                    conn.settimeout(30)  # a relay that stops reading for that long is dropped
+                    conn.setblocking(False)
                     client, alone_since, pending, waited = conn, None, bytearray(), keep
                     sel.register(conn, selectors.EVENT_READ, "client")
-                    try:
-                        conn.sendall(bytes(replay))
-                    except OSError:
-                        drop()
+                    out += replay  # repaint first
                 elif key.data == "pty":
                     try:
                         data = os.read(master, 65536)
@@ -881,13 +895,22 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
                     replay += data
                     del replay[:max(0, len(replay) - TERM_REPLAY)]
                     if client is not None:
+                        out += data
+                elif client is not None and key.fileobj is client:
+                    if mask & selectors.EVENT_WRITE and out:
                         try:
-                            client.sendall(data)
+                            del out[:client.send(out)]
+                        except BlockingIOError:
+                            pass
                         except OSError:
                             drop()
-                else:
+                            continue
+                    if not mask & selectors.EVENT_READ:
+                        continue
                     try:
-                        data = client.recv(65536) if client is not None else b""
+                        data = client.recv(65536)
+                    except BlockingIOError:
+                        continue
                     except OSError:
                         data = b""
                     if not data:

@@ -61,6 +61,8 @@ class LiveConnections:
         live = list(self._live)
         for item in live:
             try:
+                if item.tell is not None:  # said where a person reads it (a terminal), then ended
+                    item.tell(reason)
                 (item.restart or item.close)(reason)
             except Exception:  # noqa: BLE001 - already closing
                 pass

@@ -116,9 +116,9 @@ async def serve(settings: Settings) -> None:
     # Started once serving begins: opening the store above blocks, but serves nobody yet.
     watchdog = LoopWatchdog(loop, settings.loop_watchdog_ms / 1000).start() if settings.loop_watchdog_ms > 0 else None
     tasks = [asyncio.create_task(server.serve()), asyncio.create_task(reconciler.run()),
-             asyncio.create_task(ctx.live.run()), asyncio.create_task(idle.run()), asyncio.create_task(leases.run())]
-    if leases.shared:  # other replicas' events wake this one's streams
-        tasks.append(asyncio.create_task(PgEventFeed(settings.db_url, notifier).run()))
+             asyncio.create_task(ctx.live.run()), asyncio.create_task(idle.run())]
+    if leases.shared:  # renewing its leases; other replicas' events waking this one's streams
+        tasks += [asyncio.create_task(leases.run()), asyncio.create_task(PgEventFeed(settings.db_url, notifier).run())]
     print(f"dev8 server: http {settings.base_url}  ssh {ssh_host}:{ssh_port}  data {settings.data_dir}"
           f"  replica {replica}", flush=True)
     log.info("replica %s serving (%s)", replica, "shares its database" if leases.shared else "the only server")

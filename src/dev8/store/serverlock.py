@@ -17,6 +17,24 @@ from dev8.store.opening import StartupError
 _held: list[int] = []  # the open lock files: closing one would release its lock
 
 
+def sqlite_server_pid(url: str) -> int | None:
+    """The pid of the server holding this SQLite database's lock, or None (none runs)."""
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if not path or not os.path.exists(f"{path}.server-lock"):
+        return None
+    fd = os.open(f"{path}.server-lock", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # free: nobody serves it
+    except BlockingIOError:
+        try:
+            return int(os.pread(fd, 32, 0).decode().strip())
+        except ValueError:
+            return 0
+    finally:
+        os.close(fd)
+
+
 def lock_sqlite(url: str) -> None:
     """Take the SQLite database's server lock, or raise StartupError saying who holds it.
     Does nothing for another database."""
