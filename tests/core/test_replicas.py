@@ -314,6 +314,54 @@ def test_sigterm_tells_live_connections_to_reconnect_and_hands_its_part_back(
     assert "replica-leaving" not in a.cli("admin", "replicas").stdout  # gone at once, not after a lease
 
 
+def test_a_browser_terminal_outlives_the_replica_that_showed_it(cluster: tuple[Dev8Server, ...],
+                                                                 tmp_path: Path) -> None:
+    """The shell runs under a holder in the environment: a replica killed under a live
+    terminal loses nothing but the connection; the page reconnects (to B) with its session
+    id and finds the same shell, its recent output repainted first."""
+    import websockets
+    a, b = cluster
+    doomed = another_replica(a, tmp_path / "doomed", DEV8_REPLICA_ID="replica-terminal")
+    doomed.start()
+    user = User(doomed, "term@example.com", tmp_path / "u")
+    set_web_password(user)
+    name = unique("t")
+    user.cli("create", name)
+    cookie = web_login(doomed, user.email).cookies["dev8_session"]
+
+    async def until(ws: websockets.ClientConnection, needle: bytes) -> bytes:
+        seen, said = b"", []
+        while needle not in seen:
+            try:
+                message = await asyncio.wait_for(ws.recv(), 30)
+            except TimeoutError:
+                raise AssertionError(f"no {needle!r} within 30 s; got {seen[-500:]!r}, {said}") from None
+            if isinstance(message, bytes):
+                seen += message
+                await ws.send(json.dumps({"t": "a", "n": len(message)}))
+            else:
+                said.append(message)
+        return seen
+
+    async def go() -> tuple[str, dict, bytes, bytes]:
+        ws, hello = await open_terminal(doomed, user, name, cookie, origin=a.url)
+        await ws.send(json.dumps({"t": "i", "d": "KEPT=shell-$((6*7)); echo marker-$((2+3))\n"}))
+        await until(ws, b"marker-5")
+        doomed.kill(check_loop=False)  # SIGKILL: no drain, no goodbye
+        with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+            await asyncio.wait_for(ws.recv(), 10)
+        again, hello2 = await open_terminal(b, user, name, cookie, origin=a.url, session=hello["session"])
+        repainted = await until(again, b"marker-5")
+        await again.send(json.dumps({"t": "i", "d": "echo $KEPT\n"}))
+        same_shell = await until(again, b"shell-42")
+        await again.close()
+        return hello["session"], hello2, repainted, same_shell
+    first, hello2, repainted, same_shell = asyncio.run(go())
+    assert hello2["session"] == first and hello2["fresh"] is True  # the page resets, then the repaint
+    assert b"marker-5" in repainted and b"shell-42" in same_shell
+
+
+
 def test_a_logout_on_one_replica_closes_a_terminal_open_on_another(cluster: tuple[Dev8Server, ...],
                                                                      tmp_path: Path) -> None:
     import websockets

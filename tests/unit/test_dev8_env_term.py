@@ -87,3 +87,20 @@ def test_a_shell_nobody_looks_at_ends_after_keep_and_a_bad_id_is_refused(run_dir
     bad = Relay(run_dir, tid="../../etc")
     assert bad.proc.wait(20) == 1
     assert bad.proc.stderr is not None and b"usage: dev8-env term" in bad.proc.stderr.read()
+
+
+def test_a_run_dir_deeper_than_a_socket_path_may_be_still_holds_terminals(run_dir: Path) -> None:
+    """A unix socket's path is capped at 107 bytes; a run dir outside /run (the fake runtime's,
+    under a test's temporary directory) with a long terminal id goes past it."""
+    deep = run_dir / ("deep-" * 16) / "run"
+    tid = "u12-" + "x" * 60
+    assert len(str(deep / "terms" / f"{tid}.sock")) > 107
+    first = Relay(deep, tid=tid)
+    first.send(frame(b"i", b"echo held-$((40+2))\n"))
+    first.until(b"held-42")
+    assert first.leave() == 0
+    second = Relay(deep, tid=tid)
+    second.until(b"held-42")  # the same holder, found again by its relative name
+    second.send(frame(b"k"))
+    assert second.proc.wait(20) == 0
+    assert list((deep / "terms").iterdir()) == []

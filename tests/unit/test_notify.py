@@ -15,4 +15,3 @@ def test_an_event_wakes_only_the_streams_of_its_environment():
         b.cancel()
         return woken
     assert asyncio.run(go()) == (True, False)
-

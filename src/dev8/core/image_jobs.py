@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from dev8.core import failures
 from dev8.core.errors import Conflict
-from dev8.core.leases import LIVE_SECONDS
+from dev8.core.leases import alive
 from dev8.runtimes.base import NeedsUserAction, Progress
 from dev8.store.db import Database
 from dev8.store.models import ImageJobRow, Replica, utcnow
@@ -55,8 +55,7 @@ class ImageJobs:
             return {row.key: self._of(row, live) for row in s.scalars(select(ImageJobRow))}
 
     def _live(self, s: Session) -> set[str]:
-        since = utcnow() - timedelta(seconds=LIVE_SECONDS)
-        return {self.replica, *s.scalars(select(Replica.id).where(Replica.seen_at >= since))}
+        return {self.replica, *s.scalars(alive(Replica.id))}
 
     @staticmethod
     def _of(row: ImageJobRow, live: set[str]) -> ImageJob:

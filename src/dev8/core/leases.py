@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -116,10 +116,8 @@ class Leases:
         ``LIVE_SECONDS`` of the leader's death (blocking: call it in a worker thread)."""
         if not self.shared:
             return True
-        since = utcnow() - timedelta(seconds=LIVE_SECONDS)
         with self.db.session() as s:
-            first = s.scalar(select(Replica.id).where(Replica.seen_at >= since)
-                             .order_by(Replica.started_at, Replica.id).limit(1))
+            first = s.scalar(alive(Replica.id).limit(1))
         return first in (None, self.replica)
 
     def fresh(self) -> bool:
@@ -164,18 +162,23 @@ class Leases:
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
+def alive(what: Any = Replica) -> Select:
+    """A query for ``what`` of the replicas whose heartbeat is recent, oldest first (the first
+    runs the periodic pass)."""
+    since = utcnow() - timedelta(seconds=LIVE_SECONDS)
+    return select(what).where(Replica.seen_at >= since).order_by(Replica.started_at, Replica.id)
+
+
 def live_replicas(db: Database, *, alone_alive: bool = False) -> list[tuple[Replica, list[str]]]:
     """Replicas whose heartbeat is recent, each with the names of the environments it holds
     now, oldest replica (the one that runs the periodic pass) first. ``alone_alive``: the
     database serves one server, known to be running (it does not beat: its newest row is it)."""
-    since = utcnow() - timedelta(seconds=LIVE_SECONDS)
     if alone_alive:
         with db.session() as s:
             newest = s.scalar(select(Replica).order_by(Replica.started_at.desc()).limit(1))
         return [(newest, [])] if newest is not None else []
     with db.session() as s:
-        replicas = list(s.scalars(select(Replica).where(Replica.seen_at >= since)
-                                  .order_by(Replica.started_at, Replica.id)))
+        replicas = list(s.scalars(alive()))
         held: dict[str, list[str]] = {}
         rows = s.execute(select(EnvLease.replica, Environment.name).join(Environment, Environment.id == EnvLease.env_id)
                          .where(EnvLease.expires_at >= db_now(db)).order_by(Environment.name))

@@ -837,6 +837,7 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
     import signal
     import socket
     assert isinstance(listener, socket.socket)
+    path = os.path.abspath(listener.getsockname())  # bound by a name relative to the terms dir
     shell = os.environ.get("SHELL") or "/bin/bash"
     pid, master = pty.fork()
     if pid == 0:  # the shell: a login shell in the home, as an SSH login would give
@@ -875,7 +876,7 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
             if alone_since is not None and time.monotonic() - alone_since > waited:
                 break
             events = sel.select(timeout=5)
-            if not events and not os.path.exists(listener.getsockname()):
+            if not events and not os.path.exists(path):
                 break  # the run dir was emptied: a new instance
             for key, mask in events:
                 if key.data == "accept":
@@ -934,7 +935,7 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
                             return
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(listener.getsockname())
+            os.unlink(path)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(os.getpgid(pid), signal.SIGHUP)
         with contextlib.suppress(ProcessLookupError):
@@ -985,7 +986,10 @@ def term(argv: list[str]) -> int:
     if len(argv) != 4 or not TERM_ID_RE.match(argv[0]) or not all(a.isdigit() for a in argv[1:]):
         raise ValueError("usage: dev8-env term ID COLS ROWS KEEP_SECONDS")
     tid, cols, rows, keep = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
-    path = os.path.join(_term_dir(), tid + ".sock")
+    # A socket's path is capped at 107 bytes: it is named relative to the terms dir, which
+    # may lie deep (a run dir outside /run, as on the fake runtime).
+    os.chdir(_term_dir())
+    path = tid + ".sock"
     for attempt in range(100):
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # made after the holder: not its to inherit
         try:
