@@ -6,6 +6,7 @@ import ipaddress
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     data_dir: Path = default_data_dir()
     http_addr: str = "127.0.0.1:7080"
     ssh_addr: str = "127.0.0.1:2222"
+    # Where users' ssh reaches the gateway (a load balancer in front of several servers, a
+    # NAT, a DNS name); shown in ssh commands, ssh-info and known_hosts. Unset: the ssh
+    # address, with the public URL's host in place of a wildcard listen address.
+    ssh_public_addr: str | None = None
     database_url: str | None = None
     public_url: str | None = None
     # Which runtime runs environments (an entry point of group dev8.runtimes: docker, fake).
@@ -187,11 +192,22 @@ class Settings(BaseSettings):
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip()]
 
-    @field_validator("http_addr", "ssh_addr")
+    @field_validator("http_addr", "ssh_addr", "ssh_public_addr")
     @classmethod
-    def _check_addr(cls, v: str) -> str:
-        parse_addr(v)
+    def _check_addr(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_addr(v)
         return v
+
+    @property
+    def ssh_endpoint(self) -> tuple[str, int]:
+        """The host and port users' ssh connects to (see ``ssh_public_addr``)."""
+        if self.ssh_public_addr:
+            return parse_addr(self.ssh_public_addr)
+        host, port = parse_addr(self.ssh_addr)
+        if host in ("0.0.0.0", "::"):
+            host = urlsplit(self.base_url).hostname or "127.0.0.1"
+        return host, port
 
     @property
     def db_url(self) -> str:

@@ -76,3 +76,20 @@ def test_build_options_validates_everything_before_any_write():
                 dict(git=[{"kind": "gitlab", "username": "a b"}])]:
         with pytest.raises(Invalid):
             build_options(**bad)
+
+
+def test_the_ssh_address_users_are_given() -> None:
+    from pydantic import ValidationError
+
+    from dev8.settings import Settings
+    assert Settings(ssh_addr="127.0.0.1:2222").ssh_endpoint == ("127.0.0.1", 2222)
+    # a wildcard listen address is no address to connect to: the public URL's host is
+    assert Settings(ssh_addr="0.0.0.0:2222", public_url="https://dev8.example.com").ssh_endpoint == (
+        "dev8.example.com", 2222)
+    assert Settings(ssh_addr="[::]:2222", public_url="https://dev8.example.com:8443/").ssh_endpoint == (
+        "dev8.example.com", 2222)
+    # behind a load balancer (several servers) or a NAT: what the operator says
+    assert Settings(ssh_addr="0.0.0.0:2222", ssh_public_addr="ssh.example.com:22").ssh_endpoint == (
+        "ssh.example.com", 22)
+    with pytest.raises(ValidationError, match="expected HOST:PORT"):
+        Settings(ssh_public_addr="ssh.example.com")

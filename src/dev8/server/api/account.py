@@ -30,7 +30,6 @@ from dev8.server.schemas import (
     TokenOut,
     UserOut,
 )
-from dev8.settings import parse_addr
 from dev8.store.models import User
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, route_class=StoreRoute)
@@ -87,7 +86,7 @@ def clear_dotfiles(user: CurrentUser, s: SessionDep) -> None:
 
 @router.get("/ssh-info", response_model=SshInfo, summary="Where the SSH gateway listens and its host key")
 def ssh_info(ctx: Ctx, _user: CurrentUser) -> SshInfo:
-    host, port = parse_addr(ctx.settings.ssh_addr)
+    host, port = ctx.settings.ssh_endpoint
     return SshInfo(host=host, port=port, host_key=ctx.gateway_host_key)
 
 

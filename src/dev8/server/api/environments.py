@@ -32,7 +32,6 @@ from dev8.server.schemas import (
     ShareIn,
     ValidationOut,
 )
-from dev8.settings import parse_addr
 from dev8.store.models import Environment, User
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"], responses=ERROR_RESPONSES,
@@ -41,7 +40,7 @@ router = APIRouter(prefix="/api/v1/environments", tags=["environments"], respons
 
 def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
     """The API's view of ``env``, owned by ``user``."""
-    host, port = parse_addr(ctx.settings.ssh_addr)
+    host, port = ctx.settings.ssh_endpoint
     return EnvironmentOut(
         id=env.id, name=env.name, owner=user.username, state=env.observed_state,
         desired_state=env.desired_state, status_message=env.status_message,
