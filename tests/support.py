@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import docker
 import httpx
@@ -313,31 +314,26 @@ class User:
                               text=True, timeout=timeout)
 
 
-class SocketRelay:
-    """A unix-socket relay in front of the Docker engine's socket, which a test can cut
-    and restore (from dev8's side the daemon really goes away and comes back), or wedge:
-    connections are accepted and requests read, but nothing is answered until unwedged."""
+class Relay:
+    """Relays each accepted connection to a new upstream one, byte for byte, on threads;
+    a subclass says where it listens and what it connects to."""
 
-    def __init__(self, path: Path, upstream: str = "/var/run/docker.sock") -> None:
+    def __init__(self) -> None:
         import threading
-        self.path, self.upstream = path, upstream
         self._server: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self.flowing = threading.Event()
         self.flowing.set()
 
-    def wedge(self) -> None:
-        self.flowing.clear()
+    def _listen(self) -> socket.socket:
+        raise NotImplementedError
 
-    def unwedge(self) -> None:
-        self.flowing.set()
+    def _connect(self) -> socket.socket:
+        raise NotImplementedError
 
-    def start(self) -> SocketRelay:
+    def start(self) -> Self:
         import threading
-        if self.path.exists():
-            self.path.unlink()
-        self._server = socket.socket(socket.AF_UNIX)
-        self._server.bind(str(self.path))
+        self._server = self._listen()
         self._server.listen(64)
         threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
         return self
@@ -349,8 +345,11 @@ class SocketRelay:
                 down, _ = server.accept()
             except OSError:
                 return
-            up = socket.socket(socket.AF_UNIX)
-            up.connect(self.upstream)
+            try:
+                up = self._connect()
+            except OSError:
+                down.close()
+                continue
             self._conns += [down, up]
             for a, b in ((down, up), (up, down)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -380,8 +379,72 @@ class SocketRelay:
                 pass
             c.close()
         self._conns.clear()
+
+
+class SocketRelay(Relay):
+    """A unix-socket relay in front of the Docker engine's socket, which a test can cut
+    and restore (from dev8's side the daemon really goes away and comes back), or wedge:
+    connections are accepted and requests read, but nothing is answered until unwedged."""
+
+    def __init__(self, path: Path, upstream: str = "/var/run/docker.sock") -> None:
+        super().__init__()
+        self.path, self.upstream = path, upstream
+
+    def wedge(self) -> None:
+        self.flowing.clear()
+
+    def unwedge(self) -> None:
+        self.flowing.set()
+
+    def _listen(self) -> socket.socket:
         if self.path.exists():
             self.path.unlink()
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(self.path))
+        return server
+
+    def _connect(self) -> socket.socket:
+        up = socket.socket(socket.AF_UNIX)
+        up.connect(self.upstream)
+        return up
+
+    def stop(self) -> None:
+        super().stop()
+        if self.path.exists():
+            self.path.unlink()
+
+
+class Balancer(Relay):
+    """A TCP load balancer on loopback in front of several servers' ports, as a cloud's is:
+    each new connection goes to the preferred backend (``prefer``), or to the next one that
+    accepts when it does not (a replica that is gone); no stickiness."""
+
+    def __init__(self, *backends: int) -> None:
+        super().__init__()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.backends = list(backends)
+
+    def prefer(self, port: int) -> None:
+        """Send new connections to ``port`` first (the connections open stay where they are)."""
+        self.backends.remove(port)
+        self.backends.insert(0, port)
+
+    def _listen(self) -> socket.socket:
+        server = socket.socket(socket.AF_INET)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        return server
+
+    def _connect(self) -> socket.socket:
+        for port in list(self.backends):
+            try:
+                up = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError:
+                continue
+            up.settimeout(None)  # a long-lived WebSocket or SSH session may be idle
+            return up
+        raise ConnectionRefusedError("no backend accepts")
 
 
 def _san(name: str):  # type: ignore[no-untyped-def]

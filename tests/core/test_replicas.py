@@ -24,6 +24,7 @@ import pytest
 
 from tests.support import (
     PASSWORD,
+    Balancer,
     Dev8Server,
     Postgres,
     User,
@@ -254,17 +255,26 @@ def test_a_replica_killed_mid_create_is_taken_over_on_the_same_instance(
     user = User(doomed, "doomed@example.com", tmp_path / "u")
     name = unique("k")
     before = set(runtime.glob("*/pid"))
-    try:  # it dies once the instance is started: before or after it answers
-        doomed.api(user.token).post("/environments", json={"name": name})
-    except httpx.HTTPError:
-        pass
-    assert doomed.wait_exit(60) == -signal.SIGKILL
-    started = set(runtime.glob("*/pid")) - before
-    assert len(started) == 1  # its instance runs; its endpoint was never recorded
-    pid = started.pop()
-    first = pid.read_text()
+    balancer = Balancer(doomed.http_port, b.http_port).start()
+    try:
+        user.cli("login", balancer.url, "--token", user.token)
+        # the user's `dev8 create` through the balancer, which sends it to the doomed replica
+        creating = subprocess.Popen(User.server_cli_argv("create", name), env=doomed.env(
+            DEV8_CONFIG_DIR=str(user.config_dir)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert doomed.wait_exit(60) == -signal.SIGKILL  # it dies once the instance is started
+        started = set(runtime.glob("*/pid")) - before
+        assert len(started) == 1  # its instance runs; its endpoint was never recorded
+        pid = started.pop()
+        first = pid.read_text()
+        # the command's stream was cut: it follows again through the balancer (B now) and
+        # sees the create finished there
+        said, complaint = creating.communicate(timeout=90)
+        assert creating.returncode == 0, (said, complaint)
+        assert "reconnecting" in said and "✓ ready" in said, said
+    finally:
+        balancer.stop()
     on_b = b.api(user.token)
-    wait_until(lambda: states(on_b).get(name) == "running", timeout=90, what="taken over by a live replica")
+    assert states(on_b).get(name) == "running"
     assert pid.read_text() == first  # the instance it started, adopted, not a second one
     assert len(set(runtime.glob("*/pid")) - before) == 1
     listed = b.cli("admin", "replicas").stdout

@@ -53,17 +53,20 @@ class Client:
     def events(self, name: str, after: int = 0) -> Iterator[dict]:
         """Follow an environment's lifecycle events (Server-Sent Events)."""
         import httpx
-        with self.http.stream("GET", f"/api/v1/environments/{name}/events", params={"after": after},
-                              timeout=httpx.Timeout(30, read=None)) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                raise ApiError(resp.status_code, _detail(resp))
-            kind = "message"
-            for line in resp.iter_lines():
-                if line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:"):
-                    data = json.loads(line[5:])
-                    yield {"kind": kind, **data}
-                elif not line:
-                    kind = "message"
+        try:
+            with self.http.stream("GET", f"/api/v1/environments/{name}/events", params={"after": after},
+                                  timeout=httpx.Timeout(30, read=None)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise ApiError(resp.status_code, _detail(resp))
+                kind = "message"
+                for line in resp.iter_lines():
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = json.loads(line[5:])
+                        yield {"kind": kind, **data}
+                    elif not line:
+                        kind = "message"
+        except httpx.HTTPError as exc:  # refused, or cut in the middle
+            raise ApiError(0, f"cannot reach the dev8 server at {self.http.base_url}: {exc}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -24,42 +25,63 @@ env_app = typer.Typer(help="Operations on a running environment.", no_args_is_he
 ENDING_STEPS = {"save", "stop", "stopped", "remove", "deleted"}
 
 
+# How long a command following events tries to get its stream back after it was cut (the
+# server restarted, or the replica behind a load balancer went away and another answers).
+RESUME_SECONDS = 30.0
+
+
 def _follow(client: Client, name: str, until: set[str], after: int = 0) -> None:
-    """Print lifecycle events until one of ``until`` steps succeeds; exit 1 on an error event."""
+    """Print lifecycle events until one of ``until`` steps succeeds; exit 1 on an error event.
+    A cut stream is opened again from the last event seen, for ``RESUME_SECONDS``."""
     ending = bool(until & {"stopped", "deleted"})
-    try:
-        for ev in client.events(name, after):
-            if ev["kind"] == "deleted":
-                if "deleted" in until:
-                    out.print(f"{name}: deleted")
+    cut_since: float | None = None
+    while True:
+        try:
+            for ev in client.events(name, after):
+                cut_since = None
+                after = ev.get("id", after)
+                if _show(ev, name, until, ending):
                     return
-                fail(f"{name} was deleted")
-            step, status, msg = ev["step"], ev["status"], ev.get("message", "")
-            if status == "error" and ending and step not in ENDING_STEPS:
-                out.print(f"[yellow]![/yellow] {step} (the start it interrupts): {escape(msg)}", highlight=False)
-                continue
-            if status == "error":
-                fail(f"{name}: step '{step}' failed: {msg}")
-            if status == "running":
-                out.print(f"[dim]…[/dim] {step}", highlight=False)
-            elif status == "progress":
-                out.print(f"  [dim]{msg}[/dim]", highlight=False)
-            elif status == "warning":
-                out.print(f"[yellow]![/yellow] {step}: {msg}", highlight=False)
-            elif status == "ok" and step == "request":
-                out.print(f"[dim]{msg}[/dim]", highlight=False)
-            elif status == "ok":
-                out.print(f"[green]✓[/green] {step}{f' ({msg})' if msg else ''}", highlight=False)
-            if status == "ok" and step in until:
+        except ApiError as exc:
+            if exc.status == 404 and "deleted" in until:  # gone before its events could be followed
+                out.print(f"{name}: deleted")
                 return
-    except ApiError as exc:
-        if exc.status == 404 and "deleted" in until:  # gone before its events could be followed
+            if exc.status not in (0, 502, 503, 504):  # not a server (or the way to one) away
+                fail(exc.detail)
+        # The server ends a stream only when its environment is gone: this one was cut.
+        now = time.monotonic()
+        if cut_since is None:
+            cut_since = now
+            out.print("[dim]the connection to dev8 was cut; reconnecting…[/dim]", highlight=False)
+        elif now - cut_since > RESUME_SECONDS:
+            fail(f"lost the connection to dev8 before {name} got there; see `dev8 show {name}`")
+        time.sleep(1)
+
+
+def _show(ev: dict, name: str, until: set[str], ending: bool) -> bool:
+    """Print one event; whether it is the one waited for (exit 1 if it failed the command)."""
+    if ev["kind"] == "deleted":
+        if "deleted" in until:
             out.print(f"{name}: deleted")
-            return
-        fail(exc.detail)
-    # The server ends a stream only when its environment is gone; this one was cut (the
-    # server stopped, or the replica behind a load balancer went away) before the end.
-    fail(f"lost the connection to dev8 before {name} got there; see `dev8 show {name}`")
+            return True
+        fail(f"{name} was deleted")
+    step, status, msg = ev["step"], ev["status"], ev.get("message", "")
+    if status == "error" and ending and step not in ENDING_STEPS:
+        out.print(f"[yellow]![/yellow] {step} (the start it interrupts): {escape(msg)}", highlight=False)
+        return False
+    if status == "error":
+        fail(f"{name}: step '{step}' failed: {msg}")
+    if status == "running":
+        out.print(f"[dim]…[/dim] {step}", highlight=False)
+    elif status == "progress":
+        out.print(f"  [dim]{msg}[/dim]", highlight=False)
+    elif status == "warning":
+        out.print(f"[yellow]![/yellow] {step}: {msg}", highlight=False)
+    elif status == "ok" and step == "request":
+        out.print(f"[dim]{msg}[/dim]", highlight=False)
+    elif status == "ok":
+        out.print(f"[green]✓[/green] {step}{f' ({msg})' if msg else ''}", highlight=False)
+    return status == "ok" and step in until
 
 
 def _last_event_id(client: Client, name: str) -> int:
