@@ -36,13 +36,13 @@ def front(tmp_path: Path, postgres: Postgres, fullstack_image: str) -> Iterator[
     web, ssh = Balancer(), Balancer()
     a = Dev8Server(tmp_path / "a", postgres.create_database(), {
         "DEV8_PUBLIC_URL": web.url, "DEV8_SSH_PUBLIC_ADDR": f"127.0.0.1:{ssh.port}", "DEV8_REPLICA_ID": "replica-a"})
-    b = another_replica(a, tmp_path / "b", DEV8_REPLICA_ID="replica-b")
-    web.backends, ssh.backends = [a.http_port, b.http_port], [a.ssh_port, b.ssh_port]
     web.start()
     ssh.start()
+    b: Dev8Server | None = None
     try:
         a.start()
-        b.start()
+        b = another_replica(a, tmp_path / "b", DEV8_REPLICA_ID="replica-b").start()
+        web.backends, ssh.backends = [a.http_port, b.http_port], [a.ssh_port, b.ssh_port]
         users_view = copy.copy(a)
         users_view.url, users_view.http_port, users_view.ssh_port = web.url, web.port, ssh.port
         yield users_view, a, b, web, ssh
@@ -50,10 +50,12 @@ def front(tmp_path: Path, postgres: Postgres, fullstack_image: str) -> Iterator[
         web.stop()
         ssh.stop()
         try:
-            b.kill(check_loop=False)
+            if b is not None:
+                b.kill(check_loop=False)
         finally:
             a.shutdown()
-        b.assert_loop_never_blocked()
+        if b is not None:
+            b.assert_loop_never_blocked()
 
 
 def terminal_text(page) -> str:  # type: ignore[no-untyped-def]
