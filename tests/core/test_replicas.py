@@ -284,6 +284,53 @@ def test_a_replica_killed_mid_create_is_taken_over_on_the_same_instance(
     assert user.ssh(name, "echo adopted").stdout.strip() == "adopted"
 
 
+@pytest.fixture
+def served_repo(tmp_path: Path) -> Iterator[str]:
+    """A repository over git's dumb HTTP (a static server), whose devcontainer.json has a
+    create command that takes its time and counts its runs in the home."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    work, served = tmp_path / "work", tmp_path / "served"
+    (work / ".devcontainer").mkdir(parents=True)
+    (work / ".devcontainer" / "devcontainer.json").write_text(json.dumps(
+        {"onCreateCommand": "echo run >> \"$HOME/created\"; sleep 10"}))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "devcontainer"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "proj.git")], check=True)
+    subprocess.run(["git", "-C", str(served / "proj.git"), "update-server-info"], check=True)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/proj.git"
+    finally:
+        httpd.shutdown()
+
+
+def test_a_create_command_runs_once_when_its_replica_dies_while_it_runs(
+        cluster: tuple[Dev8Server, ...], served_repo: str, tmp_path: Path) -> None:
+    """The replica running devcontainer.json's create command dies; the command runs on in the
+    environment, and the replica taking over waits for it instead of running it again."""
+    a, b = cluster
+    runtime = Path(a.extra_env["DEV8_RUNTIME_ROOT"])
+    doomed = another_replica(a, tmp_path / "doomed", DEV8_REPLICA_ID="replica-lifecycle").start()
+    user = User(doomed, "once@example.com", tmp_path / "u")
+    name = unique("l")
+    assert doomed.api(user.token).post("/environments", json={"name": name, "repo": served_repo}).status_code == 202
+    on_b = b.api(user.token)
+    wait_until(lambda: any(e["step"] == "lifecycle" and e["status"] == "running" for e in events(on_b, name)),
+               timeout=60, what="the create command running on the doomed replica")
+    doomed.kill(check_loop=False)
+    wait_until(lambda: states(on_b).get(name) == "running", timeout=90, what="taken over by B")
+    [home] = [m.parent / "home" for m in runtime.glob("*/meta") if json.loads(m.read_text())["labels"].get(
+        "dev8.env-id") == on_b.get(f"/environments/{name}").json()["id"]]
+    assert (home / "created").read_text() == "run\n"  # once, though two replicas ran the step
+    lifecycle = [e for e in events(on_b, name) if e["step"] == "lifecycle"]
+    assert [e["status"] for e in lifecycle] == ["running", "running", "ok"], lifecycle
+
+
 def test_sigterm_tells_live_connections_to_reconnect_and_hands_its_part_back(
         cluster: tuple[Dev8Server, ...], tmp_path: Path) -> None:
     """A replica being stopped (a rolling upgrade) closes its browser WebSockets with 1012

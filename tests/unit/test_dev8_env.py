@@ -5,6 +5,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +210,44 @@ def test_health_reads_runits_state_files_without_sudo(tmp_path):
         (tmp_path / name / "supervise").mkdir(parents=True)
         (tmp_path / name / "supervise" / "stat").write_text(state)
     assert helper.health(str(tmp_path)) == {"services": {"code-server": "down", "other": "up", "sshd": "up"}}
+
+
+def _in_home(tmp_path: Path, config: dict) -> dict[str, str]:
+    """An environment for dev8-env with its own home, workspace and run dir holding ``config``."""
+    home, run_dir = tmp_path / "home", tmp_path / "run"
+    (home / "workspace").mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    return {**os.environ, "DEV8_RUN_DIR": str(run_dir), "HOME": str(home), "DEV8_WORKSPACE": str(home / "workspace")}
+
+
+def test_create_commands_run_once_when_a_second_server_runs_the_step_while_the_first_still_does(tmp_path):
+    """A dev8 replica died during the lifecycle step; the one taking over runs it again while
+    the first run goes on in the environment (its SSH session gone, not its process)."""
+    env = _in_home(tmp_path, {"devcontainer": {"once": ["echo run >> \"$HOME/created\"; sleep 1"],
+                                               "on_start": []}})
+    first = subprocess.Popen([sys.executable, str(HELPER), "lifecycle"], env=env, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "home" / "created").exists():
+        assert time.monotonic() < deadline, "the first run never started its command"
+        time.sleep(0.02)
+    second = subprocess.run([sys.executable, str(HELPER), "lifecycle"], env=env, capture_output=True, text=True)
+    assert first.wait(20) == 0 and second.returncode == 0, second.stderr
+    assert (tmp_path / "home" / "created").read_text() == "run\n"
+    assert json.loads(second.stdout) == {"reason": "nothing to run"}  # it waited, then found it done
+
+
+def test_a_clone_cut_half_way_is_never_taken_for_the_repository(tmp_path):
+    url = _repo(tmp_path / "src", {"README.md": "the real one\n"})
+    env = _in_home(tmp_path, {"repo": {"url": url, "branch": None}})
+    workspace = tmp_path / "home" / "workspace"
+    (workspace / "src.dev8-partial" / ".git").mkdir(parents=True)  # an instance stopped mid-clone left it
+    r = subprocess.run([sys.executable, str(HELPER), "clone"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"cloned": True, "path": str(workspace / "src")}
+    assert (workspace / "src" / "README.md").read_text() == "the real one\n"
+    assert sorted(p.name for p in workspace.iterdir()) == ["src"]
+    bad = _in_home(tmp_path / "bad", {"repo": {"url": "file:///nonexistent/repo.git", "branch": None}})
+    failed = subprocess.run([sys.executable, str(HELPER), "clone"], env=bad, capture_output=True, text=True)
+    assert failed.returncode == 1 and "git clone failed" in failed.stderr
+    assert list((tmp_path / "bad" / "home" / "workspace").iterdir()) == []  # nothing half made

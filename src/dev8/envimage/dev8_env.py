@@ -39,10 +39,12 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 VERSION = "1"
 # The environment images' layout. The control plane imports these (dev8.envimage.dev8_env)
@@ -386,10 +388,22 @@ def clone() -> dict:
     url, target = repo.get("url"), _repo_dir(config)
     if not url or target is None:
         return {"cloned": False, "reason": "no repository configured"}
-    if os.path.exists(target):
-        return {"cloned": False, "path": target, "reason": "already present"}
-    _git_clone(url, target, repo.get("branch"), "git clone failed")
+    with _one_at_a_time("clone"):
+        if os.path.exists(target):
+            return {"cloned": False, "path": target, "reason": "already present"}
+        _git_clone(url, target, repo.get("branch"), "git clone failed")
     return {"cloned": True, "path": target}
+
+
+@contextlib.contextmanager
+def _one_at_a_time(step: str) -> Iterator[None]:
+    """Run a once-per-home step alone in this instance. A dev8 server that dies while the step
+    runs leaves it running (its SSH session is gone, the process is not); the server that
+    takes over runs the step again, which waits here for the first run and then finds it done."""
+    os.makedirs(RUN_DIR, exist_ok=True)
+    with open(os.path.join(RUN_DIR, f".{step}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _no_prompt_env() -> dict[str, str]:
@@ -398,10 +412,16 @@ def _no_prompt_env() -> dict[str, str]:
 
 
 def _git_clone(url: str, target: str, branch: str | None, failed: str, *options: str) -> None:
+    """Clone into ``target`` all at once: beside it first, then renamed, so a clone cut half
+    way (its instance stopped) never passes for a finished one."""
+    partial = target + ".dev8-partial"
+    shutil.rmtree(partial, ignore_errors=True)  # a cut clone's
     cmd = ["git", "clone", "--quiet", *options] + (["--branch", branch] if branch else [])
-    proc = subprocess.run([*cmd, "--", url, target], capture_output=True, text=True, env=_no_prompt_env(), timeout=600)
+    proc = subprocess.run([*cmd, "--", url, partial], capture_output=True, text=True, env=_no_prompt_env(), timeout=600)
     if proc.returncode != 0:
-        raise ValueError(f"{failed}: {proc.stderr.strip()[-500:]}")
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ValueError(f"{failed}: {proc.stderr.strip()[-500:].replace(partial, target)}")
+    os.rename(partial, target)
 
 
 # What Codespaces looks for, in its order; without any, the repository's dotfiles are linked.
@@ -422,10 +442,15 @@ def dotfiles() -> dict:
     url = spec.get("url")
     if not url:
         return {"reason": "no dotfiles repository"}
+    with _one_at_a_time("dotfiles"):
+        return _install_dotfiles(url, spec.get("branch"))
+
+
+def _install_dotfiles(url: str, branch: str | None) -> dict:
     target = os.path.expanduser("~/.dotfiles")
     if os.path.exists(target):
         return {"reason": "already installed in ~/.dotfiles"}
-    _git_clone(url, target, spec.get("branch"), f"git clone of {url} failed", "--depth", "1")
+    _git_clone(url, target, branch, f"git clone of {url} failed", "--depth", "1")
     for script in INSTALL_SCRIPTS:
         path = os.path.join(target, script)
         if not os.path.isfile(path):
@@ -481,7 +506,11 @@ def devcontainer() -> dict:
 def lifecycle() -> dict:
     """devcontainer.json's create commands once per home (a marker file remembers),
     then its start commands, each in the repository's folder; the first failure stops."""
-    config = _load_config()
+    with _one_at_a_time("lifecycle"):
+        return _run_lifecycle(_load_config())
+
+
+def _run_lifecycle(config: dict) -> dict:
     plan = config.get("devcontainer") or {}
     commands = [] if os.path.exists(CREATED_MARKER) else list(plan.get("once") or [])
     first_time = bool(commands)
