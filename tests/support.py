@@ -314,6 +314,40 @@ class User:
                               text=True, timeout=timeout)
 
 
+class DumbGitServer:
+    """A repository served over git's dumb HTTP by a static file server on loopback (for the
+    fake runtime's environments, local processes); ``commit`` adds a commit and publishes it."""
+
+    def __init__(self, root: Path, files: dict[str, str]) -> None:
+        import functools
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+        self.work, self.served = root / "work", root / "served"
+        subprocess.run(["git", "init", "-q", "-b", "main", str(self.work)], check=True)
+        self.served.mkdir(parents=True)
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(self.served / "proj.git")], check=True)
+        self.commit(files)
+        handler = functools.partial(SimpleHTTPRequestHandler, directory=str(self.served))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/proj.git"
+
+    def commit(self, files: dict[str, str]) -> str:
+        """Write ``files``, commit and publish them; the new commit."""
+        git = ["git", "-C", str(self.work), "-c", "user.name=t", "-c", "user.email=t@t"]
+        for name, text in files.items():
+            (self.work / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.work / name).write_text(text)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", "change"], check=True)
+        subprocess.run([*git, "push", "-q", str(self.served / "proj.git"), "main"], check=True)
+        subprocess.run(["git", "-C", str(self.served / "proj.git"), "update-server-info"], check=True)
+        return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+
+
 class Relay:
     """Relays each accepted connection to a new upstream one, byte for byte, on threads;
     a subclass says where it listens and what it connects to."""

@@ -26,6 +26,7 @@ from tests.support import (
     PASSWORD,
     Balancer,
     Dev8Server,
+    DumbGitServer,
     Postgres,
     User,
     another_replica,
@@ -286,27 +287,14 @@ def test_a_replica_killed_mid_create_is_taken_over_on_the_same_instance(
 
 @pytest.fixture
 def served_repo(tmp_path: Path) -> Iterator[str]:
-    """A repository over git's dumb HTTP (a static server), whose devcontainer.json has a
-    create command that takes its time and counts its runs in the home."""
-    import functools
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-    work, served = tmp_path / "work", tmp_path / "served"
-    (work / ".devcontainer").mkdir(parents=True)
-    (work / ".devcontainer" / "devcontainer.json").write_text(json.dumps(
-        {"onCreateCommand": "echo run >> \"$HOME/created\"; sleep 10"}))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "-A"], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-qm", "devcontainer"], check=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "proj.git")], check=True)
-    subprocess.run(["git", "-C", str(served / "proj.git"), "update-server-info"], check=True)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    """A repository whose devcontainer.json has a create command that takes its time and
+    counts its runs in the home."""
+    server = DumbGitServer(tmp_path / "git", {".devcontainer/devcontainer.json": json.dumps(
+        {"onCreateCommand": "echo run >> \"$HOME/created\"; sleep 10"})})
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/proj.git"
+        yield server.url
     finally:
-        httpd.shutdown()
+        server.stop()
 
 
 def test_a_create_command_runs_once_when_its_replica_dies_while_it_runs(

@@ -31,6 +31,7 @@ def test_the_honoured_subset_becomes_a_plan():
     assert plan.env == {"APP_ENV": "dev", "GREETING": "hello world"}
     assert plan.ports == {8000: "API"}
     assert plan.once == ["echo one", "pip install -r 'requirements dev.txt'"]  # onCreate, then postCreate
+    assert (plan.on_create, plan.update_content) == (1, 0)  # what a prebuild runs: the first one
     assert plan.on_start == ["echo start", "echo watch"]
     assert plan.extensions == ["ms-python.python"] and plan.settings == {"editor.tabSize": 4}
     assert plan.to_options()["ports"] == {"8000": "API"}

@@ -118,6 +118,9 @@ def create(
     idle_timeout: Annotated[str | None, typer.Option(
         help="Stop it after this long without use (SSH, terminal, VS Code, previews), e.g. 30m or 2h: "
              "0 (never) or 5s to 30d; default: the server's (DEV8_IDLE_TIMEOUT)")] = None,
+    prebuild: Annotated[bool, typer.Option(
+        help="Start from your newest ready prebuild of --repo at --branch with this image, if you have one "
+             "(dev8 prebuilds)")] = True,
     wait: Annotated[bool, typer.Option(help="Follow progress until ready")] = True,
 ) -> None:
     """Create an environment and show its progress until it is ready."""
@@ -141,7 +144,7 @@ def create(
     ai = {k: v for k, v in (("anthropic", anthropic_key), ("gemini", gemini_key), ("copilot", copilot_token)) if v}
     body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "secrets": secret or [],
             "repo": repo, "branch": branch, "git": providers, "ai": ai, "extensions": extension or [],
-            "idle_timeout": idle_seconds, "env": variables, "template": template}
+            "idle_timeout": idle_seconds, "env": variables, "template": template, "prebuild": prebuild}
     env = call(client.post, "/environments", json=body)
     out.print(f"creating {env['name']} ({env['image']})")
     if wait:

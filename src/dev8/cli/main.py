@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperOption
 
-from dev8.cli import account, admin, connecting, environments, images, templates
+from dev8.cli import account, admin, connecting, environments, images, prebuilds, templates
 
 app = typer.Typer(help="dev8: cloud development environments you host yourself.", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +24,7 @@ app.add_typer(images.image_app, name="image")
 app.add_typer(environments.env_app, name="env")
 app.add_typer(account.dotfiles_app, name="dotfiles")
 app.add_typer(templates.templates_app, name="templates")
+app.add_typer(prebuilds.prebuilds_app, name="prebuilds")
 
 # What a user types, shown in --help and usage lines instead of Python's type names
 # (`<str>`, `<list[str]>`) and `{name}`; a parameter not named here shows its name in

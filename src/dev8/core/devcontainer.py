@@ -5,7 +5,8 @@ Honoured: ``image`` or ``build`` (``dockerfile``, ``context``, ``args``: the env
 moves to that image with dev8's layer on top, on runtimes that build), ``containerEnv``/
 ``remoteEnv`` (variables in every shell), ``forwardPorts`` and ``portsAttributes`` labels
 (shown in the ports list), ``onCreateCommand``, ``updateContentCommand`` and
-``postCreateCommand`` (once per home, in that order), ``postStartCommand`` (every start),
+``postCreateCommand`` (once per home, in that order; a prebuild runs the first two ahead of
+time), ``postStartCommand`` (every start),
 ``customizations.vscode.extensions`` and ``.settings``. Everything else is reported as a
 warning, never silently ignored: ``features``, Docker Compose, mounts and run arguments,
 and a ``remoteUser`` other than dev8's ``dev``.
@@ -45,6 +46,10 @@ class Plan:
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[int, str] = field(default_factory=dict)       # forwarded port → label ("" for none)
     once: list[str] = field(default_factory=list)              # shell commands, once per home
+    # How many of ``once`` are onCreateCommand's, then updateContentCommand's (the rest are
+    # postCreateCommand's): a prebuild runs those two, each new home the rest.
+    on_create: int = 0
+    update_content: int = 0
     on_start: list[str] = field(default_factory=list)          # shell commands, every start
     extensions: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
@@ -102,7 +107,12 @@ def parse(text: str, path: str) -> Plan:
         else:
             warn(f"forwardPorts: {port!r} is not a port of this environment (only numbers are)")
     for key in ONCE:
-        plan.once += _commands(doc.get(key), key, plan.warnings) if key in doc else []
+        commands = _commands(doc.get(key), key, plan.warnings) if key in doc else []
+        plan.once += commands
+        if key == "onCreateCommand":
+            plan.on_create = len(commands)
+        elif key == "updateContentCommand":
+            plan.update_content = len(commands)
     if "postStartCommand" in doc:
         plan.on_start = _commands(doc["postStartCommand"], "postStartCommand", plan.warnings)
     vscode = ((doc.get("customizations") or {}).get("vscode") or {})

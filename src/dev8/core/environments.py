@@ -24,7 +24,7 @@ from dev8.core.secrets import check_secrets_exist, seal_env_key, set_secret
 from dev8.durations import IDLE_TIMEOUT_RULE, idle_timeout_ok
 from dev8.envimage import dev8_env as layout
 from dev8.names import check_env_name, check_image_reference, check_secret_name
-from dev8.runtimes.base import EnvSpec
+from dev8.runtimes.base import EnvSpec, object_name
 from dev8.store.models import Environment, Event, Meta, Template, User, utcnow
 
 PROVIDER_HOSTS = {"github": "github.com", "gitlab": "gitlab.com", "bitbucket": "bitbucket.org"}
@@ -92,9 +92,11 @@ EMPTY_HOME_OK = "empty_home_ok"
 def spec_of(env: Environment, installation: str) -> EnvSpec:
     # Once it has been ready, its storage exists: finding none means it was lost.
     expected = env.started_at is not None and not (env.options or {}).get(EMPTY_HOME_OK)
+    prebuild = (env.options or {}).get("prebuild")
+    seed = object_name(installation, env.owner_id, prebuild["env_name"]) if prebuild and not expected else None
     return EnvSpec(env_id=env.id, owner_id=env.owner_id, name=env.name, image=env.image, cpus=env.cpus,
                    memory_bytes=parse_memory(env.memory), control_public_key=env.control_public_key,
-                   installation=installation, storage_expected=expected)
+                   installation=installation, storage_expected=expected, seed=seed)
 
 
 INSTALLATION_KEY = "installation_id"
@@ -188,12 +190,14 @@ def create_environment(
     secret_names: list[str] | None = None, repo: str | None = None, branch: str | None = None,
     git: list[dict] | None = None, ai: dict[str, str] | None = None, extensions: list[str] | None = None,
     new_secrets: dict[str, str] | None = None, idle_timeout: int | None = None, env: dict[str, str] | None = None,
-    template: str | None = None,
+    template: str | None = None, from_prebuild: bool = False, prebuild_id: str | None = None,
 ) -> Environment:
     """Validate everything, then write the environment row, its sealed control key and the
     ``new_secrets`` (name → value, set or replaced first, e.g. a token typed into the create
     form) in the caller's transaction: an error anywhere leaves none of it behind.
-    ``template`` names the template the values came from (core.templates.resolve)."""
+    ``template`` names the template the values came from (core.templates.resolve).
+    ``from_prebuild``: start from the newest ready prebuild of the repository, if the user
+    has one (core.prebuilds). ``prebuild_id``: the environment a prebuild run works in."""
     try:
         check_env_name(name)
     except ValueError as exc:
@@ -204,7 +208,15 @@ def create_environment(
     parse_memory(memory)
     check_idle_timeout(idle_timeout)
     options, referenced = build_options(repo=repo, branch=branch, git=git, ai=ai, extensions=extensions, env=env)
-    options.update(dotfiles_snapshot(user))  # the owner's dotfiles as they are now: this environment's
+    if prebuild_id:  # the user's dotfiles go to each home made from it, not into the prebuild
+        options["prebuild_run"] = True
+    else:
+        options.update(dotfiles_snapshot(user))  # the owner's dotfiles as they are now: this environment's
+    if from_prebuild and repo:
+        from dev8.core import prebuilds  # it makes environments with this function
+        ahead = prebuilds.newest_ready(s, user.id, repo, branch, image)
+        if ahead is not None:
+            options["prebuild"] = prebuilds.seed_option(ahead)
     if template:
         options["template"] = template
     secret_names = sorted(set(secret_names or []) | set(referenced))
@@ -217,11 +229,12 @@ def create_environment(
     check_secrets_exist(s, user, secret_names)
     if s.scalar(select(Environment.id).where(Environment.owner_id == user.id, Environment.name == name)):
         raise Conflict(f"environment {name!r} already exists", field="name")
-    quotas.check(s, user, quotas.quota_for(s, user, limits.quota), name=name, cpus=cpus, memory=memory, new=True)
+    if not prebuild_id:  # prebuild runs count against the server's cap of runs, not their owner's quota
+        quotas.check(s, user, quotas.quota_for(s, user, limits.quota), name=name, cpus=cpus, memory=memory, new=True)
     key = asyncssh.generate_private_key("ssh-ed25519", comment=f"dev8-control-{name}")
     created = Environment(owner_id=user.id, name=name, image=image, cpus=cpus, memory=memory,
                           secret_names=secret_names, options=options, desired_state="running",
-                          observed_state="pending", idle_timeout=idle_timeout,
+                          observed_state="pending", idle_timeout=idle_timeout, prebuild_id=prebuild_id,
                           control_public_key=key.export_public_key("openssh").decode().strip())
     s.add(created)
     try:
@@ -243,7 +256,9 @@ def dotfiles_snapshot(user: User) -> dict:
 
 
 def list_environments(s: Session, user: User) -> list[Environment]:
-    return list(s.scalars(select(Environment).where(Environment.owner_id == user.id).order_by(Environment.name)))
+    """The user's environments (not the ones prebuild runs work in)."""
+    return list(s.scalars(select(Environment).where(Environment.owner_id == user.id, Environment.prebuild_id.is_(None))
+                          .order_by(Environment.name)))
 
 
 def get_environment(s: Session, user: User, name: str, *, include_deleting: bool = False) -> Environment:

@@ -104,7 +104,8 @@ class Usage:
 
 def usage(s: Session, user: User, *, leaving_out: str | None = None) -> Usage:
     envs = [e for e in s.scalars(select(Environment).where(Environment.owner_id == user.id,
-                                                          Environment.desired_state != "deleted"))
+                                                          Environment.desired_state != "deleted",
+                                                          Environment.prebuild_id.is_(None)))
             if e.id != leaving_out]
     running = [e for e in envs if e.desired_state == "running"]
     return Usage(len(envs), sorted(e.name for e in running), sum(e.cpus for e in running),

@@ -15,6 +15,8 @@ import posixpath
 import re
 import shlex
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime
 from typing import TypeVar
 
 import asyncssh
@@ -22,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from dev8 import __version__
-from dev8.core import devcontainer, envssh, failures
+from dev8.core import devcontainer, envssh, failures, prebuilds
 from dev8.core.connections import Endpoint, EnvConnections, KeyUnavailable, Unreachable
 from dev8.core.crypto import Keyring
 from dev8.core.environments import EMPTY_HOME_OK, add_event, installation_id, spec_of, workspace_folder
@@ -340,6 +342,10 @@ class Reconciler:
             await self._emit(env_id, exc.step, "error", exc.reason + (f" ({exc.detail})" if exc.detail else ""))
             await asyncio.to_thread(self._update, env_id, observed_state=State.ERROR,
                                     status_message=f"{exc.step} failed: {exc.reason}", status_detail=exc.detail)
+            if env.prebuild_id and env.desired_state == Desired.RUNNING:  # a failed prebuild run is not retried
+                ended = await asyncio.to_thread(self._in_store, prebuilds.failed, env,
+                                                f"{exc.step} failed: {exc.reason}", self.keyring)
+                return await self.prebuild_ended(ended)
             raise
 
     async def runtime_call(self, fn: Callable[..., T], *args: object, timeout: float = STEP_TIMEOUT,
@@ -440,8 +446,10 @@ class Reconciler:
             options = {**options, "apps": configured["apps"]}  # what its image offers (VS Code or not)
             await asyncio.to_thread(self._update, env.id, options=options)
             env.options = options
+        run = bool(env.prebuild_id)  # a prebuild run: what other environments let pass fails it
+        cloned: dict = {}
         if options.get("repo"):
-            await self._optional_step(env.id, "clone", conn, "dev8-env clone")
+            cloned = await self._optional_step(env.id, "clone", conn, "dev8-env clone", required=run)
             options = await self._devcontainer(env, conn)
             if await self._devcontainer_image(env, conn):
                 self.schedule(env.id)  # restart on it (this reconcile ends here)
@@ -453,7 +461,9 @@ class Reconciler:
                 or (options.get("ai") or {}).get("copilot"):
             await self._optional_step(env.id, "extensions", conn, "dev8-env extensions")
         if plan.get("once") or plan.get("on_start"):
-            await self._optional_step(env.id, "lifecycle", conn, "dev8-env lifecycle")
+            await self._optional_step(env.id, "lifecycle", conn, "dev8-env lifecycle", required=run)
+        if run:
+            return await self._prebuild_ready(env, str(cloned.get("commit") or ""))
         await asyncio.to_thread(self._update, env.id, observed_state=State.RUNNING,
                                 configured_generation=env.generation, started_at=utcnow(), status_message="",
                                  status_detail="")
@@ -470,8 +480,18 @@ class Reconciler:
             try:
                 await self.runtime_call(self.runtime.prepare, spec, progress, timeout=IMAGE_TIMEOUT)
             except StorageGone as exc:
+                if spec.seed:  # the prebuild went meanwhile: an ordinary create
+                    await self._without_prebuild(env, f"its prebuild cannot be used ({exc}); made without it")
+                    await self.runtime_call(self.runtime.prepare, replace(spec, seed=None), progress,
+                                            timeout=IMAGE_TIMEOUT)
+                    return
                 raise StorageGone(f"{exc}: restore it, or start with an empty home: "
                                   f"`dev8 start {env.name} --empty-home`") from None
+        prebuild = (env.options or {}).get("prebuild")
+        if spec.seed and prebuild:
+            made = datetime.fromisoformat(prebuild["at"])
+            await self._emit(env.id, "prebuild", "ok",
+                             f"from the prebuild of {prebuild['commit'][:7]}, {prebuilds.age(made)} old")
         await self._step(env.id, "image", prepare, IMAGE_TIMEOUT)
         if (env.options or {}).get(EMPTY_HOME_OK):  # the new, empty home exists now
 
@@ -488,6 +508,38 @@ class Reconciler:
         if not observed.reachable:
             raise StepFailed("start", f"it is {observed.detail or 'not running'}")
         return observed
+
+    async def _without_prebuild(self, env: Environment, why: str) -> None:
+        options = {k: v for k, v in (env.options or {}).items() if k != "prebuild"}
+        await asyncio.to_thread(self._update, env.id, options=options)
+        env.options = options
+        await self._emit(env.id, "prebuild", "warning", why)
+
+    async def _prebuild_ready(self, env: Environment, commit: str) -> None:
+        """The run in ``env`` did its work at ``commit`` (its clone's): that becomes a prebuild,
+        its environment is removed keeping its storage (the reconcile after this one), older
+        prebuilds go."""
+        if not commit:
+            raise StepFailed("prebuild", "its clone has no commit")
+        await self._emit(env.id, "prebuild", "ok", f"ready at {commit[:7]}")
+        ended = await asyncio.to_thread(self._in_store, prebuilds.finished, env, commit, self.keyring)
+        await self.prebuild_ended(ended)
+
+    def _in_store(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(session, *args)`` in one transaction (in a worker thread)."""
+        with self.db.session() as s:
+            return fn(s, *args)
+
+    async def prebuild_ended(self, ended: prebuilds.RunEnded) -> None:
+        for gone in ended.prune:  # older prebuilds: their storage is no longer needed
+            spec = EnvSpec(env_id=gone.env_id, owner_id=gone.owner_id, name=gone.env_name, image="", cpus=0,
+                           memory_bytes=0, control_public_key="", installation=self.installation)
+            try:
+                await self.runtime_call(self.runtime.remove, spec, keep_storage=False)
+            except (RuntimeUnavailable, OSError, RuntimeError) as exc:
+                log.warning("prebuild storage %s: cannot remove it: %s", spec.object_name, exc)
+        for env_id in ended.wake:
+            self.schedule(env_id)
 
     async def _wait_sshd(self, spec: EnvSpec, endpoint: Endpoint) -> asyncssh.SSHClientConnection:
         """The environment's sshd, once it accepts the control key; an sshd that exits at
@@ -547,19 +599,24 @@ class Reconciler:
             return
         await self._emit(env.id, "save", "ok")
 
-    async def _optional_step(self, env_id: str, step: str, conn, command: str) -> None:  # type: ignore[no-untyped-def]
+    async def _optional_step(self, env_id: str, step: str, conn, command: str,  # type: ignore[no-untyped-def]
+                             *, required: bool = False) -> dict:
         """Clone, dotfiles, extensions: a failure is reported as a warning event, but the
-        environment still becomes ready (the user can fix a token and retry by hand)."""
+        environment still becomes ready (the user can fix a token and retry by hand);
+        ``required``: a failure fails the step. What the command answered ({} if it failed)."""
         await self._emit(env_id, step, "running")
         try:
             result = await envssh.run_json(conn, command, timeout=OPTIONAL_STEP_TIMEOUT)
         except (TimeoutError, RuntimeError, OSError) as exc:
+            if required:
+                raise StepFailed.of(step, str(exc) or "timed out") from None
             await self._emit(env_id, step, "warning", str(exc) or "timed out")
-            return
+            return {}
         detail = result.get("path") if result.get("cloned") else result.get("reason", "")
         if result.get("installed"):
             detail = "installed " + ", ".join(result["installed"])
         await self._emit(env_id, step, "ok", detail or "")
+        return result
 
     async def _devcontainer(self, env: Environment, conn) -> dict:  # type: ignore[no-untyped-def]
         """Read the cloned repository's devcontainer.json; when what it asks for changed,

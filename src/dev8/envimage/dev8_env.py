@@ -390,9 +390,38 @@ def clone() -> dict:
         return {"cloned": False, "reason": "no repository configured"}
     with _one_at_a_time("clone"):
         if os.path.exists(target):
-            return {"cloned": False, "path": target, "reason": "already present"}
+            if os.path.exists(PREBUILT_MARKER) and not os.path.exists(CREATED_MARKER) \
+                    and not config.get("prebuild_run"):
+                return _update_prebuilt(target)
+            return {"cloned": False, "path": target, "reason": "already present", "commit": _head(target)}
         _git_clone(url, target, repo.get("branch"), "git clone failed")
-    return {"cloned": True, "path": target}
+    return {"cloned": True, "path": target, "commit": _head(target)}
+
+
+def _head(repo: str) -> str:
+    """The commit checked out in ``repo`` (empty if it has none)."""
+    return subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+
+
+def _update_prebuilt(target: str) -> dict:
+    """A new home copied from a prebuild: its clone goes forward to the branch's head (the
+    prebuild may be hours old); when that changed anything, updateContentCommand runs again."""
+    def head() -> str:
+        return _head(target)
+    before = head()
+    pull = subprocess.run(["git", "-C", target, "pull", "--ff-only", "--quiet"], capture_output=True, text=True,
+                          env=_no_prompt_env(), timeout=600)
+    if pull.returncode != 0:
+        raise ValueError(f"git pull in the prebuild's clone failed: {pull.stderr.strip()[-500:]}")
+    after = head()
+    if after == before:
+        return {"cloned": False, "path": target, "reason": f"from the prebuild, at {after[:7]}", "commit": after}
+    os.makedirs(os.path.dirname(CONTENT_CHANGED_MARKER), exist_ok=True)
+    with open(CONTENT_CHANGED_MARKER, "w", encoding="utf-8") as f:
+        f.write(f"{before} {after}\n")
+    return {"cloned": False, "path": target, "reason": f"from the prebuild, updated {before[:7]}..{after[:7]}",
+            "commit": after}
 
 
 @contextlib.contextmanager
@@ -482,6 +511,10 @@ def _install_dotfiles(url: str, branch: str | None) -> dict:
 
 DEVCONTAINER_FILES = (".devcontainer/devcontainer.json", ".devcontainer.json")
 CREATED_MARKER = os.path.expanduser("~/.local/share/dev8/devcontainer-created")  # ~/.dev8 is root's (host keys)
+# A prebuild ran onCreateCommand and updateContentCommand in this home (it was copied from one).
+PREBUILT_MARKER = os.path.expanduser("~/.local/share/dev8/devcontainer-prebuilt")
+# The clone moved past the prebuild's commit: updateContentCommand runs again.
+CONTENT_CHANGED_MARKER = os.path.expanduser("~/.local/share/dev8/content-changed-since-prebuild")
 
 
 def _repo_dir(config: dict) -> str | None:
@@ -510,11 +543,31 @@ def lifecycle() -> dict:
         return _run_lifecycle(_load_config())
 
 
+def _once_commands(config: dict) -> tuple[list[str], str]:
+    """The once-per-home commands still to run here, and the marker that says they ran.
+    A prebuild runs onCreateCommand and updateContentCommand; a home copied from it runs
+    postCreateCommand (and updateContentCommand again if its clone moved on); any other
+    home all three."""
+    plan = config.get("devcontainer") or {}
+    once = list(plan.get("once") or [])
+    on_create = int(plan.get("on_create") or 0)
+    ahead = on_create + int(plan.get("update_content") or 0)
+    if config.get("prebuild_run"):
+        return ([] if os.path.exists(PREBUILT_MARKER) else once[:ahead]), PREBUILT_MARKER
+    if os.path.exists(CREATED_MARKER):
+        return [], CREATED_MARKER
+    if os.path.exists(PREBUILT_MARKER):
+        again = once[on_create:ahead] if os.path.exists(CONTENT_CHANGED_MARKER) else []
+        return again + once[ahead:], CREATED_MARKER
+    return once, CREATED_MARKER
+
+
 def _run_lifecycle(config: dict) -> dict:
     plan = config.get("devcontainer") or {}
-    commands = [] if os.path.exists(CREATED_MARKER) else list(plan.get("once") or [])
-    first_time = bool(commands)
-    commands += plan.get("on_start") or []
+    commands, marker = _once_commands(config)
+    first_time = not os.path.exists(marker) and bool(plan.get("once"))
+    if not config.get("prebuild_run"):  # a prebuild leaves the services a start runs to each home
+        commands += plan.get("on_start") or []
     cwd = _repo_dir(config) or WORKSPACE
     output = ""
     for command in commands:
@@ -524,8 +577,8 @@ def _run_lifecycle(config: dict) -> dict:
         if run.returncode != 0:
             raise ValueError(f"`{command}` failed (exit {run.returncode}): {_tail(run.stdout + run.stderr)}")
     if first_time:
-        os.makedirs(os.path.dirname(CREATED_MARKER), exist_ok=True)
-        with open(CREATED_MARKER, "w", encoding="utf-8") as f:
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        with open(marker, "w", encoding="utf-8") as f:
             f.write("\n".join(plan.get("once") or []) + "\n")
     if not commands:
         return {"reason": "nothing to run"}

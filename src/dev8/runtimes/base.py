@@ -58,12 +58,16 @@ class EnvSpec:
     # The storage was made before (the environment has run): finding none means it was
     # lost, and prepare raises StorageGone instead of making an empty one.
     storage_expected: bool = False
+    # A prebuild's storage (the ``object_name`` of the environment that made it): a new home
+    # is made as a copy of it, the environment's own from then on. Only where the runtime
+    # ``copies_storage``; ignored once the storage exists.
+    seed: str | None = None
 
     @property
     def object_name(self) -> str:
         """Deterministic from installation, owner and name, so a re-created environment
         finds its storage and two dev8 installations on one backend never collide."""
-        return f"dev8-{self.installation}-u{self.owner_id}-{self.name}"
+        return object_name(self.installation, self.owner_id, self.name)
 
     @property
     def volume_name(self) -> str:
@@ -73,6 +77,11 @@ class EnvSpec:
     def labels(self) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_INSTALLATION: self.installation,
                 LABEL_ENV_ID: self.env_id, LABEL_OWNER: str(self.owner_id)}
+
+
+def object_name(installation: str, owner_id: int, name: str) -> str:
+    """The runtime objects' name of environment ``name`` of user ``owner_id`` (EnvSpec.object_name)."""
+    return f"dev8-{installation}-u{owner_id}-{name}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class Runtime(Protocol):
     before_stop: str | None
     # Seconds ``ensure_running`` may take (a cloud deployment takes longer than a container).
     start_timeout: float
+    # Whether ``prepare`` makes a new home from ``EnvSpec.seed`` (prebuilds need it).
+    copies_storage: bool
 
     def ping(self) -> None:
         """Raise :class:`RuntimeUnavailable` unless the backend answers."""
@@ -113,7 +124,9 @@ class Runtime(Protocol):
     def prepare(self, spec: EnvSpec, progress: Progress) -> None:
         """Make the image and the persistent storage exist (may take minutes: a build or a
         pull). A runtime whose backend pulls by itself only makes the storage. Missing
-        storage with ``spec.storage_expected`` raises :class:`StorageGone`, creating nothing."""
+        storage with ``spec.storage_expected`` raises :class:`StorageGone`, creating nothing.
+        New storage with ``spec.seed`` is a copy of that storage, made whole or not at all
+        (a copy cut half way is made again); a seed that is gone raises StorageGone."""
         ...
 
     def ensure_running(self, spec: EnvSpec) -> Observed:

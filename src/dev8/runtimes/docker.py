@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,9 @@ ENV_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
 API_TIMEOUT = 60
 PING_TIMEOUT = 5
 IMAGE_TIMEOUT = 1800
+SEED_TIMEOUT = 1800  # copying a prebuild's home (a large node_modules)
+# Written last by the copy of a prebuild's home: a home without it was cut half way.
+SEEDED_MARK = ".local/share/dev8/seeded-from-prebuild"
 # Paused is still the same instance (its tmpfs intact), merely frozen: connections to it
 # hang until the control plane's timeouts say so; dev8 does not undo an operator's pause.
 RUNNING_STATES = ("running", "paused")
@@ -124,6 +128,7 @@ class DockerRuntime:
     name = "docker"
     before_stop: str | None = None  # its storage is the live home
     start_timeout = DEFAULT_START_TIMEOUT
+    copies_storage = True
 
     def __init__(self, base_url: str | None = None, network: str | None = None) -> None:
         self._base_url = base_url
@@ -161,7 +166,7 @@ class DockerRuntime:
 
     def prepare(self, spec: EnvSpec, progress: Progress) -> None:
         self._ensure_image(spec.image, progress)
-        self._ensure_volume(spec)
+        self._ensure_volume(spec, progress)
 
     def _ensure_image(self, image: str, progress: Progress) -> None:
         with self._api(IMAGE_TIMEOUT) as c:
@@ -232,15 +237,42 @@ class DockerRuntime:
             except docker_images.ImageBuildError as exc:
                 raise NeedsUserAction(str(exc)) from None
 
-    def _ensure_volume(self, spec: EnvSpec) -> None:
+    def _ensure_volume(self, spec: EnvSpec, progress: Progress) -> None:
         with self._api() as c:
             try:
                 c.volumes.get(spec.volume_name)
+                made = False
             except docker.errors.NotFound:
                 if spec.storage_expected:
                     raise StorageGone(f"its home volume {spec.volume_name} is gone") from None
                 c.volumes.create(spec.volume_name, labels={k: v for k, v in spec.labels.items()
                                                            if k != LABEL_ENV_ID})
+                made = True
+        if spec.seed and not spec.storage_expected:
+            self._seed_volume(spec, progress, fresh=made)
+
+    def _seed_volume(self, spec: EnvSpec, progress: Progress, *, fresh: bool) -> None:
+        """Fill the new home volume with a copy of the prebuild's (``spec.seed``), in a
+        short-lived container of the environment's own image: ``cp -a`` keeps owners, modes,
+        links and extended attributes, and clones extents where the filesystem can (reflink).
+        The copy marks itself done last; a volume without the mark (a copy cut half way) is
+        emptied and copied again."""
+        seed_volume = f"{spec.seed}-home"
+        script = (f"[ -e /to/{SEEDED_MARK} ] && exit 0; "
+                  "find /to -mindepth 1 -delete && cp -a --reflink=auto /from/. /to/ "
+                  f"&& mkdir -p /to/{posixpath.dirname(SEEDED_MARK)} && touch /to/{SEEDED_MARK}")
+        with self._api(SEED_TIMEOUT) as c:
+            try:
+                c.volumes.get(seed_volume)
+            except docker.errors.NotFound:
+                if fresh:
+                    c.volumes.get(spec.volume_name).remove(force=True)  # no home made of nothing
+                raise StorageGone(f"the prebuild's home volume {seed_volume} is gone") from None
+            progress(f"copying the prebuild's home ({seed_volume})")
+            c.containers.run(spec.image, ["sh", "-c", script], entrypoint=[], user="0", remove=True,
+                             network_disabled=True, labels={LABEL_MANAGED: "true"},
+                             volumes={seed_volume: {"bind": "/from", "mode": "ro"},
+                                      spec.volume_name: {"bind": "/to", "mode": "rw"}})
 
     def _find(self, c: docker.DockerClient, spec: EnvSpec):  # type: ignore[no-untyped-def]
         try:

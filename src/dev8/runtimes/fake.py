@@ -69,6 +69,7 @@ class FakeRuntime:
     name = "fake"
     before_stop: str | None = None  # its storage is the live home
     start_timeout = DEFAULT_START_TIMEOUT
+    copies_storage = True
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -114,10 +115,24 @@ class FakeRuntime:
             if spec.image.startswith("slow"):
                 time.sleep(3)
             raise OSError(28, "No space left on device", str(d / "home"))
+        if spec.seed and not (d / "home").is_dir():
+            self._copy_home(self.root / spec.seed / "home", d / "home", progress)
         (d / "home").mkdir(parents=True, exist_ok=True)
         meta = {"env_id": spec.env_id, "labels": spec.labels, "image": spec.image}
         (d / "meta").write_text(json.dumps(meta))
         (d / "authorized_keys").write_text(spec.control_public_key + "\n")
+
+    @staticmethod
+    def _copy_home(seed: Path, home: Path, progress: Progress) -> None:
+        """A copy of the prebuild's home, beside the new one and then renamed: whole or none."""
+        if not seed.is_dir():
+            raise StorageGone(f"the prebuild's home {seed} is gone")
+        progress(f"copying the prebuild's home ({seed.parent.name})")
+        partial = home.with_name("home.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        home.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(seed, partial, symlinks=True)
+        partial.rename(home)
 
     def ensure_running(self, spec: EnvSpec) -> Observed:
         self._check()

@@ -27,7 +27,7 @@ from dev8.core.errors import (
     Unauthorized,
 )
 from dev8.server import dashboard, static, web
-from dev8.server.api import account, admin, environments, images, templates
+from dev8.server.api import account, admin, environments, images, prebuilds, templates
 from dev8.server.apps import hosts, proxy, terminal
 from dev8.server.apps.auth import LoginRequired, login_required, not_found_page
 from dev8.server.apps.forwarded import TrustedProxyHeaders
@@ -176,6 +176,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(environments.router)
     app.include_router(admin.router)
     app.include_router(templates.router)
+    app.include_router(prebuilds.router)
     app.include_router(images.router)
     # Outermost last: forwarded headers settle the Host, which picks app subdomain or dev8;
     # only dev8's own routes get the body limit.

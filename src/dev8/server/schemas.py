@@ -228,6 +228,46 @@ class EnvironmentIn(RequestBody):
     template: str | None = Field(default=None, max_length=32,
                                  description="a template (GET /templates) whose values are the defaults; a value it "
                                              "does not let users change may not be given")
+    prebuild: bool = Field(default=True, description="start from your newest ready prebuild of the repository, branch "
+                                                     "and image (GET /prebuilds), if there is one")
+
+
+class PrebuildIn(RequestBody):
+    repo: str = Field(max_length=2048)
+    branch: str | None = Field(default=None, max_length=200, description="default: the repository's default branch")
+    image: str | None = Field(default=None, max_length=255, description="default: the server's default image")
+    cpus: float | None = None
+    memory: str | None = Field(default=None, max_length=16)
+    git: list[GitProviderIn] = Field(default_factory=list, max_length=16)
+    secrets: list[str] = Field(default_factory=list, max_length=64,
+                               description="your secrets the run may use (a git login's token is added by itself)")
+    keep: int = Field(default=2, ge=1, le=10, description="how many ready prebuilds to keep, newest first")
+
+
+class PrebuildRunOut(BaseModel):
+    id: str
+    state: str = Field(description="queued, running, ready, failed or removed")
+    commit: str
+    message: str = Field(description="why it failed (the failing step's output); empty otherwise")
+    environment: str = Field(description="the environment the run works in: follow "
+                                         "/environments/{environment}/events while it runs")
+    log: str = Field(description="its steps, once it has ended")
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class PrebuildOut(BaseModel):
+    id: str
+    repo: str
+    branch: str | None
+    image: str
+    cpus: float
+    memory: str
+    git_hosts: list[str]
+    secrets: list[str]
+    keep: int
+    created_at: datetime
+    runs: list[PrebuildRunOut] = Field(description="its latest runs, newest first")
 
 
 class ImageJobOut(BaseModel):
@@ -340,6 +380,7 @@ class EnvironmentOut(BaseModel):
     apps: list[str] | None = Field(description="what its image offers in the browser besides the terminal "
                                                "(\"vscode\" or nothing); null until it has started once")
     env: dict[str, str] = Field(description="its environment variables (not secret)")
+    prebuild: str | None = Field(default=None, description="the commit of the prebuild its home was copied from")
     ssh_command: str
     vscode_url: str
     terminal_url: str

@@ -153,6 +153,43 @@ class Environment(Base):
     idle_timeout: Mapped[int | None] = mapped_column(Integer)
     # Why dev8 stopped it by itself ("stopped after 30 min idle"); cleared by a start.
     stop_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Set on the short-lived environment a prebuild run works in (core.prebuilds): not in its
+    # owner's list, not counted in their quota.
+    prebuild_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class PrebuildConfig(Base):
+    """What a prebuild is made of (core.prebuilds): its owner's repository and branch, with
+    the image, git logins and secrets a create of theirs with them would have."""
+    __tablename__ = "prebuild_configs"
+    __table_args__ = (UniqueConstraint("owner_id", "repo_url", "branch"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_env_id)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    repo_url: Mapped[str] = mapped_column(String(2048))
+    branch: Mapped[str] = mapped_column(String(255), default="")  # "": the repository's default branch
+    image: Mapped[str] = mapped_column(String(255))
+    cpus: Mapped[float] = mapped_column(Float)
+    memory: Mapped[str] = mapped_column(String(16))
+    secret_names: Mapped[list] = mapped_column(JSON, default=list)
+    options: Mapped[dict] = mapped_column(JSON, default=dict)
+    keep: Mapped[int] = mapped_column(Integer, default=2)  # ready prebuilds kept, newest first
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Prebuild(Base):
+    """One run of a prebuild configuration and, once ready, the home it left: the storage
+    of its (deleted) environment ``env_name``, which new homes are copied from."""
+    __tablename__ = "prebuilds"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_env_id)
+    config_id: Mapped[str] = mapped_column(ForeignKey("prebuild_configs.id", ondelete="CASCADE"), index=True)
+    env_id: Mapped[str] = mapped_column(String(32))
+    env_name: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running, ready, failed, removed
+    commit: Mapped[str] = mapped_column(String(64), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    log: Mapped[str] = mapped_column(Text, default="")  # its environment's events, kept when the run ends
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class UserQuota(Base):

@@ -65,6 +65,7 @@ class AciRuntime(PulledImages):
     # Its home lives on the container's own disk; the share holds its archive, saved by the
     # environment every few minutes and by this command before a stop (see the README).
     before_stop: str | None = "sudo -n dev8-env save-home"
+    copies_storage = False  # a share per home; copying one is not built yet
 
     def __init__(self, opts: AciOptions, credential: Any = None) -> None:
         self.opts = opts

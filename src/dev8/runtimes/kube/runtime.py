@@ -40,6 +40,7 @@ class KubernetesRuntime(PulledImages):
     name = "kubernetes"
     pulls = "each node pulls it at the first start there"
     before_stop: str | None = None  # the claim is the live home
+    copies_storage = False  # a claim per home; a clone from a snapshot is not built yet
 
     def __init__(self, opts: KubernetesOptions, api: client.ApiClient | None = None) -> None:
         self.opts = opts

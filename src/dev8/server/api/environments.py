@@ -53,6 +53,7 @@ def environment_out(ctx: Ctx, env: Environment, user: User) -> EnvironmentOut:
         stop_reason=env.stop_reason or "",
         template=(env.options or {}).get("template"), env=(env.options or {}).get("env") or {},
         apps=(env.options or {}).get("apps"),
+        prebuild=((env.options or {}).get("prebuild") or {}).get("commit"),
         ssh_command=f"ssh -p {port} {env.name}@{host}",
         vscode_url=app_url(ctx.settings.base_url, ctx.settings.app_domain, "vscode", env.name, user.username)
         + "?" + urlencode({"folder": envs.workspace_folder(env)}),
@@ -79,7 +80,8 @@ def _create(ctx: Ctx, user: User, body: EnvironmentIn, *, dry_run: bool) -> Envi
             values = templates.resolve(s, body.template, values)
         env = envs.create_environment(s, ctx.keyring, user, name=body.name, limits=ctx.limits,
                                       secret_names=body.secrets, ai=body.ai, new_secrets=body.new_secrets,
-                                      template=body.template, **values)
+                                      template=body.template,
+                                      from_prebuild=body.prebuild and ctx.runtime.copies_storage, **values)
         out = environment_out(ctx, env, user)
         if dry_run:
             s.rollback()

@@ -1,0 +1,255 @@
+"""Prebuilds: a repository's home made ahead of time, copied into each new environment.
+
+A configuration is a user's repository and branch, with the image, size, git logins and
+secrets a create of theirs would use. A run works in a short-lived environment of its
+owner's (``Environment.prebuild_id`` set: not in their list, not in their quota): the clone
+at the branch's head, devcontainer.json's ``onCreateCommand`` and ``updateContentCommand``
+(``dev8-env lifecycle`` with ``prebuild_run``). When it is ready, the reconciler records the
+commit and removes that environment keeping its storage: the storage is the prebuild. A create
+of the owner's with the same repository, branch and image starts from a copy of the newest
+ready prebuild's home (``EnvSpec.seed``, on runtimes that ``copies_storage``), moves its clone
+to the branch's head and runs ``postCreateCommand``: the home is its own from then on.
+
+Prebuilds belong to their configuration's owner, and only the owner's creates use them: a
+prebuild's home holds the repository (and whatever the commands fetched with the owner's git
+login), which another user may not be allowed to read.
+
+Runs wait in a queue (``queued``) and start while fewer than ``concurrent`` run on the server;
+a run asked for while one of the same configuration waits is that one. Of the ready prebuilds,
+the newest ``keep`` of a configuration are kept, the older removed (``pruned``) once no create
+still copies from them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dev8.core import audit
+from dev8.core.crypto import Keyring
+from dev8.core.environments import (
+    Limits,
+    build_options,
+    check_cpus,
+    check_image,
+    check_secrets_exist,
+    create_environment,
+    events_after,
+    parse_memory,
+)
+from dev8.core.errors import Conflict, Invalid, NotFound
+from dev8.store.models import Environment, Prebuild, PrebuildConfig, User, utcnow
+
+CONCURRENT_RUNS = 2
+MAX_KEEP = 10
+MAX_LOG = 64 * 1024
+# Which prebuilds are done with: a create made from one has it in its options until its first
+# start copied the home (``started_at``).
+READY, RUNNING, QUEUED, FAILED, REMOVED = "ready", "running", "queued", "failed", "removed"
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A prebuild's storage: that of its run's environment (deleted, its storage kept)."""
+    env_id: str
+    owner_id: int
+    env_name: str
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """What a run's end leaves to do outside the transaction: environments to reconcile (the
+    run's own, being removed; runs started in its place) and prebuilds' storage to remove."""
+    wake: list[str]
+    prune: list[Storage]
+
+
+def set_config(s: Session, user: User, limits: Limits, *, repo: str, branch: str | None = None,
+               image: str | None = None, cpus: float | None = None, memory: str | None = None,
+               git: list[dict] | None = None, secret_names: list[str] | None = None,
+               keep: int = 2) -> tuple[PrebuildConfig, bool]:
+    """Make or replace the user's configuration for ``repo`` at ``branch`` (validated as a
+    create's values are); whether it is new."""
+    if not 1 <= keep <= MAX_KEEP:
+        raise Invalid(f"keep must be 1 to {MAX_KEEP} prebuilds", field="keep")
+    options, referenced = build_options(repo=repo, branch=branch, git=git)
+    image = check_image((image or limits.default_image).strip())
+    cpus = check_cpus(limits.default_cpus if cpus is None else cpus)
+    memory = (memory or limits.default_memory).strip().lower()
+    parse_memory(memory)
+    names = sorted(set(secret_names or []) | set(referenced))
+    check_secrets_exist(s, user, names)
+    config = find_config(s, user, repo, branch)
+    new = config is None
+    if config is None:
+        config = PrebuildConfig(owner_id=user.id, repo_url=repo, branch=branch or "")
+        s.add(config)
+    config.image, config.cpus, config.memory, config.keep = image, cpus, memory, keep
+    config.options, config.secret_names = options, names
+    s.flush()
+    audit.record(s, user, "prebuild.set", repo + (f"@{branch}" if branch else ""), image)
+    return config, new
+
+
+def find_config(s: Session, user: User, repo: str, branch: str | None) -> PrebuildConfig | None:
+    return s.scalar(select(PrebuildConfig).where(PrebuildConfig.owner_id == user.id, PrebuildConfig.repo_url == repo,
+                                                 PrebuildConfig.branch == (branch or "")))
+
+
+def get_config(s: Session, user: User, config_id: str) -> PrebuildConfig:
+    """The user's configuration; anyone else's answers exactly like a missing one."""
+    config = s.get(PrebuildConfig, config_id)
+    if config is None or config.owner_id != user.id:
+        raise NotFound(f"no prebuild configuration {config_id!r}")
+    return config
+
+
+def list_configs(s: Session, user: User) -> list[PrebuildConfig]:
+    return list(s.scalars(select(PrebuildConfig).where(PrebuildConfig.owner_id == user.id)
+                          .order_by(PrebuildConfig.repo_url, PrebuildConfig.branch)))
+
+
+def runs(s: Session, config: PrebuildConfig, limit: int = 10) -> list[Prebuild]:
+    """Its runs, newest first (removed ones too: what happened to them)."""
+    return list(s.scalars(select(Prebuild).where(Prebuild.config_id == config.id)
+                          .order_by(Prebuild.created_at.desc(), Prebuild.id).limit(limit)))
+
+
+def request_run(s: Session, user: User, config: PrebuildConfig) -> Prebuild:
+    """Queue a run of ``config`` (the one already waiting, if there is one)."""
+    waiting = s.scalar(select(Prebuild).where(Prebuild.config_id == config.id, Prebuild.state == QUEUED))
+    if waiting is not None:
+        return waiting
+    run = Prebuild(config_id=config.id, env_id="", env_name="", state=QUEUED)
+    s.add(run)
+    s.flush()
+    audit.record(s, user, "prebuild.run", config.repo_url, run.id)
+    return run
+
+
+def dispatch(s: Session, keyring: Keyring, concurrent: int = CONCURRENT_RUNS) -> list[str]:
+    """Start queued runs, oldest first, while fewer than ``concurrent`` run; the ids of the
+    environments made for them (to reconcile). A configuration runs once at a time."""
+    running = s.scalar(select(func.count()).select_from(Prebuild).where(Prebuild.state == RUNNING)) or 0
+    busy = set(s.scalars(select(Prebuild.config_id).where(Prebuild.state == RUNNING)))
+    started: list[str] = []
+    queued = s.scalars(select(Prebuild).where(Prebuild.state == QUEUED).order_by(Prebuild.created_at)
+                       .with_for_update(skip_locked=True))
+    for run in list(queued):
+        if running >= concurrent:
+            break
+        if run.config_id in busy:
+            continue
+        config = s.get(PrebuildConfig, run.config_id)
+        owner = s.get(User, config.owner_id) if config else None
+        if config is None or owner is None:
+            continue
+        name = f"pb-{run.id[:12]}"
+        env = create_environment(
+            s, keyring, owner, name=name, limits=Limits(config.image, config.cpus, config.memory),
+            secret_names=list(config.secret_names or []), repo=config.repo_url, branch=config.branch or None,
+            git=(config.options or {}).get("git", {}).get("providers"), prebuild_id=run.id)
+        run.state, run.env_id, run.env_name = RUNNING, env.id, name
+        running += 1
+        busy.add(run.config_id)
+        started.append(env.id)
+    return started
+
+
+def newest_ready(s: Session, owner_id: int, repo: str, branch: str | None, image: str) -> Prebuild | None:
+    """The prebuild a create of ``owner_id``'s with these values starts from, if any."""
+    return s.scalar(select(Prebuild).join(PrebuildConfig, PrebuildConfig.id == Prebuild.config_id).where(
+        PrebuildConfig.owner_id == owner_id, PrebuildConfig.repo_url == repo,
+        PrebuildConfig.branch == (branch or ""), PrebuildConfig.image == image, Prebuild.state == READY)
+        .order_by(Prebuild.finished_at.desc()).limit(1))
+
+
+def seed_option(prebuild: Prebuild) -> dict:
+    """What an environment made from ``prebuild`` keeps in its options (``prebuild``)."""
+    return {"id": prebuild.id, "env_name": prebuild.env_name, "commit": prebuild.commit,
+            "at": (prebuild.finished_at or utcnow()).isoformat()}
+
+
+def finished(s: Session, env: Environment, commit: str, keyring: Keyring) -> RunEnded:
+    """The run in ``env`` is ready at ``commit``: it becomes the newest prebuild, its
+    environment is removed keeping its storage, older prebuilds beyond the configuration's
+    ``keep`` are pruned, and queued runs start in its place."""
+    run = s.get(Prebuild, env.prebuild_id)
+    row = s.get(Environment, env.id)
+    if row is not None:
+        row.desired_state, row.keep_volume = "deleted", True
+    if run is None:
+        return RunEnded([env.id], [])
+    run.state, run.commit, run.finished_at, run.message = READY, commit, utcnow(), ""
+    run.log = _log(s, env.id)
+    s.flush()
+    return RunEnded([env.id, *dispatch(s, keyring)], _prune(s, run.config_id))
+
+
+def failed(s: Session, env: Environment, message: str, keyring: Keyring) -> RunEnded:
+    """The run in ``env`` failed (``message``, the failing step's): its environment and
+    storage go, the prebuilds before it stay in use."""
+    run = s.get(Prebuild, env.prebuild_id)
+    row = s.get(Environment, env.id)
+    if row is not None:
+        row.desired_state, row.keep_volume = "deleted", False
+    if run is not None:
+        run.state, run.message, run.finished_at = FAILED, message[:4000], utcnow()
+        run.log = _log(s, env.id)
+    s.flush()
+    return RunEnded([env.id, *dispatch(s, keyring)], [])
+
+
+def _log(s: Session, env_id: str) -> str:
+    """The run's events as lines of text (they go with its environment)."""
+    lines = [f"{e.ts:%H:%M:%S} {e.step} {e.status}" + (f": {e.message}" if e.message else "")
+             for e in events_after(s, env_id, 0, limit=5000)]
+    return "\n".join(lines)[-MAX_LOG:]
+
+
+def _prune(s: Session, config_id: str) -> list[Storage]:
+    """Ready prebuilds of ``config_id`` beyond its ``keep`` that no create still copies from,
+    marked removed: their storage is the caller's to remove."""
+    config = s.get(PrebuildConfig, config_id)
+    ready = list(s.scalars(select(Prebuild).where(Prebuild.config_id == config_id, Prebuild.state == READY)
+                           .order_by(Prebuild.finished_at.desc())))
+    surplus = ready[config.keep if config else 0:]
+    owner = config.owner_id if config else 0
+    return [Storage(p.env_id, owner, p.env_name) for p in surplus if _release(s, p)]
+
+
+def _release(s: Session, prebuild: Prebuild) -> bool:
+    """Mark ``prebuild`` removed unless a create of its owner's still has to copy it."""
+    config = s.get(PrebuildConfig, prebuild.config_id)
+    if config is not None:
+        waiting = s.scalars(select(Environment).where(Environment.owner_id == config.owner_id,
+                                                      Environment.started_at.is_(None)))
+        if any(((e.options or {}).get("prebuild") or {}).get("id") == prebuild.id for e in waiting):
+            return False
+    prebuild.state = REMOVED
+    return True
+
+
+def delete_config(s: Session, user: User, config: PrebuildConfig) -> list[Storage]:
+    """Delete ``config`` and its prebuilds (environments made from them keep their homes);
+    the storage the caller removes. Refused while a run works or a create still copies."""
+    if s.scalar(select(Prebuild.id).where(Prebuild.config_id == config.id, Prebuild.state == RUNNING)):
+        raise Conflict("a prebuild of it is running; delete it when the run has ended")
+    ready = list(s.scalars(select(Prebuild).where(Prebuild.config_id == config.id, Prebuild.state == READY)))
+    if not all(_release(s, p) for p in ready):
+        raise Conflict("an environment is being made from one of its prebuilds; delete it in a moment")
+    audit.record(s, user, "prebuild.delete", config.repo_url, config.branch)
+    gone = [Storage(p.env_id, config.owner_id, p.env_name) for p in ready]
+    s.delete(config)
+    return gone
+
+
+def age(at: datetime) -> str:
+    """How long ago, for people: "2 h", "5 min", "moments"."""
+    seconds = max(0.0, (utcnow() - at).total_seconds())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return "moments"

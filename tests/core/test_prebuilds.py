@@ -1,0 +1,155 @@
+"""Prebuilds on a real server (fake runtime; the repository served over git's dumb HTTP):
+a run does the clone and devcontainer.json's onCreateCommand and updateContentCommand; a
+create of the same repository starts from a copy of its home and runs only
+postCreateCommand (and updateContentCommand again when the branch moved on); a newer run
+replaces it, the older home goes; a failed run keeps the prebuild before it; prebuilds are
+their owner's alone."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Dev8Server, DumbGitServer, User, fake_server, unique, wait_until
+
+DEVCONTAINER = {
+    # onCreateCommand: what makes a prebuild worth it (npm ci): many files, counted runs
+    "onCreateCommand": "mkdir -p deps && for i in $(seq 1 300); do echo $i > deps/f$i; done; "
+                       "echo oncreate >> \"$HOME/runs\"",
+    "updateContentCommand": "echo update-$(git rev-parse --short HEAD) >> \"$HOME/runs\"",
+    "postCreateCommand": "echo postcreate >> \"$HOME/runs\"",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev8Server]:
+    with fake_server(tmp_path_factory.mktemp("prebuilds")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DumbGitServer]:
+    git = DumbGitServer(tmp_path_factory.mktemp("repo"), {
+        ".devcontainer/devcontainer.json": json.dumps(DEVCONTAINER), "README.md": "first\n"})
+    try:
+        yield git
+    finally:
+        git.stop()
+
+
+def home_of(server: Dev8Server, user: User, name: str) -> Path:
+    env_id = user.http().get(f"/environments/{name}").json()["id"]
+    runtime: Path = server.runtime_root  # type: ignore[attr-defined]
+    [home] = [m.parent / "home" for m in runtime.glob("*/meta") if json.loads(m.read_text())["env_id"] == env_id]
+    return home
+
+
+def runs_in(home: Path) -> list[str]:
+    return (home / "runs").read_text().split()
+
+
+def events(user: User, name: str) -> list[dict]:
+    return user.http().get(f"/environments/{name}/events", params={"follow": "false"}).json()
+
+
+def test_a_create_starts_from_the_prebuild_and_runs_only_what_is_its_own(server: Dev8Server, repo: DumbGitServer,
+                                                                          tmp_path: Path) -> None:
+    alice = User(server, "alice@example.com", tmp_path / "alice")
+    made = alice.cli("prebuilds", "set", repo.url, "--keep", "1")
+    assert "prebuild ready at" in made.stdout, made.stdout
+    [config] = alice.http().get("/prebuilds").json()
+    first = config["runs"][0]
+    assert first["state"] == "ready" and first["commit"] and "lifecycle ok" in first["log"]
+    assert alice.http().get("/environments").json() == []  # the run's environment is no one's to see
+    runtime: Path = server.runtime_root  # type: ignore[attr-defined]
+    [prebuild_home] = [d / "home" for d in runtime.glob(f"*-{first['environment']}")]
+    assert runs_in(prebuild_home) == ["oncreate", f"update-{first['commit'][:7]}"]  # not postCreate
+
+    name = unique("pb")
+    alice.cli("create", name, "--repo", repo.url)
+    home = home_of(server, alice, name)
+    assert home != prebuild_home
+    assert (home / "workspace" / "proj" / "deps" / "f300").read_text() == "300\n"  # onCreate's work, copied
+    assert runs_in(home) == ["oncreate", f"update-{first['commit'][:7]}", "postcreate"]  # only postCreate ran here
+    shown = alice.http().get(f"/environments/{name}").json()
+    assert shown["prebuild"] == first["commit"]
+    assert any(e["step"] == "prebuild" and "from the prebuild of " + first["commit"][:7] in e["message"]
+               for e in events(alice, name))
+    assert alice.ssh(name, "cat workspace/proj/README.md").stdout == "first\n"  # it works as any environment
+
+    # the branch moves on: a new home from the same prebuild catches up and updates its content
+    second_commit = repo.commit({"README.md": "second\n"})
+    later = unique("pb")
+    alice.cli("create", later, "--repo", repo.url)
+    home2 = home_of(server, alice, later)
+    assert (home2 / "workspace" / "proj" / "README.md").read_text() == "second\n"
+    assert runs_in(home2) == ["oncreate", f"update-{first['commit'][:7]}", f"update-{second_commit[:7]}",
+                              "postcreate"]
+
+    # a newer run replaces the prebuild (keep 1): its home goes, the homes made from it stay
+    assert "prebuild ready at" in alice.cli("prebuilds", "run", repo.url).stdout
+    runs = alice.http().get(f"/prebuilds/{config['id']}").json()["runs"]
+    assert [r["state"] for r in runs] == ["ready", "removed"] and runs[0]["commit"] == second_commit
+    wait_until(lambda: not prebuild_home.exists(), timeout=30, what="the older prebuild's home removed")
+    assert (home / "workspace" / "proj" / "deps" / "f1").exists()
+    newest = unique("pb")
+    alice.cli("create", newest, "--repo", repo.url)
+    assert runs_in(home_of(server, alice, newest)) == ["oncreate", f"update-{second_commit[:7]}", "postcreate"]
+
+    # opting out: an ordinary create runs everything itself
+    plain = unique("pb")
+    alice.cli("create", plain, "--repo", repo.url, "--no-prebuild")
+    assert alice.http().get(f"/environments/{plain}").json()["prebuild"] is None
+    assert runs_in(home_of(server, alice, plain)) == ["oncreate", f"update-{second_commit[:7]}", "postcreate"]
+    assert not (home_of(server, alice, plain) / ".local/share/dev8/devcontainer-prebuilt").exists()
+
+    # another user's create of the same repository does not get alice's prebuild, nor sees it
+    bob = User(server, "bob@example.com", tmp_path / "bob")
+    theirs = unique("pb")
+    bob.cli("create", theirs, "--repo", repo.url)
+    assert bob.http().get(f"/environments/{theirs}").json()["prebuild"] is None
+    assert bob.http().get(f"/prebuilds/{config['id']}").status_code == 404
+    assert bob.http().get("/prebuilds").json() == []
+
+    # deleting the prebuild leaves every home made from it alone
+    alice.cli("prebuilds", "delete", repo.url)
+    assert alice.http().get("/prebuilds").json() == []
+    assert alice.ssh(newest, "cat workspace/proj/deps/f7").stdout == "7\n"
+
+
+def test_a_failed_run_keeps_the_prebuild_before_it_and_says_why(server: Dev8Server, tmp_path: Path) -> None:
+    git = DumbGitServer(tmp_path / "git", {".devcontainer/devcontainer.json": json.dumps(
+        {"onCreateCommand": "test -e broken && { echo the build broke >&2; exit 3; }; echo ok > built"})})
+    try:
+        carol = User(server, "carol@example.com", tmp_path / "carol")
+        carol.cli("prebuilds", "set", git.url)
+        [config] = carol.http().get("/prebuilds").json()
+        good = config["runs"][0]
+        assert good["state"] == "ready"
+        git.commit({"broken": "yes\n"})
+        failed = carol.cli("prebuilds", "run", git.url, check=False)
+        assert failed.returncode == 1 and "the build broke" in failed.stderr, failed.stderr
+        runs = carol.http().get(f"/prebuilds/{config['id']}").json()["runs"]
+        assert [r["state"] for r in runs] == ["failed", "ready"]
+        assert "lifecycle failed" in runs[0]["message"] and "the build broke" in runs[0]["message"]
+        runtime: Path = server.runtime_root  # type: ignore[attr-defined]
+        wait_until(lambda: not list(runtime.glob(f"*-{runs[0]['environment']}")), timeout=30,
+                   what="the failed run's home removed")
+        name = unique("pb")
+        carol.cli("create", name, "--repo", git.url)
+        assert carol.http().get(f"/environments/{name}").json()["prebuild"] == good["commit"]
+    finally:
+        git.stop()
+
+
+def test_bad_prebuild_requests_change_nothing(server: Dev8Server, tmp_path: Path) -> None:
+    dave = User(server, "dave@example.com", tmp_path / "dave")
+    api = dave.http()
+    assert api.put("/prebuilds", json={"repo": "not a url"}).status_code == 422
+    assert api.put("/prebuilds", json={"repo": "https://git.example.com/a/b.git", "keep": 0}).status_code == 422
+    missing = api.put("/prebuilds", json={"repo": "https://git.example.com/a/b.git", "secrets": ["NOPE"]})
+    assert missing.status_code == 422 and "NOPE" in missing.text
+    assert api.post("/prebuilds/nonexistent/runs").status_code == 404
+    assert api.get("/prebuilds").json() == []
