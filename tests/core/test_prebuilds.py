@@ -6,10 +6,13 @@ replaces it, the older home goes; a failed run keeps the prebuild before it; pre
 their owner's alone."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import Dev8Server, DumbGitServer, User, fake_server, unique, wait_until
@@ -153,3 +156,50 @@ def test_bad_prebuild_requests_change_nothing(server: Dev8Server, tmp_path: Path
     assert missing.status_code == 422 and "NOPE" in missing.text
     assert api.post("/prebuilds/nonexistent/runs").status_code == 404
     assert api.get("/prebuilds").json() == []
+
+
+def github_push(server: Dev8Server, url: str, branch: str, commit: str, secret: str) -> httpx.Response:
+    body = json.dumps({"ref": f"refs/heads/{branch}", "after": commit, "deleted": False,
+                       "repository": {"clone_url": url, "html_url": url.removesuffix(".git"),
+                                      "default_branch": "main"}}).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return httpx.post(f"{server.url}/api/v1/prebuilds/hooks/github", content=body, timeout=30, headers={
+        "content-type": "application/json", "x-github-event": "push", "x-hub-signature-256": signature})
+
+
+def test_a_signed_push_webhook_makes_a_prebuild_of_the_new_commit_and_a_forged_one_nothing(
+        server: Dev8Server, tmp_path: Path) -> None:
+    git = DumbGitServer(tmp_path / "git", {"README.md": "v1\n"})
+    try:
+        erin = User(server, "erin@example.com", tmp_path / "erin")
+        made = erin.cli("prebuilds", "set", git.url, "--no-run")
+        secret = made.stdout.split("secret", 1)[1].split()[0]
+        [config] = erin.http().get("/prebuilds").json()
+        assert config["runs"] == [] and config["webhook_secret"] is None  # shown once, when it was made
+
+        def runs() -> list[dict]:
+            return erin.http().get(f"/prebuilds/{config['id']}").json()["runs"]
+        pushed = git.commit({"README.md": "v2\n"})
+        forged = github_push(server, git.url, "main", pushed, "a guess")
+        assert forged.status_code == 401 and runs() == []
+        unknown = github_push(server, "http://127.0.0.1:9/nobody.git", "main", pushed, secret)
+        assert unknown.status_code == 401  # an unknown repository looks like a forged hook
+        other_branch = github_push(server, git.url, "feature", pushed, secret)
+        assert other_branch.status_code == 202 and other_branch.json() == {"runs": []}
+
+        accepted = github_push(server, git.url, "main", pushed, secret)
+        assert accepted.status_code == 202 and len(accepted.json()["runs"]) == 1
+        wait_until(lambda: runs()[0]["state"] == "ready", timeout=60, what="the pushed commit prebuilt")
+        assert runs()[0]["commit"] == pushed
+        again = github_push(server, git.url, "main", pushed, secret)  # delivered twice: built once
+        assert again.status_code == 202
+        wait_until(lambda: runs()[0]["state"] == "skipped", timeout=30, what="the repeated push skipped")
+        assert [r["state"] for r in runs()] == ["skipped", "ready"]
+
+        # a new secret: the old one proves nothing any more
+        rotated = erin.cli("prebuilds", "webhook", git.url).stdout.split("secret", 1)[1].split()[0]
+        assert rotated != secret
+        assert github_push(server, git.url, "main", pushed, secret).status_code == 401
+        assert github_push(server, git.url, "main", pushed, rotated).status_code == 202
+    finally:
+        git.stop()

@@ -59,8 +59,25 @@ def prebuilds_set(
         "repo": repo, "branch": branch, "image": image, "cpus": cpus, "memory": memory, "git": providers,
         "secrets": secret or [], "keep": keep})
     out.print(f"prebuild of {repo}{f' at {branch}' if branch else ''} set ({config['image']})")
+    if config.get("webhook_secret"):
+        _say_webhook(client, config)
     if run:
         _run(client, config)
+
+
+def _say_webhook(client: Client, config: dict) -> None:
+    hooks = f"{str(client.http.base_url).rstrip('/')}/api/v1/prebuilds/hooks"
+    out.print(f"to build on every push, add a push webhook to the repository (shown once):\n"
+              f"  URL     {hooks}/github | {hooks}/gitlab | {hooks}/bitbucket (content type JSON)\n"
+              f"  secret  {config['webhook_secret']}", highlight=False)
+
+
+@prebuilds_app.command("webhook")
+def prebuilds_webhook(repo: str, branch: Branch = None) -> None:
+    """A new webhook secret for REPO's prebuild (the old one stops working), and where to send pushes."""
+    client = api()
+    config = _find(client, repo, branch)
+    _say_webhook(client, call(client.post, f"/prebuilds/{config['id']}/webhook-secret"))
 
 
 @prebuilds_app.command("list")

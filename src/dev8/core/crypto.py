@@ -351,4 +351,8 @@ def env_key_aad(env_id: str) -> bytes:
     return f"dev8-env-key\x00{env_id}".encode()
 
 
+def prebuild_hook_aad(config_id: str) -> bytes:
+    return f"dev8-prebuild-hook\x00{config_id}".encode()
+
+
 GATEWAY_KEY_AAD = b"dev8-gateway-host-key"

@@ -21,14 +21,16 @@ still copies from them.
 """
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dev8.core import audit
-from dev8.core.crypto import Keyring
+from dev8.core import audit, prebuild_hooks
+from dev8.core.crypto import Keyring, prebuild_hook_aad
 from dev8.core.environments import (
     Limits,
     build_options,
@@ -39,15 +41,16 @@ from dev8.core.environments import (
     events_after,
     parse_memory,
 )
-from dev8.core.errors import Conflict, Invalid, NotFound
-from dev8.store.models import Environment, Prebuild, PrebuildConfig, User, utcnow
+from dev8.core.errors import Conflict, Invalid, NotFound, Unauthorized
+from dev8.core.secrets import sealed_of, store_sealed
+from dev8.store.models import Environment, Prebuild, PrebuildConfig, PrebuildHookKey, User, utcnow
 
 CONCURRENT_RUNS = 2
 MAX_KEEP = 10
 MAX_LOG = 64 * 1024
 # Which prebuilds are done with: a create made from one has it in its options until its first
 # start copied the home (``started_at``).
-READY, RUNNING, QUEUED, FAILED, REMOVED = "ready", "running", "queued", "failed", "removed"
+READY, RUNNING, QUEUED, FAILED, REMOVED, SKIPPED = "ready", "running", "queued", "failed", "removed", "skipped"
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,12 @@ class RunEnded:
     prune: list[Storage]
 
 
-def set_config(s: Session, user: User, limits: Limits, *, repo: str, branch: str | None = None,
+def set_config(s: Session, keyring: Keyring, user: User, limits: Limits, *, repo: str, branch: str | None = None,
                image: str | None = None, cpus: float | None = None, memory: str | None = None,
                git: list[dict] | None = None, secret_names: list[str] | None = None,
-               keep: int = 2) -> tuple[PrebuildConfig, bool]:
+               keep: int = 2) -> tuple[PrebuildConfig, str | None]:
     """Make or replace the user's configuration for ``repo`` at ``branch`` (validated as a
-    create's values are); whether it is new."""
+    create's values are); a new one's webhook secret (to show once), None when it existed."""
     if not 1 <= keep <= MAX_KEEP:
         raise Invalid(f"keep must be 1 to {MAX_KEEP} prebuilds", field="keep")
     options, referenced = build_options(repo=repo, branch=branch, git=git)
@@ -90,7 +93,7 @@ def set_config(s: Session, user: User, limits: Limits, *, repo: str, branch: str
     config.options, config.secret_names = options, names
     s.flush()
     audit.record(s, user, "prebuild.set", repo + (f"@{branch}" if branch else ""), image)
-    return config, new
+    return config, (new_hook_secret(s, keyring, config) if new else None)
 
 
 def find_config(s: Session, user: User, repo: str, branch: str | None) -> PrebuildConfig | None:
@@ -117,12 +120,15 @@ def runs(s: Session, config: PrebuildConfig, limit: int = 10) -> list[Prebuild]:
                           .order_by(Prebuild.created_at.desc(), Prebuild.id).limit(limit)))
 
 
-def request_run(s: Session, user: User, config: PrebuildConfig) -> Prebuild:
-    """Queue a run of ``config`` (the one already waiting, if there is one)."""
+def request_run(s: Session, user: User, config: PrebuildConfig, commit: str = "") -> Prebuild:
+    """Queue a run of ``config`` (the one already waiting, if there is one: it clones the
+    branch's head when it starts, so a newer push is in it). ``commit``: the pushed commit a
+    webhook names; a run for a commit already prebuilt is skipped when its turn comes."""
     waiting = s.scalar(select(Prebuild).where(Prebuild.config_id == config.id, Prebuild.state == QUEUED))
     if waiting is not None:
+        waiting.commit = commit  # the newer push's (or none: a run on demand)
         return waiting
-    run = Prebuild(config_id=config.id, env_id="", env_name="", state=QUEUED)
+    run = Prebuild(config_id=config.id, env_id="", env_name="", state=QUEUED, commit=commit)
     s.add(run)
     s.flush()
     audit.record(s, user, "prebuild.run", config.repo_url, run.id)
@@ -146,6 +152,10 @@ def dispatch(s: Session, keyring: Keyring, concurrent: int = CONCURRENT_RUNS) ->
         owner = s.get(User, config.owner_id) if config else None
         if config is None or owner is None:
             continue
+        newest = _newest(s, config.id)
+        if run.commit and newest is not None and newest.commit == run.commit:
+            run.state, run.finished_at, run.message = SKIPPED, utcnow(), f"{run.commit[:7]} is prebuilt already"
+            continue
         name = f"pb-{run.id[:12]}"
         env = create_environment(
             s, keyring, owner, name=name, limits=Limits(config.image, config.cpus, config.memory),
@@ -156,6 +166,52 @@ def dispatch(s: Session, keyring: Keyring, concurrent: int = CONCURRENT_RUNS) ->
         busy.add(run.config_id)
         started.append(env.id)
     return started
+
+
+def _newest(s: Session, config_id: str) -> Prebuild | None:
+    return s.scalar(select(Prebuild).where(Prebuild.config_id == config_id, Prebuild.state == READY)
+                    .order_by(Prebuild.finished_at.desc()).limit(1))
+
+
+def new_hook_secret(s: Session, keyring: Keyring, config: PrebuildConfig) -> str:
+    """A new secret for ``config``'s push webhooks (the old one stops working), to show once."""
+    secret = secrets.token_urlsafe(32)
+    row = s.get(PrebuildHookKey, config.id) or PrebuildHookKey(config_id=config.id)
+    store_sealed(row, keyring.seal(secret.encode(), prebuild_hook_aad(config.id)))
+    s.add(row)
+    return secret
+
+
+def hook(s: Session, keyring: Keyring, provider: str, headers: Mapping[str, str], body: bytes) -> list[Prebuild]:
+    """Runs asked for by a push webhook of ``provider``: each configuration of the pushed
+    repository and branch whose owner's hook secret the request proves (any of that owner's
+    configurations of the repository: one webhook serves all its branches). Unauthorized
+    when no configuration of the repository accepts the proof, so an unknown repository and a
+    forged hook look the same; nothing runs then."""
+    push = prebuild_hooks.parse(provider, headers, body)
+    if push is None:
+        return []  # not a push to a branch: nothing to build, and nothing told
+    candidates = [c for c in s.scalars(select(PrebuildConfig))
+                  if prebuild_hooks.normal(c.repo_url) in push.urls]
+    owners = {c.owner_id for c in candidates if _proves(s, keyring, c, provider, headers, body)}
+    if not owners:
+        raise Unauthorized(f"no prebuild of this repository accepts this {provider} hook's signature")
+    runs = []
+    for config in candidates:
+        wanted = config.branch or push.default_branch
+        owner = s.get(User, config.owner_id)
+        if config.owner_id in owners and wanted == push.branch and owner is not None:
+            runs.append(request_run(s, owner, config, push.commit))
+    return runs
+
+
+def _proves(s: Session, keyring: Keyring, config: PrebuildConfig, provider: str, headers: Mapping[str, str],
+            body: bytes) -> bool:
+    row = s.get(PrebuildHookKey, config.id)
+    if row is None:
+        return False
+    secret = keyring.open(sealed_of(row), prebuild_hook_aad(config.id)).decode()
+    return prebuild_hooks.proven(provider, headers, body, secret)
 
 
 def newest_ready(s: Session, owner_id: int, repo: str, branch: str | None, image: str) -> Prebuild | None:

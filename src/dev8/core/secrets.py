@@ -10,9 +10,9 @@ from dev8.core.crypto import DecryptionError, KeyProvider, Keyring, Sealed, env_
 from dev8.core.errors import Conflict, Invalid, NotFound
 from dev8.names import check_secret_name
 from dev8.store.db import Database
-from dev8.store.models import EnvironmentKey, GatewayKey, SealedColumns, Secret, User, utcnow
+from dev8.store.models import EnvironmentKey, GatewayKey, PrebuildHookKey, SealedColumns, Secret, User, utcnow
 
-SEALED_MODELS = (Secret, EnvironmentKey, GatewayKey)  # every table of sealed values
+SEALED_MODELS = (Secret, EnvironmentKey, GatewayKey, PrebuildHookKey)  # every table of sealed values
 
 
 def sealed_of(row: SealedColumns) -> Sealed:

@@ -268,6 +268,12 @@ class PrebuildOut(BaseModel):
     keep: int
     created_at: datetime
     runs: list[PrebuildRunOut] = Field(description="its latest runs, newest first")
+    webhook_secret: str | None = Field(default=None, description="the secret its push webhooks prove themselves "
+                                                                 "with: only in the answer that made it")
+
+
+class HookOut(BaseModel):
+    runs: list[str] = Field(description="the prebuild runs the push queued (or the ones already waiting)")
 
 
 class ImageJobOut(BaseModel):

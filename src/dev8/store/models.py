@@ -176,6 +176,13 @@ class PrebuildConfig(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class PrebuildHookKey(SealedColumns, Base):
+    """The secret a configuration's push webhooks prove themselves with (core.prebuild_hooks),
+    sealed like a secret: GitHub and Bitbucket sign with it, so it is kept, not hashed."""
+    __tablename__ = "prebuild_hook_keys"
+    config_id: Mapped[str] = mapped_column(ForeignKey("prebuild_configs.id", ondelete="CASCADE"), primary_key=True)
+
+
 class Prebuild(Base):
     """One run of a prebuild configuration and, once ready, the home it left: the storage
     of its (deleted) environment ``env_name``, which new homes are copied from."""

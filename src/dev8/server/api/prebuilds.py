@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.orm import Session
 
-from dev8.core import prebuilds
-from dev8.core.errors import Conflict
+from dev8.core import prebuild_hooks, prebuilds
+from dev8.core.errors import Conflict, Invalid
 from dev8.server.deps import Ctx, CurrentUser, SessionDep, StoreRoute
-from dev8.server.schemas import ERROR_RESPONSES, PrebuildIn, PrebuildOut, PrebuildRunOut
+from dev8.server.schemas import ERROR_RESPONSES, HookOut, PrebuildIn, PrebuildOut, PrebuildRunOut
 from dev8.store.models import Prebuild, PrebuildConfig
 
 router = APIRouter(prefix="/api/v1/prebuilds", tags=["prebuilds"], responses=ERROR_RESPONSES, route_class=StoreRoute)
@@ -39,15 +40,49 @@ def list_prebuilds(user: CurrentUser, s: SessionDep) -> list[PrebuildOut]:
 
 
 @router.put("", response_model=PrebuildOut, summary="Set the prebuild of a repository and branch (made or replaced)",
-            responses={201: {"model": PrebuildOut, "description": "made"}})
+            responses={201: {"model": PrebuildOut, "description": "made, with its webhook secret (shown once)"}})
 def set_prebuild(body: PrebuildIn, ctx: Ctx, user: CurrentUser, s: SessionDep, response: Response) -> PrebuildOut:
     _copies(ctx)
-    config, new = prebuilds.set_config(s, user, ctx.limits, repo=body.repo, branch=body.branch, image=body.image,
-                                       cpus=body.cpus, memory=body.memory, keep=body.keep, secret_names=body.secrets,
-                                       git=[g.model_dump() for g in body.git])
-    if new:
+    config, secret = prebuilds.set_config(s, ctx.keyring, user, ctx.limits, repo=body.repo, branch=body.branch,
+                                          image=body.image, cpus=body.cpus, memory=body.memory, keep=body.keep,
+                                          secret_names=body.secrets, git=[g.model_dump() for g in body.git])
+    out = prebuild_out(s, config)
+    if secret is not None:
         response.status_code = status.HTTP_201_CREATED
-    return prebuild_out(s, config)
+        out.webhook_secret = secret
+    return out
+
+
+@router.post("/{config_id}/webhook-secret", response_model=PrebuildOut,
+             summary="A new webhook secret (shown once; the old one stops working)")
+def new_webhook_secret(config_id: str, ctx: Ctx, user: CurrentUser, s: SessionDep) -> PrebuildOut:
+    config = prebuilds.get_config(s, user, config_id)
+    out = prebuild_out(s, config)
+    out.webhook_secret = prebuilds.new_hook_secret(s, ctx.keyring, config)
+    return out
+
+
+@router.post("/hooks/{provider}", response_model=HookOut, status_code=status.HTTP_202_ACCEPTED,
+             summary="A push webhook of GitHub, GitLab or Bitbucket (no token: the hook's signature or GitLab "
+                     "token proves it); runs the pushed branch's prebuilds")
+async def push_hook(provider: Literal["github", "gitlab", "bitbucket"], request: Request, ctx: Ctx) -> HookOut:
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if prebuild_hooks.is_ping(provider, headers):
+        return HookOut(runs=[])
+
+    def handle() -> tuple[list[str], list[str]]:
+        with ctx.db.session() as s:
+            try:
+                runs = prebuilds.hook(s, ctx.keyring, provider, headers, body)
+            except prebuild_hooks.HookRefused as exc:
+                raise Invalid(str(exc)) from None
+            started = prebuilds.dispatch(s, ctx.keyring)
+            return [r.id for r in runs], started
+    runs, started = await asyncio.to_thread(handle)
+    for env_id in started:
+        ctx.reconciler.wake(env_id)
+    return HookOut(runs=runs)
 
 
 @router.get("/{config_id}", response_model=PrebuildOut)

@@ -1,5 +1,5 @@
-"""prebuild_configs, prebuilds and environments.prebuild_id: homes made ahead of time
-(core.prebuilds)
+"""prebuild_configs, prebuild_hook_keys, prebuilds and environments.prebuild_id: homes made
+ahead of time (core.prebuilds)
 
 Revision ID: 0013
 Revises: 0012
@@ -31,6 +31,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("owner_id", "repo_url", "branch"),
     )
     op.create_table(
+        "prebuild_hook_keys",
+        sa.Column("config_id", sa.String(32), sa.ForeignKey("prebuild_configs.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("key_id", sa.String(255), nullable=False, index=True),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.Column("nonce", sa.LargeBinary(), nullable=False),
+        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+    )
+    op.create_table(
         "prebuilds",
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("config_id", sa.String(32), sa.ForeignKey("prebuild_configs.id", ondelete="CASCADE"),
@@ -54,4 +63,5 @@ def downgrade() -> None:
         batch.drop_index("ix_environments_prebuild_id")
         batch.drop_column("prebuild_id")
     op.drop_table("prebuilds")
+    op.drop_table("prebuild_hook_keys")
     op.drop_table("prebuild_configs")
