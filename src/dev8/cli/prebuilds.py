@@ -12,7 +12,7 @@ from rich.table import Table
 from dev8.cli.client import ApiError, Client
 from dev8.cli.common import api, call, fail, out
 from dev8.cli.environments import parse_git_option
-from dev8.durations import human
+from dev8.durations import human, parse_duration
 
 prebuilds_app = typer.Typer(help="Prebuilds: a repository's clone and devcontainer.json's onCreateCommand and "
                                  "updateContentCommand done ahead of time; `dev8 create --repo` of it starts from a "
@@ -47,17 +47,20 @@ def prebuilds_set(
                       "(repeatable)")] = None,
     secret: Annotated[list[str] | None, typer.Option("--secret", help="Secret the run may use (repeatable)")] = None,
     keep: Annotated[int, typer.Option(help="Ready prebuilds to keep, newest first")] = 2,
+    every: Annotated[str | None, typer.Option(
+        help="Also run it on a schedule, e.g. 6h or 1d (1h to 30d); default: on demand and on push")] = None,
     run: Annotated[bool, typer.Option(help="Run it now")] = True,
 ) -> None:
     """Make (or replace) the prebuild of REPO at a branch, and run it."""
     try:
         providers = [parse_git_option(g) for g in git or []]
+        seconds = parse_duration(every) if every else 0
     except ValueError as exc:
         fail(str(exc))
     client = api()
     config = call(client.request, "PUT", "/prebuilds", json={
         "repo": repo, "branch": branch, "image": image, "cpus": cpus, "memory": memory, "git": providers,
-        "secrets": secret or [], "keep": keep})
+        "secrets": secret or [], "keep": keep, "every": seconds})
     out.print(f"prebuild of {repo}{f' at {branch}' if branch else ''} set ({config['image']})")
     if config.get("webhook_secret"):
         _say_webhook(client, config)
@@ -98,7 +101,8 @@ def prebuilds_show(repo: str, branch: Branch = None,
     """One prebuild's settings and its latest runs."""
     c = _find(api(), repo, branch)
     out.print(f"{c['repo']} at {c['branch'] or '(default branch)'}: {c['image']}, {c['cpus']:g} CPUs, "
-              f"{c['memory']}, keeps {c['keep']}", highlight=False)
+              f"{c['memory']}, keeps {c['keep']}" + (f", runs every {human(c['every'])}" if c["every"] else ""),
+              highlight=False)
     if c["git_hosts"] or c["secrets"]:
         out.print(f"git logins: {', '.join(c['git_hosts']) or '-'}; secrets: {', '.join(c['secrets']) or '-'}",
                   highlight=False)

@@ -48,6 +48,7 @@ from dev8.store.models import Environment, Prebuild, PrebuildConfig, PrebuildHoo
 CONCURRENT_RUNS = 2
 MAX_KEEP = 10
 MAX_LOG = 64 * 1024
+MIN_EVERY, MAX_EVERY = 3600, 30 * 86400
 # Which prebuilds are done with: a create made from one has it in its options until its first
 # start copied the home (``started_at``).
 READY, RUNNING, QUEUED, FAILED, REMOVED, SKIPPED = "ready", "running", "queued", "failed", "removed", "skipped"
@@ -72,11 +73,13 @@ class RunEnded:
 def set_config(s: Session, keyring: Keyring, user: User, limits: Limits, *, repo: str, branch: str | None = None,
                image: str | None = None, cpus: float | None = None, memory: str | None = None,
                git: list[dict] | None = None, secret_names: list[str] | None = None,
-               keep: int = 2) -> tuple[PrebuildConfig, str | None]:
+               keep: int = 2, every: int = 0) -> tuple[PrebuildConfig, str | None]:
     """Make or replace the user's configuration for ``repo`` at ``branch`` (validated as a
     create's values are); a new one's webhook secret (to show once), None when it existed."""
     if not 1 <= keep <= MAX_KEEP:
         raise Invalid(f"keep must be 1 to {MAX_KEEP} prebuilds", field="keep")
+    if every and not MIN_EVERY <= every <= MAX_EVERY:
+        raise Invalid("a schedule must be 0 (none) or 1 hour to 30 days, in seconds", field="every")
     options, referenced = build_options(repo=repo, branch=branch, git=git)
     image = check_image((image or limits.default_image).strip())
     cpus = check_cpus(limits.default_cpus if cpus is None else cpus)
@@ -89,7 +92,7 @@ def set_config(s: Session, keyring: Keyring, user: User, limits: Limits, *, repo
     if config is None:
         config = PrebuildConfig(owner_id=user.id, repo_url=repo, branch=branch or "")
         s.add(config)
-    config.image, config.cpus, config.memory, config.keep = image, cpus, memory, keep
+    config.image, config.cpus, config.memory, config.keep, config.every = image, cpus, memory, keep, every
     config.options, config.secret_names = options, names
     s.flush()
     audit.record(s, user, "prebuild.set", repo + (f"@{branch}" if branch else ""), image)
@@ -133,6 +136,19 @@ def request_run(s: Session, user: User, config: PrebuildConfig, commit: str = ""
     s.flush()
     audit.record(s, user, "prebuild.run", config.repo_url, run.id)
     return run
+
+
+def due(s: Session) -> int:
+    """Queue a run of every configuration on a schedule whose latest run began ``every``
+    seconds ago or more (or that never ran); how many."""
+    queued = 0
+    for config in s.scalars(select(PrebuildConfig).where(PrebuildConfig.every > 0)):
+        last = s.scalar(select(func.max(Prebuild.created_at)).where(Prebuild.config_id == config.id))
+        owner = s.get(User, config.owner_id)
+        if owner is not None and (last is None or (utcnow() - last).total_seconds() >= config.every):
+            request_run(s, owner, config)
+            queued += 1
+    return queued
 
 
 def dispatch(s: Session, keyring: Keyring, concurrent: int = CONCURRENT_RUNS) -> list[str]:

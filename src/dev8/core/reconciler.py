@@ -136,6 +136,7 @@ class Reconciler:
             try:  # with several replicas, one runs the pass; each reconciles what it is asked
                 if await asyncio.to_thread(self.leases.leads):
                     await self.pass_once()
+                    await self._prebuilds_due()
             except Exception:  # keep the loop alive whatever one pass hits
                 log.exception("reconcile pass failed")
             try:
@@ -143,6 +144,16 @@ class Reconciler:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _prebuilds_due(self) -> None:
+        """Scheduled prebuild runs queued, and queued runs started while the server's cap allows
+        (a run's end starts the next at once; this catches a queue its dispatcher left)."""
+        def due() -> list[str]:
+            with self.db.session() as s:
+                prebuilds.due(s)
+                return prebuilds.dispatch(s, self.keyring)
+        for env_id in await asyncio.to_thread(due):
+            self.schedule(env_id)
 
     async def stop(self) -> None:
         """Cancel every reconcile in progress (the server is stopping; its leases are handed

@@ -242,6 +242,8 @@ class PrebuildIn(RequestBody):
     secrets: list[str] = Field(default_factory=list, max_length=64,
                                description="your secrets the run may use (a git login's token is added by itself)")
     keep: int = Field(default=2, ge=1, le=10, description="how many ready prebuilds to keep, newest first")
+    every: int = Field(default=0, ge=0, le=30 * 86400,
+                       description="seconds between scheduled runs: 0 (none) or 3600 to 30 days")
 
 
 class PrebuildRunOut(BaseModel):
@@ -266,6 +268,7 @@ class PrebuildOut(BaseModel):
     git_hosts: list[str]
     secrets: list[str]
     keep: int
+    every: int
     created_at: datetime
     runs: list[PrebuildRunOut] = Field(description="its latest runs, newest first")
     webhook_secret: str | None = Field(default=None, description="the secret its push webhooks prove themselves "

@@ -173,6 +173,7 @@ class PrebuildConfig(Base):
     secret_names: Mapped[list] = mapped_column(JSON, default=list)
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     keep: Mapped[int] = mapped_column(Integer, default=2)  # ready prebuilds kept, newest first
+    every: Mapped[int] = mapped_column(Integer, default=0)  # seconds between scheduled runs; 0: none
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

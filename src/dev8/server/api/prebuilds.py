@@ -25,7 +25,8 @@ def prebuild_out(s: Session, config: PrebuildConfig) -> PrebuildOut:
     providers = (config.options or {}).get("git", {}).get("providers", [])
     return PrebuildOut(id=config.id, repo=config.repo_url, branch=config.branch or None, image=config.image,
                        cpus=config.cpus, memory=config.memory, git_hosts=[p["host"] for p in providers],
-                       secrets=list(config.secret_names or []), keep=config.keep, created_at=config.created_at,
+                       secrets=list(config.secret_names or []), keep=config.keep, every=config.every,
+                       created_at=config.created_at,
                        runs=[run_out(r) for r in prebuilds.runs(s, config, limit=5)])
 
 
@@ -45,6 +46,7 @@ def set_prebuild(body: PrebuildIn, ctx: Ctx, user: CurrentUser, s: SessionDep, r
     _copies(ctx)
     config, secret = prebuilds.set_config(s, ctx.keyring, user, ctx.limits, repo=body.repo, branch=body.branch,
                                           image=body.image, cpus=body.cpus, memory=body.memory, keep=body.keep,
+                                          every=body.every,
                                           secret_names=body.secrets, git=[g.model_dump() for g in body.git])
     out = prebuild_out(s, config)
     if secret is not None:

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("secret_names", sa.JSON(), nullable=False),
         sa.Column("options", sa.JSON(), nullable=False),
         sa.Column("keep", sa.Integer(), nullable=False),
+        sa.Column("every", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("owner_id", "repo_url", "branch"),
     )
