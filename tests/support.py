@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -566,6 +567,16 @@ def start_git_server(docker_client: docker.DockerClient, network: str, tls: Path
     listening = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 8443), 2).close()"]
     wait_until(lambda: container.exec_run(listening).exit_code == 0, timeout=30, what="git server listening")
     return container
+
+
+def publish_to_git_server(container, files: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """Commit ``files`` to org/app.git's main inside the test git server's container."""
+    writes = " && ".join(f"mkdir -p $(dirname {name}) && printf %s {shlex.quote(text)} > {name}"
+                         for name, text in files.items())
+    script = ("set -e; rm -rf /tmp/w; git clone -q /srv/git/org/app.git /tmp/w; cd /tmp/w; " + writes +
+              "; git add -A; git -c user.name=t -c user.email=t@t commit -qm change; git push -q origin main")
+    result = container.exec_run(["sh", "-c", script], user="root")
+    assert result.exit_code == 0, result.output.decode()
 
 
 PASSWORD = "correct horse battery"  # the web password tests give users (admin set-password)

@@ -11,7 +11,15 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import GIT_HOST, Dev8Server, User, make_tls_certs, start_git_server, unique
+from tests.support import (
+    GIT_HOST,
+    Dev8Server,
+    User,
+    make_tls_certs,
+    publish_to_git_server,
+    start_git_server,
+    unique,
+)
 
 TOKEN = "tok-" + "f00dfeed" * 4
 REPO_URL = f"https://{GIT_HOST}:8443/org/app.git"
@@ -23,16 +31,6 @@ DEVCONTAINER = {
 }
 
 
-def publish(container, files: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    """Commit ``files`` to org/app.git's main inside the git server's container."""
-    writes = " && ".join(f"mkdir -p $(dirname {name}) && printf %s {json.dumps(text)!r} > {name}"
-                         for name, text in files.items())
-    script = ("set -e; rm -rf /tmp/w; git clone -q /srv/git/org/app.git /tmp/w; cd /tmp/w; " + writes +
-              "; git add -A; git -c user.name=t -c user.email=t@t commit -qm change; git push -q origin main")
-    result = container.exec_run(["sh", "-c", script], user="root")
-    assert result.exit_code == 0, result.output.decode()
-
-
 @pytest.fixture
 def setup(tmp_path: Path, test_network: str, base_image: str, docker_client):  # type: ignore[no-untyped-def]
     ca = make_tls_certs(tmp_path / "tls", GIT_HOST)
@@ -40,7 +38,7 @@ def setup(tmp_path: Path, test_network: str, base_image: str, docker_client):  #
                                                         "DEV8_ENV_CA_BUNDLE": str(ca)}).start()
     git = start_git_server(docker_client, test_network, tmp_path / "tls", {"x-access-token": TOKEN})
     try:
-        publish(git, {".devcontainer/devcontainer.json": json.dumps(DEVCONTAINER)})
+        publish_to_git_server(git, {".devcontainer/devcontainer.json": json.dumps(DEVCONTAINER)})
         yield server, git
     finally:
         try:
