@@ -15,7 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Dev8Server, DumbGitServer, User, fake_server, unique, wait_until
+from tests.support import (
+    Dev8Server,
+    DumbGitServer,
+    User,
+    fake_server,
+    log_in,
+    set_web_password,
+    shot,
+    unique,
+    wait_until,
+)
 
 DEVCONTAINER = {
     # onCreateCommand: what makes a prebuild worth it (npm ci): many files, counted runs
@@ -203,3 +213,29 @@ def test_a_signed_push_webhook_makes_a_prebuild_of_the_new_commit_and_a_forged_o
         assert github_push(server, git.url, "main", pushed, rotated).status_code == 202
     finally:
         git.stop()
+
+
+def test_the_prebuilds_page_sets_runs_shows_and_deletes(page, server: Dev8Server, repo: DumbGitServer,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
+    frank = User(server, "frank@example.com", tmp_path / "frank")
+    set_web_password(frank)
+    log_in(page, server, frank, "/prebuilds")
+    page.wait_for_selector("#prebuild-empty:visible")
+    page.fill("#prebuild-repo", repo.url)
+    page.select_option("#prebuild-every", "86400")
+    page.click("#prebuild-form button[type=submit]")
+    page.wait_for_selector("#prebuild-hook:visible")
+    assert "/api/v1/prebuilds/hooks/github" in page.inner_text("#prebuild-hook-value")
+    secret = page.inner_text("#prebuild-hook-value").split("secret")[1].strip()
+    assert len(secret) >= 40
+    page.wait_for_selector("article[data-prebuild] .state.ready", timeout=60_000)  # it refreshes while it runs
+    card = page.locator("article[data-prebuild]")
+    assert "every 1 d" in card.inner_text() and repo.url in card.inner_text()
+    card.locator("summary:text('Steps')").click()
+    assert "lifecycle ok" in card.locator("pre").inner_text()
+    shot(page, "prebuilds")
+    page.on("dialog", lambda d: d.accept())
+    card.locator("button:text('Delete')").click()
+    page.wait_for_selector("#prebuild-empty:visible")
+    assert frank.http().get("/prebuilds").json() == []
+    assert page.console_errors == []

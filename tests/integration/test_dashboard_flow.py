@@ -263,7 +263,7 @@ def test_other_users_environment_url_is_a_404_page_and_a_generated_key_opens_ssh
     assert [e for e in page.console_errors if "404" not in e] == []  # the 404 pages above log their status
 
 
-PAGES = ["/", "/new", "/settings", "/admin"]
+PAGES = ["/", "/new", "/prebuilds", "/settings", "/admin"]
 
 
 def test_every_page_fits_a_phone_and_creating_works_from_the_keyboard(page, server: Dev8Server, tmp_path: Path,  # type: ignore[no-untyped-def]

@@ -73,6 +73,11 @@ async def environment_page(name: str, request: Request, user: PageUser) -> Respo
     return _render(request, user, "environment.html", name=name, images=builtin_images(request.app.state.ctx.settings))
 
 
+@router.get("/prebuilds")
+async def prebuilds_page(request: Request, user: PageUser) -> Response:
+    return _render(request, user, "prebuilds.html")
+
+
 @router.get("/settings")
 async def settings_page(request: Request, user: PageUser) -> Response:
     return _render(request, user, "settings.html")

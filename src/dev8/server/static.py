@@ -26,6 +26,7 @@ STATIC = {  # URL name → file under WEB_DIR; only these are served
     "environment.js": "static/environment.js",
     "sshkeys.js": "static/sshkeys.js",
     "settings.js": "static/settings.js",
+    "prebuilds.js": "static/prebuilds.js",
     "admin.js": "static/admin.js",
     "setup.js": "static/setup.js",
 }
