@@ -72,11 +72,12 @@ def test_homes_copied_from_a_prebuild_volume_are_whole_and_each_their_own(setup,
         assert proc.returncode == 0, (said, complaint)
         assert "from the prebuild of " + run["commit"][:7] in said, said
     first, second = names
-    check = ("cd ~/workspace/app && cat ~/runs && ls node_modules | wc -l && readlink node_modules/.bin/tool "
-             "&& stat -c '%U %a' node_modules/m2 && git pull -q && echo pulled")
+    check = ("stat -c '%U' ~ && cd ~/workspace/app && cat ~/runs && ls node_modules | wc -l "
+             "&& readlink node_modules/.bin/tool && stat -c '%U %a' node_modules/m2 && git pull -q && echo pulled")
     for name in names:
         r = alice.ssh(name, check)
-        assert r.stdout.split() == ["oncreate", "postcreate", "2001", "../m1", "dev", "600", "pulled"], r.stdout + r.stderr
+        assert r.stdout.split() == ["dev", "oncreate", "postcreate", "2001", "../m1", "dev", "600", "pulled"], \
+            r.stdout + r.stderr
     # each home is its own
     alice.ssh(first, "echo mine > ~/workspace/app/node_modules/m5")
     assert alice.ssh(second, "cat ~/workspace/app/node_modules/m5").stdout == "5\n"

@@ -68,3 +68,19 @@ def test_runs_start_up_to_the_servers_cap_one_per_configuration(s: Session, keyr
             [r.id for r in prebuilds.runs(s, configs[2]) if r.state == "running"]))]
     assert [r.state for r in prebuilds.runs(s, configs[0])].count("queued") == 1
     assert s.query(Prebuild).filter(Prebuild.state == "running").count() == 3
+
+
+def test_a_run_whose_environment_was_deleted_by_hand_fails_and_frees_its_place(s: Session, keyring: Keyring) -> None:
+    user = create_user(s, email="reap@example.com")
+    config, _ = prebuilds.set_config(s, keyring, user, LIMITS, repo="https://git.example.com/o/r.git")
+    prebuilds.request_run(s, user, config)
+    [env_id] = prebuilds.dispatch(s, keyring)
+    env = s.get(Environment, env_id)
+    assert env is not None and env.idle_timeout == 0  # never stopped as idle in the middle of its work
+    s.delete(env)
+    s.flush()
+    prebuilds.request_run(s, user, config)
+    assert len(prebuilds.dispatch(s, keyring)) == 1  # the configuration runs again
+    states = [r.state for r in prebuilds.runs(s, config)]
+    assert sorted(states) == ["failed", "running"]
+    assert [r.message for r in prebuilds.runs(s, config) if r.state == "failed"] == ["its environment was deleted"]

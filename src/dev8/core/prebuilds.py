@@ -154,6 +154,9 @@ def due(s: Session) -> int:
 def dispatch(s: Session, keyring: Keyring, concurrent: int = CONCURRENT_RUNS) -> list[str]:
     """Start queued runs, oldest first, while fewer than ``concurrent`` run; the ids of the
     environments made for them (to reconcile). A configuration runs once at a time."""
+    for run in s.scalars(select(Prebuild).where(Prebuild.state == RUNNING)):
+        if s.get(Environment, run.env_id) is None:  # its environment was deleted by hand
+            run.state, run.finished_at, run.message = FAILED, utcnow(), "its environment was deleted"
     running = s.scalar(select(func.count()).select_from(Prebuild).where(Prebuild.state == RUNNING)) or 0
     busy = set(s.scalars(select(Prebuild.config_id).where(Prebuild.state == RUNNING)))
     started: list[str] = []
@@ -176,7 +179,8 @@ def dispatch(s: Session, keyring: Keyring, concurrent: int = CONCURRENT_RUNS) ->
         env = create_environment(
             s, keyring, owner, name=name, limits=Limits(config.image, config.cpus, config.memory),
             secret_names=list(config.secret_names or []), repo=config.repo_url, branch=config.branch or None,
-            git=(config.options or {}).get("git", {}).get("providers"), prebuild_id=run.id)
+            git=(config.options or {}).get("git", {}).get("providers"), prebuild_id=run.id,
+            idle_timeout=0)  # busy without anyone using it: never stopped as idle
         run.state, run.env_id, run.env_name = RUNNING, env.id, name
         running += 1
         busy.add(run.config_id)
