@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     env_ca_bundle: Path | None = None
     # How long a browser terminal's shell outlives its last browser tab (seconds).
     terminal_keep_detached: float = 300.0
+    # Prebuild runs at once on this server (more wait in a queue, core.prebuilds).
+    prebuild_concurrency: int = Field(default=2, ge=1, le=64)
     # Caps per user (an admin sets a user's own with `dev8 admin set-quota`); 0 or "": none.
     # Running (and starting) environments at once, environments in all, and the CPUs and
     # memory of the running ones together.

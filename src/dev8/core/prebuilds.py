@@ -248,7 +248,8 @@ def seed_option(prebuild: Prebuild) -> dict:
             "at": (prebuild.finished_at or utcnow()).isoformat()}
 
 
-def finished(s: Session, env: Environment, commit: str, keyring: Keyring) -> RunEnded:
+def finished(s: Session, env: Environment, commit: str, keyring: Keyring,
+             concurrent: int = CONCURRENT_RUNS) -> RunEnded:
     """The run in ``env`` is ready at ``commit``: it becomes the newest prebuild, its
     environment is removed keeping its storage, older prebuilds beyond the configuration's
     ``keep`` are pruned, and queued runs start in its place."""
@@ -261,10 +262,10 @@ def finished(s: Session, env: Environment, commit: str, keyring: Keyring) -> Run
     run.state, run.commit, run.finished_at, run.message = READY, commit, utcnow(), ""
     run.log = _log(s, env.id)
     s.flush()
-    return RunEnded([env.id, *dispatch(s, keyring)], _prune(s, run.config_id))
+    return RunEnded([env.id, *dispatch(s, keyring, concurrent)], _prune(s, run.config_id))
 
 
-def failed(s: Session, env: Environment, message: str, keyring: Keyring) -> RunEnded:
+def failed(s: Session, env: Environment, message: str, keyring: Keyring, concurrent: int = CONCURRENT_RUNS) -> RunEnded:
     """The run in ``env`` failed (``message``, the failing step's): its environment and
     storage go, the prebuilds before it stay in use."""
     run = s.get(Prebuild, env.prebuild_id)
@@ -275,7 +276,7 @@ def failed(s: Session, env: Environment, message: str, keyring: Keyring) -> RunE
         run.state, run.message, run.finished_at = FAILED, message[:4000], utcnow()
         run.log = _log(s, env.id)
     s.flush()
-    return RunEnded([env.id, *dispatch(s, keyring)], [])
+    return RunEnded([env.id, *dispatch(s, keyring, concurrent)], [])
 
 
 def _log(s: Session, env_id: str) -> str:

@@ -82,13 +82,15 @@ class StepFailed(Exception):
 class Reconciler:
     def __init__(self, db: Database, keyring: Keyring, runtime: Runtime, connections: EnvConnections, *,
                  interval: float = 10.0, notifier: EventNotifier | None = None, ca_certificates: str | None = None,
-                 extensions_gallery: str | None = None, leases: Leases | None = None) -> None:
+                 extensions_gallery: str | None = None, leases: Leases | None = None,
+                 prebuild_concurrency: int = prebuilds.CONCURRENT_RUNS) -> None:
         """``leases``: whom this server shares the database with (core.leases); by default
         it is the only server."""
         self.db, self.keyring, self.runtime, self.interval = db, keyring, runtime, interval
         self.leases = leases or Leases.alone(db)
         self.connections, self.notifier = connections, notifier
         self.ca_certificates, self.extensions_gallery = ca_certificates, extensions_gallery
+        self.prebuild_concurrency = prebuild_concurrency
         self.health = RuntimeHealth(runtime)
         with db.session() as s:
             self.installation = installation_id(s)
@@ -151,7 +153,7 @@ class Reconciler:
         def due() -> list[str]:
             with self.db.session() as s:
                 prebuilds.due(s)
-                return prebuilds.dispatch(s, self.keyring)
+                return prebuilds.dispatch(s, self.keyring, self.prebuild_concurrency)
         for env_id in await asyncio.to_thread(due):
             self.schedule(env_id)
 
@@ -355,7 +357,8 @@ class Reconciler:
                                     status_message=f"{exc.step} failed: {exc.reason}", status_detail=exc.detail)
             if env.prebuild_id and env.desired_state == Desired.RUNNING:  # a failed prebuild run is not retried
                 ended = await asyncio.to_thread(self._in_store, prebuilds.failed, env,
-                                                f"{exc.step} failed: {exc.reason}", self.keyring)
+                                                f"{exc.step} failed: {exc.reason}", self.keyring,
+                                                self.prebuild_concurrency)
                 return await self.prebuild_ended(ended)
             raise
 
@@ -533,7 +536,8 @@ class Reconciler:
         if not commit:
             raise StepFailed("prebuild", "its clone has no commit")
         await self._emit(env.id, "prebuild", "ok", f"ready at {commit[:7]}")
-        ended = await asyncio.to_thread(self._in_store, prebuilds.finished, env, commit, self.keyring)
+        ended = await asyncio.to_thread(self._in_store, prebuilds.finished, env, commit, self.keyring,
+                                        self.prebuild_concurrency)
         await self.prebuild_ended(ended)
 
     def _in_store(self, fn: Callable[..., T], *args: object) -> T:

@@ -89,7 +89,8 @@ async def serve(settings: Settings) -> None:
     connections = EnvConnections(db, keyring)
     reconciler = Reconciler(db, keyring, runtime, connections, interval=settings.reconcile_interval,  # type: ignore[arg-type]
                             notifier=notifier, ca_certificates=ca_certificates,
-                            extensions_gallery=settings.extensions_gallery, leases=leases)
+                            extensions_gallery=settings.extensions_gallery, leases=leases,
+                            prebuild_concurrency=settings.prebuild_concurrency)
     ctx = ServerContext(settings=settings, db=db, keyring=keyring, runtime=runtime,  # type: ignore[arg-type]
                         reconciler=reconciler, connections=connections, tunnels=Tunnels(connections),
                         terminals=PtySessions(keep_detached=settings.terminal_keep_detached))

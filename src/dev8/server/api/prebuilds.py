@@ -79,7 +79,7 @@ async def push_hook(provider: Literal["github", "gitlab", "bitbucket"], request:
                 runs = prebuilds.hook(s, ctx.keyring, provider, headers, body)
             except prebuild_hooks.HookRefused as exc:
                 raise Invalid(str(exc)) from None
-            started = prebuilds.dispatch(s, ctx.keyring)
+            started = prebuilds.dispatch(s, ctx.keyring, ctx.settings.prebuild_concurrency)
             return [r.id for r in runs], started
     runs, started = await asyncio.to_thread(handle)
     for env_id in started:
@@ -100,7 +100,7 @@ async def run_prebuild(config_id: str, ctx: Ctx, user: CurrentUser) -> PrebuildR
     def queue() -> tuple[PrebuildRunOut, list[str]]:
         with ctx.db.session() as s:
             run = prebuilds.request_run(s, user, prebuilds.get_config(s, user, config_id))
-            started = prebuilds.dispatch(s, ctx.keyring)
+            started = prebuilds.dispatch(s, ctx.keyring, ctx.settings.prebuild_concurrency)
             s.flush()
             return run_out(run), started
     run, started = await asyncio.to_thread(queue)
