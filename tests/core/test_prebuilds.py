@@ -201,6 +201,16 @@ def test_a_signed_push_webhook_makes_a_prebuild_of_the_new_commit_and_a_forged_o
         assert accepted.status_code == 202 and len(accepted.json()["runs"]) == 1
         wait_until(lambda: runs()[0]["state"] == "ready", timeout=60, what="the pushed commit prebuilt")
         assert runs()[0]["commit"] == pushed
+        # no devcontainer.json: a home made from it still moves to the branch's head, once
+        newer = git.commit({"README.md": "v3\n"})
+        name = unique("pb")
+        erin.cli("create", name, "--repo", git.url)
+        assert erin.ssh(name, "cd workspace/proj && git rev-parse HEAD && cat README.md").stdout.split() == [newer, "v3"]
+        erin.ssh(name, "cd workspace/proj && git -c user.name=e -c user.email=e@e commit -qm mine --allow-empty")
+        git.commit({"README.md": "v4\n"})
+        erin.cli("restart", name)  # a start later: the clone is the user's own now, not pulled again
+        assert erin.ssh(name, "cd workspace/proj && git log -1 --format=%s").stdout.strip() == "mine"
+        assert not [e for e in events(erin, name) if e["status"] in ("warning", "error")]
         again = github_push(server, git.url, "main", pushed, secret)  # delivered twice: built once
         assert again.status_code == 202
         wait_until(lambda: runs()[0]["state"] == "skipped", timeout=30, what="the repeated push skipped")

@@ -474,7 +474,7 @@ class Reconciler:
         if options.get("extensions") or plan.get("extensions") or plan.get("settings") \
                 or (options.get("ai") or {}).get("copilot"):
             await self._optional_step(env.id, "extensions", conn, "dev8-env extensions")
-        if plan.get("once") or plan.get("on_start"):
+        if plan.get("once") or plan.get("on_start") or run or options.get("prebuild"):
             await self._optional_step(env.id, "lifecycle", conn, "dev8-env lifecycle", required=run)
         if run:
             return await self._prebuild_ready(env, str(cloned.get("commit") or ""))

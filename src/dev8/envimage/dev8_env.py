@@ -565,7 +565,10 @@ def _once_commands(config: dict) -> tuple[list[str], str]:
 def _run_lifecycle(config: dict) -> dict:
     plan = config.get("devcontainer") or {}
     commands, marker = _once_commands(config)
-    first_time = not os.path.exists(marker) and bool(plan.get("once"))
+    # a prebuild, and a home made from one, say so even without commands: the clone of a home
+    # copied from a prebuild goes forward once, at its first start
+    first_time = not os.path.exists(marker) and (bool(plan.get("once")) or bool(config.get("prebuild_run"))
+                                                 or os.path.exists(PREBUILT_MARKER))
     if not config.get("prebuild_run"):  # a prebuild leaves the services a start runs to each home
         commands += plan.get("on_start") or []
     cwd = _repo_dir(config) or WORKSPACE
