@@ -61,6 +61,9 @@ def test_homes_copied_from_a_prebuild_volume_are_whole_and_each_their_own(setup,
     prebuild_volume = next(v for v in docker_client.volumes.list(filters={"label": f"dev8.installation={inst}"})
                            if v.name.endswith(f"-{run['environment']}-home"))
     assert not docker_client.containers.list(all=True, filters={"name": run["environment"]})  # only its home is left
+    ran = docker_client.containers.run("dev8/base:latest", ["cat", "/h/runs"], entrypoint=[], remove=True,
+                                       volumes={prebuild_volume.name: {"bind": "/h", "mode": "ro"}})
+    assert ran.decode().split() == ["oncreate"]  # postCreateCommand is each home's own
 
     # two creates at once from the one prebuild
     names = [unique("pb"), unique("pb")]
@@ -76,7 +79,7 @@ def test_homes_copied_from_a_prebuild_volume_are_whole_and_each_their_own(setup,
              "&& readlink node_modules/.bin/tool && stat -c '%U %a' node_modules/m2 && git pull -q && echo pulled")
     for name in names:
         r = alice.ssh(name, check)
-        assert r.stdout.split() == ["dev", "oncreate", "postcreate", "2001", "../m1", "dev", "600", "pulled"], \
+        assert r.stdout.split() == ["dev", "oncreate", "postcreate", "2000", "../m1", "dev", "600", "pulled"], \
             r.stdout + r.stderr
     # each home is its own
     alice.ssh(first, "echo mine > ~/workspace/app/node_modules/m5")

@@ -477,7 +477,7 @@ class Reconciler:
         if plan.get("once") or plan.get("on_start") or run or options.get("prebuild"):
             await self._optional_step(env.id, "lifecycle", conn, "dev8-env lifecycle", required=run)
         if run:
-            return await self._prebuild_ready(env, str(cloned.get("commit") or ""))
+            return await self._prebuild_ready(env, conn, cloned)
         await asyncio.to_thread(self._update, env.id, observed_state=State.RUNNING,
                                 configured_generation=env.generation, started_at=utcnow(), status_message="",
                                  status_detail="")
@@ -529,10 +529,19 @@ class Reconciler:
         env.options = options
         await self._emit(env.id, "prebuild", "warning", why)
 
-    async def _prebuild_ready(self, env: Environment, commit: str) -> None:
-        """The run in ``env`` did its work at ``commit`` (its clone's): that becomes a prebuild,
-        its environment is removed keeping its storage (the reconcile after this one), older
-        prebuilds go."""
+    async def _prebuild_ready(self, env: Environment, conn: asyncssh.SSHClientConnection, cloned: dict) -> None:
+        """The run in ``env`` did its work: its clone's commit (as ``dev8-env clone`` answered,
+        or read in the folder it named: an image whose dev8-env predates the answer) becomes a
+        prebuild, its environment is removed keeping its storage (the reconcile after this
+        one), older prebuilds go."""
+        commit = str(cloned.get("commit") or "")
+        if not commit and cloned.get("path"):
+            try:
+                result = await conn.run(f"git -C {shlex.quote(str(cloned['path']))} rev-parse HEAD", check=True,
+                                        timeout=60)
+                commit = str(result.stdout).strip()
+            except (TimeoutError, asyncssh.Error, OSError) as exc:
+                raise StepFailed.of("prebuild", f"cannot read its clone's commit: {exc}") from None
         if not commit:
             raise StepFailed("prebuild", "its clone has no commit")
         await self._emit(env.id, "prebuild", "ok", f"ready at {commit[:7]}")
