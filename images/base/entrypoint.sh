@@ -9,7 +9,8 @@ if [ -z "${DEV8_CONTROL_KEY:-}" ]; then
   echo "dev8-entrypoint: DEV8_CONTROL_KEY is not set" >&2
   exit 64
 fi
-printf '%s\n' "$DEV8_CONTROL_KEY" > /etc/dev8/authorized_keys
+control_key=$DEV8_CONTROL_KEY
+printf '%s\n' "$control_key" > /etc/dev8/authorized_keys
 chmod 0644 /etc/dev8/authorized_keys
 unset DEV8_CONTROL_KEY
 # A home kept as an archive on storage that is no POSIX file system (ACI's Azure Files
@@ -22,7 +23,13 @@ elif [ -n "${DEV8_HOME_ARCHIVE:-}" ]; then  # a first start on an empty disk: a 
 fi
 hostkeys=/home/dev/.dev8/hostkeys
 install -d -m 0700 -o root -g root "$hostkeys"
+# A home copied from another environment's (a prebuild's) holds that one's host key: each
+# environment (each control key) makes its own. A home from before this note keeps its key.
+if [ -s "$hostkeys/control_key.pub" ] && [ "$(cat "$hostkeys/control_key.pub")" != "$control_key" ]; then
+  rm -f "$hostkeys"/ssh_host_*
+fi
 [ -s "$hostkeys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$hostkeys/ssh_host_ed25519_key"
+printf '%s\n' "$control_key" > "$hostkeys/control_key.pub"
 # Printed for runtimes that read it from the container's log (an authenticated API call).
 echo "dev8-host-key: $(cat "$hostkeys/ssh_host_ed25519_key.pub")"
 install -d -o dev -g dev /home/dev/workspace

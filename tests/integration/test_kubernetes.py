@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 from kubernetes import client
 
-from dev8.runtimes.base import EnvSpec, NeedsUserAction, RuntimeUnavailable
+from dev8.runtimes.base import EnvSpec, NeedsUserAction, RuntimeUnavailable, StorageGone
 from dev8.runtimes.kube import KubernetesRuntime
 from dev8.runtimes.kube import builders as b
 from dev8.runtimes.kube.options import KubernetesOptions
@@ -125,6 +125,43 @@ def test_a_pod_deleted_behind_dev8s_back_is_made_again_on_the_kept_claim(runtime
         ssh_ready(keyring, spec, second, wait_host_key(rt, spec))
         assert run(keyring, spec, second, key, "cat ~/workspace/k.txt").strip() == "kept"
     finally:
+        rt.remove(spec, keep_storage=False)
+
+
+def test_a_home_cloned_from_a_prebuilds_claim_is_a_copy_of_its_own(runtime, spec: EnvSpec) -> None:  # type: ignore[no-untyped-def]
+    """A prebuild's claim (its environment removed, the claim kept) cloned into a new home:
+    the files are there, and what the new home changes is not in the prebuild's."""
+    from dataclasses import replace
+
+    from tests.contract.test_runtime_contract import run, ssh_ready, wait_host_key
+    rt = runtime()
+    rt.prepare(spec, lambda _m: None)
+    first = rt.ensure_running(spec)
+    made = replace(spec, env_id=unique("id"), name=unique("k"), seed=spec.object_name)
+    _Keys.keys[made.env_id] = _Keys.keys[spec.env_id]
+    try:
+        ssh_ready(_Keys, spec, first, wait_host_key(rt, spec))
+        run(_Keys, spec, first, wait_host_key(rt, spec), "mkdir -p ~/workspace/dep && echo prebuilt > ~/workspace/dep/f")
+        rt.remove(spec, keep_storage=True)  # what a prebuild run leaves: its claim
+        said: list[str] = []
+        rt.prepare(made, said.append)
+        assert any("cloning the prebuild's claim" in m for m in said), said
+        second = rt.ensure_running(made)
+        key = wait_host_key(rt, made)
+        ssh_ready(_Keys, made, second, key)
+        assert run(_Keys, made, second, key, "cat ~/workspace/dep/f && stat -c %U ~/workspace/dep/f").split() == [
+            "prebuilt", "dev"]
+        run(_Keys, made, second, key, "echo mine > ~/workspace/dep/f")
+        rt.remove(made, keep_storage=False)
+        again = rt.ensure_running(spec)  # the prebuild's own home is as it was
+        key = wait_host_key(rt, spec)
+        ssh_ready(_Keys, spec, again, key)
+        assert run(_Keys, spec, again, key, "cat ~/workspace/dep/f").strip() == "prebuilt"
+        gone = replace(made, env_id=unique("id"), name=unique("k"), seed="dev8-nothing-u1-none")
+        with pytest.raises(StorageGone, match="the prebuild's claim"):
+            rt.prepare(gone, lambda _m: None)
+    finally:
+        rt.remove(made, keep_storage=False)
         rt.remove(spec, keep_storage=False)
 
 

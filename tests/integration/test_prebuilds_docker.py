@@ -10,7 +10,10 @@ from pathlib import Path
 
 import docker
 import pytest
+from sqlalchemy import select
 
+from dev8.store.db import Database
+from dev8.store.models import Environment
 from tests.support import (
     GIT_HOST,
     Dev8Server,
@@ -81,7 +84,15 @@ def test_homes_copied_from_a_prebuild_volume_are_whole_and_each_their_own(setup,
         r = alice.ssh(name, check)
         assert r.stdout.split() == ["dev", "oncreate", "postcreate", "2000", "../m1", "dev", "600", "pulled"], \
             r.stdout + r.stderr
-    # each home is its own
+    # each home is its own, with its own SSH host key (not the prebuild's)
+    db = Database(f"sqlite:///{server.data_dir / 'dev8.db'}")
+    with db.session() as s:
+        keys = {e.name: e.host_key for e in s.scalars(select(Environment).where(Environment.name.in_(names)))}
+    db.dispose()
+    prebuild_key = docker_client.containers.run(
+        "dev8/base:latest", ["cat", "/h/.dev8/hostkeys/ssh_host_ed25519_key.pub"], entrypoint=[], remove=True,
+        volumes={prebuild_volume.name: {"bind": "/h", "mode": "ro"}}).decode().split()[1]
+    assert len({k.split()[1] for k in keys.values()} | {prebuild_key}) == 3, keys
     alice.ssh(first, "echo mine > ~/workspace/app/node_modules/m5")
     assert alice.ssh(second, "cat ~/workspace/app/node_modules/m5").stdout == "5\n"
     push = alice.ssh(second, "cd ~/workspace/app && echo x > X.md && git add X.md && git commit -qm x "

@@ -6,8 +6,10 @@ provisioner against the real API server, and runs each pod on the local Docker e
   as in a cluster.
 - Binds pending pods (``pods/binding``) when their requests fit and their claims are bound,
   else marks them Unschedulable with the scheduler's wording.
-- Provisions claims of its storage class (a Docker volume per claim uid, Bound) and, as
-  the pvc-protection controller, lets a deleted claim go once no pod uses it.
+- Provisions claims of its storage class (a Docker volume per claim uid, Bound; one whose
+  ``dataSource`` names another claim is a copy of its volume, bound once copied, as a CSI
+  driver that clones does) and, as the pvc-protection controller, lets a deleted claim go
+  once no pod uses it.
 - Runs a bound pod: pulls its image (a real local registry), a container with the pod's
   environment, limits, capabilities, no-new-privileges, the claim as a volume and a
   memory emptyDir as a tmpfs, on a bridge of its own; reports Running with the
@@ -203,12 +205,34 @@ class TestKubelet:
                                 meta["name"], meta["namespace"], {"metadata": {"finalizers": None}})
                     elif (claim.get("status") or {}).get("phase") != "Bound" and \
                             spec.get("storageClassName") == STORAGE_CLASS:
+                        if spec.get("dataSource") and not self._clone(claim, {c["metadata"]["name"]: c for c in claims
+                                                                               if c["metadata"]["namespace"]
+                                                                               == meta["namespace"]}):
+                            continue  # its source is not bound yet: the next round
                         self.core.patch_namespaced_persistent_volume_claim_status(
                             meta["name"], meta["namespace"], {"status": {
                                 "phase": "Bound", "accessModes": spec["accessModes"],
                                 "capacity": {"storage": spec["resources"]["requests"]["storage"]}}})
                 except client.ApiException:
                     pass  # changed meanwhile: the next round sees the new state
+
+    def _clone(self, claim: dict[str, Any], claims: dict[str, dict[str, Any]]) -> bool:
+        """As a CSI driver that clones does: the new claim's volume made a copy of its
+        ``dataSource`` claim's, before the claim is bound; False while the source is not bound."""
+        source = claims.get(claim["spec"]["dataSource"]["name"])
+        if claim["spec"]["dataSource"].get("kind") != "PersistentVolumeClaim" or source is None or \
+                (source.get("status") or {}).get("phase") != "Bound":
+            return False
+        into = f"kube-pvc-{claim['metadata']['uid']}"
+        self.docker.volumes.create(into, labels={LABEL: self.id})
+        source_volume = f"kube-pvc-{source['metadata']['uid']}"
+        with contextlib.suppress(docker.errors.APIError):  # never mounted: an empty source, an empty copy
+            self.docker.volumes.create(source_volume, labels={LABEL: self.id})
+        self.docker.containers.run("dev8/base:latest", ["cp", "-a", "/from/.", "/to/"], entrypoint=[], user="0",
+                                   remove=True, network_disabled=True, labels={LABEL: self.id},
+                                   volumes={source_volume: {"bind": "/from", "mode": "ro"},
+                                            into: {"bind": "/to", "mode": "rw"}})
+        return True
 
     # --- one pod ------------------------------------------------------------------------------
 

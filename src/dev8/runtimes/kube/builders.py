@@ -41,6 +41,11 @@ def claim_name(spec: EnvSpec) -> str:
     return fit_name(spec.volume_name, DNS_LABEL)
 
 
+def seed_claim_name(spec: EnvSpec) -> str | None:
+    """The claim of the prebuild ``spec.seed`` names (``claim_name`` of its environment)."""
+    return fit_name(f"{spec.seed}-home", DNS_LABEL) if spec.seed else None
+
+
 def labels(spec: EnvSpec) -> dict[str, str]:
     """dev8's labels (installation, environment, owner) and the recommended app labels;
     ValueError for a value Kubernetes would refuse, before anything is sent."""
@@ -114,6 +119,8 @@ def claim(spec: EnvSpec, opts: KubernetesOptions) -> dict[str, Any]:
     }
     if opts.storage_class:
         body["spec"]["storageClassName"] = opts.storage_class
+    if spec.seed:  # a clone of the prebuild's claim (CSI volume cloning): bound once the copy is whole
+        body["spec"]["dataSource"] = {"kind": "PersistentVolumeClaim", "name": seed_claim_name(spec)}
     return body
 
 

@@ -40,7 +40,7 @@ class KubernetesRuntime(PulledImages):
     name = "kubernetes"
     pulls = "each node pulls it at the first start there"
     before_stop: str | None = None  # the claim is the live home
-    copies_storage = False  # a claim per home; a clone from a snapshot is not built yet
+    copies_storage = True  # a new claim cloned from the prebuild's (dataSource)
 
     def __init__(self, opts: KubernetesOptions, api: client.ApiClient | None = None) -> None:
         self.opts = opts
@@ -175,6 +175,11 @@ class KubernetesRuntime(PulledImages):
         if found is None:
             if spec.storage_expected:
                 raise StorageGone(f"its home's claim {name} in {self.opts.namespace} is gone")
+            seed = builders.seed_claim_name(spec)
+            if seed is not None:
+                if self._raw(self.core.read_namespaced_persistent_volume_claim, seed, self.opts.namespace) is None:
+                    raise StorageGone(f"the prebuild's claim {seed} in {self.opts.namespace} is gone")
+                progress(f"cloning the prebuild's claim {seed} into {name}")
             progress(f"creating the home's claim {name} ({self.opts.storage_size})")
             try:
                 self._raw(self.core.create_namespaced_persistent_volume_claim, self.opts.namespace,
