@@ -58,7 +58,7 @@ def test_what_dev8_sends_passes_the_strict_schemas_of_current_kubernetes(spec: E
                              storage_class="fast")
     assert len(SCHEMA_VERSIONS) == 3
     for version in SCHEMA_VERSIONS:
-        for body in (b.pod(spec, opts), b.claim(spec, opts)):
+        for body in (b.pod(spec, opts), b.claim(spec, opts), b.claim(replace(spec, seed="dev8-i-u7-pb-1"), opts)):
             kubernetes_validate.validate(body, version, strict=True)
         bad = b.pod(spec, opts)
         bad["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalaton"] = False  # a typo v1.20 would drop
@@ -131,8 +131,6 @@ def test_a_pod_deleted_behind_dev8s_back_is_made_again_on_the_kept_claim(runtime
 def test_a_home_cloned_from_a_prebuilds_claim_is_a_copy_of_its_own(runtime, spec: EnvSpec) -> None:  # type: ignore[no-untyped-def]
     """A prebuild's claim (its environment removed, the claim kept) cloned into a new home:
     the files are there, and what the new home changes is not in the prebuild's."""
-    from dataclasses import replace
-
     from tests.contract.test_runtime_contract import run, ssh_ready, wait_host_key
     rt = runtime()
     rt.prepare(spec, lambda _m: None)
