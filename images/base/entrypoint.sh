@@ -16,6 +16,11 @@ unset DEV8_CONTROL_KEY
 # A home kept as an archive on storage that is no POSIX file system (ACI's Azure Files
 # share: no modes, owners or symlinks): restored onto the container's own disk before
 # anything reads it, saved back by the home-save service, `dev8-env save-home` and a stop.
+# A new home made from a prebuild: the prebuild's archive (its share mounted read-only)
+# becomes this home's own, whole or not at all.
+if [ -n "${DEV8_HOME_ARCHIVE:-}" ] && [ ! -s "$DEV8_HOME_ARCHIVE" ] && [ -s "${DEV8_HOME_SEED:-}" ]; then
+  cp "$DEV8_HOME_SEED" "$DEV8_HOME_ARCHIVE.seeding" && mv "$DEV8_HOME_ARCHIVE.seeding" "$DEV8_HOME_ARCHIVE"
+fi
 if [ -n "${DEV8_HOME_ARCHIVE:-}" ] && [ -s "$DEV8_HOME_ARCHIVE" ]; then
   tar --numeric-owner -xpzf "$DEV8_HOME_ARCHIVE" -C /home/dev
 elif [ -n "${DEV8_HOME_ARCHIVE:-}" ]; then  # a first start on an empty disk: a new user's home

@@ -233,15 +233,17 @@ class ArmStub(Stub):
         volumes = {}
         for mount in container.get("volumeMounts", []):
             volume = next(v for v in props.get("volumes", []) if v["name"] == mount["name"])
+            read_only = bool(mount.get("readOnly"))
             if "azureFile" in volume:
                 source = str(self.mount_share(volume["azureFile"]["shareName"]))
+                read_only = read_only or bool(volume["azureFile"].get("readOnly"))
             elif "emptyDir" in volume:  # the host's disk, empty at each deployment
                 source = self.docker.volumes.create(f"aci-{g.name}-{uuid.uuid4().hex[:8]}",
                                                     labels={LABEL: self.id}).name
                 g.scratch.append(source)
             else:
                 raise ValueError(f"the stand-in mounts no {sorted(volume)} volume")
-            volumes[source] = {"bind": mount["mountPath"], "mode": "rw"}
+            volumes[source] = {"bind": mount["mountPath"], "mode": "ro" if read_only else "rw"}
         return {"environment": {e["name"]: e.get("value", e.get("secureValue", ""))
                                 for e in container.get("environmentVariables", [])},
                 "nano_cpus": int(requests["cpu"] * 1e9), "mem_limit": int(requests["memoryInGB"] * (1 << 30)),

@@ -185,11 +185,15 @@ def test_a_repositorys_devcontainer_on_aci_sets_variables_runs_its_commands_and_
     (tmp_path / "tls" / "devcontainer.json").write_text(DEVCONTAINER)
     (tmp_path / "tls" / "dockerfile.json").write_text('{"build": {"dockerfile": "Dockerfile"}}')
     (tmp_path / "tls" / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    (tmp_path / "tls" / "prebuilt.json").write_text(json.dumps({
+        "onCreateCommand": "mkdir -p deps && echo made > deps/f && echo oncreate >> ~/runs",
+        "postCreateCommand": "echo postcreate >> ~/runs"}))
     git = start_git_server(docker_client, network.name, tmp_path / "tls", {"x-access-token": token})
-    seed = ("set -e; for r in dc img; do d=/tmp/$r; git init -q -b main $d; mkdir $d/.devcontainer; done; "
+    seed = ("set -e; for r in dc img pb; do d=/tmp/$r; git init -q -b main $d; mkdir $d/.devcontainer; done; "
             "cp /srv/tls/devcontainer.json /tmp/dc/.devcontainer/; "
             "cp /srv/tls/dockerfile.json /tmp/img/.devcontainer/devcontainer.json; cp /srv/tls/Dockerfile /tmp/img/.devcontainer/; "
-            "for r in dc img; do cd /tmp/$r; git add .; git -c user.name=t -c user.email=t@t commit -qm $r; "
+            "cp /srv/tls/prebuilt.json /tmp/pb/.devcontainer/devcontainer.json; "
+            "for r in dc img pb; do cd /tmp/$r; git add .; git -c user.name=t -c user.email=t@t commit -qm $r; "
             "git clone -q --bare /tmp/$r /srv/git/org/$r.git; done")
     assert git.exec_run(["sh", "-c", seed]).exit_code == 0
     arm_stub.extra_networks.append(network.name)
@@ -212,6 +216,18 @@ def test_a_repositorys_devcontainer_on_aci_sets_variables_runs_its_commands_and_
                        "--git", f"github@{GIT_HOST}:8443=CORP_TOKEN").stdout
         assert "! devcontainer-image" in out and "builds no images" in out and f"{img} is ready" in out, out
         assert erin.http().get(f"/environments/{img}").json()["image"] == registry_base_image
+        # a prebuild: its run's home saved to its share; a new home's first deployment takes that archive
+        login = f"github@{GIT_HOST}:8443=CORP_TOKEN"
+        made = erin.cli("prebuilds", "set", f"https://{GIT_HOST}:8443/org/pb.git", "--git", login).stdout
+        assert "prebuild ready at" in made, made
+        pb = unique("pb")
+        out = erin.cli("create", pb, "--repo", f"https://{GIT_HOST}:8443/org/pb.git", "--git", login).stdout
+        assert "from the prebuild of" in out, out
+        check = "cat ~/runs ~/workspace/pb/deps/f"
+        assert erin.ssh(pb, check).stdout.split() == ["oncreate", "postcreate", "made"]
+        erin.cli("stop", pb)
+        erin.cli("start", pb)  # a new deployment on its own saved archive, not the prebuild's
+        assert erin.ssh(pb, check).stdout.split() == ["oncreate", "postcreate", "made"]
     finally:
         server.kill()
         arm_stub.extra_networks.remove(network.name)

@@ -54,6 +54,22 @@ def test_every_container_group_body_is_valid_against_the_published_spec(kw: dict
     assert props["volumes"][1] == {"name": "home-disk", "emptyDir": {}}
 
 
+def test_a_new_home_from_a_prebuild_mounts_its_share_read_only_for_its_archive() -> None:
+    seeded = replace(SPEC, seed="dev8-abc1234-u7-pb-1a2b3c")
+    sent = body(seeded)
+    validate(ACI, "ContainerGroup", sent)
+    props = sent["properties"]
+    share = b.seed_share_name(seeded)
+    assert share == b.share_name(replace(SPEC, name="pb-1a2b3c")) != b.share_name(SPEC)  # the prebuild run's own
+    assert props["volumes"][2]["name"] == "seed" and props["volumes"][2]["azureFile"]["shareName"] == share
+    assert props["volumes"][2]["azureFile"]["readOnly"] is True
+    assert {"name": "seed", "mountPath": b.SEED_MOUNT, "readOnly": True} in props["containers"][0]["properties"][
+        "volumeMounts"]
+    env = {v["name"]: v["value"] for v in props["containers"][0]["properties"]["environmentVariables"]}
+    assert env["DEV8_HOME_SEED"] == f"{b.SEED_MOUNT}/home.tar.gz"
+    assert "seed" not in str(body())  # an ordinary home mounts nothing else
+
+
 def test_the_validator_rejects_unknown_read_only_and_missing_properties() -> None:
     good = body()
     unknown = copy.deepcopy(good)

@@ -20,6 +20,8 @@ HOME_DISK = "home-disk"  # an emptyDir at the home: the host's disk, not the con
 # (20k small files restore in 0.7 s there against 11 s on overlay: bench/aci.py)
 SHARE_MOUNT = "/mnt/dev8-home"  # where the home's share is mounted; the home itself is on the container's disk
 HOME_ARCHIVE = f"{SHARE_MOUNT}/home.tar.gz"
+SEED_VOLUME = "seed"  # a prebuild's share, read-only, while a new home is made from its archive
+SEED_MOUNT = "/mnt/dev8-seed"
 # Container groups and file shares: 3-63 lowercase letters, digits and single hyphens,
 # starting and ending with a letter or digit.
 _AZURE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
@@ -38,6 +40,11 @@ def share_name(spec: EnvSpec) -> str:
     return azure_name(spec.volume_name)
 
 
+def seed_share_name(spec: EnvSpec) -> str | None:
+    """The share of the prebuild ``spec.seed`` names (``share_name`` of its environment)."""
+    return azure_name(f"{spec.seed}-home") if spec.seed else None
+
+
 def memory_gb(memory_bytes: int) -> float:
     """ACI's memory is in GB with one decimal: rounded up, never less than asked."""
     return max(0.1, math.ceil(memory_bytes / (1 << 30) * 10) / 10)
@@ -46,17 +53,28 @@ def memory_gb(memory_bytes: int) -> float:
 def container_group(spec: EnvSpec, opts: AciOptions, storage_key: str) -> m.ContainerGroup:
     """The container group of ``spec``: one container running the image with only TCP 22
     exposed, CPU and memory requested as asked, restarted always; the home's share mounted
-    for its archive. No secret of the user's is in it: they go over SSH after start."""
+    for its archive (and, for a new home made from a prebuild, the prebuild's share, read-only:
+    its archive becomes this home's). No secret of the user's is in it: they go over SSH after start."""
     env = [m.EnvironmentVariable(name="DEV8_CONTROL_KEY", value=spec.control_public_key),  # a public key
            m.EnvironmentVariable(name="DEV8_HOME_ARCHIVE", value=HOME_ARCHIVE),
            m.EnvironmentVariable(name="DEV8_HOME_SAVE_EVERY", value=str(opts.save_every))]
+    mounts = [m.VolumeMount(name=HOME_VOLUME, mount_path=SHARE_MOUNT),
+              m.VolumeMount(name=HOME_DISK, mount_path=layout.HOME)]
+    volumes = [m.Volume(name=HOME_VOLUME, azure_file=m.AzureFileVolume(
+                   share_name=share_name(spec), storage_account_name=opts.storage_account,
+                   storage_account_key=storage_key)), m.Volume(name=HOME_DISK, empty_dir={})]
+    seed = seed_share_name(spec)
+    if seed is not None:
+        env.append(m.EnvironmentVariable(name="DEV8_HOME_SEED", value=f"{SEED_MOUNT}/home.tar.gz"))
+        mounts.append(m.VolumeMount(name=SEED_VOLUME, mount_path=SEED_MOUNT, read_only=True))
+        volumes.append(m.Volume(name=SEED_VOLUME, azure_file=m.AzureFileVolume(
+            share_name=seed, read_only=True, storage_account_name=opts.storage_account,
+            storage_account_key=storage_key)))
     container = m.Container(
         name=CONTAINER, image=spec.image,
         resources=m.ResourceRequirements(requests=m.ResourceRequests(cpu=spec.cpus,
                                                                      memory_in_gb=memory_gb(spec.memory_bytes))),
-        ports=[m.ContainerPort(port=22, protocol="TCP")], environment_variables=env,
-        volume_mounts=[m.VolumeMount(name=HOME_VOLUME, mount_path=SHARE_MOUNT),
-                       m.VolumeMount(name=HOME_DISK, mount_path=layout.HOME)])
+        ports=[m.ContainerPort(port=22, protocol="TCP")], environment_variables=env, volume_mounts=mounts)
     public = opts.network == "public"
     ip = m.IpAddress(type="Public" if public else "Private", ports=[m.Port(port=22, protocol="TCP")],
                      dns_name_label=group_name(spec) if public and opts.dns_label else None)
@@ -72,10 +90,7 @@ def container_group(spec: EnvSpec, opts: AciOptions, storage_key: str) -> m.Cont
     return m.ContainerGroup(
         location=opts.location, tags=spec.labels, identity=identity, containers=[container],
         os_type="Linux", restart_policy="Always", ip_address=ip, image_registry_credentials=credentials,
-        subnet_ids=None if public else [m.ContainerGroupSubnetId(id=opts.subnet_id or "")],
-        volumes=[m.Volume(name=HOME_VOLUME, azure_file=m.AzureFileVolume(
-            share_name=share_name(spec), storage_account_name=opts.storage_account,
-            storage_account_key=storage_key)), m.Volume(name=HOME_DISK, empty_dir={})])
+        subnet_ids=None if public else [m.ContainerGroupSubnetId(id=opts.subnet_id or "")], volumes=volumes)
 
 
 def made_for(group: m.ContainerGroup, spec: EnvSpec) -> bool:

@@ -65,7 +65,7 @@ class AciRuntime(PulledImages):
     # Its home lives on the container's own disk; the share holds its archive, saved by the
     # environment every few minutes and by this command before a stop (see the README).
     before_stop: str | None = "sudo -n dev8-env save-home"
-    copies_storage = False  # a share per home; copying one is not built yet
+    copies_storage = True  # a new home's first deployment mounts the prebuild's share and takes its archive
 
     def __init__(self, opts: AciOptions, credential: Any = None) -> None:
         self.opts = opts
@@ -155,6 +155,13 @@ class AciRuntime(PulledImages):
             pass
         if spec.storage_expected:
             raise StorageGone(f"its home's file share {share} in {self.opts.storage_account} is gone")
+        seed = builders.seed_share_name(spec)
+        if seed is not None:
+            try:
+                self.storage.file_shares.get(self.opts.resource_group, self.opts.storage_account, seed)
+            except ResourceNotFoundError:
+                raise StorageGone(f"the prebuild's file share {seed} in {self.opts.storage_account} is gone") from None
+            progress(f"the home starts from the prebuild's file share {seed}")
         progress(f"creating the home's file share {share}")
         self.storage.file_shares.create(self.opts.resource_group, self.opts.storage_account, share,
                                         sm.FileShare(file_share_properties=sm.FileShareProperties(
