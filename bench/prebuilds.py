@@ -65,6 +65,7 @@ def main() -> None:
                 prebuilt.append(timed_create(client, f"pre{i}", body))
                 plain.append(timed_create(client, f"plain{i}", {**body, "prebuild": False}))
                 assert client.get(f"/environments/pre{i}").json()["prebuild"], "the create did not use the prebuild"
+            steps = timeline(client, f"pre{args.runs - 1}")
     report(f"prebuilds, {args.files} files and {args.seconds:g} s in onCreateCommand, image {args.image}, "
            f"{args.runs} runs (medians)", [
                ("the prebuild run (once)", prebuild_run, "s"),
@@ -74,6 +75,19 @@ def main() -> None:
                ("ratio from the prebuild / empty", median(prebuilt) / median(empty), "x"),
                ("ratio no prebuild / from the prebuild", median(plain) / median(prebuilt), "x"),
            ])
+    report("where the last create from the prebuild spent its time (each step, running → ok)", steps)
+
+
+def timeline(client: httpx.Client, name: str) -> list[tuple[str, float, str]]:
+    """Seconds from each step's start to the next step's start, from its events."""
+    from datetime import datetime
+    events = client.get(f"/environments/{name}/events", params={"follow": "false"}).json()
+    starts: dict[str, datetime] = {}
+    for ev in events:
+        starts.setdefault(ev["step"], datetime.fromisoformat(ev["ts"]))
+    ordered = sorted(starts.items(), key=lambda kv: kv[1])
+    return [(step, (later - at).total_seconds(), "s")
+            for (step, at), (_, later) in zip(ordered, ordered[1:], strict=False)]
 
 
 if __name__ == "__main__":
