@@ -84,3 +84,22 @@ def test_a_run_whose_environment_was_deleted_by_hand_fails_and_frees_its_place(s
     states = [r.state for r in prebuilds.runs(s, config)]
     assert sorted(states) == ["failed", "running"]
     assert [r.message for r in prebuilds.runs(s, config) if r.state == "failed"] == ["its environment was deleted"]
+
+
+def test_a_create_finds_its_owners_newest_ready_prebuild_of_the_same_repository_branch_and_image(
+        s: Session, keyring: Keyring) -> None:
+    user = create_user(s, email="match@example.com")
+    other = create_user(s, email="other@example.com")
+    config, _ = prebuilds.set_config(s, keyring, user, LIMITS, repo="https://Git.example.com/o/a.git", branch="main")
+    old = Prebuild(config_id=config.id, env_id="e1", env_name="pb-1", state="ready", commit="a" * 40,
+                   finished_at=utcnow() - timedelta(hours=1))
+    new = Prebuild(config_id=config.id, env_id="e2", env_name="pb-2", state="ready", commit="b" * 40,
+                   finished_at=utcnow())
+    failed = Prebuild(config_id=config.id, env_id="e3", env_name="pb-3", state="failed", finished_at=utcnow())
+    s.add_all([old, new, failed])
+    s.flush()
+    image = LIMITS.default_image
+    assert prebuilds.newest_ready(s, user.id, "https://git.example.com/o/a", "main", image) is new  # one repository
+    assert prebuilds.newest_ready(s, user.id, "https://git.example.com/o/a.git", None, image) is None  # other branch
+    assert prebuilds.newest_ready(s, user.id, "https://git.example.com/o/a.git", "main", "other:img") is None
+    assert prebuilds.newest_ready(s, other.id, "https://git.example.com/o/a.git", "main", image) is None  # not theirs

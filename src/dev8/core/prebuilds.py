@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dev8.core import audit, prebuild_hooks
@@ -94,7 +95,10 @@ def set_config(s: Session, keyring: Keyring, user: User, limits: Limits, *, repo
         s.add(config)
     config.image, config.cpus, config.memory, config.keep, config.every = image, cpus, memory, keep, every
     config.options, config.secret_names = options, names
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:  # made by a concurrent request since the lookup above
+        raise Conflict(f"the prebuild of {repo} is being set by another request; try again") from None
     audit.record(s, user, "prebuild.set", repo + (f"@{branch}" if branch else ""), image)
     return config, (new_hook_secret(s, keyring, config) if new else None)
 
@@ -235,11 +239,13 @@ def _proves(s: Session, keyring: Keyring, config: PrebuildConfig, provider: str,
 
 
 def newest_ready(s: Session, owner_id: int, repo: str, branch: str | None, image: str) -> Prebuild | None:
-    """The prebuild a create of ``owner_id``'s with these values starts from, if any."""
-    return s.scalar(select(Prebuild).join(PrebuildConfig, PrebuildConfig.id == Prebuild.config_id).where(
-        PrebuildConfig.owner_id == owner_id, PrebuildConfig.repo_url == repo,
-        PrebuildConfig.branch == (branch or ""), PrebuildConfig.image == image, Prebuild.state == READY)
-        .order_by(Prebuild.finished_at.desc()).limit(1))
+    """The prebuild a create of ``owner_id``'s with these values starts from, if any (the
+    repository's URL compared as a webhook's is: ``…/app`` and ``…/app.git`` are one)."""
+    configs = [c.id for c in s.scalars(select(PrebuildConfig).where(
+        PrebuildConfig.owner_id == owner_id, PrebuildConfig.branch == (branch or ""), PrebuildConfig.image == image))
+        if prebuild_hooks.normal(c.repo_url) == prebuild_hooks.normal(repo)]
+    return s.scalar(select(Prebuild).where(Prebuild.config_id.in_(configs), Prebuild.state == READY)
+                    .order_by(Prebuild.finished_at.desc()).limit(1)) if configs else None
 
 
 def seed_option(prebuild: Prebuild) -> dict:

@@ -59,6 +59,9 @@ HEALTH_EVERY = 2.0
 # How soon to look again at an environment another replica is working on (it hands the
 # lease back when done, or dies and its lease expires).
 LEASE_RETRY = 1.0
+# How often the periodic pass looks for scheduled prebuilds (an hour apart at least) and a
+# queue no request or run's end dispatched: not at every pass of an idle server.
+PREBUILD_CHECK_EVERY = 30.0
 
 
 class LeaseLost(Exception):
@@ -91,6 +94,7 @@ class Reconciler:
         self.connections, self.notifier = connections, notifier
         self.ca_certificates, self.extensions_gallery = ca_certificates, extensions_gallery
         self.prebuild_concurrency = prebuild_concurrency
+        self._prebuilds_checked = -math.inf
         self.health = RuntimeHealth(runtime)
         with db.session() as s:
             self.installation = installation_id(s)
@@ -150,6 +154,11 @@ class Reconciler:
     async def _prebuilds_due(self) -> None:
         """Scheduled prebuild runs queued, and queued runs started while the server's cap allows
         (a run's end starts the next at once; this catches a queue its dispatcher left)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._prebuilds_checked < PREBUILD_CHECK_EVERY:
+            return
+        self._prebuilds_checked = now
+
         def due() -> list[str]:
             with self.db.session() as s:
                 prebuilds.due(s)
