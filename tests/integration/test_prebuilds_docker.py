@@ -22,6 +22,7 @@ from tests.support import (
     publish_to_git_server,
     start_git_server,
     unique,
+    wait_until,
 )
 
 TOKEN = "tok-" + "f00dfeed" * 4
@@ -63,7 +64,8 @@ def test_homes_copied_from_a_prebuild_volume_are_whole_and_each_their_own(setup,
     inst = server.installation()
     prebuild_volume = next(v for v in docker_client.volumes.list(filters={"label": f"dev8.installation={inst}"})
                            if v.name.endswith(f"-{run['environment']}-home"))
-    assert not docker_client.containers.list(all=True, filters={"name": run["environment"]})  # only its home is left
+    wait_until(lambda: not docker_client.containers.list(all=True, filters={"name": run["environment"]}),
+               timeout=60, what="the run's container removed (its home is what is left)")
     ran = docker_client.containers.run("dev8/base:latest", ["cat", "/h/runs"], entrypoint=[], remove=True,
                                        volumes={prebuild_volume.name: {"bind": "/h", "mode": "ro"}})
     assert ran.decode().split() == ["oncreate"]  # postCreateCommand is each home's own
