@@ -1,5 +1,4 @@
 """Scheduled prebuild runs and the server's cap of runs at once, on a SQLite file."""
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,19 +10,9 @@ from dev8.core.auth import create_user
 from dev8.core.crypto import Keyring
 from dev8.core.environments import Limits
 from dev8.core.errors import Invalid
-from dev8.store.db import Database
 from dev8.store.models import Environment, Prebuild, utcnow
 
 LIMITS = Limits("dev8/base:latest", 1.0, "1g")
-
-
-@pytest.fixture
-def s(tmp_path: Path) -> Iterator[Session]:
-    db = Database(f"sqlite:///{tmp_path / 'dev8.db'}")
-    db.upgrade()
-    with db.session() as session:
-        yield session
-    db.dispose()
 
 
 @pytest.fixture

@@ -1,22 +1,10 @@
 """The login throttle, on a SQLite file (it counts in the database, across replicas)."""
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
 from dev8.core.errors import TooManyAttempts
 from dev8.core.throttle import LoginThrottle
-from dev8.store.db import Database
-
-
-@pytest.fixture
-def s(tmp_path: Path) -> Iterator[Session]:
-    db = Database(f"sqlite:///{tmp_path / 'dev8.db'}")
-    db.upgrade()
-    with db.session() as session:
-        yield session
-    db.dispose()
 
 
 class Clock:

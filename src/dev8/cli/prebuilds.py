@@ -16,7 +16,7 @@ from dev8.durations import human, parse_duration
 
 prebuilds_app = typer.Typer(help="Prebuilds: a repository's clone and devcontainer.json's onCreateCommand and "
                                  "updateContentCommand done ahead of time; `dev8 create --repo` of it starts from a "
-                                 "copy (only yours, on a runtime that copies homes: docker).", no_args_is_help=True)
+                                 "copy (only yours; docker, kubernetes and aci copy homes).", no_args_is_help=True)
 
 Branch = Annotated[str | None, typer.Option(help="Branch (default: the repository's default branch)")]
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -328,11 +327,3 @@ def delete_config(s: Session, user: User, config: PrebuildConfig) -> list[Storag
     s.delete(config)
     return gone
 
-
-def age(at: datetime) -> str:
-    """How long ago, for people: "2 h", "5 min", "moments"."""
-    seconds = max(0.0, (utcnow() - at).total_seconds())
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size:
-            return f"{int(seconds // size)} {unit}"
-    return "moments"

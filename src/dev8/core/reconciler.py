@@ -34,6 +34,7 @@ from dev8.core.notify import EventNotifier, announce
 from dev8.core.runtime_health import RuntimeHealth
 from dev8.core.secrets import reveal_secrets
 from dev8.core.states import Desired, State
+from dev8.durations import human
 from dev8.runtimes.base import EnvSpec, NeedsUserAction, Observed, Runtime, RuntimeUnavailable, StorageGone
 from dev8.store.db import Database
 from dev8.store.models import Environment, User, utcnow
@@ -512,9 +513,9 @@ class Reconciler:
                                   f"`dev8 start {env.name} --empty-home`") from None
         prebuild = (env.options or {}).get("prebuild")
         if spec.seed and prebuild:
-            made = datetime.fromisoformat(prebuild["at"])
+            old = (utcnow() - datetime.fromisoformat(prebuild["at"])).total_seconds()
             await self._emit(env.id, "prebuild", "ok",
-                             f"from the prebuild of {prebuild['commit'][:7]}, {prebuilds.age(made)} old")
+                             f"from the prebuild of {prebuild['commit'][:7]}, {human(max(0.0, old))} old")
         await self._step(env.id, "image", prepare, IMAGE_TIMEOUT)
         if (env.options or {}).get(EMPTY_HOME_OK):  # the new, empty home exists now
 

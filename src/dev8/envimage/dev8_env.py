@@ -407,14 +407,12 @@ def _head(repo: str) -> str:
 def _update_prebuilt(target: str) -> dict:
     """A new home copied from a prebuild: its clone goes forward to the branch's head (the
     prebuild may be hours old); when that changed anything, updateContentCommand runs again."""
-    def head() -> str:
-        return _head(target)
-    before = head()
+    before = _head(target)
     pull = subprocess.run(["git", "-C", target, "pull", "--ff-only", "--quiet"], capture_output=True, text=True,
                           env=_no_prompt_env(), timeout=600)
     if pull.returncode != 0:
         raise ValueError(f"git pull in the prebuild's clone failed: {pull.stderr.strip()[-500:]}")
-    after = head()
+    after = _head(target)
     if after == before:
         return {"cloned": False, "path": target, "reason": f"from the prebuild, at {after[:7]}", "commit": after}
     os.makedirs(os.path.dirname(CONTENT_CHANGED_MARKER), exist_ok=True)

@@ -74,6 +74,11 @@ class EnvSpec:
         return f"{self.object_name}-home"
 
     @property
+    def seed_volume_name(self) -> str | None:
+        """``volume_name`` of the prebuild ``seed`` names (its environment's), if any."""
+        return f"{self.seed}-home" if self.seed else None
+
+    @property
     def labels(self) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_INSTALLATION: self.installation,
                 LABEL_ENV_ID: self.env_id, LABEL_OWNER: str(self.owner_id)}

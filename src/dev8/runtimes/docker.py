@@ -257,7 +257,7 @@ class DockerRuntime:
         links and extended attributes, and clones extents where the filesystem can (reflink).
         The copy marks itself done last; a volume without the mark (a copy cut half way) is
         emptied and copied again."""
-        seed_volume = f"{spec.seed}-home"
+        seed_volume = spec.seed_volume_name
         script = (f"[ -e /to/{SEEDED_MARK} ] && exit 0; "
                   "find /to -mindepth 1 -delete && cp -a --reflink=auto /from/. /to/ "
                   f"&& mkdir -p /to/{posixpath.dirname(SEEDED_MARK)} && touch /to/{SEEDED_MARK}")

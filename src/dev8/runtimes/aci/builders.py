@@ -42,7 +42,7 @@ def share_name(spec: EnvSpec) -> str:
 
 def seed_share_name(spec: EnvSpec) -> str | None:
     """The share of the prebuild ``spec.seed`` names (``share_name`` of its environment)."""
-    return azure_name(f"{spec.seed}-home") if spec.seed else None
+    return azure_name(spec.seed_volume_name) if spec.seed_volume_name else None
 
 
 def memory_gb(memory_bytes: int) -> float:

@@ -43,7 +43,7 @@ def claim_name(spec: EnvSpec) -> str:
 
 def seed_claim_name(spec: EnvSpec) -> str | None:
     """The claim of the prebuild ``spec.seed`` names (``claim_name`` of its environment)."""
-    return fit_name(f"{spec.seed}-home", DNS_LABEL) if spec.seed else None
+    return fit_name(spec.seed_volume_name, DNS_LABEL) if spec.seed_volume_name else None
 
 
 def labels(spec: EnvSpec) -> dict[str, str]:

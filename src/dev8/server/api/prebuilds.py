@@ -32,7 +32,7 @@ def prebuild_out(s: Session, config: PrebuildConfig) -> PrebuildOut:
 
 def _copies(ctx: Ctx) -> None:
     if not ctx.runtime.copies_storage:
-        raise Conflict(f"prebuilds need a runtime that copies homes (docker); this server runs {ctx.runtime.name}")
+        raise Conflict(f"prebuilds need a runtime that copies homes; this server's, {ctx.runtime.name}, does not")
 
 
 @router.get("", response_model=list[PrebuildOut], summary="Your prebuild configurations and their latest runs")
@@ -101,7 +101,6 @@ async def run_prebuild(config_id: str, ctx: Ctx, user: CurrentUser) -> PrebuildR
         with ctx.db.session() as s:
             run = prebuilds.request_run(s, user, prebuilds.get_config(s, user, config_id))
             started = prebuilds.dispatch(s, ctx.keyring, ctx.settings.prebuild_concurrency)
-            s.flush()
             return run_out(run), started
     run, started = await asyncio.to_thread(queue)
     for env_id in started:
