@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import shlex
@@ -569,14 +571,27 @@ def start_git_server(docker_client: docker.DockerClient, network: str, tls: Path
     return container
 
 
-def publish_to_git_server(container, files: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    """Commit ``files`` to org/app.git's main inside the test git server's container."""
+def publish_to_git_server(container, files: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
+    """Commit ``files`` to org/app.git's main inside the test git server's container; the commit."""
     writes = " && ".join(f"mkdir -p $(dirname {name}) && printf %s {shlex.quote(text)} > {name}"
                          for name, text in files.items())
     script = ("set -e; rm -rf /tmp/w; git clone -q /srv/git/org/app.git /tmp/w; cd /tmp/w; " + writes +
-              "; git add -A; git -c user.name=t -c user.email=t@t commit -qm change; git push -q origin main")
+              "; git add -A; git -c user.name=t -c user.email=t@t commit -qm change; git push -q origin main"
+              "; git rev-parse HEAD")
     result = container.exec_run(["sh", "-c", script], user="root")
     assert result.exit_code == 0, result.output.decode()
+    return result.output.decode().split()[-1]
+
+
+def github_push(server: Dev8Server, url: str, branch: str, commit: str, secret: str) -> httpx.Response:
+    """GitHub's push webhook for ``url``'s ``branch`` at ``commit`` to ``server``, signed
+    (HMAC-SHA256 of the body) with ``secret``."""
+    body = json.dumps({"ref": f"refs/heads/{branch}", "after": commit, "deleted": False,
+                       "repository": {"clone_url": url, "html_url": url.removesuffix(".git"),
+                                      "default_branch": "main"}}).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return httpx.post(f"{server.url}/api/v1/prebuilds/hooks/github", content=body, timeout=30, headers={
+        "content-type": "application/json", "x-github-event": "push", "x-hub-signature-256": signature})
 
 
 PASSWORD = "correct horse battery"  # the web password tests give users (admin set-password)

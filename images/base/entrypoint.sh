@@ -26,6 +26,9 @@ if [ -n "${DEV8_HOME_ARCHIVE:-}" ] && [ -s "$DEV8_HOME_ARCHIVE" ]; then
 elif [ -n "${DEV8_HOME_ARCHIVE:-}" ]; then  # a first start on an empty disk: a new user's home
   cp -an /etc/skel/. /home/dev/ && chown -R dev:dev /home/dev
 fi
+# The home's root is the user's: a home layered on a prebuild's (Docker's overlay) gets its
+# root from its new upper layer, made by the engine as root's.
+chown dev:dev /home/dev
 hostkeys=/home/dev/.dev8/hostkeys
 install -d -m 0700 -o root -g root "$hostkeys"
 # A home copied from another environment's (a prebuild's) holds that one's host key: each

@@ -6,13 +6,10 @@ replaces it, the older home goes; a failed run keeps the prebuild before it; pre
 their owner's alone."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import (
@@ -20,6 +17,7 @@ from tests.support import (
     DumbGitServer,
     User,
     fake_server,
+    github_push,
     log_in,
     set_web_password,
     shot,
@@ -166,15 +164,6 @@ def test_bad_prebuild_requests_change_nothing(server: Dev8Server, tmp_path: Path
     assert missing.status_code == 422 and "NOPE" in missing.text
     assert api.post("/prebuilds/nonexistent/runs").status_code == 404
     assert api.get("/prebuilds").json() == []
-
-
-def github_push(server: Dev8Server, url: str, branch: str, commit: str, secret: str) -> httpx.Response:
-    body = json.dumps({"ref": f"refs/heads/{branch}", "after": commit, "deleted": False,
-                       "repository": {"clone_url": url, "html_url": url.removesuffix(".git"),
-                                      "default_branch": "main"}}).encode()
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return httpx.post(f"{server.url}/api/v1/prebuilds/hooks/github", content=body, timeout=30, headers={
-        "content-type": "application/json", "x-github-event": "push", "x-hub-signature-256": signature})
 
 
 def test_a_signed_push_webhook_makes_a_prebuild_of_the_new_commit_and_a_forged_one_nothing(

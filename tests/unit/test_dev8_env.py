@@ -252,3 +252,26 @@ def test_a_clone_cut_half_way_is_never_taken_for_the_repository(tmp_path):
     failed = subprocess.run([sys.executable, str(HELPER), "clone"], env=bad, capture_output=True, text=True)
     assert failed.returncode == 1 and "git clone failed" in failed.stderr
     assert list((tmp_path / "bad" / "home" / "workspace").iterdir()) == []  # nothing half made
+
+
+def test_git_gets_each_configured_hosts_token_from_the_tmpfs_and_no_other_hosts(run_dir, tmp_path):
+    token = "ghp_" + "s3cr3t'\"$(x)" * 3  # quotes and $(...) are data, not shell
+    config = {"git": {"providers": [{"kind": "github", "host": "GitHub.com", "secret": "GH"},
+                                    {"kind": "gitlab", "host": "git.corp.test:8443", "secret": "GL", "username": "me"}]},
+              "secrets": {"GH": token, "GL": "glpat-1"}}
+    assert run(run_dir, "configure", input=json.dumps(config)).returncode == 0
+    assert token not in (run_dir / "gitconfig").read_text()
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": str(run_dir / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_TERMINAL_PROMPT": "0", "HOME": str(tmp_path)}
+
+    def fill(url: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "credential", "fill"], input=f"url={url}\n\n", capture_output=True, text=True,
+                              env=env)
+    got = dict(line.split("=", 1) for line in fill("https://github.com/org/app.git").stdout.splitlines())
+    assert (got["username"], got["password"]) == ("x-access-token", token)
+    got = dict(line.split("=", 1) for line in fill("https://git.corp.test:8443/g/app.git").stdout.splitlines())
+    assert (got["username"], got["password"]) == ("me", "glpat-1")
+    assert fill("https://evil.example/org/app.git").returncode != 0  # no token for a host not configured
+    assert fill("https://git.corp.test/g/app.git").returncode != 0  # nor another port of a configured one
+    (run_dir / "secrets" / "GH").unlink()  # a token gone: git asks (and, here, fails), no empty password
+    assert fill("https://github.com/org/app.git").returncode != 0

@@ -6,9 +6,10 @@ owner's (``Environment.prebuild_id`` set: not in their list, not in their quota)
 at the branch's head, devcontainer.json's ``onCreateCommand`` and ``updateContentCommand``
 (``dev8-env lifecycle`` with ``prebuild_run``). When it is ready, the reconciler records the
 commit and removes that environment keeping its storage: the storage is the prebuild. A create
-of the owner's with the same repository, branch and image starts from a copy of the newest
-ready prebuild's home (``EnvSpec.seed``, on runtimes that ``copies_storage``), moves its clone
-to the branch's head and runs ``postCreateCommand``: the home is its own from then on.
+of the owner's with the same repository, branch and image starts from the newest ready
+prebuild's home (``EnvSpec.seed``, on runtimes that ``copies_storage``: a copy, a clone or a
+copy-on-write layer, the runtime's business), moves its clone to the branch's head and runs
+``postCreateCommand``: the home is its own from then on.
 
 Prebuilds belong to their configuration's owner, and only the owner's creates use them: a
 prebuild's home holds the repository (and whatever the commands fetched with the owner's git

@@ -15,7 +15,6 @@ The control plane runs it over SSH as user ``dev``:
     dev8-env ports                 TCP ports listening inside the environment, as JSON
     dev8-env stats                 uptime, CPU and memory use (its cgroup), home size and free disk
     dev8-env work                  git repositories in ~/workspace with changes or commits not pushed
-    dev8-env git-credential get    git credential helper for the configured hosts only
     dev8-env save-home             (as root) archive the home to $DEV8_HOME_ARCHIVE, where the home
                                    is kept on storage that is no POSIX file system (ACI's share)
     dev8-env term ID COLS ROWS KEEP  attach stdin/stdout to browser terminal ID (a shell on a PTY
@@ -30,16 +29,12 @@ to write them unless that folder is memory-backed (tmpfs or ramfs, asked with st
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,7 +92,8 @@ MEMORY_FILESYSTEMS = {0x01021994: "tmpfs", 0x858458F6: "ramfs"}
 
 def filesystem_type(path: str) -> int:
     """``statfs(path).f_type`` (the first field of struct statfs on Linux)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    import ctypes  # here: every dev8-env command would pay for its import, few need it
+    libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded (find_library runs ldconfig)
     buf = ctypes.create_string_buffer(256)  # larger than struct statfs on every Linux ABI
     if libc.statfs(os.fsencode(path), buf) != 0:
         err = ctypes.get_errno()
@@ -260,6 +256,7 @@ def _write_code_server_env(config: dict) -> None:
     body = f"export EXTENSIONS_GALLERY={shlex.quote(gallery)}\n" if gallery else ""
     body += _env_exports(config)  # VS Code's terminals and tasks inherit them
     if config.get("ca_certificates"):  # Node reads NODE_EXTRA_CA_CERTS at start: restart on a change
+        import hashlib
         body += f"# extra CAs: {hashlib.sha256(config['ca_certificates'].encode()).hexdigest()[:16]}\n"
     try:
         with open(path, encoding="utf-8") as f:
@@ -282,12 +279,22 @@ def _gitconfig_value(value: str) -> str:
 
 
 def _write_git_config(config: dict) -> None:
+    """The user's name and email, and a credential helper for each configured git host
+    (exactly those): a shell function that prints the token from the tmpfs, so a token is
+    never in a file on the volume, and a fetch starts no Python to get it."""
     user = config.get("user") or {}
     lines = ["[user]"]
     if user.get("name"):
         lines.append(f"\tname = {_gitconfig_value(user['name'])}")
     if user.get("email"):
         lines.append(f"\temail = {_gitconfig_value(user['email'])}")
+    for p in providers(config):
+        secret = os.path.join(RUN_DIR, "secrets", p["secret"])
+        helper = (f"!f() {{ [ \"$1\" = get ] && t=$(cat {shlex.quote(secret)} 2>/dev/null) && [ -n \"$t\" ] "
+                  "&& printf 'password=%s\\n' \"$t\"; }; f")
+        for scheme in ("https", "http"):
+            lines += [f'[credential "{scheme}://{p["host"]}"]', f"\tusername = {_gitconfig_value(p['username'])}",
+                      f"\thelper = {_gitconfig_value(helper)}"]
     _write_private(os.path.join(RUN_DIR, "gitconfig"), ("\n".join(lines) + "\n").encode())
 
 
@@ -347,33 +354,6 @@ def providers(config: dict) -> list[dict]:
         out.append({"kind": kind, "host": p["host"].lower(), "secret": p["secret"],
                     "username": p.get("username") or PROVIDER_USERNAMES[kind]})
     return out
-
-
-def _read_secret(name: str) -> str | None:
-    if not NAME_RE.match(name):
-        return None
-    try:
-        with open(os.path.join(RUN_DIR, "secrets", name), encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def git_credential(action: str, stdin: str) -> str:
-    """git's credential helper protocol: answer ``get`` for configured hosts only."""
-    if action != "get":
-        return ""  # store/erase: tokens are managed by dev8, never written by git
-    request = dict(line.split("=", 1) for line in stdin.splitlines() if "=" in line)
-    if request.get("protocol") not in {"https", "http"}:
-        return ""
-    host = request.get("host", "").lower()
-    for p in providers(_load_config()):
-        if p["host"] == host:
-            token = _read_secret(p["secret"])
-            if token:
-                return (f"protocol={request['protocol']}\nhost={request['host']}\n"
-                        f"username={p['username']}\npassword={token}\n")
-    return ""
 
 
 def clone_folder(url: str) -> str:
@@ -441,6 +421,7 @@ def _no_prompt_env() -> dict[str, str]:
 def _git_clone(url: str, target: str, branch: str | None, failed: str, *options: str) -> None:
     """Clone into ``target`` all at once: beside it first, then renamed, so a clone cut half
     way (its instance stopped) never passes for a finished one."""
+    import shutil
     partial = target + ".dev8-partial"
     shutil.rmtree(partial, ignore_errors=True)  # a cut clone's
     cmd = ["git", "clone", "--quiet", *options] + (["--branch", branch] if branch else [])
@@ -1143,8 +1124,6 @@ def main(argv: list[str]) -> int:
             result = unpushed_work()
         elif cmd == "save-home":
             result = save_home()
-        elif cmd == "git-credential":
-            sys.stdout.write(git_credential(argv[1] if len(argv) > 1 else "", sys.stdin.read()))
             return 0
         else:
             print(f"dev8-env: unknown command {cmd!r}", file=sys.stderr)

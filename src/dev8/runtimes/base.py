@@ -119,7 +119,9 @@ class Runtime(Protocol):
     before_stop: str | None
     # Seconds ``ensure_running`` may take (a cloud deployment takes longer than a container).
     start_timeout: float
-    # Whether ``prepare`` makes a new home from ``EnvSpec.seed`` (prebuilds need it).
+    # Whether ``prepare`` makes a new home from ``EnvSpec.seed`` (prebuilds need it). The seed
+    # may be removed (``remove``) while homes made from it live: a runtime whose homes still
+    # read it (Docker's overlay) keeps it until the last of them goes.
     copies_storage: bool
 
     def ping(self) -> None:

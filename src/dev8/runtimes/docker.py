@@ -2,7 +2,16 @@
 
 Options (``DEV8_RUNTIME_*``): ``BASE_URL`` (default: ``DOCKER_HOST`` or the local socket),
 ``NETWORK`` (a Docker network environments join instead of dev8's own ``dev8-envs``
-bridge, where inter-container traffic is off; ``DEV8_DOCKER_NETWORK`` is read too).
+bridge, where inter-container traffic is off; ``DEV8_DOCKER_NETWORK`` is read too),
+``PREBUILD_HOMES`` (how a home is made from a prebuild's volume: ``overlay``, the default, or
+``copy``).
+
+A home made from a prebuild is, by default, an overlay volume: the prebuild's volume is its
+read-only lower layer and two volumes of its own (``<home>-upper``, ``<home>-work``) take
+every change, so it exists at once whatever the prebuild holds. The prebuild's volume is
+kept while any home is layered on it (labelled ``dev8.layered-on``): removing it then only
+marks it retired (a ``<volume>-retired`` volume), and the last home layered on it to go
+removes it.
 """
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ import posixpath
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import docker
 import docker.errors
@@ -52,6 +62,10 @@ SEEDED_MARK = ".local/share/dev8/seeded-from-prebuild"
 # Paused is still the same instance (its tmpfs intact), merely frozen: connections to it
 # hang until the control plane's timeouts say so; dev8 does not undo an operator's pause.
 RUNNING_STATES = ("running", "paused")
+# On a home made from a prebuild: the prebuild's volume it was copied from or is layered on.
+LABEL_SEED = "dev8.seed"
+LABEL_LAYERED_ON = "dev8.layered-on"
+LAYER_PARTS = ("upper", "work")  # an overlay home's own volumes: <home>-upper, <home>-work
 
 
 class DockerOptions(BaseSettings):
@@ -60,6 +74,17 @@ class DockerOptions(BaseSettings):
     base_url: str | None = None
     network: str | None = Field(default=None,
                                 validation_alias=AliasChoices("DEV8_RUNTIME_NETWORK", "DEV8_DOCKER_NETWORK"))
+    # "copy" where the engine's volumes cannot be overlay mounts (e.g. a rootless engine on
+    # an old kernel), or where a home must not depend on its prebuild's volume.
+    prebuild_homes: Literal["overlay", "copy"] = "overlay"
+
+
+def overlay_options(lower: str, upper: str, work: str) -> dict[str, str]:
+    """Pure builder: the local driver's options for a home layered on the prebuild volume at
+    host path ``lower``. ``redirect_dir=on``: a directory of the prebuild can be renamed
+    (``mv node_modules old``) instead of failing with EXDEV."""
+    return {"type": "overlay", "device": "overlay",
+            "o": f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir=on"}
 
 
 def container_kwargs(spec: EnvSpec, network: str | None = None) -> dict:
@@ -130,15 +155,17 @@ class DockerRuntime:
     start_timeout = DEFAULT_START_TIMEOUT
     copies_storage = True
 
-    def __init__(self, base_url: str | None = None, network: str | None = None) -> None:
+    def __init__(self, base_url: str | None = None, network: str | None = None,
+                 prebuild_homes: Literal["overlay", "copy"] = "overlay") -> None:
         self._base_url = base_url
         self.network = network
+        self.prebuild_homes = prebuild_homes
         self._clients: dict[int, docker.DockerClient] = {}  # by timeout
 
     @classmethod
     def from_settings(cls, data_dir: Path) -> DockerRuntime:
         opts = DockerOptions()
-        return cls(base_url=opts.base_url, network=opts.network)
+        return cls(base_url=opts.base_url, network=opts.network, prebuild_homes=opts.prebuild_homes)
 
     @contextlib.contextmanager
     def _api(self, timeout: int = API_TIMEOUT) -> Iterator[docker.DockerClient]:
@@ -239,24 +266,55 @@ class DockerRuntime:
 
     def _ensure_volume(self, spec: EnvSpec, progress: Progress) -> None:
         with self._api() as c:
-            try:
-                c.volumes.get(spec.volume_name)
-                made = False
-            except docker.errors.NotFound:
+            volume = _volume(c, spec.volume_name)
+            if volume is None:
                 if spec.storage_expected:
-                    raise StorageGone(f"its home volume {spec.volume_name} is gone") from None
-                c.volumes.create(spec.volume_name, labels={k: v for k, v in spec.labels.items()
-                                                           if k != LABEL_ENV_ID})
-                made = True
-        if spec.seed and not spec.storage_expected:
-            self._seed_volume(spec, progress, fresh=made)
+                    raise StorageGone(f"its home volume {spec.volume_name} is gone")
+                if spec.seed and self.prebuild_homes == "overlay":
+                    self._layer_volume(c, spec, progress)
+                    return
+                volume = c.volumes.create(spec.volume_name, labels=self._volume_labels(spec))
+            labels = volume.attrs.get("Labels") or {}
+            lower = labels.get(LABEL_LAYERED_ON)
+            if lower and _volume(c, lower) is None:
+                raise StorageGone(f"its home is layered on the prebuild volume {lower}, which is gone")
+        if not spec.seed or spec.storage_expected:
+            return
+        if labels.get(LABEL_SEED) != spec.seed_volume_name:  # not made for this create: a kept home
+            progress(f"the kept home volume {spec.volume_name} is this environment's home, not the prebuild's")
+        elif not lower:  # made to be a copy: copied now, or finished if a copy was cut
+            self._seed_volume(spec, progress)
 
-    def _seed_volume(self, spec: EnvSpec, progress: Progress, *, fresh: bool) -> None:
+    @staticmethod
+    def _volume_labels(spec: EnvSpec, **more: str) -> dict[str, str]:
+        labels = {k: v for k, v in spec.labels.items() if k != LABEL_ENV_ID}
+        if spec.seed_volume_name:
+            labels[LABEL_SEED] = spec.seed_volume_name
+        return labels | more
+
+    def _layer_volume(self, c: docker.DockerClient, spec: EnvSpec, progress: Progress) -> None:
+        """Make the new home an overlay on the prebuild's volume (``spec.seed``): its own
+        upper and work volumes first, the home volume naming them last, so a cut attempt
+        leaves no home and is simply made again."""
+        seed_volume = spec.seed_volume_name or ""
+        try:
+            lower = c.volumes.get(seed_volume)
+        except docker.errors.NotFound:
+            raise StorageGone(f"the prebuild's home volume {seed_volume} is gone") from None
+        parts = [c.volumes.create(f"{spec.volume_name}-{part}", labels=self._volume_labels(spec))
+                 for part in LAYER_PARTS]
+        progress(f"layering the new home on the prebuild's ({seed_volume}, copy-on-write)")
+        c.volumes.create(spec.volume_name, driver="local",
+                         driver_opts=overlay_options(lower.attrs["Mountpoint"],
+                                                     *(p.attrs["Mountpoint"] for p in parts)),
+                         labels=self._volume_labels(spec, **{LABEL_LAYERED_ON: seed_volume}))
+
+    def _seed_volume(self, spec: EnvSpec, progress: Progress) -> None:
         """Fill the new home volume with a copy of the prebuild's (``spec.seed``), in a
         short-lived container of the environment's own image: ``cp -a`` keeps owners, modes,
         links and extended attributes, and clones extents where the filesystem can (reflink).
         The copy marks itself done last; a volume without the mark (a copy cut half way) is
-        emptied and copied again."""
+        emptied and copied again, or removed if the prebuild is gone: no home made of nothing."""
         seed_volume = spec.seed_volume_name
         script = (f"[ -e /to/{SEEDED_MARK} ] && exit 0; "
                   "find /to -mindepth 1 -delete && cp -a --reflink=auto /from/. /to/ "
@@ -265,8 +323,7 @@ class DockerRuntime:
             try:
                 c.volumes.get(seed_volume)
             except docker.errors.NotFound:
-                if fresh:
-                    c.volumes.get(spec.volume_name).remove(force=True)  # no home made of nothing
+                c.volumes.get(spec.volume_name).remove(force=True)
                 raise StorageGone(f"the prebuild's home volume {seed_volume} is gone") from None
             progress(f"copying the prebuild's home ({seed_volume})")
             c.containers.run(spec.image, ["sh", "-c", script], entrypoint=[], user="0", remove=True,
@@ -393,8 +450,35 @@ class DockerRuntime:
             if container is not None:
                 container.remove(force=True)
             if not keep_storage:
-                with contextlib.suppress(docker.errors.NotFound):
-                    c.volumes.get(spec.volume_name).remove(force=True)
+                self._remove_home(c, spec.volume_name)
+
+    def _remove_home(self, c: docker.DockerClient, name: str) -> None:
+        """Remove home volume ``name`` and its overlay parts. A prebuild's volume that homes
+        are layered on is only marked retired; the last of those homes to go removes it."""
+        lower = None
+        with contextlib.suppress(docker.errors.NotFound):
+            volume = c.volumes.get(name)
+            if c.volumes.list(filters={"label": f"{LABEL_LAYERED_ON}={name}"}):
+                c.volumes.create(f"{name}-retired", labels={LABEL_MANAGED: "true"})
+                return
+            lower = (volume.attrs.get("Labels") or {}).get(LABEL_LAYERED_ON)
+            volume.remove(force=True)
+        for part in LAYER_PARTS:
+            with contextlib.suppress(docker.errors.NotFound):
+                c.volumes.get(f"{name}-{part}").remove(force=True)
+        if lower and _volume(c, f"{lower}-retired") is not None \
+                and not c.volumes.list(filters={"label": f"{LABEL_LAYERED_ON}={lower}"}):
+            self._remove_home(c, lower)
+            with contextlib.suppress(docker.errors.NotFound):
+                c.volumes.get(f"{lower}-retired").remove(force=True)
+
+
+def _volume(c: docker.DockerClient, name: str):  # type: ignore[no-untyped-def]
+    """Volume ``name``, None when there is none."""
+    try:
+        return c.volumes.get(name)
+    except docker.errors.NotFound:
+        return None
 
 
 def _own_target(image: str) -> str | None:
