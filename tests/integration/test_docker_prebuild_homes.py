@@ -113,6 +113,12 @@ def test_a_home_whose_prebuild_volume_vanished_is_storage_gone(world) -> None:  
     c.volumes.get(pb.volume_name).remove(force=True)  # behind dev8's back
     with pytest.raises(StorageGone, match="layered on the prebuild volume"):
         rt.prepare(spec("a", image, inst, expected=True), lambda m: None)
+    assert a.volume_name in volumes(c, inst)  # nothing removed: the user decides
+    said: list[str] = []
+    rt.prepare(spec("a", image, inst), said.append)  # `dev8 start --empty-home`: a new, empty home
+    assert any("made anew" in m for m in said), said
+    assert volumes(c, inst) == {a.volume_name}
+    assert sh(c, image, a.volume_name, "ls -A /h").split() == []  # a plain volume, filled at its first start
 
 
 @pytest.mark.parametrize("mode", ["overlay", "copy"])

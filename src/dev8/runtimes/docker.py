@@ -267,6 +267,13 @@ class DockerRuntime:
     def _ensure_volume(self, spec: EnvSpec, progress: Progress) -> None:
         with self._api() as c:
             volume = _volume(c, spec.volume_name)
+            lower = ((volume.attrs.get("Labels") or {}) if volume else {}).get(LABEL_LAYERED_ON)
+            if lower and _volume(c, lower) is None:  # the prebuild volume under it was removed by hand
+                if spec.storage_expected:
+                    raise StorageGone(f"its home is layered on the prebuild volume {lower}, which is gone")
+                progress(f"the home volume {spec.volume_name} was layered on {lower}, which is gone: made anew")
+                self._remove_home(c, spec.volume_name)
+                volume = None
             if volume is None:
                 if spec.storage_expected:
                     raise StorageGone(f"its home volume {spec.volume_name} is gone")
@@ -275,14 +282,11 @@ class DockerRuntime:
                     return
                 volume = c.volumes.create(spec.volume_name, labels=self._volume_labels(spec))
             labels = volume.attrs.get("Labels") or {}
-            lower = labels.get(LABEL_LAYERED_ON)
-            if lower and _volume(c, lower) is None:
-                raise StorageGone(f"its home is layered on the prebuild volume {lower}, which is gone")
         if not spec.seed or spec.storage_expected:
             return
         if labels.get(LABEL_SEED) != spec.seed_volume_name:  # not made for this create: a kept home
             progress(f"the kept home volume {spec.volume_name} is this environment's home, not the prebuild's")
-        elif not lower:  # made to be a copy: copied now, or finished if a copy was cut
+        elif LABEL_LAYERED_ON not in labels:  # made to be a copy: copied now, or finished if a copy was cut
             self._seed_volume(spec, progress)
 
     @staticmethod
