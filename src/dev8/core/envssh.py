@@ -33,6 +33,26 @@ async def connect(host: str, port: int, private_key_pem: bytes, host_key: str, *
     )
 
 
+async def wait_banner(host: str, port: int, *, deadline: float, every: float = 0.02) -> None:
+    """Until an SSH server at ``host:port`` sends its banner (a proxy in front of it, as
+    Docker's, accepts and closes connections before sshd listens); TimeoutError at
+    ``deadline`` (event-loop time). Costs the backend nothing: no call to its API."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+            try:
+                if (await asyncio.wait_for(reader.read(64), 2)).startswith(b"SSH-"):
+                    return
+            finally:
+                writer.close()
+        except (OSError, TimeoutError):
+            pass
+        if loop.time() > deadline:
+            raise TimeoutError(f"no SSH banner at {host}:{port}")
+        await asyncio.sleep(every)
+
+
 async def run_json(conn: asyncssh.SSHClientConnection, command: str, *, input: str | None = None,
                    timeout: float = 60) -> dict:
     """Run a ``dev8-env`` command; its JSON output, or RuntimeError with its stderr."""

@@ -600,13 +600,24 @@ class Reconciler:
         deadline = loop.time() + SSHD_TIMEOUT
 
         async def read() -> str:
-            while True:
-                try:
-                    return await self.runtime_call(self.runtime.host_key, spec, timeout=SSHD_TIMEOUT)
-                except RuntimeError:
-                    if loop.time() > deadline:
-                        raise
-                    await asyncio.sleep(0.1)
+            # The entrypoint prints the key before sshd starts: once sshd shows its banner
+            # the key is there to read, so the runtime is asked once, not polled (under a
+            # burst of starts every call to the backend waits its turn). Without a banner it
+            # is still asked every few seconds (an sshd that never listens).
+            banner = asyncio.ensure_future(envssh.wait_banner(observed.host or "", observed.port or 0,
+                                                              deadline=deadline))
+            try:
+                while True:
+                    await asyncio.wait({banner}, timeout=SSHD_LOG_CHECK)
+                    try:
+                        return await self.runtime_call(self.runtime.host_key, spec, timeout=SSHD_TIMEOUT)
+                    except RuntimeError:
+                        if loop.time() > deadline:
+                            raise
+                        if banner.done():
+                            await asyncio.sleep(0.1)
+            finally:
+                banner.cancel()
         key = await self._step(env.id, "host-key", read, SSHD_TIMEOUT + 5)
         if env.host_key and env.instance_id == observed.instance_id and env.host_key != key:
             raise StepFailed("host-key", "the environment's SSH host key changed without a new instance; refused")

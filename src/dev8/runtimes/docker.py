@@ -160,6 +160,7 @@ class DockerRuntime:
         self._base_url = base_url
         self.network = network
         self.prebuild_homes = prebuild_homes
+        self._network_seen = False
         self._clients: dict[int, docker.DockerClient] = {}  # by timeout
 
     @classmethod
@@ -354,20 +355,33 @@ class DockerRuntime:
                 container.remove(force=True)
                 container = None
             if container is None:
-                try:
-                    container = c.containers.create(**container_kwargs(spec, self._network(c)))
-                except docker.errors.APIError as exc:
-                    if exc.status_code != 409:
-                        raise
-                    container = self._find(c, spec)  # created concurrently: adopt it
-                    if container is None:
-                        raise
+                container = self._create(c, spec)
             if container.status == "paused":
                 container.unpause()
             elif container.status != "running":
-                container.start()
+                try:
+                    container.start()
+                except docker.errors.NotFound as exc:
+                    if self.network or "network" not in str(exc).lower():
+                        raise
+                    # dev8's network was removed behind its back: made again, the container with it
+                    container.remove(force=True)
+                    self._network_seen = False
+                    container = self._create(c, spec)
+                    container.start()
             container.reload()
             return observed_of(container.attrs)
+
+    def _create(self, c: docker.DockerClient, spec: EnvSpec):  # type: ignore[no-untyped-def]
+        try:
+            return c.containers.create(**container_kwargs(spec, self._network(c)))
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            container = self._find(c, spec)  # created concurrently: adopt it
+            if container is None:
+                raise
+            return container
 
     def env_network(self) -> str:
         """The network environments join (made on first use)."""
@@ -378,6 +392,8 @@ class DockerRuntime:
         """The operator's network, else dev8's isolating bridge (made on first use)."""
         if self.network:
             return self.network
+        if self._network_seen:  # not asked at every start: a burst's starts each asked the engine
+            return ENV_NETWORK
         if not c.networks.list(names=[ENV_NETWORK]):
             try:
                 c.networks.create(ENV_NETWORK, driver="bridge", options=ENV_NETWORK_OPTIONS, check_duplicate=True,
@@ -385,6 +401,7 @@ class DockerRuntime:
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:  # made concurrently
                     raise
+        self._network_seen = True
         return ENV_NETWORK
 
     @staticmethod
