@@ -30,7 +30,7 @@ def server(
     """Run the dev8 server: REST API, SSH gateway and reconciler (SQLite + local Docker by default).
 
     Where environments run is DEV8_RUNTIME: docker (default; DEV8_RUNTIME_BASE_URL,
-    _NETWORK, _PREBUILD_HOMES=overlay|copy), aci (Azure Container Instances: DEV8_RUNTIME_SUBSCRIPTION_ID,
+    _NETWORK, _PREBUILD_HOMES=overlay|copy, _BOOT_SLOTS), aci (Azure Container Instances: DEV8_RUNTIME_SUBSCRIPTION_ID,
     _RESOURCE_GROUP, _LOCATION, _STORAGE_ACCOUNT, optional _NETWORK=private with _SUBNET_ID,
     _DNS_LABEL, _REGISTRY_SERVER with _REGISTRY_USERNAME/_PASSWORD or _REGISTRY_IDENTITY,
     _SHARE_QUOTA_GB, _SAVE_EVERY; Azure credentials from azure-identity: AZURE_* variables,

@@ -45,6 +45,7 @@ T = TypeVar("T")
 IMAGE_TIMEOUT = 1800.0
 STEP_TIMEOUT = 120.0
 SSHD_TIMEOUT = 60.0
+BOOT_SLOTS_UNLIMITED = 1 << 30  # a runtime whose instances boot elsewhere (a cloud, a cluster)
 SSHD_LOG_CHECK = 3.0  # seconds between looks at the log for an sshd that exited, while waiting for it
 # What OpenSSH's sshd logs when it exits at start (no host key, a bad configuration).
 SSHD_EXITS = re.compile(r"no hostkeys available|Missing privilege separation directory|Bad configuration option|"
@@ -97,6 +98,10 @@ class Reconciler:
         self.prebuild_concurrency = prebuild_concurrency
         self._prebuilds_checked = -math.inf
         self.health = RuntimeHealth(runtime)
+        # Instances that boot on this machine (a local engine) compete for its CPUs: past a few
+        # at once, a burst only makes every one of them slower, and the first asked no sooner.
+        # Waiters are let in in the order they came (asyncio's semaphore is FIFO).
+        self._boot_slots = asyncio.Semaphore(runtime.boot_slots or BOOT_SLOTS_UNLIMITED)
         with db.session() as s:
             self.installation = installation_id(s)
         self._wake = asyncio.Event()
@@ -451,8 +456,10 @@ class Reconciler:
         await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_detail="",
                                 status_message=retrying)
         if not same_instance:
-            observed = await self._start_instance(env, spec)
-            host_key = await self._pin_host_key(env, spec, observed)
+            await self._prepare_instance(env, spec)
+            async with self._boot_slots:  # boots that share this machine's CPUs: the first asked boot first
+                observed = await self._start_instance(env, spec)
+                host_key = await self._pin_host_key(env, spec, observed)
             endpoint = Endpoint(env.id, observed.host or "", observed.port or 0, host_key, observed.instance_id or "")
         else:
             endpoint = Endpoint(env.id, env.ssh_host or "", env.ssh_port or 0, env.host_key or "",
@@ -493,8 +500,8 @@ class Reconciler:
                                  status_detail="")
         await self._emit(env.id, "ready", "ok", f"ssh {endpoint.host}:{endpoint.port}")
 
-    async def _start_instance(self, env: Environment, spec: EnvSpec) -> Observed:
-        """Image and storage, then the environment itself: where its new instance is."""
+    async def _prepare_instance(self, env: Environment, spec: EnvSpec) -> None:
+        """Image and storage, for a new instance."""
         self.connections.drop(env.id)
 
         def progress(message: str) -> None:
@@ -525,6 +532,9 @@ class Reconciler:
                     if row is not None:
                         row.options = {k: v for k, v in (row.options or {}).items() if k != EMPTY_HOME_OK}
             await asyncio.to_thread(agreed)
+
+    async def _start_instance(self, env: Environment, spec: EnvSpec) -> Observed:
+        """The environment itself, on its prepared image and storage: where its new instance is."""
         timeout = self.runtime.start_timeout
         observed = await self._step(env.id, "start", lambda: self.runtime_call(
             self.runtime.ensure_running, spec, timeout=timeout), timeout + 5)

@@ -123,6 +123,10 @@ class Runtime(Protocol):
     # may be removed (``remove``) while homes made from it live: a runtime whose homes still
     # read it (Docker's overlay) keeps it until the last of them goes.
     copies_storage: bool
+    # How many instances may boot at once (start to sshd's banner; the others wait, first
+    # come first served): instances that share the dev8 machine's CPUs. None: no limit
+    # (they boot on a cloud's or a cluster's machines).
+    boot_slots: int | None
 
     def ping(self) -> None:
         """Raise :class:`RuntimeUnavailable` unless the backend answers."""

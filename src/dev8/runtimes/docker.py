@@ -4,7 +4,7 @@ Options (``DEV8_RUNTIME_*``): ``BASE_URL`` (default: ``DOCKER_HOST`` or the loca
 ``NETWORK`` (a Docker network environments join instead of dev8's own ``dev8-envs``
 bridge, where inter-container traffic is off; ``DEV8_DOCKER_NETWORK`` is read too),
 ``PREBUILD_HOMES`` (how a home is made from a prebuild's volume: ``overlay``, the default, or
-``copy``).
+``copy``), ``BOOT_SLOTS`` (containers booting at once; twice the CPUs unless set).
 
 A home made from a prebuild is, by default, an overlay volume: the prebuild's volume is its
 read-only lower layer and two volumes of its own (``<home>-upper``, ``<home>-work``) take
@@ -77,6 +77,9 @@ class DockerOptions(BaseSettings):
     # "copy" where the engine's volumes cannot be overlay mounts (e.g. a rootless engine on
     # an old kernel), or where a home must not depend on its prebuild's volume.
     prebuild_homes: Literal["overlay", "copy"] = "overlay"
+    # Environments booting at once (from container start to sshd's banner); the others wait
+    # their turn, first come first served. 0: twice this machine's CPUs.
+    boot_slots: int = Field(default=0, ge=0)
 
 
 def overlay_options(lower: str, upper: str, work: str) -> dict[str, str]:
@@ -156,17 +159,19 @@ class DockerRuntime:
     copies_storage = True
 
     def __init__(self, base_url: str | None = None, network: str | None = None,
-                 prebuild_homes: Literal["overlay", "copy"] = "overlay") -> None:
+                 prebuild_homes: Literal["overlay", "copy"] = "overlay", boot_slots: int = 0) -> None:
         self._base_url = base_url
         self.network = network
         self.prebuild_homes = prebuild_homes
+        self.boot_slots = boot_slots or 2 * (os.cpu_count() or 1)
         self._network_seen = False
         self._clients: dict[int, docker.DockerClient] = {}  # by timeout
 
     @classmethod
     def from_settings(cls, data_dir: Path) -> DockerRuntime:
         opts = DockerOptions()
-        return cls(base_url=opts.base_url, network=opts.network, prebuild_homes=opts.prebuild_homes)
+        return cls(base_url=opts.base_url, network=opts.network, prebuild_homes=opts.prebuild_homes,
+                   boot_slots=opts.boot_slots)
 
     @contextlib.contextmanager
     def _api(self, timeout: int = API_TIMEOUT) -> Iterator[docker.DockerClient]:

@@ -33,6 +33,7 @@ import time
 import uuid
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dev8.runtimes.base import (
@@ -63,6 +64,7 @@ class FakeOptions(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEV8_RUNTIME_", extra="ignore")
 
     root: Path | None = None
+    boot_slots: int = Field(default=0, ge=0)  # 0: no limit
 
 
 class FakeRuntime:
@@ -71,12 +73,14 @@ class FakeRuntime:
     start_timeout = DEFAULT_START_TIMEOUT
     copies_storage = True
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, boot_slots: int = 0) -> None:
         self.root = root
+        self.boot_slots: int | None = boot_slots or None
 
     @classmethod
     def from_settings(cls, data_dir: Path) -> FakeRuntime:
-        return cls(FakeOptions().root or data_dir / "fake-runtime")
+        opts = FakeOptions()
+        return cls(opts.root or data_dir / "fake-runtime", boot_slots=opts.boot_slots)
 
     def _check(self) -> None:
         while (self.root / "HUNG").exists():

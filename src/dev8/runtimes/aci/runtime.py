@@ -65,6 +65,7 @@ class AciRuntime(PulledImages):
     # Its home lives on the container's own disk; the share holds its archive, saved by the
     # environment every few minutes and by this command before a stop (see the README).
     before_stop: str | None = "sudo -n dev8-env save-home"
+    boot_slots: int | None = None  # on Azure's machines
     copies_storage = True  # a new home's first deployment mounts the prebuild's share and takes its archive
 
     def __init__(self, opts: AciOptions, credential: Any = None) -> None:

@@ -40,6 +40,7 @@ class KubernetesRuntime(PulledImages):
     name = "kubernetes"
     pulls = "each node pulls it at the first start there"
     before_stop: str | None = None  # the claim is the live home
+    boot_slots: int | None = None  # on the cluster's nodes
     copies_storage = True  # a new claim cloned from the prebuild's (dataSource)
 
     def __init__(self, opts: KubernetesOptions, api: client.ApiClient | None = None) -> None:
