@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import asyncssh
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dev8 import __version__
 from dev8.core import devcontainer, envssh, failures, prebuilds
@@ -321,10 +321,11 @@ class Reconciler:
                 env.updated_at = utcnow()
 
     def _event(self, env_id: str, step: str, status: str, message: str = "") -> None:
-        with self.db.session() as s:
-            if s.get(Environment, env_id) is None:
-                return
-            add_event(s, env_id, step, status, message)
+        try:
+            with self.db.session() as s:
+                add_event(s, env_id, step, status, message)
+        except IntegrityError:  # its environment is gone (deleted meanwhile): no events for it
+            return
         if self.notifier is not None:
             self.notifier.notify(env_id)
 

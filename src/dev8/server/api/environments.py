@@ -306,9 +306,10 @@ async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
 
     def fetch(cursor: int) -> tuple[bool, list[EventOut]]:
         with ctx.db.session() as s2:
-            exists = s2.get(Environment, env_id) is not None
-            return exists, [EventOut.model_validate(e, from_attributes=True)
-                            for e in envs.events_after(s2, env_id, cursor)]
+            batch = [EventOut.model_validate(e, from_attributes=True) for e in envs.events_after(s2, env_id, cursor)]
+            # An environment's events go with it: new ones mean it is there (one query, not two,
+            # at each event of every stream following a burst of creates).
+            return bool(batch) or s2.get(Environment, env_id) is not None, batch
 
     # A browser's EventSource that lost its connection (a replica went away) reconnects by
     # itself, naming the last event it got: go on from there, not from the start.
