@@ -89,12 +89,19 @@ def test_overlay_homes_share_the_prebuild_which_stays_until_the_last_goes(world)
     assert volumes(c, inst) == set()  # the last home gone: the prebuild and its mark with it
 
 
-def test_a_prebuild_removed_before_its_homes_were_layered_goes_at_once(world) -> None:  # type: ignore[no-untyped-def]
+def layered_home(world) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    """A prebuild and a home ``a`` layered on it, by a default runtime: (rt, prebuild, a)."""
     c, image, inst = world
     rt = DockerRuntime()
     pb = prebuild(c, image, inst)
     a = spec("a", image, inst, seed=pb.object_name)
     rt.prepare(a, lambda m: None)
+    return rt, pb, a
+
+
+def test_a_prebuild_removed_before_its_homes_were_layered_goes_at_once(world) -> None:  # type: ignore[no-untyped-def]
+    c, image, inst = world
+    rt, pb, a = layered_home(world)
     rt.remove(a, keep_storage=False)
     assert volumes(c, inst) == {pb.volume_name}  # not retired: nothing to wait for
     rt.remove(pb, keep_storage=False)
@@ -106,10 +113,7 @@ def test_a_prebuild_removed_before_its_homes_were_layered_goes_at_once(world) ->
 
 def test_a_home_whose_prebuild_volume_vanished_is_storage_gone(world) -> None:  # type: ignore[no-untyped-def]
     c, image, inst = world
-    rt = DockerRuntime()
-    pb = prebuild(c, image, inst)
-    a = spec("a", image, inst, seed=pb.object_name)
-    rt.prepare(a, lambda m: None)
+    rt, pb, a = layered_home(world)
     c.volumes.get(pb.volume_name).remove(force=True)  # behind dev8's back
     with pytest.raises(StorageGone, match="layered on the prebuild volume"):
         rt.prepare(spec("a", image, inst, expected=True), lambda m: None)
