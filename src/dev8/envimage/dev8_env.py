@@ -1124,7 +1124,6 @@ def main(argv: list[str]) -> int:
             result = unpushed_work()
         elif cmd == "save-home":
             result = save_home()
-            return 0
         else:
             print(f"dev8-env: unknown command {cmd!r}", file=sys.stderr)
             return 2
