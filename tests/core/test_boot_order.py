@@ -29,3 +29,7 @@ def test_a_burst_boots_within_its_slots_in_the_order_it_was_asked(tmp_path: Path
         boots = [boot(api, n) for n in names]
         for (_, booted), (began, _) in zip(boots, boots[1:], strict=False):
             assert booted <= began, boots  # one at a time, and in the order asked
+        waited = [e["message"] for n in names[1:]
+                  for e in api.get(f"/environments/{n}/events", params={"follow": "false"}).json()
+                  if (e["step"], e["status"]) == ("start", "progress")]
+        assert waited and all("waiting its turn: 1 environment(s) booting" in m for m in waited), waited  # said, not silent

@@ -458,6 +458,9 @@ class Reconciler:
                                 status_message=retrying)
         if not same_instance:
             await self._prepare_instance(env, spec)
+            if self._boot_slots.locked():  # its owner sees why nothing moves for a moment
+                await self._emit(env.id, "start", "progress", f"waiting its turn: {self.runtime.boot_slots} "
+                                 "environment(s) booting on this machine")
             async with self._boot_slots:  # boots that share this machine's CPUs: the first asked boot first
                 observed = await self._start_instance(env, spec)
                 host_key = await self._pin_host_key(env, spec, observed)
