@@ -9,10 +9,16 @@ from dev8.store.db import Database
 
 
 @pytest.fixture
-def s(tmp_path: Path) -> Iterator[Session]:
-    """A session on a migrated SQLite file of the test's own."""
-    db = Database(f"sqlite:///{tmp_path / 'dev8.db'}")
-    db.upgrade()
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated SQLite file of the test's own."""
+    database = Database(f"sqlite:///{tmp_path / 'dev8.db'}")
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def s(db: Database) -> Iterator[Session]:
+    """A session on the test's own store."""
     with db.session() as session:
         yield session
-    db.dispose()

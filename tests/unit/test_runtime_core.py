@@ -73,16 +73,13 @@ def test_runtime_options_come_from_dev8_runtime_variables(monkeypatch: pytest.Mo
         load_runtime("nope", tmp_path)
 
 
-def test_an_event_of_an_environment_deleted_meanwhile_is_dropped_and_others_are_kept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_of_an_environment_deleted_meanwhile_is_dropped_and_others_are_kept(db, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
     from dev8.core.connections import EnvConnections
     from dev8.core.reconciler import Reconciler
     from dev8.runtimes.fake import FakeRuntime
-    from dev8.store.db import Database
     from dev8.store.models import Event, User
-    db = Database(f"sqlite:///{tmp_path / 'dev8.db'}")
-    db.upgrade()
     with db.session() as s:
         s.add(User(id=3, email="e@example.com", username="e"))
         s.flush()
@@ -92,4 +89,3 @@ def test_an_event_of_an_environment_deleted_meanwhile_is_dropped_and_others_are_
     rec._event("gone", "start", "running")  # the foreign key refuses it: no event, no error
     with db.session() as s:
         assert [(e.env_id, e.step) for e in s.scalars(select(Event))] == [("e1", "start")]
-    db.dispose()

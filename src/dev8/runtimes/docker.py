@@ -307,10 +307,9 @@ class DockerRuntime:
         upper and work volumes first, the home volume naming them last, so a cut attempt
         leaves no home and is simply made again."""
         seed_volume = spec.seed_volume_name or ""
-        try:
-            lower = c.volumes.get(seed_volume)
-        except docker.errors.NotFound:
-            raise StorageGone(f"the prebuild's home volume {seed_volume} is gone") from None
+        lower = _volume(c, seed_volume)
+        if lower is None:
+            raise StorageGone(f"the prebuild's home volume {seed_volume} is gone")
         parts = [c.volumes.create(f"{spec.volume_name}-{part}", labels=self._volume_labels(spec))
                  for part in LAYER_PARTS]
         progress(f"layering the new home on the prebuild's ({seed_volume}, copy-on-write)")
@@ -325,16 +324,14 @@ class DockerRuntime:
         links and extended attributes, and clones extents where the filesystem can (reflink).
         The copy marks itself done last; a volume without the mark (a copy cut half way) is
         emptied and copied again, or removed if the prebuild is gone: no home made of nothing."""
-        seed_volume = spec.seed_volume_name
+        seed_volume = spec.seed_volume_name or ""
         script = (f"[ -e /to/{SEEDED_MARK} ] && exit 0; "
                   "find /to -mindepth 1 -delete && cp -a --reflink=auto /from/. /to/ "
                   f"&& mkdir -p /to/{posixpath.dirname(SEEDED_MARK)} && touch /to/{SEEDED_MARK}")
         with self._api(SEED_TIMEOUT) as c:
-            try:
-                c.volumes.get(seed_volume)
-            except docker.errors.NotFound:
-                c.volumes.get(spec.volume_name).remove(force=True)
-                raise StorageGone(f"the prebuild's home volume {seed_volume} is gone") from None
+            if _volume(c, seed_volume) is None:
+                _drop_volume(c, spec.volume_name)
+                raise StorageGone(f"the prebuild's home volume {seed_volume} is gone")
             progress(f"copying the prebuild's home ({seed_volume})")
             c.containers.run(spec.image, ["sh", "-c", script], entrypoint=[], user="0", remove=True,
                              network_disabled=True, labels={LABEL_MANAGED: "true"},
@@ -481,22 +478,16 @@ class DockerRuntime:
     def _remove_home(self, c: docker.DockerClient, name: str) -> None:
         """Remove home volume ``name`` and its overlay parts. A prebuild's volume that homes
         are layered on is only marked retired; the last of those homes to go removes it."""
-        lower = None
-        with contextlib.suppress(docker.errors.NotFound):
-            volume = c.volumes.get(name)
-            if c.volumes.list(filters={"label": f"{LABEL_LAYERED_ON}={name}"}):
-                c.volumes.create(f"{name}-retired", labels={LABEL_MANAGED: "true"})
-                return
-            lower = (volume.attrs.get("Labels") or {}).get(LABEL_LAYERED_ON)
-            volume.remove(force=True)
-        for part in LAYER_PARTS:
-            with contextlib.suppress(docker.errors.NotFound):
-                c.volumes.get(f"{name}-{part}").remove(force=True)
-        if lower and _volume(c, f"{lower}-retired") is not None \
-                and not c.volumes.list(filters={"label": f"{LABEL_LAYERED_ON}={lower}"}):
+        volume = _volume(c, name)
+        if volume is not None and _layered_on(c, name):
+            c.volumes.create(f"{name}-retired", labels={LABEL_MANAGED: "true"})
+            return
+        lower = (volume.attrs.get("Labels") or {}).get(LABEL_LAYERED_ON) if volume is not None else None
+        for each in (name, *(f"{name}-{part}" for part in LAYER_PARTS)):
+            _drop_volume(c, each)
+        if lower and _volume(c, f"{lower}-retired") is not None and not _layered_on(c, lower):
             self._remove_home(c, lower)
-            with contextlib.suppress(docker.errors.NotFound):
-                c.volumes.get(f"{lower}-retired").remove(force=True)
+            _drop_volume(c, f"{lower}-retired")
 
 
 def _volume(c: docker.DockerClient, name: str):  # type: ignore[no-untyped-def]
@@ -505,6 +496,17 @@ def _volume(c: docker.DockerClient, name: str):  # type: ignore[no-untyped-def]
         return c.volumes.get(name)
     except docker.errors.NotFound:
         return None
+
+
+def _drop_volume(c: docker.DockerClient, name: str) -> None:
+    """Remove volume ``name`` if it is there."""
+    with contextlib.suppress(docker.errors.NotFound):
+        c.volumes.get(name).remove(force=True)
+
+
+def _layered_on(c: docker.DockerClient, name: str) -> bool:
+    """Whether a home is layered on volume ``name`` (a prebuild's)."""
+    return bool(c.volumes.list(filters={"label": f"{LABEL_LAYERED_ON}={name}"}))
 
 
 def _own_target(image: str) -> str | None:
