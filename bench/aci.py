@@ -59,7 +59,7 @@ def main() -> None:
             from dev8.runtimes.image_push import push
             image = push(client, "dev8/base:latest", registry.host, lambda _m: None)
             env = {"DEV8_RUNTIME": "aci", "DEV8_DEFAULT_IMAGE": image, **stub.env()}
-            with dev8_server(env) as (server, user):
+            with dev8_server(env, wrap=stub.resolving()) as (server, user):
                 api = user.http()
                 creates, starts, stub_creates, stub_starts = [], [], [], []
                 for i in range(args.runs):

@@ -19,12 +19,13 @@ from tests.support import Dev8Server, User  # noqa: E402
 
 
 @contextmanager
-def dev8_server(extra_env: dict[str, str] | None = None) -> Iterator[tuple[Dev8Server, User]]:
+def dev8_server(extra_env: dict[str, str] | None = None,
+                wrap: list[str] | None = None) -> Iterator[tuple[Dev8Server, User]]:
     # `timeout`/`kill` send SIGTERM, whose default skips `finally`: exit through it instead, so
     # a stopped benchmark still takes its server and containers down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory(prefix="dev8-bench-") as root:
-        server = Dev8Server(Path(root) / "server", extra_env=extra_env).start()
+        server = Dev8Server(Path(root) / "server", extra_env=extra_env, wrap=wrap).start()
         try:
             yield server, User(server, "bench@example.com", Path(root) / "user")
         finally:

@@ -133,8 +133,10 @@ http: {{addr: {self.host}}}
 class Dev8Server:
     """A real `dev8 server` process with its own data dir, ports and CLI config dir."""
 
-    def __init__(self, root: Path, database_url: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, database_url: str | None = None, extra_env: dict[str, str] | None = None,
+                 wrap: list[str] | None = None) -> None:
         self.root = root
+        self.wrap = list(wrap or [])  # a command prefix the server runs under (a namespace, say)
         root.mkdir(parents=True, exist_ok=True)
         self.data_dir = root / "data"
         self.config_dir = root / "cli"
@@ -161,7 +163,8 @@ class Dev8Server:
 
     def start(self, **extra_env: str) -> Dev8Server:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dev8.cli.main", "server"], env=self.env(**extra_env),
+        self.proc = subprocess.Popen([*self.wrap, sys.executable, "-m", "dev8.cli.main", "server"],
+                                     env=self.env(**extra_env),
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(self._healthy, timeout=60, what=f"dev8 server on {self.url}")
         return self

@@ -19,6 +19,14 @@ refused at PUT with ``InaccessibleImage``. Failures are injected on request
 (:meth:`ArmStub.inject`): throttling with or without ``Retry-After``, conflicts, server
 errors, quota or capacity refusals, a deployment stuck in Pending.
 
+Azure DNS: a group with a DNS name label gets the FQDN ``LABEL.westeurope.azurecontainer.io``,
+published in a hosts file of the stand-in's (:attr:`ArmStub.hosts`) once its container runs.
+A process started through :meth:`ArmStub.resolving` sees that file as its ``/etc/hosts`` (a
+mount namespace of its own), so dev8 resolves the name through the system resolver as it
+would Azure's. :attr:`ArmStub.dns_lag` keeps the previous deployment's record (a stale answer,
+pointing at an address since given to another group) for that many seconds after a start;
+:meth:`ArmStub.lookup` answers as that file does, for a runtime in the test's own process.
+
 The environment: when a group reaches Running the stub pulls its image from the registry
 named in it (a real local registry) and runs it on Docker with the group's environment
 variables, CPU and memory, no memory-backed run dir (ACI gives none) and the file share
@@ -97,8 +105,15 @@ class ArmStub(Stub):
         self.storage_key = secrets.token_urlsafe(32)
         self.id = uuid.uuid4().hex[:8]  # several stand-ins (test runs) may share one Docker engine
         self.network = f"dev8-aci-stub-{self.id}"
-        self.stuck_images: set[str] = set()
-        self.extra_networks: list[str] = []  # more networks each group's container joins  # deployments of these images stay Pending (a stuck pull)
+        self.stuck_images: set[str] = set()  # deployments of these images stay Pending (a stuck pull)
+        self.extra_networks: list[str] = []  # more networks each group's container joins
+        self.records: dict[str, str] = {}    # FQDN → IP: what Azure DNS answers now
+        self.published: list[tuple[str, str, float]] = []  # (FQDN, IP, monotonic time) of every answer set
+        self.dns_lag = 0.0                   # seconds a start's new record waits (the old one is answered)
+        self.hosts = root / "hosts"
+        root.mkdir(parents=True, exist_ok=True)
+        self._hosts_base = Path("/etc/hosts").read_text()
+        self._write_hosts()
         (root / "shares").mkdir(parents=True, exist_ok=True)
         (root / "mounts").mkdir(parents=True, exist_ok=True)
 
@@ -126,6 +141,46 @@ class ArmStub(Stub):
                                     ipam=docker.types.IPAMConfig(pool_configs=[pool]),
                                     options={"com.docker.network.bridge.enable_icc": "false"})
         self.addresses = itertools.cycle(list(ipaddress.ip_network(subnet).hosts())[10:250])
+
+    # --- Azure DNS --------------------------------------------------------------------------
+
+    @staticmethod
+    def fqdn(g: Group) -> str | None:
+        label = g.body["properties"]["ipAddress"].get("dnsNameLabel")
+        return f"{label}.westeurope.azurecontainer.io" if label else None
+
+    def publish(self, name: str, ip: str | None) -> None:
+        """Make ``name`` resolve to ``ip`` (or to nothing)."""
+        with self.lock:
+            if ip is None:
+                self.records.pop(name, None)
+            else:
+                self.records[name] = ip
+                self.published.append((name, ip, time.monotonic()))
+            self._write_hosts()
+
+    def _publish_late(self, g: Group, name: str, ip: str) -> None:
+        with self.lock:
+            if self.groups.get(g.name) is g and g.ip == ip:  # still this deployment's address
+                self.publish(name, ip)
+
+    def _write_hosts(self) -> None:
+        # written in place, never replaced: a bind mount follows the file, not the name
+        text = self._hosts_base + "".join(f"{ip} {name}\n" for name, ip in self.records.items())
+        with open(self.hosts, "r+" if self.hosts.exists() else "w") as f:
+            f.write(text)
+            f.truncate()
+
+    def lookup(self, name: str) -> set[str]:
+        """What a process started through :meth:`resolving` resolves ``name`` to now."""
+        with self.lock:
+            return {self.records[name]} if name in self.records else set()
+
+    def resolving(self) -> list[str]:
+        """A command prefix that runs a command with this stand-in's hosts file as its
+        ``/etc/hosts``, in a mount namespace of its own (root, or user namespaces, needed)."""
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind "$0" /etc/hosts && exec "$@"', str(self.hosts)]
 
     def next_ip(self) -> str:
         used = {c.attrs["NetworkSettings"]["Networks"].get(self.network, {}).get("IPAddress")
@@ -164,8 +219,8 @@ class ArmStub(Stub):
         props["instanceView"] = {"state": g.state, "events": g.events}
         if g.ip:
             props["ipAddress"]["ip"] = g.ip
-            if props["ipAddress"].get("dnsNameLabel"):
-                props["ipAddress"]["fqdn"] = f"{props['ipAddress']['dnsNameLabel']}.westeurope.azurecontainer.io"
+            if (fqdn := self.fqdn(g)) is not None:
+                props["ipAddress"]["fqdn"] = fqdn
         for c in props["containers"]:
             c["properties"]["environmentVariables"] = [
                 {k: v for k, v in e.items() if k != "secureValue"} for e in c["properties"].get("environmentVariables", [])]
@@ -218,6 +273,12 @@ class ArmStub(Stub):
                 self.docker.networks.get(extra).connect(c)
             c.start()
             g.container_id, g.ip, g.running_at = c.id, ip, time.monotonic()
+            name = self.fqdn(g)
+            if name is not None:
+                if self.dns_lag:
+                    threading.Timer(self.dns_lag, self._publish_late, (g, name, ip)).start()
+                else:
+                    self.publish(name, ip)
             event("Started", "Started container")
             g.state, g.provisioning = "Running", "Succeeded"
             self.finish(op, "Succeeded")
@@ -398,6 +459,8 @@ class _Handler(JsonHandler):
         if method == "DELETE" and not rest:
             arm.deallocate(g)
             del arm.groups[name]
+            if (fqdn := arm.fqdn(g)) is not None:
+                arm.publish(fqdn, None)
             op = arm.operation()
             arm.finish(op, "Succeeded")
             return self._send(202, None, {"Azure-AsyncOperation": arm.op_url(op, sub), "Retry-After": "1",

@@ -84,6 +84,9 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         mp = request.getfixturevalue("monkeypatch")
         for k, v in stub.env().items():
             mp.setenv(k, v)
+        # the IP as endpoint: this process resolves names through the machine's own /etc/hosts
+        # (the FQDN endpoint is tested through a server that sees the stand-in's DNS: test_aci.py)
+        mp.setenv("DEV8_RUNTIME_DNS_LABEL", "false")
 
         def aci(**kw: object) -> Runtime:
             return AciRuntime(AciOptions(**kw))  # type: ignore[arg-type]

@@ -32,7 +32,8 @@ def server(
     Where environments run is DEV8_RUNTIME: docker (default; DEV8_RUNTIME_BASE_URL,
     _NETWORK, _PREBUILD_HOMES=overlay|copy, _BOOT_SLOTS), aci (Azure Container Instances: DEV8_RUNTIME_SUBSCRIPTION_ID,
     _RESOURCE_GROUP, _LOCATION, _STORAGE_ACCOUNT, optional _NETWORK=private with _SUBNET_ID,
-    _DNS_LABEL, _REGISTRY_SERVER with _REGISTRY_USERNAME/_PASSWORD or _REGISTRY_IDENTITY,
+    _DNS_LABEL=false (the IP as endpoint, not the FQDN), _DNS_LABEL_SCOPE, _DNS_TIMEOUT,
+    _REGISTRY_SERVER with _REGISTRY_USERNAME/_PASSWORD or _REGISTRY_IDENTITY,
     _SHARE_QUOTA_GB, _SAVE_EVERY; Azure credentials from azure-identity: AZURE_* variables,
     managed identity or `az login`), kubernetes (a pod and a claim per environment:
     DEV8_RUNTIME_NAMESPACE, _KUBECONFIG, _CONTEXT, _STORAGE_CLASS, _STORAGE_SIZE,

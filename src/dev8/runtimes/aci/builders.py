@@ -76,8 +76,10 @@ def container_group(spec: EnvSpec, opts: AciOptions, storage_key: str) -> m.Cont
                                                                      memory_in_gb=memory_gb(spec.memory_bytes))),
         ports=[m.ContainerPort(port=22, protocol="TCP")], environment_variables=env, volume_mounts=mounts)
     public = opts.network == "public"
-    ip = m.IpAddress(type="Public" if public else "Private", ports=[m.Port(port=22, protocol="TCP")],
-                     dns_name_label=group_name(spec) if public and opts.dns_label else None)
+    ip = m.IpAddress(type="Public" if public else "Private", ports=[m.Port(port=22, protocol="TCP")])
+    if public and opts.dns_label:
+        ip.dns_name_label = group_name(spec)
+        ip.auto_generated_domain_name_label_scope = opts.dns_label_scope
     credentials = None
     identity = None
     if opts.registry_server and opts.registry_identity:
@@ -108,23 +110,25 @@ def observed_of(group: m.ContainerGroup) -> Observed:
     """What a group read with its instance view says. Each start of a group is a new
     deployment (the IP changes, the container's memory-backed run dir is empty), and a
     restart of its container empties it too: the instance is the start time and the
-    restart count."""
+    restart count. The endpoint is the group's FQDN when it has a DNS name label, else its
+    IP; ``state["ip"]`` is the IP ARM reports either way (what the FQDN must resolve to)."""
     view = group.instance_view
     group_state = (view.state if view else None) or ""
     container = group.containers[0] if group.containers else None
     cview = container.instance_view if container else None
     current = cview.current_state if cview else None
     ip = group.ip_address.ip if group.ip_address else None
+    fqdn = group.ip_address.fqdn if group.ip_address else None
     running = group_state == "Running" and current is not None and current.state == "Running"
     instance = None
     if running and current is not None and current.start_time is not None:
         instance = f"{group.id}@{current.start_time.isoformat()}#{cview.restart_count if cview else 0}"
     events: list[m.Event] = [*((view.events or []) if view else []), *((cview.events or []) if cview else [])]
     detail = "; ".join(f"{e.name}: {e.message}" for e in events[-3:] if e.message) or group_state
-    return Observed(exists=True, running=running and bool(ip), host=ip if running else None,
+    return Observed(exists=True, running=running and bool(ip), host=(fqdn or ip) if running and ip else None,
                     port=22 if running and ip else None, instance_id=instance if ip else None,
                     state={"group": group.name, "provisioning": group.provisioning_state, "state": group_state,
-                           "fqdn": group.ip_address.fqdn if group.ip_address else None},
+                           "ip": ip, "fqdn": fqdn},
                     detail=detail)
 
 
@@ -137,6 +141,9 @@ def listed_of(group: m.ContainerGroup) -> Observed:
     if group.instance_view is not None:
         return replace(observed_of(group), instance_id=None)
     ip = group.ip_address.ip if group.ip_address else None
+    fqdn = group.ip_address.fqdn if group.ip_address else None
     running = group.provisioning_state == "Succeeded" and bool(ip)
-    return Observed(exists=True, running=running, host=ip if running else None, port=22 if running else None,
-                    state={"group": group.name, "provisioning": group.provisioning_state}, detail="")
+    return Observed(exists=True, running=running, host=(fqdn or ip) if running else None,
+                    port=22 if running else None,
+                    state={"group": group.name, "provisioning": group.provisioning_state, "ip": ip, "fqdn": fqdn},
+                    detail="")

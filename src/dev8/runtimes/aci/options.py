@@ -20,7 +20,14 @@ class AciOptions(BaseSettings):
     # subnet of a VNet dev8 itself reaches (SUBNET_ID required).
     network: Literal["public", "private"] = "public"
     subnet_id: str | None = None
-    dns_label: bool = False  # public only: a DNS name label (the group's name), shown as its FQDN
+    # public only: a DNS name label (the group's name) whose FQDN is the endpoint dev8 reaches
+    # (the IP changes at every start; dev8 waits until the name points at the new one);
+    # false: the endpoint is the IP ARM reports. The scope keeps the name from being taken
+    # over once freed (Azure adds a hash of tenant, subscription or group to it).
+    dns_label: bool = True
+    dns_label_scope: Literal["Unsecure", "TenantReuse", "SubscriptionReuse", "ResourceGroupReuse",
+                             "Noreuse"] = "TenantReuse"
+    dns_timeout: float = Field(default=120, ge=1)  # a name that does not point at the new IP by then: failed
     # Homes: one Azure Files share per environment in this account (archives of the home).
     storage_account: str = Field(min_length=3)
     share_quota_gb: int = Field(default=100, ge=1, le=102400)

@@ -5,8 +5,9 @@ read 60 s, azure-core's retries for throttling and server errors, then an answer
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from dev8.runtimes.pulled import PulledImages, first_line, registry_status
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
 POLL_EVERY = 2  # seconds between polls of a long-running operation that sends no Retry-After
+DNS_POLL_EVERY = 0.5  # seconds between lookups of a new deployment's FQDN
 # ARM error codes a retry cannot heal: the user (or the operator) must change something.
 USER_ACTION = {
     "InaccessibleImage": "ACI cannot pull its image {image}: check the name, that the registry has it "
@@ -59,6 +61,14 @@ USER_ACTION = {
 }
 
 
+def resolve(name: str) -> set[str]:
+    """The addresses the system's resolver gives for ``name`` now (none when it has none)."""
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(name, 22, type=socket.SOCK_STREAM)}
+    except (socket.gaierror, UnicodeError):
+        return set()
+
+
 class AciRuntime(PulledImages):
     name = "aci"
     pulls = "ACI pulls it at each start"
@@ -68,9 +78,10 @@ class AciRuntime(PulledImages):
     boot_slots: int | None = None  # on Azure's machines
     copies_storage = True  # a new home's first deployment mounts the prebuild's share and takes its archive
 
-    def __init__(self, opts: AciOptions, credential: Any = None) -> None:
+    def __init__(self, opts: AciOptions, credential: Any = None, resolver: Callable[[str], set[str]] = resolve) -> None:
         self.opts = opts
         self._credential = credential
+        self._resolve = resolver  # the system's resolver; a test's stand-in of Azure DNS
         self._aci: ContainerInstanceManagementClient | None = None
         self._storage: StorageManagementClient | None = None
         self._storage_key: str | None = None
@@ -220,7 +231,7 @@ class AciRuntime(PulledImages):
                 raise RuntimeError("the container group vanished while it started")
             observed = builders.observed_of(group)
             if observed.reachable:
-                return observed
+                return self._wait_named(observed)
             if group.provisioning_state == "Failed" or observed.state.get("state") == "Failed":
                 raise RuntimeError(f"ACI could not start it: {observed.detail}")
             if time.monotonic() > deadline:
@@ -228,6 +239,25 @@ class AciRuntime(PulledImages):
                                    f"(ACI says: {observed.detail or 'nothing'})")
             time.sleep(delay)
             delay = min(POLL_EVERY, delay * 1.5)
+
+    def _wait_named(self, observed: Observed) -> Observed:
+        """``observed`` once its FQDN resolves to the new deployment's IP. Each start gets a
+        new IP and Azure's DNS follows within moments; until it does the name may still point
+        at the previous deployment's address (since given to someone else's group), so dev8
+        does not connect before. An endpoint that is the IP itself needs no wait."""
+        ip, name = observed.state.get("ip"), observed.host
+        if not name or not ip or name == ip:
+            return observed
+        deadline = time.monotonic() + self.opts.dns_timeout
+        while True:
+            found = self._resolve(name)
+            if ip in found:
+                return observed
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the DNS name {name} does not point at the environment's new address {ip} "
+                                   f"after {self.opts.dns_timeout:.0f} s (it resolves to "
+                                   f"{', '.join(sorted(found)) or 'nothing'})")
+            time.sleep(DNS_POLL_EVERY)
 
     def observe(self, spec: EnvSpec) -> Observed:
         with self._api(spec):
