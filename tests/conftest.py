@@ -115,6 +115,13 @@ def registry_base_image(registry: Registry, base_image: str, docker_client: dock
     return push(docker_client, base_image, registry.host, lambda _m: None)
 
 
+@pytest.fixture(scope="session")
+def registry_fullstack_image(registry: Registry, fullstack_image: str, docker_client: docker.DockerClient) -> str:
+    """dev8/fullstack pushed to the local registry (pushed once: a cluster or ACI pulls what it names)."""
+    from dev8.runtimes.image_push import push
+    return push(docker_client, fullstack_image, registry.host, lambda _m: None)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

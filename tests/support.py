@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -701,3 +702,15 @@ def kill_fake_environments(runtime_root: Path) -> None:
             pass
     for terms in runtime_root.glob("*/run/terms"):  # browser terminals' holders end without their sockets
         shutil.rmtree(terms, ignore_errors=True)
+
+
+def vscode_answers(user: User, name: str) -> None:
+    """VS Code's workbench and an asset of it through dev8's proxy, over the environment's SSH."""
+    client = user.script()
+    client.timeout, client.follow_redirects = httpx.Timeout(60), True
+    def workbench() -> httpx.Response | None:  # dev8's "Starting…" page until code-server answers
+        page = client.get(f"/@{user.username}/{name}/apps/vscode/", headers={"accept": "text/html"})
+        return page if page.status_code == 200 and "workbench" in page.text.lower() else None
+    page = wait_until(workbench, timeout=90, interval=0.5, what="VS Code's workbench through the proxy")
+    assets = re.findall(r'(?:src|href)="(\./[^"]+\.(?:js|css|png))"', page.text)
+    assert assets and client.get(str(page.url.join(assets[0]))).status_code == 200

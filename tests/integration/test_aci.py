@@ -16,7 +16,7 @@ from dev8.runtimes.aci import AciRuntime
 from dev8.runtimes.aci import builders as b
 from dev8.runtimes.aci.options import AciOptions
 from dev8.runtimes.base import EnvSpec, NeedsUserAction, RuntimeUnavailable
-from tests.support import Dev8Server, User, unique, wait_until
+from tests.support import Dev8Server, User, unique, vscode_answers, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -128,27 +128,6 @@ def test_an_idle_environment_on_aci_is_stopped_with_its_home_saved(aci_server: D
     carl.cli("start", name)  # auto-start on use works as on Docker; here the explicit start
     assert carl.ssh(name, "cat ~/workspace/idle.txt").stdout.strip() == "unsaved-until-stop"
     carl.cli("delete", name, "--yes")
-
-
-def vscode_answers(user: User, name: str) -> None:
-    """VS Code's workbench and an asset of it through dev8's proxy, over the group's SSH."""
-    import re
-
-    import httpx
-    client = user.script()
-    client.timeout, client.follow_redirects = httpx.Timeout(60), True
-    page = wait_until(lambda: client.get(f"/@{user.username}/{name}/apps/vscode/", headers={"accept": "text/html"}),
-                      timeout=60, what="VS Code through the proxy")
-    assert page.status_code == 200 and "workbench" in page.text.lower(), page.text[:500]
-    assets = re.findall(r'(?:src|href)="(\./[^"]+\.(?:js|css|png))"', page.text)
-    assert assets and client.get(str(page.url.join(assets[0]))).status_code == 200
-
-
-@pytest.fixture(scope="module")
-def registry_fullstack_image(registry, fullstack_image: str, docker_client) -> str:  # type: ignore[no-untyped-def]
-    """dev8/fullstack pushed to the local registry (the stand-in pulls what a group names)."""
-    from dev8.runtimes.image_push import push
-    return push(docker_client, fullstack_image, registry.host, lambda _m: None)
 
 
 @pytest.mark.timeout(1500)

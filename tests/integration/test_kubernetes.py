@@ -18,7 +18,17 @@ from dev8.runtimes.base import EnvSpec, NeedsUserAction, RuntimeUnavailable, Sto
 from dev8.runtimes.kube import KubernetesRuntime
 from dev8.runtimes.kube import builders as b
 from dev8.runtimes.kube.options import KubernetesOptions
-from tests.support import GIT_HOST, GITLAB_HOST, Dev8Server, User, make_tls_certs, start_git_server, unique, wait_until
+from tests.support import (
+    GIT_HOST,
+    GITLAB_HOST,
+    Dev8Server,
+    User,
+    make_tls_certs,
+    start_git_server,
+    unique,
+    vscode_answers,
+    wait_until,
+)
 
 # The three newest Kubernetes versions kubernetes-validate knows: what dev8 sends must pass
 # their strict schemas (v1.20 itself drops unknown fields without a word).
@@ -288,6 +298,21 @@ def test_an_environment_on_kubernetes_end_to_end(kube_server: Dev8Server, kube_c
     wait_until(lambda: not core.list_namespaced_persistent_volume_claim(
         "dev8-environments", label_selector=f"dev8.env-id={env_id}").items, timeout=60, what="the claim deleted")
     assert core.list_namespaced_pod("dev8-environments", label_selector=f"dev8.env-id={env_id}").items == []
+
+
+def test_vscode_in_a_pod_through_dev8s_proxy(kube_server: Dev8Server, kube_cluster, registry_fullstack_image: str,  # type: ignore[no-untyped-def]
+                                             tmp_path: Path) -> None:
+    """The fullstack image in a pod (dropped capabilities, no privilege escalation, no
+    service-account token): code-server starts and VS Code's workbench and assets come
+    through dev8's proxy over the pod's SSH, on the first pod and on the next one."""
+    bea = User(kube_server, f"{unique('bea')}@example.com", tmp_path / "bea")
+    name = unique("vs")
+    created = bea.cli("create", name, "--image", registry_fullstack_image, "--memory", "2g")
+    assert f"{name} is ready" in created.stdout, created.stdout
+    vscode_answers(bea, name)
+    bea.cli("restart", name)  # a new pod
+    vscode_answers(bea, name)
+    bea.cli("delete", name, "--yes")
 
 
 def test_the_shipped_manifests_pass_strict_schemas_and_agree_with_the_runtime() -> None:
