@@ -5,7 +5,6 @@ to a dev8 server through its REST API (`dev8 login` first). A group imports what
 commands need inside them, so `dev8 --help` and `dev8 list` stay quick."""
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import typer
@@ -49,11 +48,11 @@ def _placeholders(cmd: Any) -> None:
             flag = isinstance(param, TyperOption) and param.is_flag
             param.metavar = "" if flag else PLACEHOLDERS.get(param.name or "", (param.name or "").upper())
         if isinstance(param, TyperArgument):
-            # typer writes a required argument as {NAME} in the usage line and its type after
-            # the name; git, gh and docker write NAME (and [NAME] when optional), as here
-            usage = str(param.metavar) if param.required else f"[{param.metavar}]"
-            setattr(param, "_usage_display_name", functools.partial(str, usage))  # noqa: B010
-            setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010 — its name says it
+            # typer writes a required argument as {NAME} in the usage line; git, gh and docker
+            # write NAME (and [NAME] when optional), as here
+            shown = str(param.metavar)
+            usage = shown if param.required else f"[{shown}]"
+            setattr(param, "make_metavar", lambda ctx, usage=False, u=usage, s=shown: u if usage else s)  # noqa: B010
     help_option = cmd.get_help_option
 
     def quiet_help(ctx: Any) -> Any:
