@@ -46,3 +46,62 @@ def test_an_idle_or_busy_but_yielding_loop_is_not_reported(caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING, logger="dev8.watchdog"):
         assert asyncio.run(main()) == 0
     assert MARK not in caplog.text
+
+
+def computing_handler() -> None:
+    end = time.thread_time() + 0.3  # 0.3 s of CPU, however busy the machine
+    while time.thread_time() < end:  # pure Python work: it holds the GIL, handing it over every 5 ms
+        pass
+
+
+def test_a_callback_that_computes_is_reported_though_it_hands_the_gil_over(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> int:
+        dog = LoopWatchdog(asyncio.get_running_loop(), 0.1).start()
+        await asyncio.sleep(0.2)
+        computing_handler()
+        await asyncio.sleep(0.2)
+        dog.stop()
+        return dog.stalls
+    with caplog.at_level(logging.WARNING, logger="dev8.watchdog"):
+        assert asyncio.run(main()) == 1
+    assert "computing_handler" in caplog.text
+
+
+STOPPED = """
+import asyncio, os, signal, time
+from dev8.server.watchdog import LoopWatchdog
+
+def stopped_handler() -> None:
+    time.sleep(0.85)  # seen by the watchdog (it looks within 0.7 of its threshold) ...
+    os.kill(os.getpid(), signal.SIGSTOP)  # ... then the process is not run until continued ...
+    time.sleep(0.05)  # ... and seen again: 0.9 s of its own, under the threshold
+
+async def main() -> None:
+    dog = LoopWatchdog(asyncio.get_running_loop(), 1.0).start()
+    await asyncio.sleep(0.3)
+    stopped_handler()
+    await asyncio.sleep(0.3)
+    dog.stop()
+    print(dog.stalls)
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_the_os_did_not_run_is_not_a_blocked_loop() -> None:
+    """What a loaded machine does to a process for a moment, made long and certain: the
+    whole process stopped for 1.5 s in the middle of a callback. Neither thread ran, so the
+    loop was not blocked by its code (where the kernel keeps no schedstat, as on gVisor, the
+    watchdog's own late wake-up tells; a stopped thread is not runnable, so not in schedstat)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-c", STOPPED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status = os.waitpid(child.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status)
+    time.sleep(1.5)
+    os.kill(child.pid, signal.SIGCONT)
+    out, err = child.communicate(timeout=30)
+    assert out.strip() == "0", (out, err)
+    assert MARK not in err
