@@ -85,7 +85,9 @@ class AciRuntime(PulledImages):
         self._aci: ContainerInstanceManagementClient | None = None
         self._storage: StorageManagementClient | None = None
         self._storage_key: str | None = None
-        self.start_timeout: float = opts.operation_timeout + 30
+        # the deployment, then its name pointing at it (a public IP with a DNS label)
+        named = opts.network == "public" and opts.dns_label
+        self.start_timeout: float = opts.operation_timeout + (opts.dns_timeout if named else 0) + 30
 
     @classmethod
     def from_settings(cls, data_dir: Path) -> AciRuntime:
