@@ -23,8 +23,8 @@ Azure DNS: a group with a DNS name label gets the FQDN ``LABEL.westeurope.azurec
 published in a hosts file of the stand-in's (:attr:`ArmStub.hosts`) once its container runs.
 A process started through :meth:`ArmStub.resolving` sees that file as its ``/etc/hosts`` (a
 mount namespace of its own), so dev8 resolves the name through the system resolver as it
-would Azure's. :attr:`ArmStub.dns_lag` keeps the previous deployment's record (a stale answer,
-pointing at an address since given to another group) for that many seconds after a start;
+would Azure's. :attr:`ArmStub.dns_lag` keeps the previous deployment's record (a stale answer:
+an address the group no longer has, which Azure may give to another) for that many seconds after a start;
 :meth:`ArmStub.lookup` answers as that file does, for a runtime in the test's own process.
 
 The environment: when a group reaches Running the stub pulls its image from the registry
