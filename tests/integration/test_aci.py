@@ -34,9 +34,9 @@ def aci_server(tmp_path_factory: pytest.TempPathFactory, arm_stub, keyvault, reg
     server.kill()
 
 
-def ready_lines(user: User, name: str) -> list[str]:
-    return [f"ready {e['message']}" for e in user.http().get(
-        f"/environments/{name}/events", params={"follow": "false", "last": 200}).json() if e["step"] == "ready"]
+def events(user: User, name: str) -> list[dict]:
+    """The environment's last 200 events, oldest first."""
+    return user.http().get(f"/environments/{name}/events", params={"follow": "false", "last": 200}).json()
 
 
 def group_of(arm_stub, name: str, user: User):  # type: ignore[no-untyped-def]
@@ -57,7 +57,7 @@ def test_an_environment_on_aci_keeps_its_home_across_stop_start_and_a_group_dele
     # system's resolver (the stand-in's records are this server's /etc/hosts)
     fqdn = arm_stub.fqdn(group)
     assert fqdn and arm_stub.lookup(fqdn) == {first_ip}
-    assert f"ready ssh {fqdn}:22" in ready_lines(alice, name)
+    assert ("ready", f"ssh {fqdn}:22") in [(e["step"], e["message"]) for e in events(alice, name)]
     # the secret reached memory-backed storage, never the container group's spec
     r = alice.ssh(name, "cat /run/dev8/secrets/TOKEN; echo; stat -f -c %T /run/dev8/; echo $GREETING")
     assert r.returncode == 0 and r.stdout.split() == ["s3cr3t-value", "tmpfs", "hello"], (r.stdout, r.stderr)
@@ -93,9 +93,8 @@ def test_an_environment_on_aci_keeps_its_home_across_stop_start_and_a_group_dele
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["kept", "600:dev", "a.txt", "700:dev", "600:dev", "my", "tool", "../pkg/cli.js",
                                 "s3cr3t-value"], r.stdout  # configured again on the new instance
-    events = [(e["step"], e["status"]) for e in alice.http().get(
-        f"/environments/{name}/events", params={"follow": "false", "last": 200}).json()]
-    assert ("save", "ok") in events  # the core saved the home over SSH before the stop
+    # the core saved the home over SSH before the stop
+    assert ("save", "ok") in [(e["step"], e["status"]) for e in events(alice, name)]
 
     # someone deletes the container group in the portal: made again on the kept home
     alice.ssh(name, "echo second > ~/workspace/b.txt && sudo -n dev8-env save-home")
@@ -122,9 +121,7 @@ def test_an_idle_environment_on_aci_is_stopped_with_its_home_saved(aci_server: D
     assert env["stop_reason"] == "stopped after 5 s idle", env
     group = group_of(arm_stub, name, carl)
     assert group.state == "Stopped" and group.container_id is None  # deallocated: no compute billed
-    events = [(e["step"], e["status"]) for e in carl.http().get(
-        f"/environments/{name}/events", params={"follow": "false", "last": 200}).json()]
-    assert ("save", "ok") in events
+    assert ("save", "ok") in [(e["step"], e["status"]) for e in events(carl, name)]
     carl.cli("start", name)  # auto-start on use works as on Docker; here the explicit start
     assert carl.ssh(name, "cat ~/workspace/idle.txt").stdout.strip() == "unsaved-until-stop"
     carl.cli("delete", name, "--yes")

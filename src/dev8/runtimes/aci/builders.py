@@ -77,7 +77,7 @@ def container_group(spec: EnvSpec, opts: AciOptions, storage_key: str) -> m.Cont
         ports=[m.ContainerPort(port=22, protocol="TCP")], environment_variables=env, volume_mounts=mounts)
     public = opts.network == "public"
     ip = m.IpAddress(type="Public" if public else "Private", ports=[m.Port(port=22, protocol="TCP")])
-    if public and opts.dns_label:
+    if opts.named:
         ip.dns_name_label = group_name(spec)
         ip.auto_generated_domain_name_label_scope = opts.dns_label_scope
     credentials = None
@@ -106,6 +106,12 @@ def made_for(group: m.ContainerGroup, spec: EnvSpec) -> bool:
             and requests.memory_in_gb == memory_gb(spec.memory_bytes))
 
 
+def _addresses(group: m.ContainerGroup) -> tuple[str | None, str | None]:
+    """The group's IP and FQDN as ARM reports them (none while it is not deployed)."""
+    address = group.ip_address
+    return (address.ip, address.fqdn) if address else (None, None)
+
+
 def observed_of(group: m.ContainerGroup) -> Observed:
     """What a group read with its instance view says. Each start of a group is a new
     deployment (the IP changes, the container's memory-backed run dir is empty), and a
@@ -117,8 +123,7 @@ def observed_of(group: m.ContainerGroup) -> Observed:
     container = group.containers[0] if group.containers else None
     cview = container.instance_view if container else None
     current = cview.current_state if cview else None
-    ip = group.ip_address.ip if group.ip_address else None
-    fqdn = group.ip_address.fqdn if group.ip_address else None
+    ip, fqdn = _addresses(group)
     running = group_state == "Running" and current is not None and current.state == "Running"
     instance = None
     if running and current is not None and current.start_time is not None:
@@ -140,8 +145,7 @@ def listed_of(group: m.ContainerGroup) -> Observed:
     means deployed with an IP (a stopped group has none); no instance id (``observe`` has it)."""
     if group.instance_view is not None:
         return replace(observed_of(group), instance_id=None)
-    ip = group.ip_address.ip if group.ip_address else None
-    fqdn = group.ip_address.fqdn if group.ip_address else None
+    ip, fqdn = _addresses(group)
     running = group.provisioning_state == "Succeeded" and bool(ip)
     return Observed(exists=True, running=running, host=(fqdn or ip) if running else None,
                     port=22 if running else None,

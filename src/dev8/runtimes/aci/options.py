@@ -47,6 +47,11 @@ class AciOptions(BaseSettings):
     instance_discovery: bool = True
     operation_timeout: float = Field(default=600, ge=10)  # a deployment that is not running by then failed
 
+    @property
+    def named(self) -> bool:
+        """Whether groups get a DNS name label, their FQDN the endpoint (public IPs only)."""
+        return self.network == "public" and self.dns_label
+
     @model_validator(mode="after")
     def _consistent(self) -> AciOptions:
         if self.network == "private" and not self.subnet_id:

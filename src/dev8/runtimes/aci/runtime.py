@@ -86,8 +86,7 @@ class AciRuntime(PulledImages):
         self._storage: StorageManagementClient | None = None
         self._storage_key: str | None = None
         # the deployment, then its name pointing at it (a public IP with a DNS label)
-        named = opts.network == "public" and opts.dns_label
-        self.start_timeout: float = opts.operation_timeout + (opts.dns_timeout if named else 0) + 30
+        self.start_timeout: float = opts.operation_timeout + (opts.dns_timeout if opts.named else 0) + 30
 
     @classmethod
     def from_settings(cls, data_dir: Path) -> AciRuntime:
