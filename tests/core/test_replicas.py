@@ -451,3 +451,25 @@ def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> No
     finally:
         first.kill()
         kill_fake_environments(tmp_path / "rt")
+
+
+def test_replicas_started_at_once_on_a_fresh_database_migrate_it_once(postgres: Postgres) -> None:
+    """A Deployment's replicas start together on an empty database: each upgrades it at
+    start, and without one migration at a time the second fails creating alembic_version."""
+    from dev8.store.db import Database, newest_revision
+
+    url = postgres.create_database()
+    start = threading.Barrier(3)
+
+    def upgrade() -> str | None:
+        db = Database(url, threads=1)
+        try:
+            start.wait(timeout=30)
+            db.upgrade()
+            return db.current_revision()
+        finally:
+            db.dispose()
+
+    with ThreadPoolExecutor(3) as pool:
+        revisions = [f.result(timeout=180) for f in [pool.submit(upgrade) for _ in range(3)]]
+    assert revisions == [newest_revision()] * 3

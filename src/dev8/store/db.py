@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The key of the PostgreSQL advisory lock that one migration at a time holds: replicas of a
+# Deployment start together, and two upgrades of one fresh database would both create
+# alembic_version. Any 64-bit number no other program uses on dev8's database will do.
+MIGRATION_LOCK = 0x64657638  # "dev8"
 
 
 def newest_revision() -> str:
@@ -101,7 +105,10 @@ class Database:
         """Upgrade (or, ``down``, downgrade) the schema to ``revision`` in one transaction.
         On SQLite, altering a column re-creates its table, and dropping the old one would
         delete through ON DELETE CASCADE every row that refers to it (an environment's
-        sealed key, its events): foreign keys are off while the migration runs, then checked."""
+        sealed key, its events): foreign keys are off while the migration runs, then checked.
+        On PostgreSQL, one server migrates at a time (a transaction-scoped advisory lock,
+        waited for at most two minutes); alembic reads the version after the lock, so a
+        replica that waited finds the schema already there and does nothing."""
         sqlite = self.url.startswith("sqlite")
         with self.engine.connect() as conn:
             if sqlite:  # a no-op inside a transaction: before it begins
@@ -109,6 +116,9 @@ class Database:
                 conn.commit()
             try:
                 with conn.begin():
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql("SET LOCAL lock_timeout = '120s'")
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                     cfg = alembic_config(self.url)
                     cfg.attributes["connection"] = conn
                     from alembic import command
