@@ -6,8 +6,8 @@ apt_install ca-certificates git openssh-client debootstrap iptables postgresql c
   etcd-server golang-1.19-go rsync dpkg-dev make
 ensure_docker
 ensure_python "[test]"
-# The kubernetes runtime's tests run against a real kube-apiserver built from Debian's source
-# (about 8 minutes once, cached in ~/.cache/dev8): built beside the image builds below.
+# The kubernetes runtime's tests run against a real kube-apiserver and controller manager built
+# from Debian's source (about 12 minutes once, cached in ~/.cache/dev8): built beside the image builds below.
 "$REPO/scripts/kube-apiserver.sh" >/tmp/dev8-kube-apiserver.log 2>&1 &
 kube_build=$!
 echo "==> lint (ruff) and types (mypy): a finding fails the run"

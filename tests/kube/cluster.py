@@ -1,7 +1,10 @@
-"""A real Kubernetes API server for the tests: etcd (Debian's etcd-server) and the
-kube-apiserver that scripts/kube-apiserver.sh builds from Debian's source (v1.20.2), on
-loopback, HTTPS, RBAC on, users from a token file. No controller manager or scheduler runs:
-the test kubelet (tests/kube/kubelet.py) plays the parts environments need."""
+"""A real Kubernetes control plane for the tests: etcd (Debian's etcd-server), the
+kube-apiserver and kube-controller-manager that scripts/kube-apiserver.sh builds from
+Debian's source (v1.20.2). HTTPS, RBAC on, users from a token file; the API server listens
+beyond loopback so pods reach it as ``kubernetes.default.svc`` (its certificate's name). The
+controller manager runs the controllers dev8's own Deployment needs (deployments, replica
+sets, service accounts and their token secrets, garbage collection); no scheduler runs: the
+test kubelet (tests/kube/kubelet.py) plays it, the node and the volume provisioner."""
 from __future__ import annotations
 
 import os
@@ -18,7 +21,13 @@ import yaml
 from tests.support import free_port, make_tls_certs, wait_until
 
 VERSION = "v1.20.2"
-APISERVER = Path(os.environ.get("DEV8_CACHE", Path.home() / ".cache" / "dev8")) / f"kubernetes-{VERSION}" / "kube-apiserver"
+BINARIES = Path(os.environ.get("DEV8_CACHE", Path.home() / ".cache" / "dev8")) / f"kubernetes-{VERSION}"
+APISERVER = BINARIES / "kube-apiserver"
+CONTROLLER_MANAGER = BINARIES / "kube-controller-manager"
+SERVICE_HOST = "kubernetes.default.svc"  # how pods name the API server (the test kubelet maps it to its gateway)
+# What the controller manager runs: the nodes' lifecycle and the volume controllers are left
+# out (the test kubelet sends no heartbeats and provisions and binds claims itself).
+CONTROLLERS = "deployment,replicaset,serviceaccount,serviceaccount-token,garbagecollector"
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 # dev8's identity: the name its ServiceAccount has inside a cluster (deploy/kubernetes binds
 # its Role to it), here from the token file.
@@ -36,9 +45,10 @@ class KubeCluster:
         self.other_token = os.urandom(16).hex()  # an authenticated user with no rights at all
 
     def start(self) -> KubeCluster:
-        if not APISERVER.exists():
-            raise RuntimeError(f"{APISERVER} is missing: scripts/kube-apiserver.sh builds it (the test command runs it)")
-        self.ca = make_tls_certs(self.root / "certs", "127.0.0.1")
+        for binary in (APISERVER, CONTROLLER_MANAGER):
+            if not binary.exists():
+                raise RuntimeError(f"{binary} is missing: scripts/kube-apiserver.sh builds it (the test command runs it)")
+        self.ca = make_tls_certs(self.root / "certs", "127.0.0.1", SERVICE_HOST)
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
         sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -60,7 +70,7 @@ class KubeCluster:
                              "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"])
         certs = self.root / "certs"
         self._spawn("kube-apiserver", [
-            str(APISERVER), f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1",
+            str(APISERVER), f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=0.0.0.0",
             "--advertise-address=127.0.0.1", f"--secure-port={self.port}", "--insecure-port=0",
             f"--tls-cert-file={certs / 'cert.pem'}", f"--tls-private-key-file={certs / 'key.pem'}",
             f"--token-auth-file={self.root / 'tokens.csv'}", "--authorization-mode=RBAC",
@@ -70,6 +80,11 @@ class KubeCluster:
             "--api-audiences=https://kubernetes.default.svc", "--service-cluster-ip-range=10.0.0.0/24",
             "--kubelet-preferred-address-types=InternalIP", "--logtostderr=true", "--v=0"])
         wait_until(self._ready, timeout=90, interval=0.5, what="kube-apiserver's /readyz")
+        self._spawn("kube-controller-manager", [
+            str(CONTROLLER_MANAGER), f"--kubeconfig={self.kubeconfig('admin')}", f"--controllers={CONTROLLERS}",
+            f"--service-account-private-key-file={self.root / 'sa.key'}", f"--root-ca-file={self.ca}",
+            "--use-service-account-credentials=false", "--leader-elect=false", "--port=0", "--secure-port=0",
+            "--logtostderr=true", "--v=0"])
         return self
 
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -108,14 +123,18 @@ class KubeCluster:
         return client.ApiClient(cfg)
 
     def namespace_for_dev8(self, name: str) -> None:
-        """A namespace with its default ServiceAccount (no controller makes it here) and
-        dev8's Role and RoleBinding from deploy/kubernetes: what dev8 may do there is what
-        the shipped manifests grant, nothing more."""
+        """A namespace with its default ServiceAccount (made here, not left to the controller's
+        timing: pods are refused until it exists) and dev8's Role and RoleBinding from
+        deploy/kubernetes: what dev8 may do there is what the shipped manifests grant."""
         from kubernetes import client, utils
         api = self.admin()
         core = client.CoreV1Api(api)
         core.create_namespace({"metadata": {"name": name}})
-        core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})
+        try:
+            core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})
+        except client.ApiException as exc:
+            if exc.status != 409:  # the controller made it first
+                raise
         for doc in yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text()):
             if doc and doc["kind"] in ("Role", "RoleBinding"):
                 doc["metadata"]["namespace"] = name
