@@ -101,8 +101,10 @@ def kube_cluster() -> Iterator:  # type: ignore[type-arg]
 
 @pytest.fixture(scope="session")
 def kubelet(kube_cluster, docker_client: docker.DockerClient) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
+    from tests.kube.cluster import SERVICE_HOST
     from tests.kube.kubelet import TestKubelet
-    node = TestKubelet(kube_cluster.admin(), docker_client, kube_cluster.root / "certs").start()
+    node = TestKubelet(kube_cluster.admin(), docker_client, kube_cluster.root / "certs",
+                       api_server=(SERVICE_HOST, kube_cluster.port)).start()
     kube_cluster.namespace_for_dev8("dev8-environments")
     yield node
     node.stop()

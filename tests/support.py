@@ -56,9 +56,12 @@ def unique(prefix: str = "t") -> str:
 
 
 class Postgres:
-    """A throwaway PostgreSQL cluster on a free loopback port (real server, trust auth)."""
+    """A throwaway PostgreSQL cluster on a free loopback port (real server, trust auth);
+    with ``trust_from`` (a CIDR, a Docker network's) it also listens beyond loopback and
+    trusts that network (containers reach it at their gateway)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trust_from: str | None = None) -> None:
+        self.trust_from = trust_from
         # Not under pytest's tmp dir: that is private to root, and postgres must not run as root.
         self.root = root = Path(tempfile.mkdtemp(prefix="dev8-pg-"))
         self.port = free_port()
@@ -76,8 +79,13 @@ class Postgres:
 
     def start(self) -> None:
         self._run(str(self.bin / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        listen = "127.0.0.1"
+        if self.trust_from:
+            with open(self.datadir / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.trust_from} trust\n")
+            listen = "*"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.root / "pg.log"), "-w",
-                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
+                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses={listen}", "start")
 
     def create_database(self) -> str:
         name = unique("db")
@@ -144,6 +152,7 @@ class Dev8Server:
         self.http_port = free_port()
         self.ssh_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
+        self.ssh_host = "127.0.0.1"  # where users' ssh reaches its gateway (on ssh_port)
         self.database_url = database_url
         self.extra_env = dict(extra_env or {})
         self.log_path = root / "server.log"
@@ -314,7 +323,7 @@ class User:
     def ssh_args(self, login: str) -> list[str]:
         return ["ssh", "-p", str(self.server.ssh_port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
                 "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.config_dir / 'known_hosts'}",
-                "-o", "StrictHostKeyChecking=yes", f"{login}@127.0.0.1"]
+                "-o", "StrictHostKeyChecking=yes", f"{login}@{self.server.ssh_host}"]
 
     def ssh(self, login: str, command: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([*self.ssh_args(login), command], input=input, capture_output=True,
@@ -458,15 +467,17 @@ class SocketRelay(Relay):
 class Balancer(Relay):
     """A TCP load balancer on loopback in front of several servers' ports, as a cloud's is:
     each new connection goes to the preferred backend (``prefer``), or to the next one that
-    accepts when it does not (a replica that is gone); no stickiness."""
+    accepts when it does not (a replica that is gone); no stickiness. A backend is a port on
+    loopback or a (host, port) address."""
 
-    def __init__(self, *backends: int) -> None:
+    def __init__(self, *backends: int | tuple[str, int], bind: str = "127.0.0.1") -> None:
         super().__init__()
+        self.bind = bind  # where it listens (a Docker network's gateway, for containers)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{bind}:{self.port}"
         self.backends = list(backends)
 
-    def prefer(self, port: int) -> None:
+    def prefer(self, port: int | tuple[str, int]) -> None:
         """Send new connections to ``port`` first (the connections open stay where they are)."""
         self.backends.remove(port)
         self.backends.insert(0, port)
@@ -474,13 +485,13 @@ class Balancer(Relay):
     def _listen(self) -> socket.socket:
         server = socket.socket(socket.AF_INET)
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
+        server.bind((self.bind, self.port))
         return server
 
     def _connect(self) -> socket.socket:
-        for port in list(self.backends):
+        for backend in list(self.backends):
             try:
-                up = socket.create_connection(("127.0.0.1", port), timeout=5)
+                up = socket.create_connection(backend if isinstance(backend, tuple) else ("127.0.0.1", backend), timeout=5)
             except OSError:
                 continue
             up.settimeout(None)  # a long-lived WebSocket or SSH session may be idle
