@@ -3,8 +3,10 @@ the relays in front of it (one per server that shows it) come and go."""
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,10 +30,14 @@ def run_dir() -> Iterator[Path]:
 class Relay:
     """One `dev8-env term` process, as dev8 runs it over SSH (pipes, no PTY)."""
 
-    def __init__(self, run_dir: Path, tid: str = "u1-test-terminal-1", keep: str = "60") -> None:
+    def __init__(self, run_dir: Path, tid: str = "u1-test-terminal-1", keep: str = "60",
+                 under_nohup: bool = False) -> None:
         env = {**os.environ, "DEV8_RUN_DIR": str(run_dir), "SHELL": "/bin/sh", "HOME": str(run_dir)}
+        # nohup's mark: SIGHUP ignored, which exec keeps
+        nohup = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if under_nohup else None
         self.proc = subprocess.Popen([sys.executable, helper.__file__, "term", tid, "80", "24", keep],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                     preexec_fn=nohup)
         self.out = b""
 
     def send(self, data: bytes) -> None:
@@ -104,3 +110,19 @@ def test_a_run_dir_deeper_than_a_socket_path_may_be_still_holds_terminals(run_di
     second.send(frame(b"k"))
     assert second.proc.wait(20) == 0
     assert list((deep / "terms").iterdir()) == []
+
+
+
+def test_the_shell_starts_with_no_signal_ignored_and_a_logout_ends_it_under_nohup(run_dir: Path) -> None:
+    """The shell gets default signal handling whatever dev8-env inherited (Python ignores
+    SIGPIPE and SIGXFSZ; nohup, SIGHUP): a pipe into `head` ends quietly, and the hangup
+    that ends the shell at a logout is not ignored."""
+    relay = Relay(run_dir, under_nohup=True)
+    relay.send(frame(b"i", b"grep SigIgn /proc/self/status; echo end-$((1+1))\n"))
+    found = re.search(rb"SigIgn:\s+([0-9a-f]{16})", relay.until(b"end-2"))
+    assert found, relay.out
+    ignored = int(found.group(1), 16)
+    assert not ignored & (1 << (signal.SIGHUP - 1) | 1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)), hex(ignored)
+    relay.send(frame(b"k"))
+    assert relay.proc.wait(20) == 0
+    assert list((run_dir / "terms").iterdir()) == []

@@ -906,6 +906,10 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
     pid, master = pty.fork()
     if pid == 0:  # the shell: a login shell in the home, as an SSH login would give
         listener.close()
+        # Ignored signals stay ignored across exec: Python ignores SIGPIPE and SIGXFSZ, and a
+        # dev8-env started under nohup ignores SIGHUP, which is how the shell is ended.
+        for sig in (signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
         os.chdir(os.path.expanduser("~"))
         env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
         os.execvpe(shell, ["-" + os.path.basename(shell)], env)
@@ -1005,7 +1009,14 @@ def _term_holder(listener: object, cols: int, rows: int, keep: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGHUP)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+            for _ in range(50):  # a shell that ignores the hangup is killed after 5 s
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+                time.sleep(0.1)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+                os.waitpid(pid, 0)
 
 
 def _term_start(path: str, cols: int, rows: int, keep: float) -> None:
