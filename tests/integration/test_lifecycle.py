@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import time
 
 import docker
 
@@ -122,6 +123,37 @@ def test_work_survives_stop_start_restart_recreate_and_newer_image(server: Dev8S
     finally:
         docker_client.images.remove(image, force=True)
 
+
+def test_a_start_logs_in_once_and_starts_no_process_through_the_engine(server: Dev8Server, alice: User,
+                                                                     docker_client: docker.DockerClient):
+    """What a start does inside the environment beyond the same container started with
+    `docker run` and logged into once (bench/floor.py's floor, which #26 measures against):
+    one SSH login (the pinned host key checked, then configure on that connection); no
+    `docker exec` (the host key is read from the log); about as many processes as the floor (boot
+    timing moves both by a few, so the bound is loose: it catches a step that starts a
+    shell script's worth of them). Counts, not times."""
+    from bench.floor import floor_batch, processes_started, ssh_logins
+    name = unique("e")
+    since = time.time() - 1
+
+    def execs() -> list[str]:  # the engine's record of `docker exec`s into the container so far
+        events = docker_client.events(since=since, until=time.time() + 1, decode=True,
+                                      filters={"container": container.id, "event": "exec_create"})
+        return [e["Action"] for e in events]
+    alice.cli("create", name)
+    [container] = env_containers(docker_client, server)
+    assert execs() == []
+    assert ssh_logins(container) == 1, container.logs().decode(errors="replace")[-2000:]
+    created = processes_started(container)
+    host = container.attrs["HostConfig"]
+    floor = floor_batch(docker_client, 1, container.attrs["Config"]["Image"], host["NanoCpus"] / 1e9, host["Memory"])
+    assert created <= floor.processes[0] + 5, (created, floor.processes)
+    alice.cli("stop", name)
+    alice.cli("start", name)  # a new run of the container: its own PID namespace, the same log
+    container.reload()
+    assert len(execs()) == 1  # processes_started's own, above
+    assert ssh_logins(container) == 2
+    assert processes_started(container) <= floor.processes[0] + 5, floor.processes
 
 def test_restart_policy_and_supervisor_bring_sshd_back(server: Dev8Server, alice: User):
     name = unique("s")
