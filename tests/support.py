@@ -152,7 +152,6 @@ class Dev8Server:
         self.http_port = free_port()
         self.ssh_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.ssh_host = "127.0.0.1"  # where users' ssh reaches its gateway (on ssh_port)
         self.database_url = database_url
         self.extra_env = dict(extra_env or {})
         self.log_path = root / "server.log"
@@ -323,7 +322,7 @@ class User:
     def ssh_args(self, login: str) -> list[str]:
         return ["ssh", "-p", str(self.server.ssh_port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
                 "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.config_dir / 'known_hosts'}",
-                "-o", "StrictHostKeyChecking=yes", f"{login}@{self.server.ssh_host}"]
+                "-o", "StrictHostKeyChecking=yes", f"{login}@127.0.0.1"]
 
     def ssh(self, login: str, command: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([*self.ssh_args(login), command], input=input, capture_output=True,

@@ -155,6 +155,7 @@ def test_a_start_logs_in_once_and_starts_no_process_through_the_engine(server: D
     assert ssh_logins(container) == 2
     assert processes_started(container) <= floor.processes[0] + 5, floor.processes
 
+
 def test_restart_policy_and_supervisor_bring_sshd_back(server: Dev8Server, alice: User):
     name = unique("s")
     alice.cli("create", name)

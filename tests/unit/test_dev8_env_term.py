@@ -112,7 +112,6 @@ def test_a_run_dir_deeper_than_a_socket_path_may_be_still_holds_terminals(run_di
     assert list((deep / "terms").iterdir()) == []
 
 
-
 def test_the_shell_starts_with_no_signal_ignored_and_a_logout_ends_it_under_nohup(run_dir: Path) -> None:
     """The shell gets default signal handling whatever dev8-env inherited (Python ignores
     SIGPIPE and SIGXFSZ; nohup, SIGHUP): a pipe into `head` ends quietly, and the hangup

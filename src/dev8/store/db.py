@@ -106,9 +106,10 @@ class Database:
         On SQLite, altering a column re-creates its table, and dropping the old one would
         delete through ON DELETE CASCADE every row that refers to it (an environment's
         sealed key, its events): foreign keys are off while the migration runs, then checked.
-        On PostgreSQL, one server migrates at a time (a transaction-scoped advisory lock,
-        waited for at most two minutes); alembic reads the version after the lock, so a
-        replica that waited finds the schema already there and does nothing."""
+        On PostgreSQL, one server migrates at a time (a transaction-scoped advisory lock;
+        this or any lock the migration waits for fails it after two minutes); alembic reads
+        the version after the lock, so a replica that waited finds the schema already there
+        and does nothing."""
         sqlite = self.url.startswith("sqlite")
         with self.engine.connect() as conn:
             if sqlite:  # a no-op inside a transaction: before it begins
