@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     data_dir: Path = default_data_dir()
     http_addr: str = "127.0.0.1:7080"
     ssh_addr: str = "127.0.0.1:2222"
+    # Seconds an idle HTTP keep-alive connection stays open. Longer than the idle timeout of
+    # the proxies put in front (nginx's upstream keep-alive and most cloud balancers: 60 s):
+    # a server that closes first races the proxy reusing the connection, and the request the
+    # proxy sends into the closing connection fails (a 502 for the user).
+    http_keep_alive: int = Field(default=75, ge=1, le=3600)
     # Where users' ssh reaches the gateway (a load balancer in front of several servers, a
     # NAT, a DNS name); shown in ssh commands, ssh-info and known_hosts. Unset: the ssh
     # address, with the public URL's host in place of a wildcard listen address.

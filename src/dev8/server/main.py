@@ -108,6 +108,7 @@ async def serve(settings: Settings) -> None:
     await _warm_up(app)
     config = uvicorn.Config(app, host=http_host, port=http_port, log_level="warning", access_log=False,
                             lifespan="off", proxy_headers=False,  # forwarded.py decides whom to believe
+                            timeout_keep_alive=settings.http_keep_alive,
                             timeout_graceful_shutdown=5)  # a stream still open then is cut
     config.load()  # imports its protocol modules now, not on the loop once serving
     server = uvicorn.Server(config)
