@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncssh
@@ -440,8 +441,10 @@ def _audit(s: Session, env: Environment, action: str, detail: str = "") -> None:
     audit.record(s, s.get(User, env.owner_id), action, env.name, detail)
 
 
-def add_event(s: Session, env_id: str, step: str, status: str, message: str = "") -> Event:
-    ev = Event(env_id=env_id, step=step, status=status, message=message[:2000])
+def add_event(s: Session, env_id: str, step: str, status: str, message: str = "",
+              at: datetime | None = None) -> Event:
+    """``at``: when it happened, if earlier than now (an event written with a later one)."""
+    ev = Event(env_id=env_id, step=step, status=status, message=message[:2000], ts=at or utcnow())
     s.add(ev)
     s.flush()
     announce(s, env_id)  # other replicas' streams hear of it when this commits

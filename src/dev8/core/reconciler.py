@@ -112,6 +112,10 @@ class Reconciler:
         self._failures: dict[str, int] = {}
         self._last_failure: dict[str, str] = {}  # env id → what its last try failed with, while retried
         self._passes = 0
+        # A finished step's "ok", written with the environment's next write (the next step's
+        # "running", a state change) in one transaction: half the writes of a start, and
+        # half the wake-ups of the event streams following it.
+        self._unsent: dict[str, list[tuple[str, str, str, datetime]]] = {}
         # A pooled connection that closes by itself (a crashed or restarted environment):
         # look at that environment now instead of at the next pass.
         connections.on_drop(self._connection_dropped)
@@ -285,8 +289,8 @@ class Reconciler:
             if isinstance(exc, StepFailed):  # the failure stays shown, and when dev8 tries again
                 failed = f"{exc.step} failed: {failures.without_advice(exc.reason)}"
                 self._last_failure[env_id] = failed
-                await asyncio.to_thread(self._update, env_id,  # what matters first: a list shortens the rest
-                                        status_message=f"try {n} failed (trying again in {delay:.0f} s): {failed}")
+                await self._set(env_id,  # what matters first: a list shortens the rest
+                                status_message=f"try {n} failed (trying again in {delay:.0f} s): {failed}")
             log.warning("environment %s: %s (retry in %.0fs)", env_id, exc, delay)
             loop.call_later(delay, self._retry, env_id, due)
 
@@ -312,25 +316,37 @@ class Reconciler:
         with self.db.session() as s:
             return s.get(Environment, env_id)
 
-    def _update(self, env_id: str, **fields: object) -> None:
-        with self.db.session() as s:
-            env = s.get(Environment, env_id)
-            if env is not None:
-                for k, v in fields.items():
-                    setattr(env, k, v)
-                env.updated_at = utcnow()
-
-    def _event(self, env_id: str, step: str, status: str, message: str = "") -> None:
+    def _write(self, env_id: str, events: list[tuple[str, str, str, datetime]], fields: dict[str, object]) -> None:
+        """``events`` (step, status, message, when) and ``fields`` of the environment, in one
+        transaction; nothing if the environment is gone (deleted meanwhile)."""
         try:
             with self.db.session() as s:
-                add_event(s, env_id, step, status, message)
-        except IntegrityError:  # its environment is gone (deleted meanwhile): no events for it
+                if fields:
+                    env = s.get(Environment, env_id)
+                    if env is None:
+                        return
+                    for k, v in fields.items():
+                        setattr(env, k, v)
+                    env.updated_at = utcnow()
+                for step, status, message, at in events:
+                    add_event(s, env_id, step, status, message, at=at)
+        except IntegrityError:  # its events refused: the environment was deleted meanwhile
             return
-        if self.notifier is not None:
+        if events and self.notifier is not None:
             self.notifier.notify(env_id)
 
-    async def _emit(self, env_id: str, step: str, status: str, message: str = "") -> None:
-        await asyncio.to_thread(self._event, env_id, step, status, message)
+    def _event(self, env_id: str, step: str, status: str, message: str = "") -> None:
+        """An event now, from a worker thread (a step's progress)."""
+        self._write(env_id, [(step, status, message, utcnow())], {})
+
+    async def _emit(self, env_id: str, step: str, status: str, message: str = "", **fields: object) -> None:
+        """An event (after any step's unsent "ok"), with ``fields`` of the environment set."""
+        events = [*self._unsent.pop(env_id, []), (step, status, message, utcnow())]
+        await asyncio.to_thread(self._write, env_id, events, fields)
+
+    async def _set(self, env_id: str, **fields: object) -> None:
+        """``fields`` of the environment set (with any step's unsent "ok")."""
+        await asyncio.to_thread(self._write, env_id, self._unsent.pop(env_id, []), fields)
 
     async def _step(self, env_id: str, step: str, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
         if not self.leases.fresh():
@@ -346,7 +362,7 @@ class Reconciler:
             raise StepFailed(step, str(exc)) from exc
         except Exception as exc:
             raise StepFailed.of(step, str(exc) or exc.__class__.__name__) from exc
-        await self._emit(env_id, step, "ok")
+        self._unsent.setdefault(env_id, []).append((step, "ok", "", utcnow()))
         return result
 
     # --- the reconcile step -----------------------------------------------------------------
@@ -357,6 +373,16 @@ class Reconciler:
             return
         spec = spec_of(env, self.installation)
         try:
+            await self._reconcile(env, spec)
+        finally:
+            task = asyncio.current_task()
+            if env_id in self._unsent and not (task is not None and task.cancelling()):
+                await self._set(env_id)
+            self._unsent.pop(env_id, None)
+
+    async def _reconcile(self, env: Environment, spec: EnvSpec) -> None:
+        env_id = env.id
+        try:
             await self.health.check()  # a backend that does not answer: unreachable in seconds, one thread for all
             if env.desired_state == Desired.DELETED:
                 await self._delete(env, spec)
@@ -365,12 +391,12 @@ class Reconciler:
             else:
                 await self._run(env, spec)
         except RuntimeUnavailable as exc:
-            await asyncio.to_thread(self._update, env_id, observed_state=State.UNREACHABLE, status_message=str(exc))
+            await self._set(env_id, observed_state=State.UNREACHABLE, status_message=str(exc))
             raise
         except StepFailed as exc:
-            await self._emit(env_id, exc.step, "error", exc.reason + (f" ({exc.detail})" if exc.detail else ""))
-            await asyncio.to_thread(self._update, env_id, observed_state=State.ERROR,
-                                    status_message=f"{exc.step} failed: {exc.reason}", status_detail=exc.detail)
+            await self._emit(env_id, exc.step, "error", exc.reason + (f" ({exc.detail})" if exc.detail else ""),
+                             observed_state=State.ERROR, status_message=f"{exc.step} failed: {exc.reason}",
+                             status_detail=exc.detail)
             if env.prebuild_id and env.desired_state == Desired.RUNNING:  # a failed prebuild run is not retried
                 ended = await asyncio.to_thread(self._in_store, prebuilds.failed, env,
                                                 f"{exc.step} failed: {exc.reason}", self.keyring,
@@ -419,12 +445,11 @@ class Reconciler:
             await self._before_stop(env)
         self.connections.drop(env.id)
         if observed.running:
-            await asyncio.to_thread(self._update, env.id, observed_state=State.STOPPING)
+            await self._set(env.id, observed_state=State.STOPPING)
             await self._step(env.id, "stop", lambda: self.runtime_call(self.runtime.stop, spec), STEP_TIMEOUT)
         if env.observed_state != State.STOPPED:
-            await asyncio.to_thread(self._update, env.id, observed_state=State.STOPPED, ssh_host=None, ssh_port=None,
-                                    instance_id=None, status_message="", status_detail="")
-            await self._emit(env.id, "stopped", "ok")
+            await self._emit(env.id, "stopped", "ok", observed_state=State.STOPPED, ssh_host=None, ssh_port=None,
+                             instance_id=None, status_message="", status_detail="")
 
     async def _run(self, env: Environment, spec: EnvSpec) -> None:
         observed = await self.runtime_call(self.runtime.observe, spec)
@@ -434,7 +459,7 @@ class Reconciler:
             self.connections.drop(env.id)
             if observed.running:
                 await self._step(env.id, "stop", lambda: self.runtime_call(self.runtime.stop, spec), STEP_TIMEOUT)
-            await asyncio.to_thread(self._update, env.id, restart_requested=False)
+            await self._set(env.id, restart_requested=False)
             observed = Observed(exists=observed.exists)
         same_instance = (observed.reachable and observed.instance_id == env.instance_id
                          and (observed.host, observed.port) == (env.ssh_host, env.ssh_port) and bool(env.host_key))
@@ -450,12 +475,11 @@ class Reconciler:
             except (Unreachable, TimeoutError):
                 pass
             if message != env.status_message:
-                await asyncio.to_thread(self._update, env.id, status_message=message)
+                await self._set(env.id, status_message=message)
             return
         tries, last = self._failures.get(env.id, 0), self._last_failure.get(env.id)
         retrying = f"trying again after try {tries} failed: {last}" if tries and last else ""
-        await asyncio.to_thread(self._update, env.id, observed_state=State.STARTING, status_detail="",
-                                status_message=retrying)
+        await self._set(env.id, observed_state=State.STARTING, status_detail="", status_message=retrying)
         if not same_instance:
             await self._prepare_instance(env, spec)
             if self._boot_slots.locked():  # its owner sees why nothing moves for a moment
@@ -479,7 +503,7 @@ class Reconciler:
         options = env.options or {}
         if isinstance(configured.get("apps"), list) and configured["apps"] != options.get("apps"):
             options = {**options, "apps": configured["apps"]}  # what its image offers (VS Code or not)
-            await asyncio.to_thread(self._update, env.id, options=options)
+            await self._set(env.id, options=options)
             env.options = options
         run = bool(env.prebuild_id)  # a prebuild run: what other environments let pass fails it
         cloned: dict = {}
@@ -499,10 +523,9 @@ class Reconciler:
             await self._optional_step(env.id, "lifecycle", conn, "dev8-env lifecycle", required=run)
         if run:
             return await self._prebuild_ready(env, conn, cloned)
-        await asyncio.to_thread(self._update, env.id, observed_state=State.RUNNING,
-                                configured_generation=env.generation, started_at=utcnow(), status_message="",
-                                 status_detail="")
-        await self._emit(env.id, "ready", "ok", f"ssh {endpoint.host}:{endpoint.port}")
+        await self._emit(env.id, "ready", "ok", f"ssh {endpoint.host}:{endpoint.port}", observed_state=State.RUNNING,
+                         configured_generation=env.generation, started_at=utcnow(), status_message="",
+                         status_detail="")
 
     async def _prepare_instance(self, env: Environment, spec: EnvSpec) -> None:
         """Image and storage, for a new instance."""
@@ -549,9 +572,8 @@ class Reconciler:
 
     async def _without_prebuild(self, env: Environment, why: str) -> None:
         options = {k: v for k, v in (env.options or {}).items() if k != "prebuild"}
-        await asyncio.to_thread(self._update, env.id, options=options)
         env.options = options
-        await self._emit(env.id, "prebuild", "warning", why)
+        await self._emit(env.id, "prebuild", "warning", why, options=options)
 
     async def _prebuild_ready(self, env: Environment, conn: asyncssh.SSHClientConnection, cloned: dict) -> None:
         """The run in ``env`` did its work: its clone's commit (as ``dev8-env clone`` answered,
@@ -635,8 +657,8 @@ class Reconciler:
         key = await self._step(env.id, "host-key", read, SSHD_TIMEOUT + 5)
         if env.host_key and env.instance_id == observed.instance_id and env.host_key != key:
             raise StepFailed("host-key", "the environment's SSH host key changed without a new instance; refused")
-        await asyncio.to_thread(self._update, env.id, ssh_host=observed.host, ssh_port=observed.port,
-                                host_key=key, instance_id=observed.instance_id, runtime_state=observed.state)
+        await self._set(env.id, ssh_host=observed.host, ssh_port=observed.port, host_key=key,
+                        instance_id=observed.instance_id, runtime_state=observed.state)
         return key
 
     async def _before_stop(self, env: Environment) -> None:
@@ -692,7 +714,7 @@ class Reconciler:
             return options
         options = ({**options, "devcontainer": plan} if plan
                    else {k: v for k, v in options.items() if k != "devcontainer"})
-        await asyncio.to_thread(self._update, env.id, options=options)
+        await self._set(env.id, options=options)
         env.options = options
         if plan:
             summary = [f"{len(plan['env'])} variables", f"{len(plan['ports'])} forwarded ports",
@@ -738,13 +760,12 @@ class Reconciler:
                                             dockerfile=(build or {}).get("dockerfile", "Dockerfile"),
                                             args=(build or {}).get("args"), timeout=IMAGE_TIMEOUT)
         except (TimeoutError, NeedsUserAction) as exc:
-            await asyncio.to_thread(self._update, env.id, options={**options, "devcontainer_image": {"key": key}})
-            await self._emit(env.id, "devcontainer-image", "warning", f"{exc or 'timed out'}; it keeps its image")
+            await self._emit(env.id, "devcontainer-image", "warning", f"{exc or 'timed out'}; it keeps its image",
+                             options={**options, "devcontainer_image": {"key": key}})
             return False
-        await asyncio.to_thread(self._update, env.id, image=built, restart_requested=True,
-                                generation=env.generation + 1,
-                                options={**options, "devcontainer_image": {"key": key, "tag": built}})
-        await self._emit(env.id, "devcontainer-image", "ok", f"restarting on {built}")
+        await self._emit(env.id, "devcontainer-image", "ok", f"restarting on {built}", image=built,
+                         restart_requested=True, generation=env.generation + 1,
+                         options={**options, "devcontainer_image": {"key": key, "tag": built}})
         return True
 
     def _configuration(self, env: Environment) -> dict:
