@@ -451,7 +451,10 @@ def add_event(s: Session, env_id: str, step: str, status: str, message: str = ""
     return ev
 
 
-def events_after(s: Session, env_id: str, after: int = 0, limit: int = 200) -> list[Event]:
+EVENTS_BATCH = 200  # events read at once
+
+
+def events_after(s: Session, env_id: str, after: int = 0, limit: int = EVENTS_BATCH) -> list[Event]:
     return list(s.scalars(select(Event).where(Event.env_id == env_id, Event.id > after)
                           .order_by(Event.id).limit(limit)))
 

@@ -61,11 +61,17 @@ class EventNotifier:
         for event in events.values():
             event.set()
 
-    async def wait(self, env_id: str, timeout: float) -> None:
-        """Until the next notify(env_id) or ``timeout`` seconds, whichever comes first."""
-        event = self._events.setdefault(env_id, asyncio.Event())
+    def arm(self, env_id: str) -> asyncio.Event:
+        """What the next notify(env_id) sets. A reader arms it *before* it looks in the store,
+        then waits on it: an event written while it looked sets it, and is not missed (nor
+        does the reader look a second time to be sure)."""
+        return self._events.setdefault(env_id, asyncio.Event())
+
+    @staticmethod
+    async def wait(armed: asyncio.Event, timeout: float) -> None:
+        """Until ``armed`` (from ``arm``) is set, or ``timeout`` seconds, whichever comes first."""
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(armed.wait(), timeout)
         except TimeoutError:
             pass
 

@@ -28,7 +28,9 @@ async def until_ready(ctx: ServerContext, env_id: str, name: str, seen: int, tel
         with ctx.db.session() as s:
             return s.get(Environment, env_id), envs.events_after(s, env_id, after)
     told_ready = False
+    notifier = ctx.reconciler.notifier  # woken by an event of any replica (core.notify)
     while True:
+        armed = notifier.arm(env_id) if notifier is not None else None
         env, events = await asyncio.to_thread(look, seen)
         for ev in events:
             tell(f"{ev.step} {ev.status}" + (f": {ev.message}" if ev.message else ""))
@@ -40,8 +42,7 @@ async def until_ready(ctx: ServerContext, env_id: str, name: str, seen: int, tel
             return env
         if problem is not None or loop.time() > deadline:
             raise NotReady(problem or f"{name} did not get ready within {timeout:.0f} s: see `dev8 show {name}`")
-        notifier = ctx.reconciler.notifier
-        if notifier is not None:  # woken by an event of any replica (core.notify)
-            await notifier.wait(env_id, max(0.1, min(notifier.poll, deadline - loop.time())))
+        if notifier is not None and armed is not None:
+            await notifier.wait(armed, max(0.1, min(notifier.poll, deadline - loop.time())))
         else:
             await asyncio.sleep(0.5)

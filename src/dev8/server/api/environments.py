@@ -319,7 +319,9 @@ async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
     async def stream() -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         cursor, said = start, loop.time()
+        notifier = ctx.reconciler.notifier  # woken by an event of any replica (core.notify)
         while not await request.is_disconnected():
+            armed = notifier.arm(env_id) if notifier is not None else None
             exists, batch = await asyncio.to_thread(fetch, cursor)
             for ev in batch:
                 cursor, said = ev.id, loop.time()
@@ -327,15 +329,15 @@ async def events(name: str, request: Request, ctx: Ctx, user: CurrentUser,
             if not exists:
                 yield f"event: deleted\ndata: {json.dumps({'name': name})}\n\n"
                 return
-            if not batch:
-                if loop.time() - said >= KEEP_ALIVE:
-                    said = loop.time()
-                    yield ": keep-alive\n\n"
-                notifier = ctx.reconciler.notifier  # woken by an event of any replica (core.notify)
-                if notifier is not None:
-                    await notifier.wait(env_id, min(notifier.poll, KEEP_ALIVE))
-                else:
-                    await asyncio.sleep(POLL_UNFED)
+            if len(batch) >= envs.EVENTS_BATCH:
+                continue  # more were waiting than one look reads
+            if loop.time() - said >= KEEP_ALIVE:
+                said = loop.time()
+                yield ": keep-alive\n\n"
+            if notifier is not None and armed is not None:
+                await notifier.wait(armed, min(notifier.poll, KEEP_ALIVE))
+            else:
+                await asyncio.sleep(POLL_UNFED)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
