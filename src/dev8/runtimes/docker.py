@@ -178,8 +178,11 @@ class DockerRuntime:
         try:
             if timeout not in self._clients:
                 kwargs = {"version": API_VERSION, "timeout": timeout}
-                self._clients[timeout] = (docker.DockerClient(base_url=self._base_url, **kwargs)
-                                          if self._base_url else docker.from_env(**kwargs))
+                client = (docker.DockerClient(base_url=self._base_url, **kwargs)
+                          if self._base_url else docker.from_env(**kwargs))
+                if client.api.base_url.startswith("http+docker://"):  # a local socket: no proxy to look up
+                    client.api.trust_env = False  # requests scans the environment for one at every call
+                self._clients[timeout] = client
             yield self._clients[timeout]
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, FileNotFoundError,
                 ConnectionError) as exc:
