@@ -112,10 +112,12 @@ class Reconciler:
         self._failures: dict[str, int] = {}
         self._last_failure: dict[str, str] = {}  # env id → what its last try failed with, while retried
         self._passes = 0
-        # A finished step's "ok", written with the environment's next write (the next step's
-        # "running", a state change) in one transaction: half the writes of a start, and
-        # half the wake-ups of the event streams following it.
+        # A finished step's "ok" and fields set on the way (``_defer``), written with the
+        # environment's next write (the next step's "running", the state it reaches) in one
+        # transaction: half the writes of a start, and half the wake-ups of the event streams
+        # following it.
         self._unsent: dict[str, list[tuple[str, str, str, datetime]]] = {}
+        self._unsent_fields: dict[str, dict[str, object]] = {}
         # A pooled connection that closes by itself (a crashed or restarted environment):
         # look at that environment now instead of at the next pass.
         connections.on_drop(self._connection_dropped)
@@ -340,13 +342,18 @@ class Reconciler:
         self._write(env_id, [(step, status, message, utcnow())], {})
 
     async def _emit(self, env_id: str, step: str, status: str, message: str = "", **fields: object) -> None:
-        """An event (after any step's unsent "ok"), with ``fields`` of the environment set."""
-        events = [*self._unsent.pop(env_id, []), (step, status, message, utcnow())]
-        await asyncio.to_thread(self._write, env_id, events, fields)
+        """An event (after what is unsent), with ``fields`` of the environment set."""
+        await asyncio.to_thread(self._write, env_id, [*self._unsent.pop(env_id, []), (step, status, message, utcnow())],
+                                {**self._unsent_fields.pop(env_id, {}), **fields})
 
     async def _set(self, env_id: str, **fields: object) -> None:
-        """``fields`` of the environment set (with any step's unsent "ok")."""
-        await asyncio.to_thread(self._write, env_id, self._unsent.pop(env_id, []), fields)
+        """``fields`` of the environment set (with what is unsent)."""
+        await asyncio.to_thread(self._write, env_id, self._unsent.pop(env_id, []),
+                                {**self._unsent_fields.pop(env_id, {}), **fields})
+
+    def _defer(self, env_id: str, **fields: object) -> None:
+        """``fields`` set with the environment's next write (one the reconcile makes at once)."""
+        self._unsent_fields.setdefault(env_id, {}).update(fields)
 
     async def _step(self, env_id: str, step: str, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
         if not self.leases.fresh():
@@ -376,9 +383,11 @@ class Reconciler:
             await self._reconcile(env, spec)
         finally:
             task = asyncio.current_task()
-            if env_id in self._unsent and not (task is not None and task.cancelling()):
+            if (env_id in self._unsent or env_id in self._unsent_fields) \
+                    and not (task is not None and task.cancelling()):
                 await self._set(env_id)
             self._unsent.pop(env_id, None)
+            self._unsent_fields.pop(env_id, None)
 
     async def _reconcile(self, env: Environment, spec: EnvSpec) -> None:
         env_id = env.id
@@ -479,7 +488,7 @@ class Reconciler:
             return
         tries, last = self._failures.get(env.id, 0), self._last_failure.get(env.id)
         retrying = f"trying again after try {tries} failed: {last}" if tries and last else ""
-        await self._set(env.id, observed_state=State.STARTING, status_detail="", status_message=retrying)
+        self._defer(env.id, observed_state=State.STARTING, status_detail="", status_message=retrying)
         if not same_instance:
             await self._prepare_instance(env, spec)
             if self._boot_slots.locked():  # its owner sees why nothing moves for a moment
@@ -492,18 +501,21 @@ class Reconciler:
         else:
             endpoint = Endpoint(env.id, env.ssh_host or "", env.ssh_port or 0, env.host_key or "",
                                 env.instance_id or "")
+        # The document is made while sshd is waited for; awaited in the configure step, so a
+        # secret that cannot be decrypted fails that step, naming the secret.
+        document = asyncio.ensure_future(asyncio.to_thread(self._configuration, env))
+        document.add_done_callback(lambda f: f.cancelled() or f.exception())  # read even if sshd fails
         conn = await self._step(env.id, "sshd", lambda: self._wait_sshd(spec, endpoint), SSHD_TIMEOUT + 5)
         sent: dict = {}
 
         async def configure() -> dict:
-            # Inside the step: a secret that cannot be decrypted fails it, naming the secret.
-            sent.update(await asyncio.to_thread(self._configuration, env))
+            sent.update(await document)
             return await envssh.configure(conn, sent)
         configured = await self._step(env.id, "configure", configure, STEP_TIMEOUT)
         options = env.options or {}
         if isinstance(configured.get("apps"), list) and configured["apps"] != options.get("apps"):
             options = {**options, "apps": configured["apps"]}  # what its image offers (VS Code or not)
-            await self._set(env.id, options=options)
+            self._defer(env.id, options=options)
             env.options = options
         run = bool(env.prebuild_id)  # a prebuild run: what other environments let pass fails it
         cloned: dict = {}
@@ -657,8 +669,8 @@ class Reconciler:
         key = await self._step(env.id, "host-key", read, SSHD_TIMEOUT + 5)
         if env.host_key and env.instance_id == observed.instance_id and env.host_key != key:
             raise StepFailed("host-key", "the environment's SSH host key changed without a new instance; refused")
-        await self._set(env.id, ssh_host=observed.host, ssh_port=observed.port, host_key=key,
-                        instance_id=observed.instance_id, runtime_state=observed.state)
+        self._defer(env.id, ssh_host=observed.host, ssh_port=observed.port, host_key=key,
+                    instance_id=observed.instance_id, runtime_state=observed.state)
         return key
 
     async def _before_stop(self, env: Environment) -> None:
