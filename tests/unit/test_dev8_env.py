@@ -45,6 +45,24 @@ def test_configure_writes_private_files_and_removes_stale_ones(run_dir):
     assert json.loads(run(run_dir, "status").stdout) == {"configured": True, "secret_names": ["B"]}
 
 
+def test_configure_starts_no_process_and_imports_neither_subprocess_nor_tempfile(run_dir):
+    """configure runs at every start of an environment: importing subprocess (and tempfile,
+    which pulls in shutil, lzma and bz2) was over half of its start; a regression shows here."""
+    probe = ("import json, sys\n"
+             "sys.argv = ['dev8-env', 'configure']\n"
+             f"code = compile(open({str(HELPER)!r}).read(), 'dev8-env', 'exec')\n"
+             "try:\n    exec(code, {'__name__': '__main__'})\n"
+             "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+             "print(json.dumps(sorted(m for m in ('subprocess', 'tempfile', 'shutil', 'typing') if m in sys.modules)),"
+             " file=sys.stderr)\n")
+    env = {**os.environ, "DEV8_RUN_DIR": str(run_dir)}
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], input=json.dumps({"secrets": {"A": "one"}}),
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (run_dir / "secrets" / "A").read_text() == "one"
+    assert json.loads(r.stderr.strip().splitlines()[-1]) == []
+
+
 def test_configure_rejects_bad_names_without_writing(run_dir):
     r = run(run_dir, "configure", input=json.dumps({"secrets": {"../evil": "x"}}))
     assert r.returncode == 1 and "invalid secret entry" in r.stderr

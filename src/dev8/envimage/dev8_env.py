@@ -35,11 +35,13 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # imported where a process is started: most commands start none, and its import
+    import subprocess  # is a fifth of every command's start
 
 VERSION = "1"
 # The environment images' layout. The control plane imports these (dev8.envimage.dev8_env)
@@ -71,16 +73,20 @@ AI_SECRETS = {"claude": "anthropic", "gemini": "gemini", "copilot": "copilot"}
 
 
 def _write_private(path: str, data: bytes) -> None:
-    """Write atomically with 0600 from the first byte (no window with wider permissions)."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    """Write atomically with 0600 from the first byte (no window with wider permissions).
+
+    The temporary file is made as ``tempfile.mkstemp`` makes one (a random name, O_EXCL, no
+    link followed): importing tempfile pulls in shutil, lzma and bz2, half of the start of
+    every dev8-env command, and configure runs at every start of an environment."""
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.urandom(8).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, 0o600)  # whatever the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
@@ -271,6 +277,7 @@ def _write_code_server_env(config: dict) -> None:
     else:
         os.unlink(path)
     if os.path.exists(CODE_SERVER_SERVICE):
+        import subprocess
         subprocess.run(["sudo", "-n", "sv", "restart", CODE_SERVER_SERVICE], capture_output=True, timeout=30)
 
 
@@ -380,6 +387,7 @@ def clone() -> dict:
 
 def _head(repo: str) -> str:
     """The commit checked out in ``repo`` (empty if it has none)."""
+    import subprocess
     return subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True,
                           timeout=60).stdout.strip()
 
@@ -387,6 +395,7 @@ def _head(repo: str) -> str:
 def _update_prebuilt(target: str) -> dict:
     """A new home copied from a prebuild: its clone goes forward to the branch's head (the
     prebuild may be hours old); when that changed anything, updateContentCommand runs again."""
+    import subprocess
     before = _head(target)
     pull = subprocess.run(["git", "-C", target, "pull", "--ff-only", "--quiet"], capture_output=True, text=True,
                           env=_no_prompt_env(), timeout=600)
@@ -422,6 +431,7 @@ def _git_clone(url: str, target: str, branch: str | None, failed: str, *options:
     """Clone into ``target`` all at once: beside it first, then renamed, so a clone cut half
     way (its instance stopped) never passes for a finished one."""
     import shutil
+    import subprocess
     partial = target + ".dev8-partial"
     shutil.rmtree(partial, ignore_errors=True)  # a cut clone's
     cmd = ["git", "clone", "--quiet", *options] + (["--branch", branch] if branch else [])
@@ -455,6 +465,7 @@ def dotfiles() -> dict:
 
 
 def _install_dotfiles(url: str, branch: str | None) -> dict:
+    import subprocess
     target = os.path.expanduser("~/.dotfiles")
     if os.path.exists(target):
         return {"reason": "already installed in ~/.dotfiles"}
@@ -542,6 +553,7 @@ def _once_commands(config: dict) -> tuple[list[str], str]:
 
 
 def _run_lifecycle(config: dict) -> dict:
+    import subprocess
     plan = config.get("devcontainer") or {}
     commands, marker = _once_commands(config)
     # a prebuild, and a home made from one, say so even without commands: the clone of a home
@@ -573,6 +585,7 @@ CODE_SERVER_DATA = os.path.expanduser("~/.local/share/code-server")
 
 
 def _code_server(*args: str) -> subprocess.CompletedProcess:
+    import subprocess
     gallery = _load_config().get("extensions_gallery")
     env = {**os.environ, "EXTENSIONS_GALLERY": gallery} if gallery else None
     return subprocess.run([CODE_SERVER, "--user-data-dir", CODE_SERVER_DATA, *args],
@@ -673,6 +686,7 @@ def health(service_dir: str = SERVICE_DIR) -> dict:
     """Each service's state as runit's supervisor records it in ``supervise/stat`` (the
     entrypoint makes those folders readable: no sudo, which a no-new-privileges container,
     as on Kubernetes, refuses); ``sv status`` through sudo where that file cannot be read."""
+    import subprocess
     services = {}
     for name in sorted(os.listdir(service_dir)) if os.path.isdir(service_dir) else []:
         stat = _read(os.path.join(service_dir, name, "supervise", "stat"))
@@ -754,6 +768,7 @@ def _uptime() -> int | None:
 
 def _home_size() -> int | None:
     """Bytes under the home (du, at most every HOME_SIZE_EVERY s; None if it took too long)."""
+    import subprocess
     cache = os.path.join(RUN_DIR, "home-size.json")
     try:
         with open(cache, encoding="utf-8") as f:
@@ -775,6 +790,7 @@ def _home_size() -> int | None:
 
 
 def _git(repo: str, *args: str) -> str | None:
+    import subprocess
     try:
         proc = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -834,6 +850,7 @@ def save_home() -> dict:
     """Archive the home to ``$DEV8_HOME_ARCHIVE`` (gzip, owners and modes kept): written
     beside it and renamed over it, so the archive is always a whole one, the last save or
     this. One save at a time (a lock in the run dir)."""
+    import subprocess
     archive = os.environ.get("DEV8_HOME_ARCHIVE", "")
     if not archive and os.path.exists(HOME_ARCHIVE_FILE):  # over SSH: as the entrypoint found it
         with open(HOME_ARCHIVE_FILE, encoding="utf-8") as f:
@@ -1138,11 +1155,19 @@ def main(argv: list[str]) -> int:
         else:
             print(f"dev8-env: unknown command {cmd!r}", file=sys.stderr)
             return 2
-    except (ValueError, OSError, subprocess.SubprocessError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, (ValueError, OSError, *_process_errors())):
+            raise
         print(f"dev8-env {cmd}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0
+
+
+def _process_errors() -> tuple[type[Exception], ...]:
+    """subprocess's errors, if a command imported it (only then can they occur)."""
+    module = sys.modules.get("subprocess")
+    return (module.SubprocessError,) if module is not None else ()
 
 
 if __name__ == "__main__":
