@@ -37,7 +37,7 @@ async def until_ready(ctx: ServerContext, env_id: str, name: str, seen: int, tel
             seen, told_ready = ev.id, told_ready or ev.step == "ready"
         problem = f"{name} was deleted" if env is None else envs.ready_or_failed(env)
         if problem == "" and env is not None:
-            if not told_ready:  # its `ready` event is written just after the state
+            if not told_ready:  # its `ready` event comes with the state, unless past what one look reads
                 tell("ready ok")
             return env
         if problem is not None or loop.time() > deadline:
