@@ -89,3 +89,32 @@ def test_an_event_of_an_environment_deleted_meanwhile_is_dropped_and_others_are_
     rec._event("gone", "start", "running")  # the foreign key refuses it: no event, no error
     with db.session() as s:
         assert [(e.env_id, e.step) for e in s.scalars(select(Event))] == [("e1", "start")]
+
+
+def test_a_reconcile_that_loses_its_lease_writes_nothing_it_held_back(db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The fields a start sets on the way (STARTING here) wait for its next write; when the
+    lease is found lost instead, another replica reconciles the environment now, and what
+    this one held back must not land on that replica's state."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from dev8.core.connections import EnvConnections
+    from dev8.core.leases import Leases
+    from dev8.core.reconciler import LeaseLost, Reconciler
+    from dev8.runtimes.fake import FakeRuntime
+    from dev8.store.models import Event, User
+    with db.session() as s:
+        s.add(User(id=3, email="e@example.com", username="e"))
+        s.flush()
+        s.add(env(id="e1", observed_state="stopped", desired_state="running", ssh_host=None, ssh_port=None,
+                  host_key=None, instance_id=None))
+    leases = Leases.alone(db)
+    leases.fresh = lambda: False  # type: ignore[method-assign]
+    rec = Reconciler(db, None, FakeRuntime(tmp_path / "rt"), EnvConnections(db, None),  # type: ignore[arg-type]
+                     leases=leases)
+    with pytest.raises(LeaseLost):
+        asyncio.run(rec.reconcile("e1"))
+    with db.session() as s:
+        assert s.get(Environment, "e1").observed_state == "stopped"
+        assert list(s.scalars(select(Event))) == []

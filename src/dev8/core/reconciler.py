@@ -381,6 +381,10 @@ class Reconciler:
         spec = spec_of(env, self.installation)
         try:
             await self._reconcile(env, spec)
+        except LeaseLost:  # another replica reconciles it now: nothing unsent of this one's may land on its state
+            self._unsent.pop(env_id, None)
+            self._unsent_fields.pop(env_id, None)
+            raise
         finally:
             task = asyncio.current_task()
             if (env_id in self._unsent or env_id in self._unsent_fields) \
